@@ -1,0 +1,26 @@
+//! Running a loaded model: devices, the engine, top-k.
+
+pub mod device;
+pub mod engine;
+pub mod topk;
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    #[error("{0}")]
+    Device(String),
+    #[error(transparent)]
+    Open(#[from] crate::checkpoint::file::OpenError),
+    #[error("{}: {source}", path.display())]
+    Model {
+        path: PathBuf,
+        source: crate::model::ModelError,
+    },
+    #[error("{}: {problem}", path.display())]
+    Weights { path: PathBuf, problem: String },
+    #[error("{0}")]
+    Input(#[from] crate::model::ModelError),
+    #[error("inference failed on {device}: {message}")]
+    Backend { device: String, message: String },
+}

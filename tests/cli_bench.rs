@@ -1,0 +1,55 @@
+//! `kineto bench --json` reports what the speed comparisons read (a smoke test, not a timing).
+
+use std::process::Command;
+
+#[test]
+fn bench_json_has_the_documented_fields() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kineto"))
+        .args([
+            "bench",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--frames",
+            "2",
+            "--size",
+            "64",
+            "--runs",
+            "2",
+            "--warmup",
+            "1",
+            "--json",
+        ])
+        .output()
+        .expect("run kineto");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    for key in [
+        "case",
+        "model",
+        "frames",
+        "batch",
+        "size",
+        "device",
+        "backend",
+        "threads",
+        "runs",
+        "warmup",
+        "median_ms",
+        "mean_ms",
+        "min_ms",
+        "max_ms",
+        "kineto_version",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key} in {v}");
+    }
+    assert_eq!(v["frames"], 2);
+    assert_eq!(v["threads"], 1);
+    assert_eq!(v["device"], "cpu");
+    assert!(v["median_ms"].as_f64().unwrap_or(-1.0) > 0.0);
+}

@@ -1,0 +1,130 @@
+//! Shared test helpers: fixture paths, .npz reading, comparisons, model building.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, TensorData};
+use kineto::checkpoint::ParamStore;
+use kineto::checkpoint::keys::{Role, canonicalize};
+use kineto::checkpoint::pdparams::read_pdparams;
+use kineto::model::fuse::fuse_store;
+use kineto::model::{Form, Recognizer};
+use kineto::npy::{NpyArray, read_npy_f32, read_npz_f32};
+
+/// `KINETO_FIXTURES`, else `../shared/fixtures` beside the package. A missing file panics with
+/// its path: fixtures are never skipped.
+pub fn fixture(rel: &str) -> PathBuf {
+    let root = std::env::var_os("KINETO_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
+    let path = root.join(rel);
+    assert!(path.exists(), "missing fixture {}", path.display());
+    path
+}
+
+pub fn npy(rel: &str) -> NpyArray<f32> {
+    let path = fixture(rel);
+    read_npy_f32(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Every float32 array of an `np.savez_compressed` fixture, by key.
+pub fn npz(rel: &str) -> Vec<(String, NpyArray<f32>)> {
+    read_npz_f32(&fixture(rel)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub fn npz_get<'a>(arrays: &'a [(String, NpyArray<f32>)], key: &str) -> &'a NpyArray<f32> {
+    &arrays
+        .iter()
+        .find(|(k, _)| k == key)
+        .unwrap_or_else(|| panic!("fixture array {key} missing"))
+        .1
+}
+
+pub fn data_f32(data: &TensorData) -> Vec<f32> {
+    data.clone()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 data")
+}
+
+/// Max abs difference; shapes must match.
+pub fn max_abs_diff(ours: &[f32], reference: &[f32]) -> f32 {
+    assert_eq!(ours.len(), reference.len(), "length mismatch");
+    ours.iter()
+        .zip(reference)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Canonical PP-TSMv2 fixture weights; with `attention`, merged with the 16f attention extra.
+pub fn v2_store(attention: bool) -> ParamStore {
+    let mut raw = read_pdparams(&fixture("pptsmv2/w8.pdparams")).expect("w8.pdparams");
+    if attention {
+        let extra = read_pdparams(&fixture("pptsmv2/att16_extra.pdparams")).expect("att16_extra");
+        for (k, t) in extra.iter() {
+            raw.insert(k, t.clone());
+        }
+    }
+    canonicalize(&raw, Role::Student).expect("layout").1
+}
+
+pub fn r50_store() -> ParamStore {
+    let raw = read_pdparams(&fixture("pptsm_r50/w.pdparams")).expect("w.pdparams");
+    canonicalize(&raw, Role::Student).expect("layout").1
+}
+
+pub fn build(store: &ParamStore, form: Form, device: &Device) -> Recognizer {
+    let store = match form {
+        Form::Training => store.clone(),
+        Form::Fused => fuse_store(store).expect("fuse"),
+    };
+    Recognizer::from_store(&store, device).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The input as a 5-D tensor on `device`.
+pub fn clip_tensor(array: &NpyArray<f32>, device: &Device) -> burn::tensor::Tensor<5> {
+    let dims: [usize; 5] = match array.shape.as_slice() {
+        &[t, c, h, w] => [1, t, c, h, w],
+        &[n, t, c, h, w] => [n, t, c, h, w],
+        other => panic!("input shape {other:?}"),
+    };
+    burn::tensor::Tensor::from_data(TensorData::new(array.data.clone(), dims), device)
+}
+
+/// Runs the traced forward and compares every fixture array (bar `skip`) with the record of the
+/// same name; per-frame activations stored for the first frames only are compared on those.
+pub fn check_activations(
+    model: &Recognizer,
+    arrays: &[(String, NpyArray<f32>)],
+    device: &Device,
+    skip: &[&str],
+) -> Vec<(String, f32)> {
+    let input = clip_tensor(npz_get(arrays, "input"), device);
+    let mut trace = kineto::model::layers::Trace::enabled();
+    model.forward_traced(input, &mut trace);
+    let mut report = Vec::new();
+    for (name, reference) in arrays {
+        if name == "input" || skip.contains(&name.as_str()) {
+            continue;
+        }
+        let ours = trace
+            .get(name)
+            .unwrap_or_else(|| panic!("the forward records no {name}"));
+        let ours = data_f32(ours);
+        let n = reference.data.len();
+        assert!(
+            ours.len() >= n,
+            "{name}: ours has {} values, fixture {n}",
+            ours.len()
+        );
+        let diff = max_abs_diff(&ours[..n], &reference.data);
+        let tol = if name.starts_with("logits") {
+            1e-4
+        } else {
+            1e-3
+        };
+        assert!(diff <= tol, "{name}: max abs diff {diff:e} > {tol:e}");
+        report.push((name.clone(), diff));
+    }
+    report
+}
