@@ -50,3 +50,30 @@ fn r50_at_64_on_wgpu() {
     let model = build(&r50_store(), Form::Training, &device);
     check_activations(&model, &arrays, &device, &[]);
 }
+
+/// `kineto logits --device gpu` end to end: takes the software adapter when there is no GPU
+/// and says so on stderr; the numbers are the same.
+#[test]
+fn cli_logits_on_the_gpu_device() {
+    let dir = std::env::temp_dir().join(format!("kineto-wgpu-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let arrays = npz("pptsmv2/act64_8f.npz");
+    let x = npz_get(&arrays, "input");
+    let input = dir.join("in.npy");
+    kineto::npy::write_npy_f32(&input, &x.shape, &x.data).expect("write input");
+    let output = dir.join("out.npy");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kineto"))
+        .args(["logits", "--device", "gpu", "--weights"])
+        .arg(fixture("pptsmv2/w8.pdparams"))
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&output)
+        .output()
+        .expect("run kineto");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let ours = kineto::npy::read_npy_f32(&output).expect("output");
+    let d = max_abs_diff(&ours.data, &npz_get(&arrays, "logits_fused").data);
+    assert!(d <= 1e-4, "gpu CLI logits: {d:e}");
+}
