@@ -5,10 +5,18 @@
 //! Errors print one line: `kineto: error: <file>: <problem>`.
 
 mod bench;
+mod classify;
 mod logits;
+mod model;
+mod preprocess;
+mod progress;
+mod timeline;
 mod weights;
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use anyhow::anyhow;
 
 use clap::{Parser, Subcommand};
 use kineto::infer::device::{ComputeDevice, DeviceChoice};
@@ -47,6 +55,12 @@ fn parse_device(s: &str) -> Result<DeviceChoice, String> {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Top-k labels for video files and folders (PaddleVideo's test pipeline).
+    Classify(classify::ClassifyArgs),
+    /// Predictions over sliding windows of one video.
+    Timeline(timeline::TimelineArgs),
+    /// Write the exact tensor classify feeds the model (.npy), and report the sampled frames.
+    Preprocess(preprocess::PreprocessArgs),
     /// Raw logits of a model on a preprocessed clip tensor (.npy in, .npy out).
     Logits(logits::LogitsArgs),
     /// Inspect weights files.
@@ -71,6 +85,11 @@ impl Failure {
         }
     }
 
+    /// Some inputs of a batch failed (the rest were processed).
+    pub fn partial(error: impl Into<anyhow::Error>) -> Self {
+        Self::input(error)
+    }
+
     /// Usage or environment.
     pub fn fatal(error: impl Into<anyhow::Error>) -> Self {
         Self {
@@ -93,9 +112,83 @@ pub fn resolve_device(global: &GlobalArgs) -> Result<ComputeDevice, Failure> {
     Ok(device)
 }
 
+/// `--format` and `--output`, shared by the commands that print results.
+#[derive(clap::Args, Debug)]
+pub struct OutputArgs {
+    /// table, json or csv; default: from --output's extension, else the command's default.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Write results to this file (written to a temporary name, then renamed).
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+impl OutputArgs {
+    /// `--format` wins, then the extension of `--output`, then `default`.
+    pub fn format(&self, default: &str) -> Result<String, Failure> {
+        let chosen = match (&self.format, &self.output) {
+            (Some(f), _) => f.to_ascii_lowercase(),
+            (None, Some(path)) => match path.extension().and_then(|e| e.to_str()) {
+                Some(e) if e.eq_ignore_ascii_case("json") => "json".into(),
+                Some(e) if e.eq_ignore_ascii_case("csv") => "csv".into(),
+                _ => default.into(),
+            },
+            (None, None) => default.into(),
+        };
+        match chosen.as_str() {
+            "table" | "json" | "csv" => Ok(chosen),
+            other => Err(Failure::fatal(anyhow!(
+                "unknown --format {other}; use table, json or csv"
+            ))),
+        }
+    }
+}
+
+/// Results to `--output` (atomically) or stdout.
+pub fn write_output(args: &OutputArgs, text: &str) -> CliResult {
+    match &args.output {
+        Some(path) => write_atomic(path, text.as_bytes()).map_err(Failure::fatal),
+        None => {
+            print!("{text}");
+            if !text.ends_with('\n') {
+                println!();
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Temp file in the target's folder, fsync, rename: a partial file never looks complete.
+fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(anyhow!("{}: cannot write: {e}", path.display()));
+    }
+    Ok(())
+}
+
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Classify(args) => classify::run(args, &cli.global),
+        Command::Timeline(args) => timeline::run(args, &cli.global),
+        Command::Preprocess(args) => preprocess::run(args, &cli.global),
         Command::Logits(args) => logits::run(args, &cli.global),
         Command::Weights(cmd) => weights::run(cmd, &cli.global),
         Command::Bench(args) => bench::run(args, &cli.global),

@@ -1,7 +1,10 @@
 //! Running a loaded model: devices, the engine, top-k.
 
+pub mod batch;
+pub mod classify;
 pub mod device;
 pub mod engine;
+pub mod timeline;
 pub mod topk;
 
 use std::path::PathBuf;

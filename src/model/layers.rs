@@ -229,6 +229,14 @@ pub fn global_avg_pool(x: Tensor<4>) -> Tensor<4> {
     x.reshape([n, c, h * w]).mean_dim(2).reshape([n, c, 1, 1])
 }
 
+/// `[N*T, C, 1, 1]` pooled frame features -> `[N, C]`, the mean over each clip's segments.
+pub fn segment_mean(x: Tensor<4>, num_seg: usize) -> Tensor<2> {
+    let [nt, c, _, _] = x.dims();
+    x.reshape([nt / num_seg, num_seg, c])
+        .mean_dim(1)
+        .reshape([nt / num_seg, c])
+}
+
 /// Records named intermediate results when enabled (parity tests); free otherwise.
 #[derive(Default)]
 pub struct Trace {

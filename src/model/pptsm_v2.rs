@@ -5,7 +5,9 @@
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, activation};
 
-use super::layers::{Act, Conv, ConvBn, Linear, Trace, global_avg_pool, temporal_shift};
+use super::layers::{
+    Act, Conv, ConvBn, Linear, Trace, global_avg_pool, segment_mean, temporal_shift,
+};
 
 /// Width of the last conv (`class_expand`).
 pub const CLASS_EXPAND: usize = 1280;
@@ -328,11 +330,7 @@ impl PpTsmV2 {
         trace.record("last_act", &x);
         let x = x.mul_scalar(DROPOUT_KEEP);
         trace.record("dropout", &x);
-        let [nt, c, _, _] = x.dims();
-        let features: Tensor<2> = x
-            .reshape([nt / num_seg, num_seg, c])
-            .mean_dim(1)
-            .reshape([nt / num_seg, c]);
+        let features = segment_mean(x, num_seg);
         trace.record("features", &features);
         features
     }

@@ -6,7 +6,9 @@ use burn::tensor::module::{avg_pool2d, max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor};
 
-use super::layers::{Act, BatchNorm, Conv, Linear, Trace, global_avg_pool, temporal_shift};
+use super::layers::{
+    Act, BatchNorm, Conv, Linear, Trace, global_avg_pool, segment_mean, temporal_shift,
+};
 
 /// Bottleneck blocks per stage.
 pub fn stage_depths(depth: usize) -> Option<[usize; 4]> {
@@ -177,11 +179,7 @@ impl ResNetTsm {
         }
         let x = global_avg_pool(x);
         trace.record("pooled", &x);
-        let [nt, c, _, _] = x.dims();
-        let features: Tensor<2> = x
-            .reshape([nt / num_seg, num_seg, c])
-            .mean_dim(1)
-            .reshape([nt / num_seg, c]);
+        let features = segment_mean(x, num_seg);
         trace.record("features", &features);
         features
     }

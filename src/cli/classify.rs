@@ -1,0 +1,68 @@
+//! `kineto classify PATHS... [--top-k K] [--format table|json|csv] [--frames N] [--dense]`
+
+use std::path::PathBuf;
+
+use anyhow::anyhow;
+use kineto::infer::batch::{classify_files, expand_inputs};
+use kineto::infer::classify::Sampling;
+use kineto::report::{classify_csv, classify_json, classify_table};
+
+use super::model::{ModelArgs, load_engine};
+use super::progress::Progress;
+use super::{CliResult, Failure, GlobalArgs, OutputArgs, write_output};
+
+#[derive(clap::Args, Debug)]
+pub struct ClassifyArgs {
+    /// Video files and folders (searched recursively for video files).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Labels per clip.
+    #[arg(long, default_value_t = 5)]
+    pub top_k: usize,
+    /// PaddleVideo's dense test mode: 10 clips x 3 crops, logits averaged.
+    #[arg(long)]
+    pub dense: bool,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+pub fn run(args: &ClassifyArgs, global: &GlobalArgs) -> CliResult {
+    let files = expand_inputs(&args.paths);
+    if files.is_empty() {
+        return Err(Failure::fatal(anyhow!(
+            "no video files found in {}",
+            args.paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let format = args.output.format("table")?;
+    let (engine, labels, num_seg) = load_engine(&args.model, global)?;
+    let sampling = Sampling {
+        num_seg,
+        dense: args.dense,
+    };
+    let progress = Progress::new(files.len() as u64, "clips", global.quiet);
+    let records = classify_files(&engine, &files, sampling, args.top_k, &labels, |i, r| {
+        progress.update(i as u64 + 1, &r.path);
+    });
+    progress.finish();
+    let text = match format.as_str() {
+        "json" => classify_json(&records),
+        "csv" => classify_csv(&records),
+        _ => classify_table(&records),
+    };
+    write_output(&args.output, &text)?;
+    let failed = records.iter().filter(|r| !r.is_ok()).count();
+    if failed > 0 {
+        return Err(Failure::partial(anyhow!(
+            "{failed} of {} files could not be classified",
+            records.len()
+        )));
+    }
+    Ok(())
+}

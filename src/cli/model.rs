@@ -1,0 +1,63 @@
+//! The model options classify, timeline and preprocess share, and loading them.
+
+use std::path::PathBuf;
+
+use anyhow::anyhow;
+use kineto::checkpoint::keys::Role;
+use kineto::infer::engine::Engine;
+use kineto::labels::{kinetics400, read_label_file};
+use kineto::model::Form;
+
+use super::{Failure, GlobalArgs, resolve_device};
+
+#[derive(clap::Args, Debug)]
+pub struct ModelArgs {
+    /// Weights: a .pdparams checkpoint (plain, DML student, or extracted student).
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Frames per clip (num_seg); default: what the checkpoint's attention fixes, else 8.
+    #[arg(long)]
+    pub frames: Option<usize>,
+    /// Class names, one per line (`name`, `id name`, or CSV `id,name`); default Kinetics-400.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+}
+
+/// The engine, its class names, and the num_seg to use.
+pub fn load_engine(
+    args: &ModelArgs,
+    global: &GlobalArgs,
+) -> Result<(Engine, Vec<String>, usize), Failure> {
+    let device = resolve_device(global)?;
+    let engine =
+        Engine::load(&args.weights, Role::Student, Form::Fused, device).map_err(Failure::fatal)?;
+    let fixed = engine.model.arch.num_seg;
+    let num_seg = match (args.frames, fixed) {
+        (Some(f), Some(t)) if f != t => {
+            return Err(Failure::fatal(anyhow!(
+                "{}: this checkpoint's temporal attention fixes num_seg = {t}; --frames {f} cannot be used",
+                args.weights.display()
+            )));
+        }
+        (Some(0), _) => return Err(Failure::fatal(anyhow!("--frames must be at least 1"))),
+        (Some(f), _) => f,
+        (None, Some(t)) => t,
+        (None, None) => 8,
+    };
+    let labels = match &args.labels {
+        Some(path) => read_label_file(path).map_err(Failure::fatal)?,
+        None => kinetics400(),
+    };
+    let classes = engine.num_classes();
+    if labels.len() != classes {
+        let source = args
+            .labels
+            .as_ref()
+            .map_or("Kinetics-400".to_string(), |p| p.display().to_string());
+        return Err(Failure::fatal(anyhow!(
+            "{source}: {} labels, but the model has {classes} classes (pass --labels FILE)",
+            labels.len()
+        )));
+    }
+    Ok((engine, labels, num_seg))
+}

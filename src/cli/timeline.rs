@@ -1,0 +1,82 @@
+//! `kineto timeline VIDEO [--window-s 2] [--stride-s 1] [--top-k 5] [--format json|csv]`
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::anyhow;
+use kineto::infer::timeline::{TimelineRecord, TimelineRequest, timeline};
+use kineto::report::{csv_field, top_k_cell};
+
+use super::model::{ModelArgs, load_engine};
+use super::progress::Progress;
+use super::{CliResult, Failure, GlobalArgs, OutputArgs, write_output};
+
+#[derive(clap::Args, Debug)]
+pub struct TimelineArgs {
+    pub video: PathBuf,
+    /// Window length in seconds.
+    #[arg(long, default_value_t = 2.0)]
+    pub window_s: f64,
+    /// Step between window starts in seconds.
+    #[arg(long, default_value_t = 1.0)]
+    pub stride_s: f64,
+    #[arg(long, default_value_t = 5)]
+    pub top_k: usize,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+pub fn run(args: &TimelineArgs, global: &GlobalArgs) -> CliResult {
+    if !(args.window_s > 0.0 && args.stride_s > 0.0) {
+        return Err(Failure::fatal(anyhow!(
+            "--window-s and --stride-s must be positive"
+        )));
+    }
+    let format = args.output.format("json")?;
+    if format == "table" {
+        return Err(Failure::fatal(anyhow!("timeline writes json or csv")));
+    }
+    let (engine, labels, num_seg) = load_engine(&args.model, global)?;
+    let req = TimelineRequest {
+        window_s: args.window_s,
+        stride_s: args.stride_s,
+        num_seg,
+        k: args.top_k,
+        labels: &labels,
+    };
+    let mut progress: Option<Progress> = None;
+    let record = timeline(&engine, &args.video, &req, |done, total| {
+        let bar =
+            progress.get_or_insert_with(|| Progress::new(total as u64, "windows", global.quiet));
+        bar.update(done as u64, "");
+    })
+    .map_err(Failure::input)?;
+    if let Some(bar) = &progress {
+        bar.finish();
+    }
+    let text = match format.as_str() {
+        "csv" => timeline_csv(&record),
+        _ => serde_json::to_string_pretty(&record).unwrap_or_default(),
+    };
+    write_output(&args.output, &text)
+}
+
+fn timeline_csv(record: &TimelineRecord) -> String {
+    let mut out = String::from("start_s,end_s,label,label_id,score,top_k\n");
+    for w in &record.windows {
+        let top = w.top_k.first();
+        let _ = writeln!(
+            out,
+            "{:.3},{:.3},{},{},{},{}",
+            w.start_s,
+            w.end_s,
+            csv_field(top.map_or("", |t| t.label.as_str())),
+            top.map_or(String::new(), |t| t.label_id.to_string()),
+            top.map_or(String::new(), |t| format!("{:.6}", t.score)),
+            csv_field(&top_k_cell(&w.top_k)),
+        );
+    }
+    out
+}

@@ -1,0 +1,93 @@
+//! Many files: expand folders, decode the next clip on a worker while the current one runs on
+//! the model (a bounded queue of two prepared clips), records in input order.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::sync_channel;
+
+use super::classify::{ClassifyRecord, Sampling, classify_prepared, prepare};
+use super::engine::{Engine, panic_message};
+
+/// File extensions taken from folders (any case). Files named explicitly are always taken.
+pub const VIDEO_EXTENSIONS: &[&str] = &[
+    "mp4", "m4v", "mov", "avi", "mkv", "webm", "mpg", "mpeg", "wmv", "flv", "3gp", "ts",
+];
+
+pub fn is_video_file(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| VIDEO_EXTENSIONS.iter().any(|v| v.eq_ignore_ascii_case(e)))
+}
+
+/// Files and folders -> the files to classify: folders recursively (video extensions only),
+/// everything sorted and de-duplicated. A path that does not exist stays in the list, so that
+/// it becomes an error row rather than vanishing.
+pub fn expand_inputs(inputs: &[PathBuf]) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            collect_dir(input, &mut files);
+        } else {
+            files.push(input.clone());
+        }
+    }
+    files.sort();
+    files.dedup();
+    files
+}
+
+fn collect_dir(dir: &Path, files: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        // Unreadable folder: keep it so the user sees an error row for it.
+        files.push(dir.to_path_buf());
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_dir(&path, files);
+        } else if is_video_file(&path) {
+            files.push(path);
+        }
+    }
+}
+
+/// Classifies `files` in order, calling `on_record` as each finishes. Decoding of file k+1
+/// overlaps inference of file k; a failure (or a panic) in one file becomes its error row.
+pub fn classify_files(
+    engine: &Engine,
+    files: &[PathBuf],
+    sampling: Sampling,
+    k: usize,
+    labels: &[String],
+    mut on_record: impl FnMut(usize, &ClassifyRecord),
+) -> Vec<ClassifyRecord> {
+    let (tx, rx) = sync_channel(2);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for (i, path) in files.iter().enumerate() {
+                let prepared = catch_unwind(AssertUnwindSafe(|| prepare(path, sampling, false)))
+                    .map_err(|p| panic_message(&p));
+                if tx.send((i, prepared)).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut records = Vec::with_capacity(files.len());
+        for (i, prepared) in rx {
+            let path = &files[i];
+            let record = match prepared {
+                Ok(Ok(clip)) => classify_prepared(engine, path, clip, k, labels),
+                Ok(Err(e)) => ClassifyRecord::failed(path, sampling.num_seg, e.problem(path)),
+                Err(panic) => ClassifyRecord::failed(
+                    path,
+                    sampling.num_seg,
+                    format!("internal error while decoding: {panic}"),
+                ),
+            };
+            on_record(i, &record);
+            records.push(record);
+        }
+        records
+    })
+}

@@ -1,0 +1,265 @@
+//! `kineto preprocess`, `classify` and `timeline` on PaddleVideo's example clip (against the
+//! fixtures made with PaddleVideo + decord) and on clips generated with GStreamer.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+use kineto::infer::topk::top_k_indices;
+use kineto::npy::read_npy_f32;
+use kineto::video::synth::{ClipSpec, Codec, Container, broken_variants, synth_clip};
+
+fn kineto(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kineto"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .expect("run kineto")
+}
+
+fn tmp(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kineto-video-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// ImageNet std per channel: a difference in normalised units times std*255 is grey levels.
+const STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+fn grey_level_diff(ours: &[f32], reference: &[f32], frames: usize) -> (f64, f32) {
+    let plane = 224 * 224;
+    let mut sum = 0.0f64;
+    let mut max = 0.0f32;
+    for (i, (a, b)) in ours.iter().zip(reference).enumerate() {
+        let channel = (i / plane) % 3;
+        let d = (a - b).abs() * STD[channel] * 255.0;
+        sum += f64::from(d);
+        max = max.max(d);
+    }
+    (sum / (frames * 3 * plane) as f64, max)
+}
+
+#[test]
+fn preprocess_matches_paddlevideo_on_the_example_clip() {
+    let dir = tmp("prep");
+    for frames in [8usize, 16] {
+        let out_path = dir.join(format!("x{frames}.npy"));
+        let raw_path = dir.join(format!("f{frames}.npy"));
+        let out = kineto(&[
+            "preprocess",
+            s(&fixture("video/example.avi")),
+            "--frames",
+            &frames.to_string(),
+            "--output",
+            s(&out_path),
+            "--frames-output",
+            s(&raw_path),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(report["frame_count"], 131);
+        let want: Vec<u32> = (0..frames as u32)
+            .map(|i| if frames == 8 { 7 + 16 * i } else { 3 + 8 * i })
+            .collect();
+        assert_eq!(report["indices"], serde_json::json!(want));
+        let ours = read_npy_f32(&out_path).expect("tensor");
+        assert_eq!(ours.shape, vec![frames, 3, 224, 224]);
+        let reference = npy(&format!("video/example_{frames}f_input.npy"));
+        let (mean, max) = grey_level_diff(&ours.data, &reference.data, frames);
+        eprintln!("{frames}f: mean {mean:.4} max {max:.3} grey levels vs PaddleVideo");
+        assert!(mean < 0.5, "{frames}f mean diff {mean} grey levels");
+        assert!(max <= 8.0, "{frames}f max diff {max} grey levels");
+    }
+}
+
+#[test]
+fn classify_the_example_clip_gives_paddlevideos_top5() {
+    let out = kineto(&[
+        "classify",
+        "--device",
+        "cpu",
+        "--format",
+        "json",
+        "--weights",
+        s(&fixture("pptsmv2/w8.pdparams")),
+        s(&fixture("video/example.avi")),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let records: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let r = &records[0];
+    assert_eq!(r["status"], "ok");
+    assert_eq!(r["frames"], 8);
+    let ours: Vec<u64> = r["top_k"]
+        .as_array()
+        .expect("top_k")
+        .iter()
+        .map(|t| t["label_id"].as_u64().unwrap_or(999))
+        .collect();
+    let reference = npy("pptsmv2/logits224_8f.npy");
+    let want: Vec<u64> = top_k_indices(&reference.data, 5)
+        .into_iter()
+        .map(|i| i as u64)
+        .collect();
+    assert_eq!(ours[0], want[0], "same top-1");
+    let mut a = ours.clone();
+    let mut b = want.clone();
+    a.sort_unstable();
+    b.sort_unstable();
+    assert_eq!(a, b, "same top-5 set");
+    assert_eq!(r["top_k"][0]["label"], "building_shed");
+}
+
+#[test]
+fn dense_mode_matches_paddlevideos_dense_scores() {
+    let dir = tmp("dense");
+    let out_path = dir.join("dense.npy");
+    let out = kineto(&[
+        "preprocess",
+        s(&fixture("video/example.avi")),
+        "--frames",
+        "8",
+        "--dense",
+        "--output",
+        s(&out_path),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let t = read_npy_f32(&out_path).expect("tensor");
+    assert_eq!(t.shape, vec![30, 8, 3, 224, 224]);
+    let out = kineto(&[
+        "classify",
+        "--device",
+        "cpu",
+        "--dense",
+        "--format",
+        "json",
+        "--weights",
+        s(&fixture("pptsm_r50/w.pdparams")),
+        s(&fixture("video/example.avi")),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let records: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let ids: Vec<u64> = records[0]["top_k"]
+        .as_array()
+        .expect("top_k")
+        .iter()
+        .map(|t| t["label_id"].as_u64().unwrap_or(999))
+        .collect();
+    assert_eq!(ids[0], 364);
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, vec![124, 355, 364, 374, 390]);
+}
+
+#[test]
+fn timeline_windows_over_the_example_clip() {
+    let dir = tmp("timeline");
+    let csv = dir.join("t.csv");
+    let out = kineto(&[
+        "timeline",
+        "--device",
+        "cpu",
+        "--weights",
+        s(&fixture("pptsmv2/w8.pdparams")),
+        s(&fixture("video/example.avi")),
+        "--output",
+        s(&csv),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&csv).expect("csv");
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("start_s,end_s,label,label_id,score,top_k")
+    );
+    // 131 frames at 25 fps = 5.24 s: windows at 0,1,2,3 s plus one ending at 5.24 s.
+    assert_eq!(lines.count(), 5);
+
+    let out = kineto(&[
+        "timeline",
+        "--device",
+        "cpu",
+        "--weights",
+        s(&fixture("pptsmv2/w8.pdparams")),
+        s(&fixture("video/example.avi")),
+        "--window-s",
+        "1.5",
+        "--stride-s",
+        "0.5",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["frame_count"], 131);
+    let windows = v["windows"].as_array().expect("windows");
+    assert!(windows.len() >= 8);
+    assert_eq!(windows[0]["indices"].as_array().map(|a| a.len()), Some(8));
+}
+
+/// A folder of generated clips in every container and codec, plus broken files: every good
+/// clip gets a label, every broken one an error row, exit code 1, and the CSV reads back.
+#[test]
+fn classify_a_folder_of_generated_and_broken_clips() {
+    let dir = tmp("folder");
+    let clips = dir.join("clips");
+    std::fs::create_dir_all(clips.join("sub")).expect("dir");
+    let specs = [
+        ("a.mp4", Container::Mp4, Codec::H264),
+        ("b.mp4", Container::Mp4, Codec::Mpeg4),
+        ("c.avi", Container::Avi, Codec::Mjpeg),
+        ("sub/d.webm", Container::Webm, Codec::Vp8),
+        ("e.mkv", Container::Mkv, Codec::H264),
+        ("f.MOV", Container::Mov, Codec::H264),
+    ];
+    for (name, container, codec) in specs {
+        let mut spec = ClipSpec::new(container, codec, 20);
+        spec.width = 96;
+        spec.height = 72;
+        synth_clip(&clips.join(name), &spec).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let broken = broken_variants(&clips.join("sub"));
+    assert!(!broken.is_empty());
+    std::fs::write(clips.join("notes.txt"), "not a video, skipped by extension").expect("write");
+
+    let csv_path = dir.join("out.csv");
+    let out = kineto(&[
+        "classify",
+        "--device",
+        "cpu",
+        "--weights",
+        s(&fixture("pptsmv2/w8.pdparams")),
+        s(&clips),
+        "--output",
+        s(&csv_path),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "some files are broken: {}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&csv_path).expect("csv");
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some(kineto::report::CLASSIFY_CSV_HEADER));
+    let rows: Vec<&str> = lines.collect();
+    let ok = rows.iter().filter(|r| r.contains(",ok,")).count();
+    let errors = rows.iter().filter(|r| r.contains(",error,")).count();
+    assert_eq!(ok, specs.len(), "{text}");
+    let broken_videos = broken
+        .iter()
+        .filter(|(_, p)| kineto::infer::batch::is_video_file(p))
+        .count();
+    assert!(errors >= 1 && ok + errors == rows.len(), "{text}");
+    assert!(errors <= broken_videos, "{text}");
+    assert!(!text.contains("notes.txt"));
+}
