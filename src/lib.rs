@@ -7,6 +7,8 @@
 
 pub mod checkpoint;
 pub mod infer;
+pub mod labels;
 pub mod model;
 pub mod npy;
 pub mod video;
+pub mod weights;
