@@ -677,6 +677,13 @@ fn a_cached_file_changed_on_disk_is_detected() {
     assert!(out.status.success(), "{}", stderr(&out));
     let out = env.logits("v2_8f", &["--offline"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // A cached file deleted by hand is downloaded again on the next use.
+    std::fs::remove_file(&path).expect("remove");
+    let out = env.logits("v2_8f", &["--offline"]);
+    assert_fails(&out, 2, &["offline"]);
+    let out = env.logits("v2_8f", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(env.server.hits("v2_8f.pdparams").len(), 3);
 }
 
 #[test]

@@ -65,9 +65,11 @@ pub fn fetch(
     options: &FetchOptions,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<PathBuf, WeightsError> {
+    // A recorded file that is gone (deleted by hand) is simply downloaded again.
     if !options.force
         && let Some(recorded) = cache.lookup(&entry.name)?
         && recorded.file_name == entry.file_name
+        && cache.file_path(&recorded.file_name).exists()
     {
         return cache.verify(&recorded);
     }

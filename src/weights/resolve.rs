@@ -84,12 +84,13 @@ pub fn cached_or_found(
     entry: &CatalogEntry,
     cache: &Cache,
 ) -> Result<Option<PathBuf>, WeightsError> {
+    let path = cache.file_path(&entry.file_name);
     if let Some(recorded) = cache.lookup(&entry.name)?
         && recorded.file_name == entry.file_name
+        && path.exists()
     {
         return cache.verify(&recorded).map(Some);
     }
-    let path = cache.file_path(&entry.file_name);
     if !path.is_file() {
         return Ok(None);
     }
