@@ -12,3 +12,4 @@ pub mod model;
 pub mod npy;
 pub mod report;
 pub mod video;
+pub mod weights;

@@ -4,21 +4,35 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::keys::{Layout, Role, canonicalize};
+use super::keys::{Layout, Role, canonicalize, reorder};
 use super::pdparams::read_pdparams;
+use super::safetensors::{KinetoMeta, read_safetensors};
 use super::{CheckpointError, ParamStore};
 use crate::model::arch::{self, Arch};
+use crate::model::key_order;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     Pdparams,
+    Safetensors,
 }
 
 impl Format {
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Pdparams => "pdparams",
+            Format::Safetensors => "safetensors",
+        }
+    }
+
+    /// From a file name's extension (any case); `None` for other extensions.
+    pub fn from_path(path: &Path) -> Option<Format> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "pdparams" | "pdparam" => Some(Format::Pdparams),
+            "safetensors" => Some(Format::Safetensors),
+            _ => None,
         }
     }
 }
@@ -39,10 +53,15 @@ pub struct Checkpoint {
     pub layout: Layout,
     pub arch: Arch,
     pub store: ParamStore,
+    /// Class names carried by the file (safetensors metadata); `None` for `.pdparams`.
+    pub class_names: Option<Vec<String>>,
+    /// Kineto's safetensors metadata, when the file has it.
+    pub meta: Option<KinetoMeta>,
 }
 
 /// Reads `path` and takes the model `role` names (the student unless asked for the teacher of a
-/// DML checkpoint).
+/// DML checkpoint). `.safetensors` files are Kineto's format (one model, canonical keys); any
+/// other name is read as `.pdparams`.
 pub fn open_checkpoint(path: &Path, role: Role) -> Result<Checkpoint, OpenError> {
     let content = |problem: String| OpenError::Content {
         path: path.to_path_buf(),
@@ -52,21 +71,82 @@ pub fn open_checkpoint(path: &Path, role: Role) -> Result<Checkpoint, OpenError>
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
-    let (format, raw) = match ext.as_deref() {
-        Some("pdparams") | Some("pdparam") | None => (Format::Pdparams, read_pdparams(path)?),
+    let (format, raw, meta) = match ext.as_deref() {
+        Some("safetensors") => {
+            let file = read_safetensors(path)?;
+            (Format::Safetensors, file.store, file.meta)
+        }
+        Some("pdparams") | Some("pdparam") | None => (Format::Pdparams, read_pdparams(path)?, None),
         Some(other) => {
             return Err(content(format!(
-                "unsupported weights format .{other}; Kineto reads .pdparams files"
+                "unsupported weights format .{other}; Kineto reads .pdparams and .safetensors \
+                 files"
             )));
         }
     };
     let (layout, store) = canonicalize(&raw, role).map_err(content)?;
     let arch = arch::detect(&store).map_err(content)?;
+    let store = match format {
+        // safetensors keeps tensors sorted by name: put them back in the model's order.
+        Format::Safetensors => reorder(&store, &key_order(arch)),
+        Format::Pdparams => store,
+    };
+    if let Some(meta) = &meta {
+        check_meta(meta, &arch).map_err(content)?;
+    }
     Ok(Checkpoint {
         path: path.to_path_buf(),
         format,
         layout,
         arch,
         store,
+        class_names: meta.as_ref().and_then(|m| m.class_names.clone()),
+        meta,
     })
+}
+
+/// The metadata must describe the tensors it travels with.
+fn check_meta(meta: &KinetoMeta, arch: &Arch) -> Result<(), String> {
+    let mismatch = |what: &str, said: String, found: String| {
+        Err(format!(
+            "metadata says {what} {said}, the tensors hold {found}"
+        ))
+    };
+    if meta.model != arch.model {
+        return mismatch(
+            "model",
+            meta.model.as_str().into(),
+            arch.model.as_str().into(),
+        );
+    }
+    if meta.form != arch.form {
+        return mismatch("form", meta.form.as_str().into(), arch.form.as_str().into());
+    }
+    if meta.num_classes != arch.num_classes {
+        return mismatch(
+            "num_classes",
+            meta.num_classes.to_string(),
+            arch.num_classes.to_string(),
+        );
+    }
+    if meta.attention != arch.attention {
+        return mismatch(
+            "attention",
+            meta.attention.to_string(),
+            arch.attention.to_string(),
+        );
+    }
+    if let Some(fixed) = arch.num_seg
+        && meta.num_seg != fixed
+    {
+        return mismatch("num_seg", meta.num_seg.to_string(), fixed.to_string());
+    }
+    if arch.depth.is_some() && meta.depth != arch.depth {
+        return mismatch(
+            "depth",
+            format!("{:?}", meta.depth),
+            format!("{:?}", arch.depth),
+        );
+    }
+    Ok(())
 }

@@ -107,6 +107,45 @@ pub fn canonicalize(store: &ParamStore, role: Role) -> Result<(Layout, ParamStor
     Ok((layout, out))
 }
 
+/// `store` with its keys in `order` (PaddleVideo's state-dict order of the model). Keys that
+/// `order` lacks follow: a rep block's training-form `P.dw_conv.{weight,bias}` right after that
+/// block's `P.dw_conv_list.*` keys (where PaddleVideo keeps them), any other at the end in their
+/// own order.
+pub fn reorder(store: &ParamStore, order: &[String]) -> ParamStore {
+    let mut keys: Vec<&str> = order
+        .iter()
+        .map(String::as_str)
+        .filter(|k| store.contains(k))
+        .collect();
+    for key in store.names() {
+        if keys.contains(&key) {
+            continue;
+        }
+        let block = key
+            .strip_suffix(".dw_conv.weight")
+            .or_else(|| key.strip_suffix(".dw_conv.bias"));
+        // PaddleVideo's order is the branches, then `dw_conv.weight`, then `dw_conv.bias`.
+        let after = block.and_then(|p| {
+            let list = format!("{p}.dw_conv_list.");
+            let weight = format!("{p}.dw_conv.weight");
+            let is_bias = key.ends_with(".bias");
+            keys.iter()
+                .rposition(|k| k.starts_with(&list) || (is_bias && *k == weight))
+        });
+        match after {
+            Some(i) => keys.insert(i + 1, key),
+            None => keys.push(key),
+        }
+    }
+    let mut out = ParamStore::new();
+    for key in keys {
+        if let Some(t) = store.get(key) {
+            out.insert(key, t.clone());
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +195,43 @@ mod tests {
 
         assert!(canonicalize(&store(&["backbone.a", "weird.b"]), Role::Student).is_err());
         assert!(canonicalize(&ParamStore::new(), Role::Student).is_err());
+    }
+
+    #[test]
+    fn reorder_follows_the_model_and_places_rep_dw_conv() {
+        let s = store(&[
+            "b.x",
+            "b.s.dw_conv.bias",
+            "b.s.dw_conv.weight",
+            "b.s.dw_conv_list.1.w",
+            "b.s.dw_conv_list.0.w",
+            "b.s.se.w",
+            "z.extra",
+            "a.first",
+        ]);
+        let order: Vec<String> = [
+            "a.first",
+            "b.s.dw_conv_list.0.w",
+            "b.s.dw_conv_list.1.w",
+            "b.s.se.w",
+            "b.x",
+            "not.in.store",
+        ]
+        .map(String::from)
+        .to_vec();
+        let r = reorder(&s, &order);
+        assert_eq!(
+            r.names().collect::<Vec<_>>(),
+            [
+                "a.first",
+                "b.s.dw_conv_list.0.w",
+                "b.s.dw_conv_list.1.w",
+                "b.s.dw_conv.weight",
+                "b.s.dw_conv.bias",
+                "b.s.se.w",
+                "b.x",
+                "z.extra"
+            ]
+        );
     }
 }

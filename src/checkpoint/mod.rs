@@ -1,5 +1,5 @@
 //! Model checkpoints: the in-memory parameter store every format loads into,
-//! and the PaddlePaddle `.pdparams` reader/writer.
+//! the PaddlePaddle `.pdparams` reader/writer and the safetensors reader/writer.
 //!
 //! A `.pdparams` file is a Python pickle, and unpickling runs code, so the
 //! reader in [`pickle`] is a restricted VM: a fixed opcode set, a fixed table
@@ -14,10 +14,14 @@ pub mod keys;
 pub mod load;
 pub mod pdparams;
 pub mod pickle;
+pub mod safetensors;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use pdparams::{encode_pdparams, parse_pdparams, read_pdparams, write_pdparams};
 pub use pickle::PickleError;
@@ -200,6 +204,64 @@ pub enum CheckpointError {
         key: String,
         problem: String,
     },
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A temporary name beside `path` (same directory, so a rename is atomic): hidden, and unique
+/// per process and call.
+pub fn temp_path_for(path: &Path) -> std::io::Result<PathBuf> {
+    let Some(file_name) = path.file_name() else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "path has no file name",
+        ));
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok(dir.join(format!(
+        ".{}.tmp-{}-{}",
+        file_name.to_string_lossy(),
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    )))
+}
+
+/// Fsyncs the directory holding `path` so that a rename into it is durable; not every
+/// platform can open a directory, so this is best effort.
+pub fn sync_parent_dir(path: &Path) {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory is written,
+/// fsynced and renamed over `path`, so readers see either the old file or the complete new one.
+/// On any failure the temporary file is removed.
+pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = temp_path_for(path)?;
+    let result = (|| {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, path)?;
+        sync_parent_dir(path);
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// Makes file-controlled text safe for a one-line message: control

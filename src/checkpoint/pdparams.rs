@@ -5,12 +5,10 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use super::pickle::{self, ArrayState, DtypeKind, NdArray, Obj, Unpickled};
-use super::{CheckpointError, ParamStore, ParamTensor, printable, shape_numel};
+use super::{CheckpointError, ParamStore, ParamTensor, printable, shape_numel, write_file_atomic};
 
 /// Reads and parses a `.pdparams` file.
 pub fn read_pdparams(path: &Path) -> Result<ParamStore, CheckpointError> {
@@ -505,54 +503,16 @@ pub fn encode_pdparams(store: &ParamStore) -> Vec<u8> {
     enc.finish()
 }
 
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
 /// Writes `store` to `path` atomically: a temporary file in the same
 /// directory is written, fsynced and renamed over `path`, so readers see
 /// either the old file or the complete new one.
 pub fn write_pdparams(store: &ParamStore, path: &Path) -> Result<(), CheckpointError> {
-    let io_err = |source| CheckpointError::Io {
+    let bytes = encode_pdparams(store);
+    write_file_atomic(path, &bytes).map_err(|source| CheckpointError::Io {
         path: path.to_path_buf(),
         action: "write",
         source,
-    };
-    let Some(file_name) = path.file_name() else {
-        return Err(io_err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "path has no file name",
-        )));
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let bytes = encode_pdparams(store);
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        file_name.to_string_lossy(),
-        std::process::id(),
-        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, path)?;
-        // Make the rename itself durable; not every platform can open a
-        // directory, so this one is best effort.
-        if let Ok(d) = fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(io_err)
+    })
 }
 
 #[cfg(test)]
@@ -560,6 +520,7 @@ pub fn write_pdparams(store: &ParamStore, path: &Path) -> Result<(), CheckpointE
 mod tests {
     use super::*;
     use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::path::PathBuf;
 
     // ----- fixtures -----
 

@@ -1,7 +1,6 @@
 //! `kineto bench`: median forward time, the same protocol as the anchors' `ort_bench.py`
 //! (input ready in memory, warm-up runs, then the median of N timed runs).
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::anyhow;
@@ -11,7 +10,7 @@ use kineto::model::init::random_store;
 use kineto::model::{Arch, Form, ModelKind, Recognizer};
 use serde_json::json;
 
-use super::{CliResult, Failure, GlobalArgs, resolve_device};
+use super::{CliResult, Failure, GlobalArgs, resolve_device, resolve_weights};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -30,9 +29,10 @@ pub struct BenchArgs {
     /// Input height and width.
     #[arg(long, default_value_t = 224)]
     pub size: usize,
-    /// Time this checkpoint (fused form) instead of the plain PP-TSMv2 with random weights.
-    #[arg(long)]
-    pub weights: Option<PathBuf>,
+    /// Time this checkpoint (a catalog name or a file; fused form) instead of the plain
+    /// PP-TSMv2 with random weights.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub weights: Option<String>,
     /// One JSON object instead of a line of text.
     #[arg(long)]
     pub json: bool,
@@ -44,8 +44,12 @@ pub fn run(args: &BenchArgs, global: &GlobalArgs) -> CliResult {
             "--runs, --frames and --batch must be at least 1 and --size at least 32"
         )));
     }
+    let weights = match &args.weights {
+        Some(spec) => Some(resolve_weights(spec, global)?.path),
+        None => None,
+    };
     let device = resolve_device(global)?;
-    let engine = match &args.weights {
+    let engine = match &weights {
         Some(path) => {
             Engine::load(path, Role::Student, Form::Fused, device).map_err(Failure::input)?
         }

@@ -9,13 +9,14 @@ use kineto::infer::engine::Engine;
 use kineto::model::{Form, ModelError};
 use kineto::npy::{read_npy_f32, write_npy_f32};
 
-use super::{CliResult, Failure, GlobalArgs, resolve_device};
+use super::{CliResult, Failure, GlobalArgs, resolve_device, resolve_weights};
 
 #[derive(clap::Args, Debug)]
 pub struct LogitsArgs {
-    /// A .pdparams checkpoint (plain, DML or extracted student).
-    #[arg(long)]
-    pub weights: PathBuf,
+    /// A catalog name (fetched into the cache on demand) or a .pdparams (plain, DML or
+    /// extracted student) / .safetensors file.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub weights: String,
     /// f32 clips: [T, 3, H, W] (one clip) or [N, T, 3, H, W]; num_seg = T.
     #[arg(long)]
     pub input: PathBuf,
@@ -48,6 +49,7 @@ pub fn run(args: &LogitsArgs, global: &GlobalArgs) -> CliResult {
             )));
         }
     };
+    let weights = resolve_weights(&args.weights, global)?.path;
     let device = resolve_device(global)?;
     let role = if args.teacher {
         Role::Teacher
@@ -58,11 +60,11 @@ pub fn run(args: &LogitsArgs, global: &GlobalArgs) -> CliResult {
         FormArg::Fused => Form::Fused,
         FormArg::Training => Form::Training,
     };
-    let engine = Engine::load(&args.weights, role, form, device).map_err(Failure::input)?;
+    let engine = Engine::load(&weights, role, form, device).map_err(Failure::input)?;
     let logits = engine.logits(input.data, dims).map_err(|e| match e {
         // A fixed num_seg is the checkpoint's rule, not a broken input.
         InferError::Input(ModelError::NumSeg { .. }) => {
-            Failure::fatal(anyhow!("{}: {e}", args.weights.display()))
+            Failure::fatal(anyhow!("{}: {e}", weights.display()))
         }
         InferError::Input(_) => Failure::input(anyhow!("{}: {e}", args.input.display())),
         other => Failure::input(other),

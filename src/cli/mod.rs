@@ -6,6 +6,7 @@
 
 mod bench;
 mod classify;
+mod export;
 mod logits;
 mod model;
 mod preprocess;
@@ -13,6 +14,7 @@ mod progress;
 mod timeline;
 mod weights;
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -20,6 +22,9 @@ use anyhow::anyhow;
 
 use clap::{Parser, Subcommand};
 use kineto::infer::device::{ComputeDevice, DeviceChoice};
+use kineto::weights::WeightsError;
+use kineto::weights::download::{FetchOptions, Progress};
+use kineto::weights::resolve::{ResolvedWeights, resolve};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -47,6 +52,12 @@ pub struct GlobalArgs {
     /// Print nothing but results and errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// The weights cache folder (default: KINETO_CACHE_DIR, else the user's data directory).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Never download: weights missing from the cache are an error that says what to fetch.
+    #[arg(long, global = true)]
+    pub offline: bool,
 }
 
 fn parse_device(s: &str) -> Result<DeviceChoice, String> {
@@ -63,9 +74,11 @@ pub enum Command {
     Preprocess(preprocess::PreprocessArgs),
     /// Raw logits of a model on a preprocessed clip tensor (.npy in, .npy out).
     Logits(logits::LogitsArgs),
-    /// Inspect weights files.
+    /// The weights catalog and cache: list, info, fetch, import.
     #[command(subcommand)]
     Weights(weights::WeightsCommand),
+    /// Write a checkpoint as safetensors (Kineto's format) or .pdparams (PaddleVideo's layout).
+    Export(export::ExportArgs),
     /// Time the model's forward pass (median of N runs after warm-up).
     Bench(bench::BenchArgs),
 }
@@ -158,6 +171,64 @@ pub fn write_output(args: &OutputArgs, text: &str) -> CliResult {
     }
 }
 
+/// Exit code 1 when the weights themselves cannot be used, 2 for usage and environment errors.
+pub fn weights_failure(error: WeightsError) -> Failure {
+    if error.is_input_error() {
+        Failure::input(error)
+    } else {
+        Failure::fatal(error)
+    }
+}
+
+/// Download progress on stderr: a line updated in place on a terminal, a line per 10% otherwise.
+pub fn progress_printer(global: &GlobalArgs, what: String) -> impl FnMut(Progress) {
+    let quiet = global.quiet;
+    let terminal = std::io::stderr().is_terminal();
+    let mut last_decile = None;
+    move |p| {
+        if quiet {
+            return;
+        }
+        let mb = |b: u64| b as f64 / 1_048_576.0;
+        match p {
+            Progress::Start {
+                resumed_from,
+                total,
+            } => {
+                let size = total
+                    .map(|t| format!(" ({:.1} MiB)", mb(t)))
+                    .unwrap_or_default();
+                if resumed_from > 0 {
+                    eprintln!(
+                        "kineto: resuming {what}{size} from {:.1} MiB",
+                        mb(resumed_from)
+                    );
+                } else {
+                    eprintln!("kineto: downloading {what}{size}");
+                }
+            }
+            Progress::Bytes { done, total } => {
+                let Some(total) = total.filter(|t| *t > 0) else {
+                    return;
+                };
+                let percent = done.saturating_mul(100) / total;
+                if terminal {
+                    eprint!("\r  {percent:3}%  {:.1} / {:.1} MiB", mb(done), mb(total));
+                } else if last_decile != Some(percent / 10) {
+                    last_decile = Some(percent / 10);
+                    eprintln!("  {percent}% ({:.1} / {:.1} MiB)", mb(done), mb(total));
+                }
+            }
+            Progress::Verifying => {
+                if terminal {
+                    eprintln!();
+                }
+                eprintln!("kineto: checking {what}");
+            }
+        }
+    }
+}
+
 /// Temp file in the target's folder, fsync, rename: a partial file never looks complete.
 fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
@@ -183,6 +254,26 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Download options from the global flags.
+pub fn fetch_options(global: &GlobalArgs) -> FetchOptions {
+    FetchOptions {
+        offline: global.offline,
+        ..FetchOptions::default()
+    }
+}
+
+/// `--weights NAME|FILE` -> a local file (fetching a catalog name on demand).
+pub fn resolve_weights(spec: &str, global: &GlobalArgs) -> Result<ResolvedWeights, Failure> {
+    let mut progress = progress_printer(global, spec.to_string());
+    resolve(
+        spec,
+        global.cache_dir.as_deref(),
+        &fetch_options(global),
+        &mut progress,
+    )
+    .map_err(weights_failure)
+}
+
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
@@ -191,6 +282,7 @@ pub fn run() -> ExitCode {
         Command::Preprocess(args) => preprocess::run(args, &cli.global),
         Command::Logits(args) => logits::run(args, &cli.global),
         Command::Weights(cmd) => weights::run(cmd, &cli.global),
+        Command::Export(args) => export::run(args, &cli.global),
         Command::Bench(args) => bench::run(args, &cli.global),
     };
     match result {

@@ -180,6 +180,23 @@ impl Recognizer {
     }
 }
 
+/// The checkpoint keys of `arch`'s network (in `arch.form`) in module order, which is
+/// PaddleVideo's state-dict order. Empty when the architecture cannot be built.
+/// (PaddleVideo's `PPTSM_v2` creates its temporal attention last, after the fc, so its keys go
+/// to the end.)
+pub fn key_order(arch: Arch) -> Vec<String> {
+    let Ok(model) = Recognizer::skeleton(arch, &Device::flex()) else {
+        return Vec::new();
+    };
+    let store = model.to_store();
+    let (last, mut keys): (Vec<String>, Vec<String>) = store
+        .names()
+        .map(str::to_string)
+        .partition(|k| k.starts_with("backbone.global_attention."));
+    keys.extend(last);
+    keys
+}
+
 /// One line from a list of problems: the first few, then a count.
 fn summarize(problems: &[String]) -> String {
     const SHOWN: usize = 4;

@@ -1,0 +1,128 @@
+//! The `.pdparams` Kineto exports loads in PaddlePaddle itself and equals the source arrays bit
+//! for bit: `tests/python/check_pdparams.py` run with the interpreter of a venv that has
+//! `paddlepaddle` (`KINETO_PADDLE_PYTHON`; `.ci/run` makes it). Without it the test fails.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::fixture;
+use kineto::checkpoint::pdparams::{read_pdparams, write_pdparams};
+
+fn python() -> PathBuf {
+    match std::env::var_os("KINETO_PADDLE_PYTHON") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => panic!(
+            "KINETO_PADDLE_PYTHON is not set: this test needs a Python with PaddlePaddle. Make \
+             one with `python3 -m venv ~/.cache/kineto/paddle-venv && \
+             ~/.cache/kineto/paddle-venv/bin/pip install paddlepaddle==3.3.1 numpy==2.4.6`, then \
+             `export KINETO_PADDLE_PYTHON=~/.cache/kineto/paddle-venv/bin/python` (.ci/run does \
+             both)"
+        ),
+    }
+}
+
+fn kineto(args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kineto"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .env(
+            "KINETO_CACHE_DIR",
+            std::env::temp_dir().join("kineto-paddle-test-cache"),
+        )
+        .output()
+        .expect("run kineto");
+    assert!(
+        out.status.success(),
+        "kineto {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn check(export: &Path, references: &[&Path]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/check_pdparams.py");
+    let python = python();
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg(export)
+        .args(references)
+        .env("PYTHONWARNINGS", "ignore")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} (KINETO_PADDLE_PYTHON): {e}",
+                python.display()
+            )
+        });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "check_pdparams.py failed for {}:\n{stdout}\n{stderr}",
+        export.display()
+    );
+    assert!(stdout.contains("; 0 differences"), "{stdout}");
+}
+
+fn tmp() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kineto-paddle-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+#[test]
+fn paddle_loads_our_exports_bit_for_bit() {
+    let dir = tmp();
+    let s = |p: &Path| p.to_str().expect("utf-8").to_string();
+
+    // PP-TSMv2: pdparams -> safetensors -> pdparams.
+    let w8 = fixture("pptsmv2/w8.pdparams");
+    let st = dir.join("w8.safetensors");
+    let back = dir.join("w8.pdparams");
+    kineto(&["export", "--weights", &s(&w8), "--output", &s(&st)]);
+    kineto(&["export", "--weights", &s(&st), "--output", &s(&back)]);
+    check(&back, &[&w8]);
+
+    // The 16f attention model (w8 + att16_extra), straight to .pdparams.
+    let att = fixture("pptsmv2/att16_extra.pdparams");
+    let mut merged = read_pdparams(&w8).expect("w8");
+    for (k, t) in read_pdparams(&att).expect("att").iter() {
+        merged.insert(k, t.clone());
+    }
+    let merged_path = dir.join("att16_src.pdparams");
+    write_pdparams(&merged, &merged_path).expect("write");
+    let att_st = dir.join("att16.safetensors");
+    let att_back = dir.join("att16.pdparams");
+    kineto(&[
+        "export",
+        "--weights",
+        &s(&merged_path),
+        "--output",
+        &s(&att_st),
+    ]);
+    kineto(&[
+        "export",
+        "--weights",
+        &s(&att_st),
+        "--output",
+        &s(&att_back),
+    ]);
+    check(&att_back, &[&w8, &att]);
+
+    // PP-TSM R50 (backbone.* and head.*).
+    let r50 = fixture("pptsm_r50/w.pdparams");
+    let r50_st = dir.join("r50.safetensors");
+    let r50_back = dir.join("r50.pdparams");
+    kineto(&["export", "--weights", &s(&r50), "--output", &s(&r50_st)]);
+    kineto(&[
+        "export",
+        "--weights",
+        &s(&r50_st),
+        "--output",
+        &s(&r50_back),
+    ]);
+    check(&r50_back, &[&r50]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
