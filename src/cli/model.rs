@@ -8,13 +8,14 @@ use kineto::infer::engine::Engine;
 use kineto::labels::{kinetics400, read_label_file};
 use kineto::model::Form;
 
-use super::{Failure, GlobalArgs, resolve_device};
+use super::{Failure, GlobalArgs, resolve_device, resolve_weights};
 
 #[derive(clap::Args, Debug)]
 pub struct ModelArgs {
-    /// Weights: a .pdparams checkpoint (plain, DML student, or extracted student).
-    #[arg(long)]
-    pub weights: PathBuf,
+    /// Weights: a catalog name (fetched into the cache on first use) or a .pdparams /
+    /// .safetensors file.
+    #[arg(long, default_value = kineto::weights::DEFAULT_WEIGHTS)]
+    pub weights: String,
     /// Frames per clip (num_seg); default: what the checkpoint's attention fixes, else 8.
     #[arg(long)]
     pub frames: Option<usize>,
@@ -28,15 +29,16 @@ pub fn load_engine(
     args: &ModelArgs,
     global: &GlobalArgs,
 ) -> Result<(Engine, Vec<String>, usize), Failure> {
+    let weights = resolve_weights(&args.weights, global)?.path;
     let device = resolve_device(global)?;
     let engine =
-        Engine::load(&args.weights, Role::Student, Form::Fused, device).map_err(Failure::fatal)?;
+        Engine::load(&weights, Role::Student, Form::Fused, device).map_err(Failure::fatal)?;
     let fixed = engine.model.arch.num_seg;
     let num_seg = match (args.frames, fixed) {
         (Some(f), Some(t)) if f != t => {
             return Err(Failure::fatal(anyhow!(
                 "{}: this checkpoint's temporal attention fixes num_seg = {t}; --frames {f} cannot be used",
-                args.weights.display()
+                weights.display()
             )));
         }
         (Some(0), _) => return Err(Failure::fatal(anyhow!("--frames must be at least 1"))),
