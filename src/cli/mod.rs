@@ -15,12 +15,13 @@ mod timeline;
 mod weights;
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::anyhow;
 
 use clap::{Parser, Subcommand};
+use kineto::checkpoint::write_file_atomic;
 use kineto::infer::device::{ComputeDevice, DeviceChoice};
 use kineto::weights::WeightsError;
 use kineto::weights::download::{FetchOptions, Progress};
@@ -160,7 +161,8 @@ impl OutputArgs {
 /// Results to `--output` (atomically) or stdout.
 pub fn write_output(args: &OutputArgs, text: &str) -> CliResult {
     match &args.output {
-        Some(path) => write_atomic(path, text.as_bytes()).map_err(Failure::fatal),
+        Some(path) => write_file_atomic(path, text.as_bytes())
+            .map_err(|e| Failure::fatal(anyhow!("{}: cannot write: {e}", path.display()))),
         None => {
             print!("{text}");
             if !text.ends_with('\n') {
@@ -227,31 +229,6 @@ pub fn progress_printer(global: &GlobalArgs, what: String) -> impl FnMut(Progres
             }
         }
     }
-}
-
-/// Temp file in the target's folder, fsync, rename: a partial file never looks complete.
-fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(anyhow!("{}: cannot write: {e}", path.display()));
-    }
-    Ok(())
 }
 
 /// Download options from the global flags.
