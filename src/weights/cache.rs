@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::WeightsError;
+use super::catalog::CatalogEntry;
 use crate::checkpoint::write_file_atomic;
 
 pub const CACHE_ENV: &str = "KINETO_CACHE_DIR";
@@ -30,6 +31,21 @@ pub struct IndexEntry {
     pub fetched_at: String,
     /// `download` or `import` (then the imported file's path follows: `import <path>`).
     pub source: String,
+}
+
+impl IndexEntry {
+    /// A catalog entry's file, verified just now: name, file name and URL from the catalog.
+    pub fn from_catalog(entry: &CatalogEntry, sha256: String, size: u64, source: &str) -> Self {
+        Self {
+            name: entry.name.clone(),
+            file_name: entry.file_name.clone(),
+            sha256,
+            size,
+            url: Some(entry.url.clone()),
+            fetched_at: now_rfc3339(),
+            source: source.to_string(),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::cache::{Cache, IndexEntry, now_rfc3339, sha256_file};
+use super::cache::{Cache, IndexEntry, sha256_file};
 use super::catalog::CatalogEntry;
 use super::{WeightsError, verify_file};
 use crate::checkpoint::sync_parent_dir;
@@ -95,15 +95,7 @@ pub fn fetch(
     let dest = cache.file_path(&entry.file_name);
     fs::rename(&part, &dest).map_err(|e| WeightsError::io(&dest, "write", e))?;
     sync_parent_dir(&dest);
-    cache.record(IndexEntry {
-        name: entry.name.clone(),
-        file_name: entry.file_name.clone(),
-        sha256,
-        size,
-        url: Some(entry.url.clone()),
-        fetched_at: now_rfc3339(),
-        source: "download".into(),
-    })?;
+    cache.record(IndexEntry::from_catalog(entry, sha256, size, "download"))?;
     Ok(dest)
 }
 

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::cache::{Cache, IndexEntry, now_rfc3339, sha256_file};
+use super::cache::{Cache, IndexEntry, sha256_file};
 use super::catalog::{Catalog, CatalogEntry, EntryKind};
 use super::download::{FetchOptions, Progress, fetch};
 use super::{WeightsError, verify_file};
@@ -96,14 +96,11 @@ pub fn cached_or_found(
     }
     verify_file(entry, &path).map_err(|problem| WeightsError::invalid(&path, problem))?;
     let (sha256, size) = sha256_file(&path)?;
-    cache.record(IndexEntry {
-        name: entry.name.clone(),
-        file_name: entry.file_name.clone(),
+    cache.record(IndexEntry::from_catalog(
+        entry,
         sha256,
         size,
-        url: Some(entry.url.clone()),
-        fetched_at: now_rfc3339(),
-        source: "found in the cache folder".into(),
-    })?;
+        "found in the cache folder",
+    ))?;
     Ok(Some(path))
 }
