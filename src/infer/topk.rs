@@ -1,8 +1,8 @@
 //! Softmax and top-k over one row of logits.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Ranked {
     pub rank: usize,
     pub label_id: usize,

@@ -3,6 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod export;
+pub mod project;
+
 const KINETICS400: &str = include_str!("../../assets/labels/kinetics400.txt");
 
 /// The 400 Kinetics-400 class names, line i = class i (PaddleVideo's label list).

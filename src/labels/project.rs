@@ -1,0 +1,1351 @@
+//! The labelling project: `kineto-project.json` in the folder the user opened (DESIGN.md,
+//! section 8). Clip paths are stored relative to that folder with `/` separators; unknown fields
+//! (top level, per clip, and inside the label set, model and prediction objects) are kept and
+//! written back; a file from a newer Kineto is refused rather than rewritten.
+//!
+//! Saving is atomic (`checkpoint::write_file_atomic`). The app saves through `ProjectSaver`, a
+//! background thread that writes the latest snapshot, so a burst of edits costs one write.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, Sender};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::checkpoint::write_file_atomic;
+use crate::infer::topk::Ranked;
+use crate::progress::{LatestSlot, Notify, lock};
+
+/// The `format` value of a project file.
+pub const FORMAT: &str = "kineto-project";
+/// The newest project `version` this Kineto reads and writes.
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    #[error("{}: cannot {action}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        source: io::Error,
+    },
+    #[error("{}: invalid JSON at line {line}, column {column}: {message}", path.display())]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{}: not a Kineto project (format is {found}, expected \"{FORMAT}\")", path.display())]
+    NotAProject { path: PathBuf, found: String },
+    #[error(
+        "{}: written by a newer Kineto (version {found}); this one reads version {supported}",
+        path.display()
+    )]
+    NewerVersion {
+        path: PathBuf,
+        found: u64,
+        supported: u32,
+    },
+    #[error("{}: {problem}", path.display())]
+    Invalid { path: PathBuf, problem: String },
+    #[error(
+        "{}: labelled with label set `{project}` ({project_classes} classes), not `{given}` \
+         ({given_classes} classes); open it with the same labels or start a new project",
+        path.display()
+    )]
+    LabelSetMismatch {
+        path: PathBuf,
+        project: String,
+        project_classes: usize,
+        given: String,
+        given_classes: usize,
+    },
+    #[error("{}: not inside the project folder {}", path.display(), root.display())]
+    OutsideRoot { path: PathBuf, root: PathBuf },
+    #[error("{}: no clip {index} (the project has {count})", path.display())]
+    NoSuchClip {
+        path: PathBuf,
+        index: usize,
+        count: usize,
+    },
+    #[error("{}: no prediction to accept", path.display())]
+    NoPrediction { path: PathBuf },
+    #[error(
+        "{}: class id {label_id} is out of range (the label set has {classes} classes)",
+        path.display()
+    )]
+    LabelOutOfRange {
+        path: PathBuf,
+        label_id: usize,
+        classes: usize,
+    },
+    #[error("{}: already exists and differs from {}; not overwritten", path.display(), clip.display())]
+    Exists { path: PathBuf, clip: PathBuf },
+    #[error("{}: both {first} and {second} would be exported here", path.display())]
+    NameCollision {
+        path: PathBuf,
+        first: String,
+        second: String,
+    },
+}
+
+impl ProjectError {
+    fn io(path: impl Into<PathBuf>, action: &'static str, source: io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            action,
+            source,
+        }
+    }
+
+    fn parse(path: &Path, err: &serde_json::Error) -> Self {
+        let text = err.to_string();
+        let suffix = format!(" at line {} column {}", err.line(), err.column());
+        let message = text.strip_suffix(&suffix).unwrap_or(&text).to_string();
+        Self::Parse {
+            path: path.to_path_buf(),
+            line: err.line(),
+            column: err.column(),
+            message,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClipStatus {
+    #[default]
+    Unlabelled,
+    Predicted,
+    Accepted,
+    Corrected,
+}
+
+impl ClipStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unlabelled => "unlabelled",
+            Self::Predicted => "predicted",
+            Self::Accepted => "accepted",
+            Self::Corrected => "corrected",
+        }
+    }
+
+    /// Accepted or corrected: a label a person confirmed.
+    pub fn is_confirmed(self) -> bool {
+        matches!(self, Self::Accepted | Self::Corrected)
+    }
+}
+
+impl std::fmt::Display for ClipStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClipPrediction {
+    pub top_k: Vec<Ranked>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProjectClip {
+    /// Relative to the project root, `/` separators.
+    pub path: String,
+    #[serde(default)]
+    pub status: ClipStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_id: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction: Option<ClipPrediction>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ProjectClip {
+    fn new(path: String) -> Self {
+        Self {
+            path,
+            status: ClipStatus::Unlabelled,
+            label_id: None,
+            label: None,
+            updated_at: Some(now_rfc3339()),
+            prediction: None,
+            extra: Map::new(),
+        }
+    }
+
+    /// The top-1 of the stored prediction.
+    pub fn predicted_top1(&self) -> Option<&Ranked> {
+        self.prediction.as_ref().and_then(|p| p.top_k.first())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LabelSetRef {
+    pub name: String,
+    pub labels: Vec<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProjectModel {
+    pub weights: String,
+    pub frames: usize,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatusCounts {
+    pub unlabelled: usize,
+    pub predicted: usize,
+    pub accepted: usize,
+    pub corrected: usize,
+}
+
+impl StatusCounts {
+    pub fn total(&self) -> usize {
+        self.unlabelled + self.predicted + self.accepted + self.corrected
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Project {
+    /// The folder holding `kineto-project.json`; clip paths are relative to it.
+    #[serde(skip)]
+    pub root: PathBuf,
+    pub format: String,
+    pub version: u32,
+    pub label_set: LabelSetRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ProjectModel>,
+    #[serde(default)]
+    pub clips: Vec<ProjectClip>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Project {
+    pub const FILE_NAME: &'static str = "kineto-project.json";
+
+    /// An empty project (nothing is written until `save`).
+    pub fn new(
+        root: impl Into<PathBuf>,
+        label_set_name: impl Into<String>,
+        labels: Vec<String>,
+    ) -> Self {
+        Self {
+            root: root.into(),
+            format: FORMAT.to_string(),
+            version: VERSION,
+            label_set: LabelSetRef {
+                name: label_set_name.into(),
+                labels,
+                extra: Map::new(),
+            },
+            model: None,
+            clips: Vec::new(),
+            extra: Map::new(),
+        }
+    }
+
+    /// `<root>/kineto-project.json`.
+    pub fn path(&self) -> PathBuf {
+        self.root.join(Self::FILE_NAME)
+    }
+
+    /// Reads `<root>/kineto-project.json`; `Ok(None)` when there is none.
+    pub fn load(root: &Path) -> Result<Option<Project>, ProjectError> {
+        let path = root.join(Self::FILE_NAME);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(ProjectError::io(path, "read", e)),
+        };
+        Self::from_json(&bytes, root).map(Some)
+    }
+
+    /// Parses and validates a project file's bytes; `root` is the folder it belongs to.
+    pub fn from_json(bytes: &[u8], root: &Path) -> Result<Project, ProjectError> {
+        let path = root.join(Self::FILE_NAME);
+        // Format and version first, so that a newer file is refused with its own message
+        // rather than with whatever its new layout fails on.
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| ProjectError::parse(&path, &e))?;
+        let Some(object) = value.as_object() else {
+            return Err(ProjectError::NotAProject {
+                path,
+                found: "missing (the file is not a JSON object)".to_string(),
+            });
+        };
+        match object.get("format") {
+            Some(Value::String(f)) if f == FORMAT => {}
+            Some(other) => {
+                return Err(ProjectError::NotAProject {
+                    path,
+                    found: crate::checkpoint::printable(&other.to_string()),
+                });
+            }
+            None => {
+                return Err(ProjectError::NotAProject {
+                    path,
+                    found: "missing".to_string(),
+                });
+            }
+        }
+        let version = match object.get("version").and_then(Value::as_u64) {
+            Some(v) => v,
+            None => {
+                return Err(ProjectError::Invalid {
+                    path,
+                    problem: "`version` is missing or not a whole number".to_string(),
+                });
+            }
+        };
+        if version > u64::from(VERSION) {
+            return Err(ProjectError::NewerVersion {
+                path,
+                found: version,
+                supported: VERSION,
+            });
+        }
+        if version == 0 {
+            return Err(ProjectError::Invalid {
+                path,
+                problem: "`version` 0 does not exist (versions start at 1)".to_string(),
+            });
+        }
+        let mut project: Project =
+            serde_json::from_slice(bytes).map_err(|e| ProjectError::parse(&path, &e))?;
+        project.root = root.to_path_buf();
+        project.validate()?;
+        Ok(project)
+    }
+
+    /// Loads the project in `root`, or starts a new one; an existing project must use the same
+    /// labels.
+    pub fn open_or_new(
+        root: &Path,
+        label_set_name: &str,
+        labels: Vec<String>,
+    ) -> Result<Project, ProjectError> {
+        match Self::load(root)? {
+            Some(project) => {
+                project.check_label_set(label_set_name, &labels)?;
+                Ok(project)
+            }
+            None => Ok(Self::new(root, label_set_name, labels)),
+        }
+    }
+
+    /// Errs unless `labels` is this project's label list (the name alone may differ).
+    pub fn check_label_set(&self, name: &str, labels: &[String]) -> Result<(), ProjectError> {
+        if self.label_set.labels == labels {
+            return Ok(());
+        }
+        Err(ProjectError::LabelSetMismatch {
+            path: self.path(),
+            project: self.label_set.name.clone(),
+            project_classes: self.label_set.labels.len(),
+            given: name.to_string(),
+            given_classes: labels.len(),
+        })
+    }
+
+    /// Switches to another label set. Refused while any clip has an accepted or corrected
+    /// label (those ids would change meaning); predictions and predicted labels are dropped
+    /// (predicted clips become unlabelled), since their class ids belong to the old set.
+    pub fn replace_label_set(
+        &mut self,
+        name: impl Into<String>,
+        labels: Vec<String>,
+    ) -> Result<(), ProjectError> {
+        if labels.is_empty() {
+            return Err(ProjectError::Invalid {
+                path: self.path(),
+                problem: "the new label set has no labels".to_string(),
+            });
+        }
+        if self.label_set.labels == labels {
+            self.label_set.name = name.into();
+            return Ok(());
+        }
+        let confirmed = self
+            .clips
+            .iter()
+            .filter(|c| c.status.is_confirmed())
+            .count();
+        if confirmed > 0 {
+            return Err(ProjectError::Invalid {
+                path: self.path(),
+                problem: format!(
+                    "{confirmed} clips have accepted or corrected labels from label set `{}`;                      start a project in another folder to use another label set",
+                    self.label_set.name
+                ),
+            });
+        }
+        let now = now_rfc3339();
+        for clip in &mut self.clips {
+            if clip.prediction.is_some() || clip.label_id.is_some() {
+                clip.status = ClipStatus::Unlabelled;
+                clip.label_id = None;
+                clip.label = None;
+                clip.prediction = None;
+                clip.updated_at = Some(now.clone());
+            }
+        }
+        self.label_set.name = name.into();
+        self.label_set.labels = labels;
+        Ok(())
+    }
+
+    /// Pretty JSON with a trailing newline.
+    pub fn to_json(&self) -> Result<String, ProjectError> {
+        let mut text = serde_json::to_string_pretty(self).map_err(|e| ProjectError::Invalid {
+            path: self.path(),
+            problem: format!("cannot serialize: {e}"),
+        })?;
+        text.push('\n');
+        Ok(text)
+    }
+
+    /// Writes `kineto-project.json` atomically.
+    pub fn save(&self) -> Result<(), ProjectError> {
+        let path = self.path();
+        let text = self.to_json()?;
+        write_file_atomic(&path, text.as_bytes()).map_err(|e| ProjectError::io(path, "write", e))
+    }
+
+    fn validate(&mut self) -> Result<(), ProjectError> {
+        let path = self.path();
+        let invalid = |problem: String| ProjectError::Invalid {
+            path: path.clone(),
+            problem,
+        };
+        let labels = &self.label_set.labels;
+        if labels.is_empty() {
+            return Err(invalid("the label set has no labels".to_string()));
+        }
+        let mut seen = HashSet::new();
+        for (i, clip) in self.clips.iter_mut().enumerate() {
+            let name = crate::checkpoint::printable(&clip.path);
+            if let Err(problem) = check_relative(&clip.path) {
+                return Err(invalid(format!("clip {i} ({name}): {problem}")));
+            }
+            if !seen.insert(clip.path.clone()) {
+                return Err(invalid(format!("clip {i} ({name}) is listed twice")));
+            }
+            match clip.label_id {
+                Some(id) => {
+                    let Some(expected) = labels.get(id) else {
+                        return Err(invalid(format!(
+                            "clip {i} ({name}): label_id {id} is out of range (the label set has \
+                             {} classes)",
+                            labels.len()
+                        )));
+                    };
+                    match &clip.label {
+                        None => clip.label = Some(expected.clone()),
+                        Some(l) if l == expected => {}
+                        Some(l) => {
+                            return Err(invalid(format!(
+                                "clip {i} ({name}): label {:?} does not match label_id {id} \
+                                 ({expected:?} in the label set)",
+                                crate::checkpoint::printable(l)
+                            )));
+                        }
+                    }
+                }
+                None if clip.status.is_confirmed() => {
+                    return Err(invalid(format!(
+                        "clip {i} ({name}) is {} but has no label_id",
+                        clip.status
+                    )));
+                }
+                None => clip.label = None,
+            }
+            if let Some(prediction) = &clip.prediction
+                && let Some(r) = prediction.top_k.iter().find(|r| r.label_id >= labels.len())
+            {
+                return Err(invalid(format!(
+                    "clip {i} ({name}): predicted label_id {} is out of range (the label set \
+                     has {} classes)",
+                    r.label_id,
+                    labels.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The path of `path` relative to the root, `/`-separated; `path` may be absolute or
+    /// relative to the root.
+    pub fn relative_path(&self, path: &Path) -> Result<String, ProjectError> {
+        let outside = || ProjectError::OutsideRoot {
+            path: path.to_path_buf(),
+            root: self.root.clone(),
+        };
+        let joined = self.root.join(path);
+        let lexical = absolute_normal(&joined).and_then(|abs| {
+            let root = absolute_normal(&self.root)?;
+            abs.strip_prefix(&root).ok().map(Path::to_path_buf)
+        });
+        let rel = match lexical {
+            Some(rel) => rel,
+            // Symbolic links (e.g. a root opened through a link): compare resolved paths.
+            None => {
+                let (Ok(abs), Ok(root)) = (fs::canonicalize(&joined), fs::canonicalize(&self.root))
+                else {
+                    return Err(outside());
+                };
+                abs.strip_prefix(&root)
+                    .map_err(|_| outside())?
+                    .to_path_buf()
+            }
+        };
+        let mut parts = Vec::new();
+        for component in rel.components() {
+            match component {
+                Component::Normal(part) => match part.to_str() {
+                    Some(s) => parts.push(s),
+                    None => {
+                        return Err(ProjectError::Invalid {
+                            path: path.to_path_buf(),
+                            problem: "the file name is not UTF-8 (a project stores text paths)"
+                                .to_string(),
+                        });
+                    }
+                },
+                _ => return Err(outside()),
+            }
+        }
+        if parts.is_empty() {
+            return Err(ProjectError::Invalid {
+                path: path.to_path_buf(),
+                problem: "is the project folder itself, not a clip".to_string(),
+            });
+        }
+        Ok(parts.join("/"))
+    }
+
+    /// The index of the clip at `path` (absolute, or relative to the root).
+    pub fn clip_index(&self, path: &Path) -> Option<usize> {
+        let rel = self.relative_path(path).ok()?;
+        self.clips.iter().position(|c| c.path == rel)
+    }
+
+    /// Adds the clip at `path` (absolute, or relative to the root) as unlabelled; a clip already
+    /// in the project keeps its entry and index.
+    pub fn add_clip(&mut self, path: &Path) -> Result<usize, ProjectError> {
+        let rel = self.relative_path(path)?;
+        if let Some(i) = self.clips.iter().position(|c| c.path == rel) {
+            return Ok(i);
+        }
+        self.clips.push(ProjectClip::new(rel));
+        Ok(self.clips.len() - 1)
+    }
+
+    /// The clip's absolute path (the root joined with its relative path).
+    pub fn abs_path(&self, idx: usize) -> Option<PathBuf> {
+        let clip = self.clips.get(idx)?;
+        Some(
+            clip.path
+                .split('/')
+                .fold(self.root.clone(), |p, s| p.join(s)),
+        )
+    }
+
+    fn clip_mut(&mut self, idx: usize) -> Result<&mut ProjectClip, ProjectError> {
+        let count = self.clips.len();
+        let path = self.path();
+        self.clips.get_mut(idx).ok_or(ProjectError::NoSuchClip {
+            path,
+            index: idx,
+            count,
+        })
+    }
+
+    fn clip_path_for_error(&self, idx: usize) -> PathBuf {
+        self.abs_path(idx).unwrap_or_else(|| self.path())
+    }
+
+    /// Stores a prediction. An unlabelled or predicted clip becomes `predicted` with the top-1
+    /// as its label; an accepted or corrected clip keeps its label and status.
+    pub fn set_prediction(&mut self, idx: usize, top_k: Vec<Ranked>) -> Result<(), ProjectError> {
+        let classes = self.label_set.labels.len();
+        let clip_path = self.clip_path_for_error(idx);
+        let clip = self.clip_mut(idx)?;
+        let Some(top1) = top_k.first() else {
+            return Err(ProjectError::Invalid {
+                path: clip_path,
+                problem: "an empty prediction (no classes) cannot be stored".to_string(),
+            });
+        };
+        if let Some(r) = top_k.iter().find(|r| r.label_id >= classes) {
+            return Err(ProjectError::LabelOutOfRange {
+                path: clip_path,
+                label_id: r.label_id,
+                classes,
+            });
+        }
+        if !clip.status.is_confirmed() {
+            clip.status = ClipStatus::Predicted;
+            clip.label_id = Some(top1.label_id);
+            clip.label = Some(top1.label.clone());
+        }
+        match &mut clip.prediction {
+            Some(p) => p.top_k = top_k,
+            None => {
+                clip.prediction = Some(ClipPrediction {
+                    top_k,
+                    extra: Map::new(),
+                })
+            }
+        }
+        clip.updated_at = Some(now_rfc3339());
+        Ok(())
+    }
+
+    /// Confirms the predicted top-1 as the label.
+    pub fn accept(&mut self, idx: usize) -> Result<(), ProjectError> {
+        let clip_path = self.clip_path_for_error(idx);
+        let names = &self.label_set.labels;
+        let Some(clip) = self.clips.get(idx) else {
+            return Err(self.no_clip(idx));
+        };
+        let Some(top1) = clip.predicted_top1() else {
+            return Err(ProjectError::NoPrediction { path: clip_path });
+        };
+        let id = top1.label_id;
+        let Some(name) = names.get(id).cloned() else {
+            return Err(ProjectError::LabelOutOfRange {
+                path: clip_path,
+                label_id: id,
+                classes: names.len(),
+            });
+        };
+        let clip = self.clip_mut(idx)?;
+        clip.status = ClipStatus::Accepted;
+        clip.label_id = Some(id);
+        clip.label = Some(name);
+        clip.updated_at = Some(now_rfc3339());
+        Ok(())
+    }
+
+    /// Sets the label by hand.
+    pub fn correct(&mut self, idx: usize, label_id: usize) -> Result<(), ProjectError> {
+        let clip_path = self.clip_path_for_error(idx);
+        let classes = self.label_set.labels.len();
+        let Some(name) = self.label_set.labels.get(label_id).cloned() else {
+            if idx >= self.clips.len() {
+                return Err(self.no_clip(idx));
+            }
+            return Err(ProjectError::LabelOutOfRange {
+                path: clip_path,
+                label_id,
+                classes,
+            });
+        };
+        let clip = self.clip_mut(idx)?;
+        clip.status = ClipStatus::Corrected;
+        clip.label_id = Some(label_id);
+        clip.label = Some(name);
+        clip.updated_at = Some(now_rfc3339());
+        Ok(())
+    }
+
+    /// Back to unlabelled: the label goes, a stored prediction stays (so `accept` still works).
+    pub fn clear(&mut self, idx: usize) -> Result<(), ProjectError> {
+        let clip = self.clip_mut(idx)?;
+        clip.status = ClipStatus::Unlabelled;
+        clip.label_id = None;
+        clip.label = None;
+        clip.updated_at = Some(now_rfc3339());
+        Ok(())
+    }
+
+    pub fn counts(&self) -> StatusCounts {
+        let mut c = StatusCounts::default();
+        for clip in &self.clips {
+            match clip.status {
+                ClipStatus::Unlabelled => c.unlabelled += 1,
+                ClipStatus::Predicted => c.predicted += 1,
+                ClipStatus::Accepted => c.accepted += 1,
+                ClipStatus::Corrected => c.corrected += 1,
+            }
+        }
+        c
+    }
+
+    fn no_clip(&self, idx: usize) -> ProjectError {
+        ProjectError::NoSuchClip {
+            path: self.path(),
+            index: idx,
+            count: self.clips.len(),
+        }
+    }
+}
+
+/// Now as RFC 3339 UTC with whole seconds, e.g. `2026-01-01T12:00:00Z`.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// A stored clip path must be relative and stay inside the root.
+fn check_relative(path: &str) -> Result<(), &'static str> {
+    if path.is_empty() {
+        return Err("the path is empty");
+    }
+    if path.starts_with('/') || Path::new(path).has_root() || Path::new(path).is_absolute() {
+        return Err("the path is absolute; clip paths are relative to the project folder");
+    }
+    for part in path.split('/') {
+        match part {
+            "" | "." => return Err("the path has an empty or `.` component"),
+            ".." => return Err("the path leaves the project folder (`..`)"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `path` made absolute (against the current directory) with `.` and `..` removed lexically.
+pub(crate) fn absolute_normal(path: &Path) -> Option<PathBuf> {
+    let abs = std::path::absolute(path).ok()?;
+    let mut out = PathBuf::new();
+    for component in abs.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    Some(out)
+}
+
+/// What the saver thread reports after each write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SaveEvent {
+    Saved { path: PathBuf, clips: usize },
+    Failed { path: PathBuf, error: String },
+}
+
+struct SaverShared {
+    slot: LatestSlot<(u64, Project)>,
+    /// Sequence number of the last snapshot put (also serialises `save` callers).
+    put: Mutex<u64>,
+    /// Sequence number of the last snapshot written (or that failed).
+    done: Mutex<u64>,
+    done_changed: Condvar,
+    events: Sender<SaveEvent>,
+    notify: Notify,
+}
+
+impl SaverShared {
+    fn write(&self, seq: u64, project: &Project) {
+        let path = project.path();
+        let event = match project.save() {
+            Ok(()) => SaveEvent::Saved {
+                path,
+                clips: project.clips.len(),
+            },
+            Err(e) => SaveEvent::Failed {
+                path,
+                error: e.to_string(),
+            },
+        };
+        // Nobody draining the events must not stall saving: a full channel drops the event.
+        let _ = self.events.try_send(event);
+        self.notify.notify();
+        // Marked done last, so that `flush` returning means written, reported and notified.
+        {
+            let mut done = lock(&self.done);
+            *done = (*done).max(seq);
+        }
+        self.done_changed.notify_all();
+    }
+}
+
+/// Saves project snapshots on a background thread; the latest snapshot wins.
+pub struct ProjectSaver {
+    shared: Arc<SaverShared>,
+    events: Receiver<SaveEvent>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for ProjectSaver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectSaver")
+            .field("running", &self.thread.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+const SAVER_EVENTS: usize = 256;
+const SAVER_JOIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl ProjectSaver {
+    /// Starts the saver thread; `notify` is called after every write (or failed write). If the
+    /// thread cannot be started, `save` writes on the caller's thread instead.
+    pub fn spawn(notify: Notify) -> ProjectSaver {
+        let (tx, rx) = crossbeam_channel::bounded(SAVER_EVENTS);
+        let shared = Arc::new(SaverShared {
+            slot: LatestSlot::new(),
+            put: Mutex::new(0),
+            done: Mutex::new(0),
+            done_changed: Condvar::new(),
+            events: tx,
+            notify,
+        });
+        let worker = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("kineto-project-saver".to_string())
+            .spawn(move || {
+                loop {
+                    match worker.slot.take_timeout(Duration::from_millis(500)) {
+                        Some((seq, project)) => worker.write(seq, &project),
+                        None if worker.slot.is_closed() => break,
+                        None => {}
+                    }
+                }
+            })
+            .ok();
+        ProjectSaver {
+            shared,
+            events: rx,
+            thread,
+        }
+    }
+
+    /// Queues `snapshot` for writing, replacing one not yet written.
+    pub fn save(&self, snapshot: Project) {
+        let mut put = lock(&self.shared.put);
+        *put += 1;
+        if self.thread.is_some() {
+            self.shared.slot.put((*put, snapshot));
+        } else {
+            self.shared.write(*put, &snapshot);
+        }
+    }
+
+    /// `Saved` / `Failed` reports, one per write.
+    pub fn events(&self) -> &Receiver<SaveEvent> {
+        &self.events
+    }
+
+    /// Waits until the last snapshot given to `save` has been written (or has failed);
+    /// `false` if that takes longer than `timeout`.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let target = *lock(&self.shared.put);
+        let done = lock(&self.shared.done);
+        let (done, _) = self
+            .shared
+            .done_changed
+            .wait_timeout_while(done, timeout, |d| *d < target)
+            .unwrap_or_else(PoisonError::into_inner);
+        *done >= target
+    }
+}
+
+impl Drop for ProjectSaver {
+    /// Writes a pending snapshot, then stops the thread (waiting at most a few seconds).
+    fn drop(&mut self) {
+        self.shared.slot.close();
+        if let Some(thread) = self.thread.take() {
+            let deadline = Instant::now() + SAVER_JOIN_TIMEOUT;
+            while !thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    pub(crate) struct TempDir(pub PathBuf);
+
+    impl TempDir {
+        pub(crate) fn new(tag: &str) -> Self {
+            static COUNTER: AtomicUsize = AtomicUsize::new(0);
+            let nanos = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
+            let dir = std::env::temp_dir().join(format!(
+                "kineto-test-{tag}-{}-{}-{nanos}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            ));
+            fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+
+        pub(crate) fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    pub(crate) fn labels() -> Vec<String> {
+        ["archery", "bowling", "cooking egg"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    pub(crate) fn ranked(ids: &[(usize, f32)]) -> Vec<Ranked> {
+        let names = labels();
+        ids.iter()
+            .enumerate()
+            .map(|(i, &(id, score))| Ranked {
+                rank: i + 1,
+                label_id: id,
+                label: names[id].clone(),
+                score,
+            })
+            .collect()
+    }
+
+    fn write_project(dir: &Path, text: &str) {
+        fs::write(dir.join(Project::FILE_NAME), text).unwrap();
+    }
+
+    #[test]
+    fn round_trip_keeps_unknown_fields() {
+        let dir = TempDir::new("roundtrip");
+        let text = r#"{
+          "format": "kineto-project", "version": 1, "future_top": {"a": [1, 2]},
+          "label_set": {"name": "mine", "labels": ["archery", "bowling", "cooking egg"]},
+          "model": {"weights": "PPTSMv2_k400_16f_dml_student", "frames": 16},
+          "clips": [
+            {"path": "sub/a.mp4", "status": "accepted", "label_id": 1, "label": "bowling",
+             "updated_at": "2026-01-01T12:00:00Z", "note": "keep me",
+             "prediction": {"top_k": [{"rank": 1, "label_id": 1, "label": "bowling",
+                                       "score": 0.91}], "model": "x"}},
+            {"path": "b.mp4", "status": "unlabelled"}
+          ]}"#;
+        write_project(dir.path(), text);
+        let mut project = Project::load(dir.path()).unwrap().unwrap();
+        assert_eq!(project.root, dir.path());
+        assert_eq!(
+            project.extra["future_top"],
+            serde_json::json!({"a": [1, 2]})
+        );
+        assert_eq!(project.clips[0].extra["note"], "keep me");
+        assert_eq!(
+            project.clips[0].prediction.as_ref().unwrap().extra["model"],
+            "x"
+        );
+        assert_eq!(project.clips[0].predicted_top1().unwrap().score, 0.91);
+        assert_eq!(project.model.as_ref().unwrap().frames, 16);
+        assert_eq!(
+            project.counts(),
+            StatusCounts {
+                unlabelled: 1,
+                accepted: 1,
+                ..Default::default()
+            }
+        );
+
+        project.correct(1, 2).unwrap();
+        project.save().unwrap();
+        let again = Project::load(dir.path()).unwrap().unwrap();
+        assert_eq!(again, project);
+        let raw: Value =
+            serde_json::from_str(&fs::read_to_string(project.path()).unwrap()).unwrap();
+        assert_eq!(raw["future_top"]["a"][1], 2);
+        assert_eq!(raw["clips"][0]["note"], "keep me");
+        assert_eq!(raw["clips"][1]["label"], "cooking egg");
+        assert_eq!(raw["clips"][1]["status"], "corrected");
+        assert!(raw["clips"][1].get("prediction").is_none());
+        // No temporary files left beside it.
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [Project::FILE_NAME]);
+    }
+
+    #[test]
+    fn missing_file_is_none_and_open_or_new_starts_one() {
+        let dir = TempDir::new("missing");
+        assert!(Project::load(dir.path()).unwrap().is_none());
+        let p = Project::open_or_new(dir.path(), "mine", labels()).unwrap();
+        assert!(p.clips.is_empty());
+        assert_eq!(p.format, FORMAT);
+        assert_eq!(p.version, VERSION);
+        p.save().unwrap();
+        let reopened = Project::open_or_new(dir.path(), "other name", labels()).unwrap();
+        assert_eq!(reopened.label_set.name, "mine");
+        let err = Project::open_or_new(dir.path(), "kinetics400", vec!["x".into()]).unwrap_err();
+        assert!(
+            matches!(err, ProjectError::LabelSetMismatch { .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("label set `mine` (3 classes)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn newer_version_is_refused() {
+        let dir = TempDir::new("newer");
+        write_project(
+            dir.path(),
+            r#"{"format": "kineto-project", "version": 2, "clips": "new layout"}"#,
+        );
+        let err = Project::load(dir.path()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ProjectError::NewerVersion {
+                    found: 2,
+                    supported: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.ends_with(
+                "kineto-project.json: written by a newer Kineto (version 2); this one reads \
+                 version 1"
+            ),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn other_json_is_not_a_project() {
+        let dir = TempDir::new("notproject");
+        write_project(dir.path(), r#"{"format": "something-else", "version": 1}"#);
+        let err = Project::load(dir.path()).unwrap_err();
+        assert!(matches!(err, ProjectError::NotAProject { .. }), "{err}");
+        assert!(err.to_string().contains("\"something-else\""), "{err}");
+        write_project(dir.path(), "[1, 2]");
+        let err = Project::load(dir.path()).unwrap_err();
+        assert!(matches!(err, ProjectError::NotAProject { .. }), "{err}");
+    }
+
+    #[test]
+    fn malformed_json_reports_line_and_column() {
+        let dir = TempDir::new("malformed");
+        write_project(
+            dir.path(),
+            "{\n  \"format\": \"kineto-project\",\n  \"version\": 1,,\n}",
+        );
+        let err = Project::load(dir.path()).unwrap_err();
+        match &err {
+            ProjectError::Parse { line, column, .. } => {
+                assert_eq!((*line, *column), (3, 16), "{err}");
+            }
+            other => panic!("expected a parse error, got {other}"),
+        }
+        assert!(err.to_string().contains("line 3, column 16"), "{err}");
+        // A type error in a valid document also has a position.
+        write_project(
+            dir.path(),
+            "{\"format\": \"kineto-project\", \"version\": 1,\n\"label_set\": {\"name\": 5}}",
+        );
+        let err = Project::load(dir.path()).unwrap_err();
+        assert!(matches!(err, ProjectError::Parse { line: 2, .. }), "{err}");
+    }
+
+    #[test]
+    fn invalid_clips_are_refused_on_load() {
+        let dir = TempDir::new("invalid");
+        let head = r#"{"format": "kineto-project", "version": 1,
+            "label_set": {"name": "mine", "labels": ["archery", "bowling", "cooking egg"]},
+            "clips": "#;
+        for (clips, expect) in [
+            (
+                r#"[{"path": "a.mp4", "status": "corrected", "label_id": 3}]"#,
+                "out of range",
+            ),
+            (
+                r#"[{"path": "/abs/a.mp4", "status": "unlabelled"}]"#,
+                "absolute",
+            ),
+            (
+                r#"[{"path": "../a.mp4", "status": "unlabelled"}]"#,
+                "leaves",
+            ),
+            (
+                r#"[{"path": "x/../../a.mp4", "status": "unlabelled"}]"#,
+                "leaves",
+            ),
+            (r#"[{"path": "a.mp4"}, {"path": "a.mp4"}]"#, "twice"),
+            (
+                r#"[{"path": "a.mp4", "status": "accepted"}]"#,
+                "no label_id",
+            ),
+            (
+                r#"[{"path": "a.mp4", "status": "accepted", "label_id": 0, "label": "x"}]"#,
+                "does not match",
+            ),
+        ] {
+            write_project(dir.path(), &format!("{head}{clips}}}"));
+            let err = Project::load(dir.path()).unwrap_err();
+            assert!(
+                matches!(err, ProjectError::Invalid { .. }),
+                "{clips}: {err}"
+            );
+            assert!(err.to_string().contains(expect), "{clips}: {err}");
+        }
+        // A missing label name is filled in from the label set.
+        write_project(
+            dir.path(),
+            &format!(r#"{head}[{{"path": "a.mp4", "status": "corrected", "label_id": 2}}]}}"#),
+        );
+        let p = Project::load(dir.path()).unwrap().unwrap();
+        assert_eq!(p.clips[0].label.as_deref(), Some("cooking egg"));
+    }
+
+    #[test]
+    fn add_clip_is_relative_idempotent_and_refuses_outside_files() {
+        let dir = TempDir::new("add");
+        let root = dir.path().join("project");
+        fs::create_dir_all(root.join("sub")).unwrap();
+        let mut p = Project::new(&root, "mine", labels());
+        let a = p.add_clip(&root.join("sub").join("a.mp4")).unwrap();
+        assert_eq!(a, 0);
+        assert_eq!(p.clips[0].path, "sub/a.mp4");
+        assert_eq!(p.clips[0].status, ClipStatus::Unlabelled);
+        assert!(p.clips[0].updated_at.as_deref().unwrap().ends_with('Z'));
+        assert_eq!(p.add_clip(&root.join("sub/./x/../a.mp4")).unwrap(), 0);
+        assert_eq!(p.add_clip(Path::new("sub/a.mp4")).unwrap(), 0);
+        assert_eq!(p.add_clip(&root.join("b.mp4")).unwrap(), 1);
+        assert_eq!(p.clip_index(&root.join("b.mp4")), Some(1));
+        assert_eq!(p.clip_index(Path::new("sub/a.mp4")), Some(0));
+        assert_eq!(p.clip_index(&root.join("c.mp4")), None);
+        assert_eq!(p.abs_path(0).unwrap(), root.join("sub").join("a.mp4"));
+        assert_eq!(p.abs_path(5), None);
+
+        let outside = dir.path().join("elsewhere.mp4");
+        let err = p.add_clip(&outside).unwrap_err();
+        assert!(matches!(err, ProjectError::OutsideRoot { .. }), "{err}");
+        assert!(
+            err.to_string().contains("not inside the project folder"),
+            "{err}"
+        );
+        let err = p.add_clip(Path::new("../elsewhere.mp4")).unwrap_err();
+        assert!(matches!(err, ProjectError::OutsideRoot { .. }), "{err}");
+        assert!(p.add_clip(&root).is_err());
+        assert_eq!(p.clips.len(), 2);
+    }
+
+    #[test]
+    fn prediction_then_accept() {
+        let dir = TempDir::new("accept");
+        let mut p = Project::new(dir.path(), "mine", labels());
+        let i = p.add_clip(&dir.path().join("a.mp4")).unwrap();
+        let err = p.accept(i).unwrap_err();
+        assert!(matches!(err, ProjectError::NoPrediction { .. }), "{err}");
+
+        p.set_prediction(i, ranked(&[(1, 0.8), (0, 0.1)])).unwrap();
+        assert_eq!(p.clips[i].status, ClipStatus::Predicted);
+        assert_eq!(p.clips[i].label_id, Some(1));
+        assert_eq!(p.clips[i].label.as_deref(), Some("bowling"));
+        p.accept(i).unwrap();
+        assert_eq!(p.clips[i].status, ClipStatus::Accepted);
+        assert_eq!(p.clips[i].label_id, Some(1));
+
+        // A new prediction is stored but does not move a confirmed label.
+        p.set_prediction(i, ranked(&[(2, 0.9)])).unwrap();
+        assert_eq!(p.clips[i].status, ClipStatus::Accepted);
+        assert_eq!(p.clips[i].label_id, Some(1));
+        assert_eq!(p.clips[i].predicted_top1().unwrap().label_id, 2);
+
+        p.clear(i).unwrap();
+        assert_eq!(p.clips[i].status, ClipStatus::Unlabelled);
+        assert_eq!(p.clips[i].label_id, None);
+        p.accept(i).unwrap();
+        assert_eq!(p.clips[i].label.as_deref(), Some("cooking egg"));
+
+        assert!(p.set_prediction(i, Vec::new()).is_err());
+        assert!(matches!(
+            p.set_prediction(
+                i,
+                ranked(&[(0, 0.5)])
+                    .into_iter()
+                    .map(|mut r| {
+                        r.label_id = 7;
+                        r
+                    })
+                    .collect()
+            ),
+            Err(ProjectError::LabelOutOfRange { label_id: 7, .. })
+        ));
+        assert!(matches!(
+            p.accept(9),
+            Err(ProjectError::NoSuchClip {
+                index: 9,
+                count: 1,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn correct_out_of_range_is_refused() {
+        let dir = TempDir::new("correct");
+        let mut p = Project::new(dir.path(), "mine", labels());
+        let i = p.add_clip(&dir.path().join("a.mp4")).unwrap();
+        let err = p.correct(i, 3).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ProjectError::LabelOutOfRange {
+                    label_id: 3,
+                    classes: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("a.mp4: class id 3 is out of range"),
+            "{err}"
+        );
+        assert_eq!(p.clips[i].status, ClipStatus::Unlabelled);
+        p.correct(i, 2).unwrap();
+        assert_eq!(p.clips[i].status, ClipStatus::Corrected);
+        assert_eq!(p.clips[i].label.as_deref(), Some("cooking egg"));
+        assert!(matches!(
+            p.correct(4, 0),
+            Err(ProjectError::NoSuchClip { .. })
+        ));
+    }
+
+    #[test]
+    fn replacing_the_label_set_drops_predictions_and_refuses_confirmed_labels() {
+        let dir = TempDir::new("relabel");
+        let mut p = Project::new(dir.path(), "mine", labels());
+        let i = p.add_clip(&dir.path().join("a.mp4")).unwrap();
+        p.set_prediction(i, ranked(&[(2, 0.9)])).unwrap();
+        p.replace_label_set("two", vec!["x".into(), "y".into()])
+            .unwrap();
+        assert_eq!(p.label_set.labels, ["x", "y"]);
+        assert_eq!(p.clips[i].status, ClipStatus::Unlabelled);
+        assert!(p.clips[i].prediction.is_none());
+        p.save().unwrap();
+        assert_eq!(Project::load(dir.path()).unwrap().unwrap(), p);
+
+        p.correct(i, 1).unwrap();
+        let err = p.replace_label_set("mine", labels()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("1 clips have accepted or corrected"),
+            "{err}"
+        );
+        assert_eq!(p.label_set.name, "two");
+        assert!(
+            p.replace_label_set("renamed", vec!["x".into(), "y".into()])
+                .is_ok()
+        );
+        assert_eq!(p.clips[i].status, ClipStatus::Corrected);
+        assert!(p.replace_label_set("none", Vec::new()).is_err());
+    }
+
+    #[test]
+    fn saver_writes_the_latest_snapshot_and_flush_waits() {
+        let dir = TempDir::new("saver");
+        let notified = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&notified);
+        let saver = ProjectSaver::spawn(Notify::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }));
+        let mut p = Project::new(dir.path(), "mine", labels());
+        for n in 0..20 {
+            p.add_clip(&dir.path().join(format!("c{n}.mp4"))).unwrap();
+            saver.save(p.clone());
+        }
+        assert!(saver.flush(Duration::from_secs(10)));
+        let on_disk = Project::load(dir.path()).unwrap().unwrap();
+        assert_eq!(on_disk.clips.len(), 20);
+        let events: Vec<SaveEvent> = saver.events().try_iter().collect();
+        assert!(!events.is_empty() && events.len() <= 20);
+        assert_eq!(
+            events.last(),
+            Some(&SaveEvent::Saved {
+                path: p.path(),
+                clips: 20
+            })
+        );
+        assert_eq!(notified.load(Ordering::SeqCst), events.len());
+
+        // Dropping the saver writes what is still pending.
+        p.correct(0, 1).unwrap();
+        saver.save(p.clone());
+        drop(saver);
+        assert_eq!(Project::load(dir.path()).unwrap().unwrap(), p);
+    }
+
+    #[test]
+    fn saver_reports_a_failed_write() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TempDir::new("saverfail");
+        let locked = dir.path().join("locked");
+        fs::create_dir(&locked).unwrap();
+        fs::set_permissions(&locked, fs::Permissions::from_mode(0o555)).unwrap();
+        // Root ignores permissions: then there is nothing to observe.
+        let probe = locked.join("probe");
+        let enforced = fs::write(&probe, b"x").is_err();
+        let _ = fs::remove_file(&probe);
+
+        let saver = ProjectSaver::spawn(Notify::none());
+        let p = Project::new(&locked, "mine", labels());
+        saver.save(p.clone());
+        assert!(saver.flush(Duration::from_secs(10)));
+        let event = saver.events().try_recv().unwrap();
+        fs::set_permissions(&locked, fs::Permissions::from_mode(0o755)).unwrap();
+        if enforced {
+            match event {
+                SaveEvent::Failed { path, error } => {
+                    assert_eq!(path, p.path());
+                    assert!(
+                        error.contains("kineto-project.json: cannot write"),
+                        "{error}"
+                    );
+                }
+                other => panic!("expected a failure, got {other:?}"),
+            }
+        } else {
+            eprintln!("running as root: permissions not enforced, failure not checked");
+        }
+    }
+}
