@@ -5,6 +5,7 @@ pub mod decode;
 pub mod frame;
 pub mod pillow;
 pub mod pipeline;
+pub mod player;
 pub mod probe;
 pub mod sample;
 pub mod synth;
