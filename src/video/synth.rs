@@ -91,6 +91,181 @@ pub fn synth_clip_with(
     spec: &ClipSpec,
     opts: &EncodeOptions,
 ) -> Result<(), VideoError> {
+    synth_clip_impl(path, spec, opts, None)
+}
+
+/// A typed `videotestsrc` property value (checked against the property's type before it is
+/// set, so a wrong one is an error, not a panic).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceValue {
+    Int(i32),
+    UInt(u32),
+    /// An enum property by nick, e.g. `motion` = "sweep", `animation-mode` = "running-time".
+    Nick(String),
+}
+
+/// Foreground/background colours (`0xAARRGGBB`) that move from `from` to `to` and back over
+/// `period_frames` generated frames (a triangle wave; linear in RGB).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ColourSweep {
+    pub from: (u32, u32),
+    pub to: (u32, u32),
+    pub period_frames: u32,
+}
+
+impl ColourSweep {
+    /// (foreground, background) for generated frame `n`.
+    pub fn at(&self, n: u64) -> (u32, u32) {
+        let period = u64::from(self.period_frames.max(2));
+        let phase = (n % period) as f64 / period as f64;
+        let w = if phase < 0.5 {
+            phase * 2.0
+        } else {
+            2.0 - phase * 2.0
+        };
+        (
+            lerp_argb(self.from.0, self.to.0, w),
+            lerp_argb(self.from.1, self.to.1, w),
+        )
+    }
+}
+
+fn lerp_argb(a: u32, b: u32, w: f64) -> u32 {
+    let mut out = 0u32;
+    for shift in [0u32, 8, 16, 24] {
+        let ca = f64::from((a >> shift) & 0xff);
+        let cb = f64::from((b >> shift) & 0xff);
+        let c = (ca + (cb - ca) * w).round().clamp(0.0, 255.0) as u32;
+        out |= c << shift;
+    }
+    out
+}
+
+/// What `videotestsrc` draws beyond [`ClipSpec::pattern`]: used to make labelled sets of
+/// clips that differ by motion and colour (`kineto demo-data`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourceOptions {
+    /// Extra `videotestsrc` properties, set in order: `motion`, `animation-mode`,
+    /// `horizontal-speed`, `foreground-color`, `kx2`, `kt`, ...
+    pub properties: Vec<(String, SourceValue)>,
+    /// Frames generated and dropped before the first written one (a start offset into the
+    /// animation); the written timestamps still start at zero.
+    pub skip_frames: u32,
+    /// Keep every `frame_step`-th generated frame (0 and 1: all of them): patterns animated by
+    /// the frame counter (the ball, scrolling, zone plates) then move `frame_step` times faster.
+    pub frame_step: u32,
+    /// Colours that change from frame to frame (overrides the colour properties).
+    pub colour_sweep: Option<ColourSweep>,
+    /// x264 `speed-preset` for H.264 clips (e.g. "ultrafast"); `None`: [`EncodeOptions`]
+    /// decides.
+    pub x264_preset: Option<String>,
+    /// Encode with one thread (x264, VPx): the bitstream then depends only on the frames, so
+    /// the same clip comes out the same (make several clips in parallel instead). With
+    /// x264's frame threads it varies from run to run.
+    pub single_thread: bool,
+}
+
+/// Write a test clip whose `videotestsrc` gets the extra settings of `source`. With
+/// `SourceOptions::default()` this is [`synth_clip_with`].
+pub fn synth_clip_with_source(
+    path: &Path,
+    spec: &ClipSpec,
+    source: &SourceOptions,
+    opts: &EncodeOptions,
+) -> Result<(), VideoError> {
+    synth_clip_impl(path, spec, opts, Some(source))
+}
+
+fn set_source_property(
+    el: &gst::Element,
+    name: &str,
+    value: &SourceValue,
+    path: &Path,
+) -> Result<(), VideoError> {
+    let pspec = el
+        .find_property(name)
+        .ok_or_else(|| encode_err(path, format!("videotestsrc has no property {name}")))?;
+    let (want, got) = match value {
+        SourceValue::Nick(nick) => return set_enum_by_nick(el, name, nick, path),
+        SourceValue::Int(v) => (glib::Type::I32, v.to_value()),
+        SourceValue::UInt(v) => (glib::Type::U32, v.to_value()),
+    };
+    if pspec.value_type() != want {
+        return Err(encode_err(
+            path,
+            format!(
+                "videotestsrc property {name} is a {}, not a {want}",
+                pspec.value_type()
+            ),
+        ));
+    }
+    el.set_property_from_value(name, &got);
+    Ok(())
+}
+
+/// Apply `source` to a `videotestsrc`: properties, start colours, and a probe on its output
+/// that drops the first `skip_frames`, keeps every `frame_step`-th frame after them, stamps
+/// the kept ones `k / fps` from zero, and moves the colours.
+fn apply_source(
+    src: &gst::Element,
+    source: &SourceOptions,
+    fps: (u32, u32),
+    path: &Path,
+) -> Result<(), VideoError> {
+    for (name, value) in &source.properties {
+        set_source_property(src, name, value, path)?;
+    }
+    if let Some(sweep) = source.colour_sweep {
+        let (fg, bg) = sweep.at(0);
+        src.set_property("foreground-color", fg);
+        src.set_property("background-color", bg);
+    }
+    let step = u64::from(source.frame_step.max(1));
+    if source.skip_frames == 0 && step == 1 && source.colour_sweep.is_none() {
+        return Ok(());
+    }
+    let pad = src
+        .static_pad("src")
+        .ok_or_else(|| encode_err(path, "videotestsrc has no src pad"))?;
+    let weak = src.downgrade();
+    let skip = u64::from(source.skip_frames);
+    let sweep = source.colour_sweep;
+    let (num, den) = (u64::from(fps.0.max(1)), u64::from(fps.1));
+    let at = move |k: u64| gst::ClockTime::from_nseconds(k * den * 1_000_000_000 / num);
+    let counter = std::sync::atomic::AtomicU64::new(0);
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // The property takes effect on the next frame the source paints.
+        if let Some(sweep) = sweep
+            && let Some(el) = weak.upgrade()
+        {
+            let (fg, bg) = sweep.at(n + 1);
+            el.set_property("foreground-color", fg);
+            el.set_property("background-color", bg);
+        }
+        if n < skip || !(n - skip).is_multiple_of(step) {
+            return gst::PadProbeReturn::Drop;
+        }
+        let k = (n - skip) / step;
+        if (skip > 0 || step > 1)
+            && let Some(buf) = info.buffer_mut()
+        {
+            let b = buf.make_mut();
+            b.set_pts(at(k));
+            b.set_dts(at(k));
+            b.set_duration(at(k + 1) - at(k));
+        }
+        gst::PadProbeReturn::Ok
+    });
+    Ok(())
+}
+
+fn synth_clip_impl(
+    path: &Path,
+    spec: &ClipSpec,
+    opts: &EncodeOptions,
+    source: Option<&SourceOptions>,
+) -> Result<(), VideoError> {
     pipeline::init(path)?;
     if spec.width == 0 || spec.height == 0 || spec.fps.0 == 0 || spec.fps.1 == 0 {
         return Err(encode_err(
@@ -105,8 +280,17 @@ pub fn synth_clip_with(
     let gerr = |e: glib::BoolError| encode_err(path, e.to_string());
 
     let src = pipeline::make("videotestsrc", path)?;
-    src.set_property("num-buffers", spec.frames as i32);
+    let (skip, step) = source.map_or((0, 1), |s| (s.skip_frames, s.frame_step.max(1)));
+    let buffers = spec
+        .frames
+        .saturating_mul(step)
+        .saturating_add(skip)
+        .min(i32::MAX as u32);
+    src.set_property("num-buffers", buffers as i32);
     set_enum_by_nick(&src, "pattern", &spec.pattern, path)?;
+    if let Some(source) = source {
+        apply_source(&src, source, spec.fps, path)?;
+    }
     let capsf = pipeline::make("capsfilter", path)?;
     let caps = gst::Caps::builder("video/x-raw")
         .field("format", "I420")
@@ -129,8 +313,13 @@ pub fn synth_clip_with(
             if let Some(b) = opts.bitrate_kbps {
                 enc.set_property("bitrate", b);
             }
-            if opts.fast {
+            if let Some(preset) = source.and_then(|s| s.x264_preset.as_deref()) {
+                set_enum_by_nick(&enc, "speed-preset", preset, path)?;
+            } else if opts.fast {
                 enc.set_property_from_str("speed-preset", "veryfast");
+            }
+            if source.is_some_and(|s| s.single_thread) {
+                enc.set_property("threads", 1u32);
             }
             chain.push(enc);
             chain.push(pipeline::make("h264parse", path)?);
@@ -196,6 +385,9 @@ pub fn synth_clip_with(
                 enc.set_property("target-bitrate", b as i32 * 1000);
             }
             enc.set_property("deadline", 1i64); // realtime: fast, no frame lag
+            if source.is_some_and(|s| s.single_thread) {
+                enc.set_property("threads", 1i32);
+            }
             chain.push(enc);
         }
     }
