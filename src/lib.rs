@@ -5,11 +5,14 @@
 //! `model` (the networks as burn modules), `infer` (devices, engine, top-k), `video` (frames,
 //! sampling, transforms), `npy`.
 
+pub mod app;
 pub mod checkpoint;
 pub mod infer;
 pub mod labels;
 pub mod model;
 pub mod npy;
+pub mod progress;
 pub mod report;
+pub mod train;
 pub mod video;
 pub mod weights;

@@ -9,7 +9,7 @@ use kineto::report::{classify_csv, classify_json, classify_table};
 
 use super::model::{ModelArgs, load_engine};
 use super::progress::Progress;
-use super::{CliResult, Failure, GlobalArgs, OutputArgs, write_output};
+use super::{CliResult, Failure, GlobalArgs, OutputArgs, interrupt_token, write_output};
 
 #[derive(clap::Args, Debug)]
 pub struct ClassifyArgs {
@@ -47,9 +47,16 @@ pub fn run(args: &ClassifyArgs, global: &GlobalArgs) -> CliResult {
         dense: args.dense,
     };
     let progress = Progress::new(files.len() as u64, "clips", global.quiet);
-    let records = classify_files(&engine, &files, sampling, args.top_k, &labels, |i, r| {
-        progress.update(i as u64 + 1, &r.path);
-    });
+    let cancel = interrupt_token();
+    let records = classify_files(
+        &engine,
+        &files,
+        sampling,
+        args.top_k,
+        &labels,
+        &cancel,
+        |i, r| progress.update(i as u64 + 1, &r.path),
+    );
     progress.finish();
     let text = match format.as_str() {
         "json" => classify_json(&records),
@@ -57,6 +64,14 @@ pub fn run(args: &ClassifyArgs, global: &GlobalArgs) -> CliResult {
         _ => classify_table(&records),
     };
     write_output(&args.output, &text)?;
+    if cancel.is_cancelled() {
+        eprintln!(
+            "kineto: interrupted after {} of {} files (their results were written)",
+            records.len(),
+            files.len()
+        );
+        return Err(Failure::interrupted());
+    }
     let failed = records.iter().filter(|r| !r.is_ok()).count();
     if failed > 0 {
         return Err(Failure::partial(anyhow!(

@@ -9,7 +9,7 @@ use kineto::report::{csv_field, top_k_cell};
 
 use super::model::{ModelArgs, load_engine};
 use super::progress::Progress;
-use super::{CliResult, Failure, GlobalArgs, OutputArgs, write_output};
+use super::{CliResult, Failure, GlobalArgs, OutputArgs, interrupt_token, write_output};
 
 #[derive(clap::Args, Debug)]
 pub struct TimelineArgs {
@@ -47,12 +47,16 @@ pub fn run(args: &TimelineArgs, global: &GlobalArgs) -> CliResult {
         labels: &labels,
     };
     let mut progress: Option<Progress> = None;
-    let record = timeline(&engine, &args.video, &req, |done, total| {
+    let cancel = interrupt_token();
+    let outcome = timeline(&engine, &args.video, &req, &cancel, |_, done, total| {
         let bar =
             progress.get_or_insert_with(|| Progress::new(total as u64, "windows", global.quiet));
         bar.update(done as u64, "");
-    })
-    .map_err(Failure::input)?;
+    });
+    if cancel.is_cancelled() {
+        return Err(Failure::interrupted());
+    }
+    let record = outcome.map_err(Failure::input)?;
     if let Some(bar) = &progress {
         bar.finish();
     }

@@ -7,6 +7,7 @@ use std::sync::mpsc::sync_channel;
 
 use super::classify::{ClassifyRecord, Sampling, classify_prepared, prepare};
 use super::engine::{Engine, panic_message};
+use crate::progress::CancelToken;
 
 /// File extensions taken from folders (any case). Files named explicitly are always taken.
 pub const VIDEO_EXTENSIONS: &[&str] = &[
@@ -54,18 +55,23 @@ fn collect_dir(dir: &Path, files: &mut Vec<PathBuf>) {
 
 /// Classifies `files` in order, calling `on_record` as each finishes. Decoding of file k+1
 /// overlaps inference of file k; a failure (or a panic) in one file becomes its error row.
+/// Once `cancel` is set no further file starts; the records finished so far are returned.
 pub fn classify_files(
     engine: &Engine,
     files: &[PathBuf],
     sampling: Sampling,
     k: usize,
     labels: &[String],
+    cancel: &CancelToken,
     mut on_record: impl FnMut(usize, &ClassifyRecord),
 ) -> Vec<ClassifyRecord> {
     let (tx, rx) = sync_channel(2);
     std::thread::scope(|scope| {
         scope.spawn(move || {
             for (i, path) in files.iter().enumerate() {
+                if cancel.is_cancelled() {
+                    break;
+                }
                 let prepared = catch_unwind(AssertUnwindSafe(|| prepare(path, sampling, false)))
                     .map_err(|p| panic_message(&p));
                 if tx.send((i, prepared)).is_err() {
@@ -75,6 +81,9 @@ pub fn classify_files(
         });
         let mut records = Vec::with_capacity(files.len());
         for (i, prepared) in rx {
+            if cancel.is_cancelled() {
+                break;
+            }
             let path = &files[i];
             let record = match prepared {
                 Ok(Ok(clip)) => classify_prepared(engine, path, clip, k, labels),

@@ -4,6 +4,8 @@ pub mod batch;
 pub mod classify;
 pub mod device;
 pub mod engine;
+pub mod live;
+pub mod service;
 pub mod timeline;
 pub mod topk;
 

@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::classify::{ClassifyError, transform_frame};
 use super::engine::Engine;
 use super::topk::{Ranked, top_k};
+use crate::progress::CancelToken;
 use crate::video::decode::FrameDecoder;
 use crate::video::frame::RgbFrame;
 use crate::video::sample::uniform_indices;
@@ -106,7 +107,8 @@ pub fn timeline(
     engine: &Engine,
     path: &Path,
     req: &TimelineRequest,
-    mut on_window: impl FnMut(usize, usize),
+    cancel: &CancelToken,
+    mut on_window: impl FnMut(&TimelineWindow, usize, usize),
 ) -> Result<TimelineRecord, ClassifyError> {
     let mut decoder = FrameDecoder::open(path)?;
     let info = decoder.info().clone();
@@ -145,6 +147,11 @@ pub fn timeline(
     let mut cache: HashMap<u32, RgbFrame> = HashMap::new();
     let mut windows = Vec::with_capacity(spans.len());
     for (chunk_no, chunk) in all_indices.chunks(WINDOWS_PER_CHUNK).enumerate() {
+        if cancel.is_cancelled() {
+            return Err(ClassifyError::Cancelled {
+                path: path.to_path_buf(),
+            });
+        }
         let mut needed: Vec<u32> = chunk.iter().flatten().copied().collect();
         needed.sort_unstable();
         needed.dedup();
@@ -160,6 +167,11 @@ pub fn timeline(
             cache.insert(index, transform_frame(&frame).map_err(frame_error)?);
         }
         for (batch_no, batch) in chunk.chunks(WINDOWS_PER_BATCH).enumerate() {
+            if cancel.is_cancelled() {
+                return Err(ClassifyError::Cancelled {
+                    path: path.to_path_buf(),
+                });
+            }
             let mut data = Vec::new();
             let mut dims = [batch.len(), req.num_seg, 3, 0, 0];
             for indices in batch {
@@ -183,7 +195,9 @@ pub fn timeline(
                     indices: indices.clone(),
                     top_k: top_k(row, req.k, label_of),
                 });
-                on_window(windows.len(), spans.len());
+                if let Some(window) = windows.last() {
+                    on_window(window, windows.len(), spans.len());
+                }
             }
         }
     }

@@ -1,0 +1,184 @@
+//! File dialogs without blocking the UI: rfd runs on a short-lived thread and its answer comes
+//! back through a channel. Tests script the answers instead.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::{Receiver, Sender, unbounded};
+
+use crate::progress::{Notify, lock};
+
+/// Export formats of batch results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResultsFormat {
+    Csv,
+    Json,
+}
+
+/// Exports of the labelling project.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProjectExport {
+    ListFile,
+    Csv,
+    ClassFolders,
+}
+
+/// Why a dialog was opened: decides what its answer does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    Open,
+    ImportWeights,
+    LabelFile,
+    ExportResults(ResultsFormat),
+    ExportProject(ProjectExport),
+}
+
+#[derive(Debug)]
+pub struct Picked {
+    pub purpose: Purpose,
+    pub paths: Vec<PathBuf>,
+}
+
+/// Where answers come from.
+#[derive(Clone, Debug, Default)]
+pub enum DialogBackend {
+    /// The platform's dialogs (rfd: xdg-desktop-portal or zenity).
+    #[default]
+    Native,
+    /// Answers taken in order, one per dialog (tests); an empty queue answers "cancelled".
+    Scripted(Arc<Mutex<VecDeque<Vec<PathBuf>>>>),
+}
+
+impl DialogBackend {
+    pub fn scripted(answers: Vec<Vec<PathBuf>>) -> Self {
+        Self::Scripted(Arc::new(Mutex::new(answers.into())))
+    }
+
+    /// Adds an answer for the next dialog (tests).
+    pub fn push_answer(&self, paths: Vec<PathBuf>) {
+        if let Self::Scripted(queue) = self {
+            lock(queue).push_back(paths);
+        }
+    }
+}
+
+enum Kind {
+    PickFiles,
+    PickFolder,
+    Save(&'static str),
+}
+
+pub struct Dialogs {
+    backend: DialogBackend,
+    tx: Sender<Picked>,
+    rx: Receiver<Picked>,
+    notify: Notify,
+    /// One dialog at a time.
+    open: bool,
+}
+
+const VIDEO_EXTENSIONS: &[&str] = &[
+    "mp4", "m4v", "mov", "avi", "mkv", "webm", "mpg", "mpeg", "wmv", "flv", "3gp", "ts",
+];
+
+impl Dialogs {
+    pub fn new(backend: DialogBackend, notify: Notify) -> Self {
+        let (tx, rx) = unbounded();
+        Self {
+            backend,
+            tx,
+            rx,
+            notify,
+            open: false,
+        }
+    }
+
+    pub fn open_media(&mut self) {
+        self.ask(Purpose::Open, Kind::PickFiles);
+    }
+
+    pub fn open_folder(&mut self) {
+        self.ask(Purpose::Open, Kind::PickFolder);
+    }
+
+    pub fn import_weights(&mut self) {
+        self.ask(Purpose::ImportWeights, Kind::PickFiles);
+    }
+
+    pub fn label_file(&mut self) {
+        self.ask(Purpose::LabelFile, Kind::PickFiles);
+    }
+
+    pub fn export_results(&mut self, format: ResultsFormat) {
+        let name = match format {
+            ResultsFormat::Csv => "kineto-results.csv",
+            ResultsFormat::Json => "kineto-results.json",
+        };
+        self.ask(Purpose::ExportResults(format), Kind::Save(name));
+    }
+
+    pub fn export_project(&mut self, kind: ProjectExport) {
+        match kind {
+            ProjectExport::ListFile => {
+                self.ask(Purpose::ExportProject(kind), Kind::Save("train_list.txt"))
+            }
+            ProjectExport::Csv => self.ask(Purpose::ExportProject(kind), Kind::Save("labels.csv")),
+            ProjectExport::ClassFolders => self.ask(Purpose::ExportProject(kind), Kind::PickFolder),
+        }
+    }
+
+    /// Answers that arrived since the last frame.
+    pub fn poll(&mut self) -> Vec<Picked> {
+        let picked: Vec<Picked> = self.rx.try_iter().collect();
+        if !picked.is_empty() {
+            self.open = false;
+        }
+        picked
+    }
+
+    fn ask(&mut self, purpose: Purpose, kind: Kind) {
+        if self.open {
+            return;
+        }
+        match &self.backend {
+            DialogBackend::Scripted(queue) => {
+                let paths = lock(queue).pop_front().unwrap_or_default();
+                let _ = self.tx.send(Picked { purpose, paths });
+                self.open = true;
+                self.notify.notify();
+            }
+            DialogBackend::Native => {
+                let tx = self.tx.clone();
+                let notify = self.notify.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("kineto-dialog".into())
+                    .spawn(move || {
+                        let paths = native_dialog(purpose, kind);
+                        let _ = tx.send(Picked { purpose, paths });
+                        notify.notify();
+                    });
+                self.open = spawned.is_ok();
+            }
+        }
+    }
+}
+
+fn native_dialog(purpose: Purpose, kind: Kind) -> Vec<PathBuf> {
+    let dialog = rfd::FileDialog::new();
+    let dialog = match purpose {
+        Purpose::Open => dialog.add_filter("Videos", VIDEO_EXTENSIONS),
+        Purpose::ImportWeights => dialog.add_filter("Weights", &["pdparams", "safetensors"]),
+        Purpose::LabelFile => dialog.add_filter("Label lists", &["txt", "csv"]),
+        Purpose::ExportResults(ResultsFormat::Csv) | Purpose::ExportProject(ProjectExport::Csv) => {
+            dialog.add_filter("CSV", &["csv"])
+        }
+        Purpose::ExportResults(ResultsFormat::Json) => dialog.add_filter("JSON", &["json"]),
+        Purpose::ExportProject(_) => dialog,
+    };
+    match kind {
+        Kind::PickFiles => dialog.pick_files().unwrap_or_default(),
+        Kind::PickFolder => dialog.pick_folder().into_iter().collect(),
+        Kind::Save(name) => dialog.set_file_name(name).save_file().into_iter().collect(),
+    }
+}

@@ -1,0 +1,356 @@
+//! Labelling: accept the predicted label or pick another (number keys pick among the shown
+//! top-k, Enter accepts, `L` opens a searchable picker over the whole label set), clear; custom
+//! label sets from a file; exports of the project (list file, CSV, class folders). Every change
+//! goes to the project saver at once.
+
+use std::path::{Path, PathBuf};
+
+use eframe::egui;
+
+use super::Shared;
+use super::Tab;
+use super::batch_panel::{BatchPanel, status_name};
+use super::dialogs::ProjectExport;
+use crate::infer::topk::Ranked;
+use crate::labels::export::{FolderMode, export_class_folders, export_csv, export_list};
+use crate::labels::read_label_file;
+
+#[derive(Default)]
+pub struct Labelling {
+    picker_open: bool,
+    search: String,
+    folder_mode: Option<FolderMode>,
+    include_predicted: bool,
+}
+
+/// The clip being labelled: the one in the player, or the selected row of the batch table.
+pub fn target_clip(shared: &Shared, tab: Tab, batch: &BatchPanel) -> Option<PathBuf> {
+    match tab {
+        Tab::Player => shared.current_clip.clone(),
+        Tab::Batch => batch.selected.and_then(|i| batch.files.get(i).cloned()),
+    }
+}
+
+const DIGIT_KEYS: [egui::Key; 9] = [
+    egui::Key::Num1,
+    egui::Key::Num2,
+    egui::Key::Num3,
+    egui::Key::Num4,
+    egui::Key::Num5,
+    egui::Key::Num6,
+    egui::Key::Num7,
+    egui::Key::Num8,
+    egui::Key::Num9,
+];
+
+impl Labelling {
+    fn clip_index(shared: &Shared, path: &Path) -> Option<usize> {
+        shared.project.as_ref()?.clip_index(path)
+    }
+
+    fn prediction(shared: &Shared, index: usize) -> Vec<Ranked> {
+        shared
+            .project
+            .as_ref()
+            .and_then(|p| p.clips.get(index))
+            .and_then(|c| c.prediction.as_ref())
+            .map(|p| p.top_k.clone())
+            .unwrap_or_default()
+    }
+
+    /// Labels clip `index` with the label called `name` (a model class shown in the top-k).
+    fn correct_by_name(shared: &mut Shared, index: usize, name: &str) {
+        let Some(project) = shared.project.as_mut() else {
+            return;
+        };
+        let Some(id) = project.label_set.labels.iter().position(|l| l == name) else {
+            shared.error(format!("'{name}' is not in the project's label set"));
+            return;
+        };
+        Self::correct(shared, index, id);
+    }
+
+    fn correct(shared: &mut Shared, index: usize, label_id: usize) {
+        let Some(project) = shared.project.as_mut() else {
+            return;
+        };
+        // Picking the predicted top-1 is an acceptance, anything else a correction.
+        let predicted_top1 = project
+            .clips
+            .get(index)
+            .and_then(|c| c.prediction.as_ref())
+            .and_then(|p| p.top_k.first())
+            .map(|t| t.label.clone());
+        let name = project.label_set.labels.get(label_id).cloned();
+        let outcome = if predicted_top1.is_some() && predicted_top1 == name {
+            project.accept(index)
+        } else {
+            project.correct(index, label_id)
+        };
+        match outcome {
+            Ok(()) => shared.save_project(),
+            Err(e) => shared.error(e.to_string()),
+        }
+    }
+
+    pub fn keys(&mut self, ctx: &egui::Context, shared: &mut Shared, tab: Tab, batch: &BatchPanel) {
+        let Some(path) = target_clip(shared, tab, batch) else {
+            return;
+        };
+        let Some(index) = Self::clip_index(shared, &path) else {
+            return;
+        };
+        let (digit, enter, picker) = ctx.input_mut(|i| {
+            let mut digit = None;
+            for (n, key) in DIGIT_KEYS.iter().enumerate() {
+                if i.consume_key(egui::Modifiers::NONE, *key) {
+                    digit = Some(n + 1);
+                }
+            }
+            (
+                digit,
+                i.consume_key(egui::Modifiers::NONE, egui::Key::Enter),
+                i.consume_key(egui::Modifiers::NONE, egui::Key::L),
+            )
+        });
+        if let Some(n) = digit {
+            let top_k = Self::prediction(shared, index);
+            if let Some(r) = top_k.get(n - 1) {
+                let name = r.label.clone();
+                Self::correct_by_name(shared, index, &name);
+            }
+        }
+        if enter && let Some(project) = shared.project.as_mut() {
+            match project.accept(index) {
+                Ok(()) => shared.save_project(),
+                Err(e) => shared.error(e.to_string()),
+            }
+        }
+        if picker {
+            self.picker_open = true;
+            self.search.clear();
+        }
+    }
+
+    pub fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared, tab: Tab, batch: &BatchPanel) {
+        ui.heading("Label");
+        let Some(project) = &shared.project else {
+            ui.weak("open a clip or a folder to label it");
+            return;
+        };
+        let counts = project.counts();
+        ui.label(
+            egui::RichText::new(format!(
+                "{} · {} accepted · {} corrected · {} predicted · {} unlabelled",
+                project.label_set.name,
+                counts.accepted,
+                counts.corrected,
+                counts.predicted,
+                counts.unlabelled
+            ))
+            .small(),
+        );
+        let Some(path) = target_clip(shared, tab, batch) else {
+            ui.weak("select a clip");
+            return;
+        };
+        let Some(index) = Self::clip_index(shared, &path) else {
+            ui.weak("this clip is outside the project folder");
+            return;
+        };
+        let Some(clip) = project.clips.get(index) else {
+            return;
+        };
+        ui.label(egui::RichText::new(&clip.path).monospace());
+        ui.horizontal(|ui| {
+            ui.label("status:");
+            ui.strong(status_name(Some(clip.status)));
+            if let Some(label) = &clip.label {
+                ui.label(format!("· {label}"));
+            }
+        });
+        let top_k = Self::prediction(shared, index);
+        if top_k.is_empty() {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.weak("clip prediction…");
+            });
+        }
+        let mut pick: Option<String> = None;
+        for r in &top_k {
+            let chosen = clip.label.as_deref() == Some(r.label.as_str());
+            let text = format!("{}  {}  {:.1}%", r.rank, r.label, r.score * 100.0);
+            if ui
+                .selectable_label(chosen, text)
+                .on_hover_text(format!("press {}", r.rank))
+                .clicked()
+            {
+                pick = Some(r.label.clone());
+            }
+        }
+        let mut accept = false;
+        let mut clear = false;
+        ui.horizontal(|ui| {
+            accept = ui
+                .add_enabled(!top_k.is_empty(), egui::Button::new("Accept"))
+                .on_hover_text("Enter")
+                .clicked();
+            if ui.button("Other label…").on_hover_text("L").clicked() {
+                self.picker_open = true;
+                self.search.clear();
+            }
+            clear = ui.button("Clear").clicked();
+        });
+        if let Some(name) = pick {
+            Self::correct_by_name(shared, index, &name);
+        }
+        if accept && let Some(project) = shared.project.as_mut() {
+            match project.accept(index) {
+                Ok(()) => shared.save_project(),
+                Err(e) => shared.error(e.to_string()),
+            }
+        }
+        if clear && let Some(project) = shared.project.as_mut() {
+            match project.clear(index) {
+                Ok(()) => shared.save_project(),
+                Err(e) => shared.error(e.to_string()),
+            }
+        }
+    }
+
+    /// The searchable picker over the whole label set.
+    pub fn picker_window_ui(
+        &mut self,
+        ctx: &egui::Context,
+        shared: &mut Shared,
+        tab: Tab,
+        batch: &BatchPanel,
+    ) {
+        if !self.picker_open {
+            return;
+        }
+        let target = target_clip(shared, tab, batch).and_then(|p| Self::clip_index(shared, &p));
+        let labels = shared
+            .project
+            .as_ref()
+            .map(|p| p.label_set.labels.clone())
+            .unwrap_or_default();
+        let mut open = true;
+        let mut chosen = None;
+        egui::Window::new("Pick a label")
+            .open(&mut open)
+            .default_size([320.0, 420.0])
+            .show(ctx, |ui| {
+                let search = ui.add(
+                    egui::TextEdit::singleline(&mut self.search)
+                        .hint_text("search")
+                        .desired_width(f32::INFINITY),
+                );
+                search.request_focus();
+                let needle = self.search.to_lowercase();
+                let matches: Vec<(usize, &String)> = labels
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| l.to_lowercase().contains(&needle))
+                    .collect();
+                if search.lost_focus()
+                    && ui.input(|i| i.key_pressed(egui::Key::Enter))
+                    && let Some((id, _)) = matches.first()
+                {
+                    chosen = Some(*id);
+                }
+                egui::ScrollArea::vertical().show(ui, |ui| {
+                    for (id, label) in matches {
+                        if ui.selectable_label(false, label).clicked() {
+                            chosen = Some(id);
+                        }
+                    }
+                });
+            });
+        if let (Some(id), Some(index)) = (chosen, target) {
+            Self::correct(shared, index, id);
+            open = false;
+        }
+        self.picker_open = open;
+    }
+
+    /// Replaces the project's label set with the one in `path` (refused once a label was
+    /// accepted or corrected: its id would mean another class; predictions are dropped).
+    pub fn load_label_file(&mut self, shared: &mut Shared, path: &Path) {
+        let labels = match read_label_file(path) {
+            Ok(labels) => labels,
+            Err(e) => return shared.error(e.to_string()),
+        };
+        let Some(project) = shared.project.as_mut() else {
+            return shared.error("open a clip or a folder first");
+        };
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|| "custom".into());
+        let count = labels.len();
+        if let Err(e) = project.replace_label_set(name, labels) {
+            return shared.error(e.to_string());
+        }
+        shared.settings.label_file = Some(path.to_path_buf());
+        shared.save_project();
+        shared.toast(format!("label set: {count} labels from {}", path.display()));
+    }
+
+    pub fn export_menu_ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        let enabled = shared.project.is_some();
+        ui.add_enabled_ui(enabled, |ui| {
+            ui.checkbox(
+                &mut self.include_predicted,
+                "Exports include predicted labels",
+            );
+            if ui.button("Export list file (path label_id)…").clicked() {
+                shared.dialogs.export_project(ProjectExport::ListFile);
+            }
+            if ui.button("Export labels CSV…").clicked() {
+                shared.dialogs.export_project(ProjectExport::Csv);
+            }
+            ui.menu_button("Export class folders", |ui| {
+                for (mode, name) in [
+                    (FolderMode::Copy, "Copy clips…"),
+                    (FolderMode::HardLink, "Hard-link clips…"),
+                    (FolderMode::SymLink, "Symlink clips…"),
+                ] {
+                    if ui.button(name).clicked() {
+                        self.folder_mode = Some(mode);
+                        shared.dialogs.export_project(ProjectExport::ClassFolders);
+                    }
+                }
+            });
+        });
+    }
+
+    pub fn export(&mut self, shared: &mut Shared, kind: ProjectExport, out: &Path) {
+        let Some(project) = shared.project.as_ref() else {
+            return;
+        };
+        let include = self.include_predicted;
+        let outcome = match kind {
+            ProjectExport::ListFile => export_list(project, out, include)
+                .map(|n| format!("{n} clips written to {}", out.display())),
+            ProjectExport::Csv => {
+                export_csv(project, out).map(|n| format!("{n} clips written to {}", out.display()))
+            }
+            ProjectExport::ClassFolders => {
+                let mode = self.folder_mode.unwrap_or(FolderMode::Copy);
+                export_class_folders(project, out, mode, include).map(|s| {
+                    format!(
+                        "{} clips in {} class folders under {}",
+                        s.clips,
+                        s.classes,
+                        out.display()
+                    )
+                })
+            }
+        };
+        match outcome {
+            Ok(text) => shared.toast(text),
+            Err(e) => shared.error(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,499 @@
+//! The desktop window: a player with live labels and a timeline, batch classification, and
+//! labelling. The UI thread only draws and sends commands; the player, the inference service,
+//! the project saver and file dialogs run on their own threads and wake the UI through
+//! `Notify` (a repaint request) after every message.
+
+mod batch_panel;
+mod dialogs;
+mod labelling;
+mod live_panel;
+mod player_view;
+pub mod settings;
+mod timeline_strip;
+mod workers;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use eframe::egui;
+
+pub use dialogs::DialogBackend;
+use settings::{STORAGE_KEY, Settings, SettingsOverride, SettingsWindow};
+use workers::Toast;
+pub use workers::{ModelState, Shared};
+
+/// Options that tests and the command line set; the window itself reads the rest from storage.
+#[derive(Clone, Debug)]
+pub struct AppOptions {
+    /// A clip to open at start.
+    pub video: Option<PathBuf>,
+    /// Settings to use instead of the stored ones (tests).
+    pub settings: Option<Settings>,
+    /// Command-line settings applied over the stored ones.
+    pub overrides: SettingsOverride,
+    /// Play audio (tests and machines without a sound device turn it off).
+    pub audio: bool,
+    pub dialogs: DialogBackend,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            video: None,
+            settings: None,
+            overrides: SettingsOverride::default(),
+            audio: std::env::var_os("KINETO_NO_AUDIO").is_none(),
+            dialogs: DialogBackend::Native,
+        }
+    }
+}
+
+/// Opens the window (blocks until it is closed).
+pub fn run(video: Option<PathBuf>) -> anyhow::Result<()> {
+    run_with(AppOptions {
+        video,
+        ..AppOptions::default()
+    })
+}
+
+/// Opens the window with `app_options` (blocks until it is closed).
+pub fn run_with(app_options: AppOptions) -> anyhow::Result<()> {
+    let viewport = egui::ViewportBuilder::default()
+        .with_title("Kineto")
+        .with_app_id("kineto")
+        .with_inner_size([1180.0, 760.0])
+        .with_min_inner_size([720.0, 480.0])
+        .with_drag_and_drop(true);
+    let options = eframe::NativeOptions {
+        viewport,
+        renderer: eframe::Renderer::Wgpu,
+        persist_window: true,
+        ..Default::default()
+    };
+    eframe::run_native(
+        "Kineto",
+        options,
+        Box::new(move |cc| Ok(Box::new(KinetoApp::new(cc, app_options)))),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tab {
+    Player,
+    Batch,
+}
+
+pub struct KinetoApp {
+    pub shared: Shared,
+    pub tab: Tab,
+    player_view: player_view::PlayerView,
+    live: live_panel::LivePanel,
+    timeline: timeline_strip::TimelineStrip,
+    pub batch: batch_panel::BatchPanel,
+    labelling: labelling::Labelling,
+    settings_window: SettingsWindow,
+}
+
+impl KinetoApp {
+    pub fn new(cc: &eframe::CreationContext<'_>, options: AppOptions) -> Self {
+        let stored = cc
+            .storage
+            .and_then(|s| eframe::get_value::<Settings>(s, STORAGE_KEY));
+        let mut settings = options.settings.clone().or(stored).unwrap_or_default();
+        options.overrides.apply(&mut settings);
+        cc.egui_ctx
+            .options_mut(|o| o.theme_preference = egui::ThemePreference::System);
+        let shared = Shared::new(&cc.egui_ctx, settings, &options);
+        let mut app = Self {
+            shared,
+            tab: Tab::Player,
+            player_view: player_view::PlayerView::default(),
+            live: live_panel::LivePanel::default(),
+            timeline: timeline_strip::TimelineStrip::default(),
+            batch: batch_panel::BatchPanel::default(),
+            labelling: labelling::Labelling::default(),
+            settings_window: SettingsWindow::default(),
+        };
+        if let Some(video) = options.video {
+            app.open_paths(vec![video]);
+        }
+        app
+    }
+
+    /// Opens what the user dropped or picked: one video plays; folders or several files go
+    /// to the batch.
+    pub fn open_paths(&mut self, paths: Vec<PathBuf>) {
+        let single_video = paths.len() == 1 && paths[0].is_file();
+        if single_video {
+            let path = paths[0].clone();
+            self.open_clip(&path);
+        } else if !paths.is_empty() {
+            self.batch.start(&mut self.shared, paths);
+            self.tab = Tab::Batch;
+        }
+    }
+
+    /// Plays `path`, computes its timeline and its clip-level prediction.
+    pub fn open_clip(&mut self, path: &Path) {
+        self.shared.open_clip(path);
+        self.live.reset();
+        self.timeline.start(&mut self.shared, path);
+        self.tab = Tab::Player;
+    }
+
+    /// The live panel's current top-1 label.
+    pub fn live_top1(&self) -> Option<String> {
+        self.live.top1()
+    }
+
+    /// Windows of the finished timeline of the clip in the player.
+    pub fn timeline_windows(&self) -> Option<usize> {
+        self.timeline.finished_windows()
+    }
+
+    /// Applies one frame's worth of worker messages.
+    fn drain(&mut self) {
+        for event in self.shared.drain_service() {
+            use crate::infer::service::ServiceEvent as E;
+            match event {
+                E::Live(result) => self.live.on_result(&self.shared, result),
+                E::LiveFailed { generation, error } => self.live.on_error(generation, error),
+                E::Batch(event) => self.batch.on_event(&mut self.shared, event),
+                E::Timeline(event) => self.timeline.on_event(event),
+                E::Loaded(model) => {
+                    self.shared.model = ModelState::Ready(model);
+                    self.live.reset();
+                    if let Some(path) = self.shared.current_clip.clone() {
+                        self.timeline.start(&mut self.shared, &path);
+                        self.shared.classify_current();
+                    }
+                }
+                E::Loading { weights } => {
+                    self.shared.model = ModelState::Loading {
+                        weights,
+                        done: 0,
+                        total: None,
+                    }
+                }
+                E::Download {
+                    weights,
+                    done,
+                    total,
+                } => {
+                    self.shared.model = ModelState::Loading {
+                        weights,
+                        done,
+                        total,
+                    }
+                }
+                E::LoadFailed { weights, error } => {
+                    self.shared.model = ModelState::Failed { weights, error }
+                }
+            }
+        }
+        self.shared.drain_saver();
+        for picked in self.shared.dialogs.poll() {
+            self.on_dialog(picked);
+        }
+        if let Some(dir) = self.shared.demo_ready() {
+            self.shared.toast(format!(
+                "demo clips (one folder per class) in {}",
+                dir.display()
+            ));
+            let first = crate::infer::batch::expand_inputs(std::slice::from_ref(&dir))
+                .into_iter()
+                .next();
+            if let Some(clip) = first {
+                self.open_clip(&clip);
+            }
+        }
+    }
+
+    fn on_dialog(&mut self, picked: dialogs::Picked) {
+        use dialogs::Purpose as P;
+        let dialogs::Picked { purpose, paths } = picked;
+        let Some(first) = paths.first().cloned() else {
+            return;
+        };
+        match purpose {
+            P::Open => self.open_paths(paths),
+            P::ImportWeights => {
+                self.shared.settings.model = first.display().to_string();
+                self.shared.reload_model();
+            }
+            P::LabelFile => self.labelling.load_label_file(&mut self.shared, &first),
+            P::ExportResults(format) => self.batch.export(&mut self.shared, format, &first),
+            P::ExportProject(kind) => self.labelling.export(&mut self.shared, kind, &first),
+        }
+    }
+
+    fn handle_input(&mut self, ctx: &egui::Context) {
+        let dropped: Vec<PathBuf> = ctx.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        });
+        if !dropped.is_empty() {
+            self.open_paths(dropped);
+        }
+        if ctx.egui_wants_keyboard_input() {
+            return;
+        }
+        if ctx.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, egui::Key::O)) {
+            self.shared.dialogs.open_media();
+        }
+        if self.tab == Tab::Player {
+            self.player_view.keys(ctx, &mut self.shared);
+        }
+        self.labelling
+            .keys(ctx, &mut self.shared, self.tab, &self.batch);
+    }
+
+    fn menu_ui(&mut self, ui: &mut egui::Ui) {
+        egui::MenuBar::new().ui(ui, |ui| {
+            ui.menu_button("File", |ui| {
+                if ui.button("Open…").clicked() {
+                    self.shared.dialogs.open_media();
+                }
+                if ui.button("Open folder…").clicked() {
+                    self.shared.dialogs.open_folder();
+                }
+                let recent = self.shared.settings.recent.clone();
+                ui.menu_button("Recent", |ui| {
+                    if recent.is_empty() {
+                        ui.label("nothing yet");
+                    }
+                    for path in recent {
+                        if ui.button(path.display().to_string()).clicked() {
+                            self.open_paths(vec![path]);
+                        }
+                    }
+                });
+                ui.separator();
+                if ui.button("Import weights…").clicked() {
+                    self.shared.dialogs.import_weights();
+                }
+                if ui.button("Load label set…").clicked() {
+                    self.shared.dialogs.label_file();
+                }
+                ui.separator();
+                self.batch.export_menu_ui(ui, &mut self.shared);
+                self.labelling.export_menu_ui(ui, &mut self.shared);
+                ui.separator();
+                if ui.button("Quit").clicked() {
+                    ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+                }
+            });
+            ui.menu_button("View", |ui| {
+                ui.selectable_value(&mut self.tab, Tab::Player, "Player");
+                ui.selectable_value(&mut self.tab, Tab::Batch, "Batch");
+                ui.separator();
+                egui::widgets::global_theme_preference_buttons(ui);
+            });
+            if ui.button("Settings").clicked() {
+                self.settings_window.show(&self.shared.settings);
+            }
+            ui.separator();
+            ui.selectable_value(&mut self.tab, Tab::Player, "Player");
+            ui.selectable_value(&mut self.tab, Tab::Batch, "Batch");
+        });
+    }
+
+    fn status_bar_ui(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            match &self.shared.model {
+                ModelState::Ready(m) => {
+                    ui.label(format!("{} · {} frames · {}", m.name, m.num_seg, m.device));
+                }
+                ModelState::Loading {
+                    weights,
+                    done,
+                    total,
+                } => {
+                    ui.spinner();
+                    match total {
+                        Some(t) if *t > 0 => ui.label(format!(
+                            "downloading {weights}: {:.1} / {:.1} MB",
+                            *done as f64 / 1e6,
+                            *t as f64 / 1e6
+                        )),
+                        _ => ui.label(format!("loading {weights}…")),
+                    };
+                }
+                ModelState::Failed { .. } => {
+                    ui.colored_label(ui.visuals().error_fg_color, "no model");
+                }
+                ModelState::None => {
+                    ui.label("no model");
+                }
+            }
+            ui.separator();
+            if let Some(ms) = self.live.last_infer_ms() {
+                ui.label(format!("inference {ms:.0} ms"));
+                ui.separator();
+            }
+            ui.label(format!(
+                "live requests skipped: {}",
+                self.shared.service.live_skipped()
+            ));
+            if let Some(save) = &self.shared.save_status {
+                ui.separator();
+                ui.label(save);
+            }
+        });
+    }
+
+    fn toasts_ui(&mut self, ctx: &egui::Context) {
+        self.shared
+            .toasts
+            .retain(|t| t.shown_at.elapsed() < Duration::from_secs(8));
+        if self.shared.toasts.is_empty() {
+            return;
+        }
+        egui::Area::new(egui::Id::unique("kineto.toasts"))
+            .anchor(egui::Align2::RIGHT_BOTTOM, [-12.0, -36.0])
+            .show(ctx, |ui| {
+                for Toast { text, error, .. } in &self.shared.toasts {
+                    egui::Frame::popup(ui.style()).show(ui, |ui| {
+                        ui.set_max_width(420.0);
+                        if *error {
+                            ui.colored_label(ui.visuals().error_fg_color, text);
+                        } else {
+                            ui.label(text);
+                        }
+                    });
+                }
+            });
+        ctx.request_repaint_after(Duration::from_millis(500));
+    }
+}
+
+impl eframe::App for KinetoApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        self.drain();
+        self.handle_input(&ctx);
+        self.player_view.upload_frame(&ctx, &self.shared);
+        if let Some(new) = self
+            .settings_window
+            .window_ui(&ctx, &self.shared.catalog_names)
+        {
+            self.shared.apply_settings(new);
+            self.live.reset();
+        }
+        if std::mem::take(&mut self.shared.settings_requested) {
+            self.settings_window.show(&self.shared.settings);
+        }
+        self.labelling
+            .picker_window_ui(&ctx, &mut self.shared, self.tab, &self.batch);
+
+        egui::Panel::top("menu").show(ui, |ui| self.menu_ui(ui));
+        egui::Panel::bottom("status").show(ui, |ui| self.status_bar_ui(ui));
+        egui::Panel::right("side")
+            .resizable(true)
+            .default_size(300.0)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| {
+                    if self.tab == Tab::Player {
+                        self.live.ui(ui, &mut self.shared);
+                        ui.separator();
+                    }
+                    self.labelling
+                        .ui(ui, &mut self.shared, self.tab, &self.batch);
+                });
+            });
+        egui::CentralPanel::default().show(ui, |ui| {
+            if let ModelState::Failed { weights, error } = &self.shared.model {
+                let (weights, error) = (weights.clone(), error.clone());
+                first_run_ui(ui, &mut self.shared, &weights, &error);
+                ui.separator();
+            }
+            match self.tab {
+                Tab::Player => {
+                    if self.shared.current_clip.is_none() {
+                        empty_ui(ui, &mut self.shared);
+                    } else {
+                        egui::Panel::bottom("timeline")
+                            .exact_size(64.0)
+                            .show(ui, |ui| self.timeline.ui(ui, &mut self.shared));
+                        self.player_view.ui(ui, &mut self.shared);
+                    }
+                }
+                Tab::Batch => self.batch.ui(ui, &mut self.shared, &mut self.tab),
+            }
+        });
+        // A double-click in the batch table asks to open a clip.
+        if let Some(path) = self.batch.take_open_request() {
+            self.open_clip(&path);
+        }
+        self.toasts_ui(&ctx);
+        self.live.request(&mut self.shared, Instant::now());
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, STORAGE_KEY, &self.shared.settings);
+    }
+
+    fn on_exit(&mut self) {
+        self.shared.shutdown();
+    }
+}
+
+fn empty_ui(ui: &mut egui::Ui, shared: &mut Shared) {
+    ui.vertical_centered(|ui| {
+        ui.add_space(ui.available_height() * 0.3);
+        ui.heading("Drop a video to play it with live action labels");
+        ui.label("or drop a folder to classify every clip in it");
+        ui.add_space(8.0);
+        ui.horizontal(|ui| {
+            ui.add_space((ui.available_width() - 220.0).max(0.0) / 2.0);
+            if ui.button("Open video…").clicked() {
+                shared.dialogs.open_media();
+            }
+            if ui.button("Open folder…").clicked() {
+                shared.dialogs.open_folder();
+            }
+        });
+    });
+}
+
+/// What to do when the model cannot be loaded (first run without weights, offline, a bad
+/// file): say it in one sentence and offer the ways out.
+fn first_run_ui(ui: &mut egui::Ui, shared: &mut Shared, weights: &str, error: &str) {
+    egui::Frame::group(ui.style()).show(ui, |ui| {
+        ui.colored_label(
+            ui.visuals().warn_fg_color,
+            format!("The model {weights} could not be loaded, so clips cannot be labelled yet."),
+        );
+        ui.label(egui::RichText::new(error).small());
+        ui.horizontal(|ui| {
+            if ui.button("Import weights…").clicked() {
+                shared.dialogs.import_weights();
+            }
+            if ui.button("Retry (download)").clicked() {
+                shared.settings.offline = false;
+                shared.reload_model();
+            }
+            if ui.button("Settings…").clicked() {
+                shared.settings_requested = true;
+            }
+            let making = shared.demo.is_some();
+            if ui
+                .add_enabled(!making, egui::Button::new("Try the demo data"))
+                .on_hover_text(
+                    "write a small set of synthetic clips (one folder per class) and play one",
+                )
+                .clicked()
+            {
+                shared.make_demo_data(&ui.ctx().clone());
+            }
+            if making {
+                ui.spinner();
+            }
+        });
+    });
+}

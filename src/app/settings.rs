@@ -1,0 +1,229 @@
+//! Settings (serde, kept in eframe's storage), the settings window and the status bar.
+
+use std::path::PathBuf;
+
+use eframe::egui;
+use serde::{Deserialize, Serialize};
+
+use crate::infer::device::DeviceChoice;
+use crate::infer::service::ModelSpec;
+use crate::weights::DEFAULT_WEIGHTS;
+
+pub const STORAGE_KEY: &str = "kineto.settings";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeviceSetting {
+    Auto,
+    Cpu,
+    Gpu,
+}
+
+impl DeviceSetting {
+    pub fn choice(self) -> DeviceChoice {
+        match self {
+            Self::Auto => DeviceChoice::Auto,
+            Self::Cpu => DeviceChoice::Cpu,
+            Self::Gpu => DeviceChoice::Gpu,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Catalog name or weights file.
+    pub model: String,
+    /// 0 = the checkpoint's own (attention fixes it), else 8.
+    pub frames: usize,
+    pub device: DeviceSetting,
+    /// 0 = all cores but one.
+    pub threads: usize,
+    pub top_k: usize,
+    /// Live window length in seconds.
+    pub live_window_s: f64,
+    /// Timeline stride in seconds.
+    pub timeline_stride_s: f64,
+    /// Custom label set for labelling (None: the model's classes).
+    pub label_file: Option<PathBuf>,
+    pub recent: Vec<PathBuf>,
+    pub volume: f64,
+    pub offline: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            model: DEFAULT_WEIGHTS.to_string(),
+            frames: 0,
+            device: DeviceSetting::Auto,
+            threads: 0,
+            top_k: 5,
+            live_window_s: 2.0,
+            timeline_stride_s: 1.0,
+            label_file: None,
+            recent: Vec::new(),
+            volume: 0.8,
+            offline: false,
+        }
+    }
+}
+
+impl Settings {
+    pub fn model_spec(&self) -> ModelSpec {
+        ModelSpec {
+            weights: self.model.clone(),
+            frames: (self.frames > 0).then_some(self.frames),
+            device: self.device.choice(),
+            threads: self.threads,
+            labels: None,
+            cache_dir: None,
+            offline: self.offline,
+        }
+    }
+
+    /// Remembers `path` first in the recent list (at most 10).
+    pub fn push_recent(&mut self, path: PathBuf) {
+        self.recent.retain(|p| p != &path);
+        self.recent.insert(0, path);
+        self.recent.truncate(10);
+    }
+}
+
+/// Settings given on the command line (`kineto open --weights ...`): they win over the stored
+/// ones for this session and are saved like any change made in the window.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SettingsOverride {
+    pub model: Option<String>,
+    pub frames: Option<usize>,
+    pub device: Option<DeviceSetting>,
+    pub threads: Option<usize>,
+    pub offline: Option<bool>,
+}
+
+impl SettingsOverride {
+    pub fn apply(&self, settings: &mut Settings) {
+        if let Some(model) = &self.model {
+            settings.model.clone_from(model);
+        }
+        if let Some(frames) = self.frames {
+            settings.frames = frames;
+        }
+        if let Some(device) = self.device {
+            settings.device = device;
+        }
+        if let Some(threads) = self.threads {
+            settings.threads = threads;
+        }
+        if let Some(offline) = self.offline {
+            settings.offline = offline;
+        }
+    }
+}
+
+/// The settings window: edits a draft; "Apply" hands it back.
+#[derive(Default)]
+pub struct SettingsWindow {
+    pub open: bool,
+    draft: Option<Settings>,
+}
+
+impl SettingsWindow {
+    pub fn show(&mut self, current: &Settings) {
+        self.draft = Some(current.clone());
+        self.open = true;
+    }
+
+    /// Draws the window; returns new settings when the user applies them.
+    pub fn window_ui(&mut self, ctx: &egui::Context, catalog: &[String]) -> Option<Settings> {
+        if !self.open {
+            return None;
+        }
+        let mut applied = None;
+        let mut open = self.open;
+        let mut close = false;
+        egui::Window::new("Settings")
+            .open(&mut open)
+            .resizable(false)
+            .collapsible(false)
+            .show(ctx, |ui| {
+                let Some(draft) = self.draft.as_mut() else {
+                    return;
+                };
+                egui::Grid::new("settings_grid")
+                    .num_columns(2)
+                    .spacing([12.0, 6.0])
+                    .show(ui, |ui| {
+                        ui.label("Model");
+                        ui.horizontal(|ui| {
+                            ui.add(
+                                egui::TextEdit::singleline(&mut draft.model)
+                                    .desired_width(260.0)
+                                    .hint_text("catalog name or weights file"),
+                            );
+                            egui::ComboBox::from_id_salt("catalog")
+                                .selected_text("Catalog")
+                                .show_ui(ui, |ui| {
+                                    for name in catalog {
+                                        ui.selectable_value(&mut draft.model, name.clone(), name);
+                                    }
+                                });
+                        });
+                        ui.end_row();
+                        ui.label("Frames");
+                        ui.horizontal(|ui| {
+                            ui.selectable_value(&mut draft.frames, 0, "Model's");
+                            ui.selectable_value(&mut draft.frames, 8, "8");
+                            ui.selectable_value(&mut draft.frames, 16, "16");
+                        });
+                        ui.end_row();
+                        ui.label("Device");
+                        ui.horizontal(|ui| {
+                            ui.selectable_value(&mut draft.device, DeviceSetting::Auto, "Auto");
+                            ui.selectable_value(&mut draft.device, DeviceSetting::Cpu, "CPU");
+                            ui.selectable_value(&mut draft.device, DeviceSetting::Gpu, "GPU");
+                        });
+                        ui.end_row();
+                        ui.label("Threads");
+                        ui.add(
+                            egui::DragValue::new(&mut draft.threads)
+                                .range(0..=64)
+                                .custom_formatter(|v, _| {
+                                    if v == 0.0 {
+                                        "auto".into()
+                                    } else {
+                                        format!("{v}")
+                                    }
+                                }),
+                        );
+                        ui.end_row();
+                        ui.label("Top-k");
+                        ui.add(egui::Slider::new(&mut draft.top_k, 1..=10));
+                        ui.end_row();
+                        ui.label("Live window");
+                        ui.add(egui::Slider::new(&mut draft.live_window_s, 0.5..=8.0).suffix(" s"));
+                        ui.end_row();
+                        ui.label("Timeline stride");
+                        ui.add(
+                            egui::Slider::new(&mut draft.timeline_stride_s, 0.25..=4.0)
+                                .suffix(" s"),
+                        );
+                        ui.end_row();
+                        ui.label("Offline");
+                        ui.checkbox(&mut draft.offline, "never download weights");
+                        ui.end_row();
+                    });
+                ui.separator();
+                ui.horizontal(|ui| {
+                    if ui.button("Apply").clicked() {
+                        applied = Some(draft.clone());
+                        close = true;
+                    }
+                    if ui.button("Cancel").clicked() {
+                        close = true;
+                    }
+                });
+            });
+        self.open = open && !close;
+        applied
+    }
+}

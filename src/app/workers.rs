@@ -1,0 +1,298 @@
+//! What every panel shares: the settings, the worker handles (player, inference service,
+//! project saver, dialogs), the model's state and the labelling project. Channels are drained
+//! here a bounded number of messages per frame, so a flood of events never stalls drawing.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use eframe::egui;
+
+use super::AppOptions;
+use super::dialogs::Dialogs;
+use super::settings::Settings;
+use crate::infer::service::{InferenceService, LoadedModel, ServiceEvent};
+use crate::labels::project::{Project, ProjectSaver, SaveEvent};
+use crate::progress::Notify;
+use crate::train::demo::{DemoOptions, generate};
+use crate::video::player::{Player, PlayerCmd, PlayerOptions};
+use crate::weights::catalog::{Catalog, EntryKind};
+use crossbeam_channel::Receiver;
+
+/// At most this many worker messages are applied per frame (the rest wait for the next one).
+const EVENTS_PER_FRAME: usize = 256;
+
+#[derive(Clone, Debug)]
+pub enum ModelState {
+    None,
+    Loading {
+        weights: String,
+        done: u64,
+        total: Option<u64>,
+    },
+    Ready(LoadedModel),
+    Failed {
+        weights: String,
+        error: String,
+    },
+}
+
+pub struct Toast {
+    pub text: String,
+    pub error: bool,
+    pub shown_at: Instant,
+}
+
+pub struct Shared {
+    pub settings: Settings,
+    pub player: Player,
+    pub service: InferenceService,
+    pub saver: ProjectSaver,
+    pub dialogs: Dialogs,
+    pub model: ModelState,
+    pub project: Option<Project>,
+    pub current_clip: Option<PathBuf>,
+    /// Job id of the one-clip classification of the clip in the player.
+    pub clip_job: Option<u64>,
+    pub toasts: Vec<Toast>,
+    pub save_status: Option<String>,
+    pub catalog_names: Vec<String>,
+    pub settings_requested: bool,
+    /// Demo clips being written (first run without weights); the answer is the folder.
+    pub demo: Option<Receiver<Result<PathBuf, String>>>,
+}
+
+impl Shared {
+    pub fn new(ctx: &egui::Context, settings: Settings, options: &AppOptions) -> Self {
+        let repaint = |ctx: &egui::Context| {
+            let ctx = ctx.clone();
+            Notify::new(move || ctx.request_repaint())
+        };
+        let player = Player::spawn_with(
+            repaint(ctx),
+            PlayerOptions {
+                audio: options.audio,
+            },
+        );
+        let service = InferenceService::spawn(repaint(ctx));
+        service.set_top_k(settings.top_k);
+        service.load(settings.model_spec());
+        let catalog_names = Catalog::load()
+            .map(|c| {
+                c.entries
+                    .iter()
+                    .filter(|e| e.kind != EntryKind::Imagenet)
+                    .map(|e| e.name.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let shared = Self {
+            player,
+            service,
+            saver: ProjectSaver::spawn(repaint(ctx)),
+            dialogs: Dialogs::new(options.dialogs.clone(), repaint(ctx)),
+            model: ModelState::None,
+            project: None,
+            current_clip: None,
+            clip_job: None,
+            toasts: Vec::new(),
+            save_status: None,
+            catalog_names,
+            settings_requested: false,
+            demo: None,
+            settings,
+        };
+        shared
+            .player
+            .send(PlayerCmd::SetVolume(shared.settings.volume));
+        shared
+    }
+
+    pub fn toast(&mut self, text: impl Into<String>) {
+        self.toasts.push(Toast {
+            text: text.into(),
+            error: false,
+            shown_at: Instant::now(),
+        });
+    }
+
+    pub fn error(&mut self, text: impl Into<String>) {
+        self.toasts.push(Toast {
+            text: text.into(),
+            error: true,
+            shown_at: Instant::now(),
+        });
+    }
+
+    pub fn model(&self) -> Option<&LoadedModel> {
+        match &self.model {
+            ModelState::Ready(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    pub fn reload_model(&mut self) {
+        self.service.set_top_k(self.settings.top_k);
+        self.service.load(self.settings.model_spec());
+    }
+
+    pub fn apply_settings(&mut self, new: Settings) {
+        let reload = new.model_spec() != self.settings.model_spec();
+        self.settings = new;
+        self.service.set_top_k(self.settings.top_k);
+        if reload {
+            self.reload_model();
+        }
+    }
+
+    /// Plays `path` and makes sure the project of its folder knows it.
+    pub fn open_clip(&mut self, path: &Path) {
+        self.current_clip = Some(path.to_path_buf());
+        self.settings.push_recent(path.to_path_buf());
+        self.player.send(PlayerCmd::Open(path.to_path_buf()));
+        self.player.send(PlayerCmd::Play);
+        let root = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        self.ensure_project(&root);
+        if let Some(project) = self.project.as_mut()
+            && let Err(e) = project.add_clip(path)
+        {
+            let text = e.to_string();
+            self.error(text);
+        }
+        self.save_project();
+        self.classify_current();
+    }
+
+    /// The clip-level prediction of the clip in the player (PaddleVideo's uniform sampling).
+    pub fn classify_current(&mut self) {
+        if let (Some(path), Some(_)) = (self.current_clip.clone(), self.model()) {
+            let (job, _) = self.service.classify(vec![path], self.settings.top_k);
+            self.clip_job = Some(job);
+        }
+    }
+
+    /// Opens (or creates) the labelling project of `root` unless it is the open one. A project
+    /// file that cannot be read is reported and left untouched (a new one is not written over it).
+    pub fn ensure_project(&mut self, root: &Path) {
+        if self.project.as_ref().is_some_and(|p| p.root == root) {
+            return;
+        }
+        self.saver.flush(Duration::from_secs(2));
+        // An existing project keeps its own label set; a new one takes the model's classes.
+        let loaded = Project::load(root).map(|existing| {
+            existing.unwrap_or_else(|| {
+                let labels = self
+                    .model()
+                    .map(|m| m.labels.as_ref().clone())
+                    .unwrap_or_else(crate::labels::kinetics400);
+                let name = if labels == crate::labels::kinetics400() {
+                    "kinetics400"
+                } else {
+                    "model"
+                };
+                Project::new(root, name, labels)
+            })
+        });
+        match loaded {
+            Ok(project) => self.project = Some(project),
+            Err(e) => {
+                self.project = None;
+                let text = format!("labelling disabled: {e}");
+                self.error(text);
+            }
+        }
+    }
+
+    /// Hands the project's current state to the saver thread (written atomically).
+    pub fn save_project(&mut self) {
+        if let Some(project) = &self.project {
+            self.saver.save(project.clone());
+        }
+    }
+
+    pub fn drain_service(&mut self) -> Vec<ServiceEvent> {
+        self.service
+            .events()
+            .try_iter()
+            .take(EVENTS_PER_FRAME)
+            .collect()
+    }
+
+    pub fn drain_saver(&mut self) {
+        let events: Vec<SaveEvent> = self.saver.events().try_iter().take(64).collect();
+        for event in events {
+            match event {
+                SaveEvent::Saved { path, clips } => {
+                    self.save_status = Some(format!(
+                        "saved {} ({clips} clips)",
+                        path.file_name()
+                            .map(|n| n.to_string_lossy().to_string())
+                            .unwrap_or_default()
+                    ));
+                }
+                SaveEvent::Failed { path, error } => {
+                    self.save_status = Some("project NOT saved".into());
+                    self.error(format!("{}: {error}", path.display()));
+                }
+            }
+        }
+    }
+
+    /// Writes a small demo set (`kineto demo-data`'s generator) under the user's data folder on
+    /// a worker thread.
+    pub fn make_demo_data(&mut self, ctx: &egui::Context) {
+        if self.demo.is_some() {
+            return;
+        }
+        let dir = directories::ProjectDirs::from("", "", "kineto")
+            .map(|d| d.data_dir().join("demo-data"))
+            .unwrap_or_else(|| std::env::temp_dir().join("kineto-demo-data"));
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let ctx = ctx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("kineto-demo-data".into())
+            .spawn(move || {
+                let options = DemoOptions {
+                    classes: 4,
+                    clips_per_class: 6,
+                    seconds: 3.0,
+                    seed: 0,
+                    force: false,
+                };
+                let outcome = if dir.join(crate::train::demo::MANIFEST).exists() {
+                    Ok(dir)
+                } else {
+                    generate(&dir, &options, |_, _, _| ctx.request_repaint())
+                        .map(|summary| summary.dir)
+                        .map_err(|e| e.to_string())
+                };
+                let _ = tx.send(outcome);
+                ctx.request_repaint();
+            });
+        match spawned {
+            Ok(_) => {
+                self.demo = Some(rx);
+                self.toast("writing demo clips…");
+            }
+            Err(e) => self.error(format!("cannot start the demo-data worker: {e}")),
+        }
+    }
+
+    /// The demo folder once it is written.
+    pub fn demo_ready(&mut self) -> Option<PathBuf> {
+        let outcome = self.demo.as_ref()?.try_recv().ok()?;
+        self.demo = None;
+        match outcome {
+            Ok(dir) => Some(dir),
+            Err(e) => {
+                self.error(e);
+                None
+            }
+        }
+    }
+
+    pub fn shutdown(&mut self) {
+        self.saver.flush(Duration::from_secs(2));
+        self.service.shutdown(Duration::from_secs(2));
+        self.player.shutdown();
+    }
+}
