@@ -48,6 +48,10 @@ pub struct BatchPanel {
     status_filter: StatusFilter,
     /// Index into `files` of the selected row.
     pub selected: Option<usize>,
+    /// Each file's clip index in the project of `project_root` (computed once: the table is
+    /// redrawn every frame and must stay cheap for thousands of rows).
+    project_clips: Vec<Option<usize>>,
+    project_root: Option<PathBuf>,
     open_request: Option<PathBuf>,
 }
 
@@ -64,6 +68,8 @@ impl Default for BatchPanel {
             filter: String::new(),
             status_filter: StatusFilter::All,
             selected: None,
+            project_clips: Vec::new(),
+            project_root: None,
             open_request: None,
         }
     }
@@ -112,11 +118,11 @@ impl BatchPanel {
             cancel.cancel();
         }
         shared.ensure_project(&project_root(&inputs));
-        if let Some(project) = shared.project.as_mut() {
-            for file in &files {
-                let _ = project.add_clip(file);
-            }
-        }
+        self.project_clips = match shared.project.as_mut() {
+            Some(project) => files.iter().map(|f| project.add_clip(f).ok()).collect(),
+            None => vec![None; files.len()],
+        };
+        self.project_root = shared.project.as_ref().map(|p| p.root.clone());
         shared.save_project();
         let k = shared.settings.top_k;
         self.job = Some(shared.service.classify(files.clone(), k));
@@ -207,7 +213,10 @@ impl BatchPanel {
 
     fn status_of(&self, shared: &Shared, i: usize) -> Option<ClipStatus> {
         let project = shared.project.as_ref()?;
-        let index = project.clip_index(&self.files[i])?;
+        if self.project_root.as_ref() != Some(&project.root) {
+            return None;
+        }
+        let index = (*self.project_clips.get(i)?)?;
         project.clips.get(index).map(|c| c.status)
     }
 

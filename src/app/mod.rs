@@ -165,8 +165,9 @@ impl KinetoApp {
                     self.shared.model = ModelState::Ready(model);
                     self.live.reset();
                     if let Some(path) = self.shared.current_clip.clone() {
-                        self.timeline.start(&mut self.shared, &path);
+                        // The clip's own label first (one forward), then its timeline.
                         self.shared.classify_current();
+                        self.timeline.start(&mut self.shared, &path);
                     }
                 }
                 E::Loading { weights } => {
