@@ -84,6 +84,63 @@ pub fn read_npz_f32(path: &Path) -> Result<Vec<(String, NpyArray<f32>)>, NpyErro
     Ok(arrays)
 }
 
+/// Every array of an `.npz` archive as float64, keyed by name without `.npy`: `<f8` arrays as
+/// they are, `<f4` arrays widened exactly, `<i8` arrays (labels) converted (exact below 2^53).
+/// Arrays of other dtypes are left out. For float64 references (training fixtures).
+pub fn read_npz_f64(path: &Path) -> Result<Vec<(String, NpyArray<f64>)>, NpyError> {
+    use std::io::Read;
+    const MAX_ENTRY: u64 = 8 << 30;
+    let format = |problem: String| NpyError::Format {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let file = fs::File::open(path).map_err(|error| NpyError::Io {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    let mut archive =
+        zip::ZipArchive::new(file).map_err(|e| format(format!("not an .npz: {e}")))?;
+    let mut arrays = Vec::new();
+    for i in 0..archive.len() {
+        let mut entry = archive
+            .by_index(i)
+            .map_err(|e| format(format!("entry {i}: {e}")))?;
+        let name = entry.name().trim_end_matches(".npy").to_string();
+        if entry.size() > MAX_ENTRY {
+            return Err(format(format!(
+                "{name}: entry of {} bytes is too large",
+                entry.size()
+            )));
+        }
+        let mut bytes = Vec::new();
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| format(format!("{name}: {e}")))?;
+        let named = Path::new(&name);
+        let widened = match parse::<f64>(&bytes, named) {
+            Err(NpyError::Dtype { .. }) => match parse::<f32>(&bytes, named) {
+                Err(NpyError::Dtype { .. }) => match parse::<i64>(&bytes, named) {
+                    Err(NpyError::Dtype { .. }) => continue,
+                    other => other.map(|a| NpyArray {
+                        shape: a.shape,
+                        data: a.data.into_iter().map(|v| v as f64).collect(),
+                    }),
+                },
+                other => other.map(|a| NpyArray {
+                    shape: a.shape,
+                    data: a.data.into_iter().map(f64::from).collect(),
+                }),
+            },
+            other => other,
+        };
+        match widened {
+            Ok(array) => arrays.push((name, array)),
+            Err(other) => return Err(format(other.to_string())),
+        }
+    }
+    Ok(arrays)
+}
+
 /// A C-order array: `data.len()` is the product of `shape`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NpyArray<T> {
@@ -124,6 +181,34 @@ impl Element for u8 {
     }
     fn extend_le(self, out: &mut Vec<u8>) {
         out.push(self);
+    }
+}
+
+impl Element for f64 {
+    const DESCR: &'static str = "<f8";
+    const ACCEPTED: &'static [&'static str] = &["<f8"];
+    const SIZE: usize = 8;
+    fn from_le(bytes: &[u8]) -> f64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&bytes[..8]);
+        f64::from_le_bytes(b)
+    }
+    fn extend_le(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+}
+
+impl Element for i64 {
+    const DESCR: &'static str = "<i8";
+    const ACCEPTED: &'static [&'static str] = &["<i8"];
+    const SIZE: usize = 8;
+    fn from_le(bytes: &[u8]) -> i64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&bytes[..8]);
+        i64::from_le_bytes(b)
+    }
+    fn extend_le(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
     }
 }
 

@@ -6,12 +6,16 @@
 
 mod bench;
 mod classify;
+mod demo_data;
 mod export;
+mod generate;
 mod logits;
 mod model;
+mod open;
 mod preprocess;
 mod progress;
 mod timeline;
+mod train;
 mod weights;
 
 use std::io::IsTerminal;
@@ -31,7 +35,9 @@ use kineto::weights::resolve::{ResolvedWeights, resolve};
 #[command(
     name = "kineto",
     version,
-    about = "Classify and label video with PaddleVideo's PP-TSMv2 and PP-TSM models"
+    about = "Classify and label video with PaddleVideo's PP-TSMv2 and PP-TSM models",
+    after_help = "Run `kineto` with no arguments to open the window, or `kineto VIDEO` to open \
+                  it with that clip."
 )]
 #[command(arg_required_else_help = true)]
 pub struct Cli {
@@ -82,6 +88,17 @@ pub enum Command {
     Export(export::ExportArgs),
     /// Time the model's forward pass (median of N runs after warm-up).
     Bench(bench::BenchArgs),
+    /// Open the window, optionally with a clip and model settings (`kineto` and `kineto VIDEO`
+    /// open it with the stored settings).
+    Open(open::OpenArgs),
+    /// Write a labelled set of synthetic clips (one folder per class) for `kineto train`.
+    DemoData(demo_data::DemoDataArgs),
+    /// Train a classifier for your own classes on a folder of class folders (head-only:
+    /// frozen backbone, cached features).
+    Train(train::TrainArgs),
+    /// Generate man pages, shell completions and the Markdown CLI reference (packaging).
+    #[command(hide = true, subcommand)]
+    Generate(generate::GenerateCommand),
 }
 
 /// An error with the exit code it maps to.
@@ -111,6 +128,35 @@ impl Failure {
             error: error.into(),
         }
     }
+
+    /// Stopped by Ctrl-C (after writing what was finished).
+    pub fn interrupted() -> Self {
+        Self {
+            code: 130,
+            error: anyhow::anyhow!("interrupted"),
+        }
+    }
+}
+
+/// A token that Ctrl-C sets (the first press; a second press kills as usual). Long commands
+/// check it between files or windows, write what they finished, and exit 130.
+pub fn interrupt_token() -> kineto::progress::CancelToken {
+    static TOKEN: std::sync::OnceLock<kineto::progress::CancelToken> = std::sync::OnceLock::new();
+    TOKEN
+        .get_or_init(|| {
+            let token = kineto::progress::CancelToken::new();
+            let setter = token.clone();
+            let pressed = std::sync::atomic::AtomicBool::new(false);
+            // If a handler cannot be installed, Ctrl-C keeps its default behaviour.
+            let _ = ctrlc::set_handler(move || {
+                if pressed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    std::process::exit(130);
+                }
+                setter.cancel();
+            });
+            token
+        })
+        .clone()
 }
 
 pub type CliResult = Result<(), Failure>;
@@ -261,6 +307,10 @@ pub fn run() -> ExitCode {
         Command::Weights(cmd) => weights::run(cmd, &cli.global),
         Command::Export(args) => export::run(args, &cli.global),
         Command::Bench(args) => bench::run(args, &cli.global),
+        Command::Open(args) => open::run(args, &cli.global),
+        Command::DemoData(args) => demo_data::run(args, &cli.global),
+        Command::Train(args) => train::run(args, &cli.global),
+        Command::Generate(cmd) => generate::run(cmd, &cli.global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -46,9 +46,11 @@ pub fn load_engine(
         (None, Some(t)) => t,
         (None, None) => 8,
     };
-    let labels = match &args.labels {
-        Some(path) => read_label_file(path).map_err(Failure::fatal)?,
-        None => kinetics400(),
+    // --labels, else the names the checkpoint carries, else Kinetics-400.
+    let labels = match (&args.labels, &engine.class_names) {
+        (Some(path), _) => read_label_file(path).map_err(Failure::fatal)?,
+        (None, Some(names)) => names.clone(),
+        (None, None) => kinetics400(),
     };
     let classes = engine.num_classes();
     if labels.len() != classes {

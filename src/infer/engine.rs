@@ -18,6 +18,8 @@ pub struct Engine {
     pub device: ComputeDevice,
     pub weights_path: PathBuf,
     pub layout: Layout,
+    /// Class names the checkpoint carries (Kineto's safetensors); `None` for `.pdparams`.
+    pub class_names: Option<Vec<String>>,
 }
 
 /// The checkpoint's parameters in the wanted form (fusing a training-form checkpoint).
@@ -60,6 +62,7 @@ impl Engine {
             device,
             weights_path: path.to_path_buf(),
             layout: checkpoint.layout,
+            class_names: checkpoint.class_names,
         })
     }
 
@@ -70,6 +73,7 @@ impl Engine {
             device,
             weights_path: PathBuf::new(),
             layout: Layout::Plain,
+            class_names: None,
         }
     }
 

@@ -379,7 +379,7 @@ impl Worker {
             (_, Some(t)) => t,
             _ => 8,
         };
-        let labels = match (&spec.labels, checkpoint.class_names) {
+        let labels = match (&spec.labels, checkpoint.class_names.clone()) {
             (Some(file), _) => read_label_file(file).map_err(|e| e.to_string())?,
             (None, Some(names)) => names,
             (None, None) if arch.num_classes == 400 => kinetics400(),
@@ -413,6 +413,7 @@ impl Worker {
             device,
             weights_path: resolved.path,
             layout: checkpoint.layout,
+            class_names: checkpoint.class_names,
         };
         Ok(Ready { engine, info })
     }

@@ -170,6 +170,18 @@ impl Recognizer {
         self.forward_traced(clips, &mut Trace::off())
     }
 
+    /// The pooled pre-fc features `[N, C]` (C = 1280 for PP-TSMv2, 2048 for ResNet-50): what
+    /// the classifier sees. Call `check_input` first.
+    pub fn features(&self, clips: Tensor<5>) -> Tensor<2> {
+        let [n, t, c, h, w] = clips.dims();
+        let frames: Tensor<4> = clips.reshape([n * t, c, h, w]);
+        let trace = &mut Trace::off();
+        match &self.network {
+            Network::V2(net) => net.features(frames, t, trace),
+            Network::Resnet(net) => net.features(frames, t, trace),
+        }
+    }
+
     pub fn forward_traced(&self, clips: Tensor<5>, trace: &mut Trace) -> Tensor<2> {
         let [n, t, c, h, w] = clips.dims();
         let frames: Tensor<4> = clips.reshape([n * t, c, h, w]);
