@@ -45,6 +45,7 @@ pub fn run(args: &TimelineArgs, global: &GlobalArgs) -> CliResult {
         num_seg,
         k: args.top_k,
         labels: &labels,
+        batch: kineto::infer::timeline::WINDOWS_PER_BATCH,
     };
     let mut progress: Option<Progress> = None;
     let cancel = interrupt_token();

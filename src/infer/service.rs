@@ -509,6 +509,8 @@ impl Worker {
                     num_seg: ready.info.num_seg,
                     k,
                     labels: &ready.info.labels,
+                    // One window per forward: a live request waits at most one forward.
+                    batch: 1,
                 };
                 let result = timeline(
                     &ready.engine,

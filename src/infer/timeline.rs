@@ -20,8 +20,9 @@ use crate::video::transform::{Normalize, to_clip_tensor};
 
 /// Windows decoded together; bounds the frames held in memory.
 const WINDOWS_PER_CHUNK: usize = 16;
-/// Windows per forward pass.
-const WINDOWS_PER_BATCH: usize = 4;
+/// Windows per forward pass for the command line (the app uses 1 so that live requests, served
+/// between forwards, never wait behind a batch).
+pub const WINDOWS_PER_BATCH: usize = 4;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Span {
@@ -100,6 +101,8 @@ pub struct TimelineRequest<'a> {
     pub num_seg: usize,
     pub k: usize,
     pub labels: &'a [String],
+    /// Windows per forward pass (at least 1).
+    pub batch: usize,
 }
 
 /// Runs the model over every window of `path`; `on_window` sees each as it completes.
@@ -166,7 +169,8 @@ pub fn timeline(
             let index = frame.index;
             cache.insert(index, transform_frame(&frame).map_err(frame_error)?);
         }
-        for (batch_no, batch) in chunk.chunks(WINDOWS_PER_BATCH).enumerate() {
+        let per_batch = req.batch.max(1);
+        for (batch_no, batch) in chunk.chunks(per_batch).enumerate() {
             if cancel.is_cancelled() {
                 return Err(ClassifyError::Cancelled {
                     path: path.to_path_buf(),
@@ -187,7 +191,7 @@ pub fn timeline(
             let logits = engine.logits(data, dims).map_err(infer_error)?;
             let classes = engine.num_classes();
             for (j, (row, indices)) in logits.chunks(classes).zip(batch).enumerate() {
-                let w = chunk_no * WINDOWS_PER_CHUNK + batch_no * WINDOWS_PER_BATCH + j;
+                let w = chunk_no * WINDOWS_PER_CHUNK + batch_no * per_batch + j;
                 let span = spans[w];
                 windows.push(TimelineWindow {
                     start_s: span.start_s,
