@@ -1,10 +1,17 @@
 //! `kineto bench`: median forward time, the same protocol as the anchors' `ort_bench.py`
 //! (input ready in memory, warm-up runs, then the median of N timed runs).
+//!
+//! `--case preprocess --video FILE` times what `classify` does before inference instead
+//! (open, count, sample, decode, Scale/CenterCrop/normalise; the anchors' `prep_bench.py`
+//! times the same with decord + Pillow), in this process, so GStreamer's initialisation is
+//! paid once in the warm-up, as decord's import is.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::anyhow;
 use kineto::checkpoint::keys::Role;
+use kineto::infer::classify::{Sampling, prepare};
 use kineto::infer::engine::Engine;
 use kineto::model::init::random_store;
 use kineto::model::{Arch, Form, ModelKind, Recognizer};
@@ -12,8 +19,25 @@ use serde_json::json;
 
 use super::{CliResult, Failure, GlobalArgs, resolve_device, resolve_weights};
 
+/// What `kineto bench` times.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BenchCase {
+    /// One forward pass of the model on a clip already in memory.
+    #[default]
+    Infer,
+    /// Decode + preprocess of `--video` (PaddleVideo's uniform test pipeline), as classify
+    /// does it; `--threads` sets the worker threads (0 = all cores).
+    Preprocess,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
+    /// What to time.
+    #[arg(long, value_enum, default_value_t = BenchCase::Infer)]
+    pub case: BenchCase,
+    /// The video for `--case preprocess`.
+    #[arg(long, value_name = "FILE", required_if_eq("case", "preprocess"))]
+    pub video: Option<PathBuf>,
     /// Frames per clip (num_seg).
     #[arg(long, default_value_t = 8)]
     pub frames: usize,
@@ -39,6 +63,9 @@ pub struct BenchArgs {
 }
 
 pub fn run(args: &BenchArgs, global: &GlobalArgs) -> CliResult {
+    if args.case == BenchCase::Preprocess {
+        return run_preprocess(args, global);
+    }
     if args.runs == 0 || args.frames == 0 || args.batch == 0 || args.size < 32 {
         return Err(Failure::fatal(anyhow!(
             "--runs, --frames and --batch must be at least 1 and --size at least 32"
@@ -121,6 +148,99 @@ pub fn run(args: &BenchArgs, global: &GlobalArgs) -> CliResult {
             median,
             times[0],
             times[times.len() - 1],
+            args.runs
+        );
+    }
+    Ok(())
+}
+
+/// Median of a non-empty list.
+fn median(mut times: Vec<f64>) -> f64 {
+    times.sort_by(f64::total_cmp);
+    let n = times.len();
+    if n % 2 == 1 {
+        times[n / 2]
+    } else {
+        (times[n / 2 - 1] + times[n / 2]) / 2.0
+    }
+}
+
+/// `--case preprocess`: `prepare` (uniform sampling, `--frames` segments) on `--video`,
+/// `--warmup` untimed runs then the medians of `--runs`, on a pool of `--threads` threads.
+fn run_preprocess(args: &BenchArgs, global: &GlobalArgs) -> CliResult {
+    let Some(video) = &args.video else {
+        return Err(Failure::fatal(anyhow!(
+            "--case preprocess needs --video FILE"
+        )));
+    };
+    if args.runs == 0 || args.frames == 0 {
+        return Err(Failure::fatal(anyhow!(
+            "--runs and --frames must be at least 1"
+        )));
+    }
+    let threads = if global.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        global.threads
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("kineto-prep-{i}"))
+        .build()
+        .map_err(|e| Failure::fatal(anyhow!("cannot start {threads} threads: {e}")))?;
+    let sampling = Sampling {
+        num_seg: args.frames,
+        dense: false,
+    };
+    let (mut decode, mut preprocess, mut total) = (Vec::new(), Vec::new(), Vec::new());
+    let mut last = None;
+    for i in 0..args.warmup + args.runs {
+        let start = Instant::now();
+        let clip = pool
+            .install(|| prepare(video, sampling, false))
+            .map_err(Failure::input)?;
+        let elapsed = start.elapsed().as_secs_f64() * 1e3;
+        if i >= args.warmup {
+            decode.push(clip.decode_ms);
+            preprocess.push(clip.preprocess_ms);
+            total.push(elapsed);
+        }
+        last = Some(clip);
+    }
+    let Some(clip) = last else {
+        return Err(Failure::fatal(anyhow!("no run")));
+    };
+    let round = |x: f64| (x * 100.0).round() / 100.0;
+    let min_total = total.iter().copied().fold(f64::INFINITY, f64::min);
+    let (decode_ms, preprocess_ms, total_ms) = (median(decode), median(preprocess), median(total));
+    let report = json!({
+        "case": "preprocess",
+        "video": video.display().to_string(),
+        "frames": args.frames,
+        "frame_count": clip.info.frame_count,
+        "size": [clip.info.width, clip.info.height],
+        "indices": clip.view_indices.first(),
+        "threads": threads,
+        "runs": args.runs,
+        "warmup": args.warmup,
+        "decode_ms": round(decode_ms),
+        "preprocess_ms": round(preprocess_ms),
+        "total_ms": round(total_ms),
+        "min_total_ms": round(min_total),
+        "kineto_version": env!("CARGO_PKG_VERSION"),
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!(
+            "decode + preprocess of {} ({} frames, {} threads): median {:.1} ms (decode {:.1}, preprocess {:.1}; min {:.1}) over {} runs",
+            video.display(),
+            args.frames,
+            threads,
+            total_ms,
+            decode_ms,
+            preprocess_ms,
+            min_total,
             args.runs
         );
     }

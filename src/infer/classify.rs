@@ -4,8 +4,12 @@
 //! Dense mode (PaddleVideo's 10 clips x 3 crops): 30 views, crop-major (`view = crop * 10 +
 //! clip`), scores = the mean of the 30 views' logits.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
 
 use serde::Serialize;
 
@@ -13,12 +17,13 @@ use super::InferError;
 use super::engine::Engine;
 use super::topk::{Ranked, top_k};
 use crate::video::VideoError;
-use crate::video::decode::FrameDecoder;
+use crate::video::decode::{FrameDecoder, decode_each};
 use crate::video::frame::{FrameError, RgbFrame};
 use crate::video::probe::VideoInfo;
 use crate::video::sample::{dense_indices, uniform_indices};
 use crate::video::transform::{
-    Normalize, center_crop, crop, scale_short_side, test_pipeline, three_crop_boxes, to_clip_tensor,
+    Normalize, crop, scale_center_crop, scale_short_side, test_frame_into, three_crop_boxes,
+    to_clip_tensor,
 };
 
 /// PaddleVideo's `Scale(short_size=256)` and `CenterCrop(224)` for every PP-TSM config.
@@ -35,6 +40,8 @@ pub enum ClassifyError {
     NoFrames { path: PathBuf },
     #[error("{}: {source}", path.display())]
     Infer { path: PathBuf, source: InferError },
+    #[error("{}: cancelled", path.display())]
+    Cancelled { path: PathBuf },
 }
 
 impl ClassifyError {
@@ -65,7 +72,11 @@ pub struct PreparedClip {
     pub tensor: Vec<f32>,
     /// The decoded frames at the sampled indices (uniform mode), when asked for.
     pub frames: Option<Vec<RgbFrame>>,
+    /// Opening, counting and decoding (wall time, less any transform work done on the
+    /// decoding thread). `decode_ms + preprocess_ms` is the wall time of [`prepare`].
     pub decode_ms: f64,
+    /// Transform time not hidden behind decoding: with one thread, all of it; with more,
+    /// the frames still being transformed when decoding ends.
     pub preprocess_ms: f64,
 }
 
@@ -74,6 +85,13 @@ fn ms_since(start: Instant) -> f64 {
 }
 
 /// Decodes and preprocesses `path` exactly as PaddleVideo's test pipeline does.
+///
+/// Runs on rayon's current pool (the global one unless called inside `install`). With
+/// one thread, each frame is transformed on the decoding thread as soon as it is decoded
+/// (GStreamer's own streaming threads keep decoding meanwhile). With two or more, the
+/// transforms run on the pool while the next frames decode, and a sparse request in a long
+/// video is decoded by two decoders at once ([`decode_each`]). The result is the same
+/// tensor, bit for bit, either way.
 pub fn prepare(
     path: &Path,
     sampling: Sampling,
@@ -94,33 +112,34 @@ pub fn prepare(
     }
     let norm = Normalize::imagenet();
     let t = sampling.num_seg;
+    let workers = rayon::current_num_threads();
     if !sampling.dense {
         let indices = uniform_indices(frames_len, t);
-        let frames = decoder.frames_at(&indices)?;
-        let decode_ms = ms_since(start);
-        let start = Instant::now();
-        let clip = test_pipeline(&frames, SHORT_SIDE, CROP, &norm).map_err(frame_error)?;
+        let clip = uniform_clip(&mut decoder, &indices, &norm, keep_frames, workers, start)?;
         return Ok(PreparedClip {
             info,
             view_indices: vec![indices],
-            dims: [1, t, 3, clip.height, clip.width],
-            tensor: clip.data,
-            frames: keep_frames.then_some(frames),
-            decode_ms,
-            preprocess_ms: ms_since(start),
+            dims: [1, t, 3, CROP as usize, CROP as usize],
+            tensor: clip.tensor,
+            frames: clip.frames,
+            decode_ms: clip.decode_ms,
+            preprocess_ms: clip.preprocess_ms,
         });
     }
 
     let dense = dense_indices(frames_len, t);
     let flat: Vec<u32> = dense.views.iter().flatten().copied().collect();
     let frames = decoder.frames_at(&flat)?;
+    drop(decoder);
     let decode_ms = ms_since(start);
     let start = Instant::now();
-    let scaled = frames
-        .iter()
-        .map(|f| scale_short_side(f, SHORT_SIDE))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(frame_error)?;
+    let scale = |f: &RgbFrame| scale_short_side(f, SHORT_SIDE);
+    let scaled = if workers >= 2 {
+        frames.par_iter().map(scale).collect::<Result<Vec<_>, _>>()
+    } else {
+        frames.iter().map(scale).collect::<Result<Vec<_>, _>>()
+    }
+    .map_err(frame_error)?;
     let (w, h) = scaled.first().map_or((0, 0), |f| (f.width, f.height));
     // GroupFullResSample: crops outside, clips inside, so view = crop * 10 + clip.
     let mut tensor = Vec::with_capacity(30 * t * 3 * (CROP * CROP) as usize);
@@ -145,6 +164,108 @@ pub fn prepare(
         frames: None,
         decode_ms,
         preprocess_ms: ms_since(start),
+    })
+}
+
+/// A uniform-mode clip and how its time split.
+struct UniformClip {
+    tensor: Vec<f32>,
+    frames: Option<Vec<RgbFrame>>,
+    decode_ms: f64,
+    preprocess_ms: f64,
+}
+
+/// Decodes the frames at `indices` and transforms each into its slot of the
+/// `[T, 3, CROP, CROP]` tensor as soon as it is decoded (see [`prepare`]). `start` is when
+/// opening the file began.
+fn uniform_clip(
+    decoder: &mut FrameDecoder,
+    indices: &[u32],
+    norm: &Normalize,
+    keep_frames: bool,
+    workers: usize,
+    start: Instant,
+) -> Result<UniformClip, ClassifyError> {
+    let path = decoder.info().path.clone();
+    let slot_len = 3 * (CROP * CROP) as usize;
+    let mut tensor = vec![0.0f32; indices.len() * slot_len];
+    // Each distinct index is transformed once, into the slot of its first position; the
+    // slots of repeats (videos shorter than num_seg) are copied afterwards.
+    let mut first_pos: HashMap<u32, usize> = HashMap::with_capacity(indices.len());
+    for (pos, &i) in indices.iter().enumerate() {
+        first_pos.entry(i).or_insert(pos);
+    }
+    let mut slots: HashMap<u32, &mut [f32]> = HashMap::with_capacity(first_pos.len());
+    for (pos, slot) in tensor.chunks_exact_mut(slot_len).enumerate() {
+        if let Some(&i) = indices.get(pos)
+            && first_pos.get(&i) == Some(&pos)
+        {
+            slots.insert(i, slot);
+        }
+    }
+    let slots = Mutex::new(slots);
+    let kept: Mutex<HashMap<u32, RgbFrame>> = Mutex::new(HashMap::new());
+    let failure: Mutex<Option<FrameError>> = Mutex::new(None);
+    let inline_time: Mutex<Duration> = Mutex::new(Duration::ZERO);
+    let transform = |frame: RgbFrame, slot: Option<&mut [f32]>| {
+        if let Some(slot) = slot
+            && let Err(e) = test_frame_into(&frame, SHORT_SIDE, CROP, norm, slot)
+            && let Ok(mut f) = failure.lock()
+        {
+            f.get_or_insert(e);
+        }
+    };
+    let mut decoded_at = start;
+    let decoded = rayon::scope(|s| {
+        let on_frame = |frame: RgbFrame| {
+            let slot = slots.lock().ok().and_then(|mut m| m.remove(&frame.index));
+            if keep_frames && let Ok(mut k) = kept.lock() {
+                k.insert(frame.index, frame.clone());
+            }
+            if workers >= 2 {
+                s.spawn(move |_| transform(frame, slot));
+            } else {
+                let t0 = Instant::now();
+                transform(frame, slot);
+                if let Ok(mut d) = inline_time.lock() {
+                    *d += t0.elapsed();
+                }
+            }
+        };
+        let result = decode_each(decoder, indices, workers, &on_frame);
+        decoded_at = Instant::now();
+        result
+    });
+    decoded?;
+    if let Some(e) = failure.into_inner().ok().flatten() {
+        return Err(ClassifyError::Frame { path, source: e });
+    }
+    for (pos, i) in indices.iter().enumerate() {
+        if let Some(&first) = first_pos.get(i)
+            && first != pos
+        {
+            tensor.copy_within(first * slot_len..(first + 1) * slot_len, pos * slot_len);
+        }
+    }
+    let frames = if keep_frames {
+        let kept = kept.into_inner().unwrap_or_default();
+        Some(
+            indices
+                .iter()
+                .filter_map(|i| kept.get(i).cloned())
+                .collect(),
+        )
+    } else {
+        None
+    };
+    let inline_ms = inline_time.into_inner().unwrap_or_default().as_secs_f64() * 1e3;
+    let total_ms = ms_since(start);
+    let decode_ms = (decoded_at - start).as_secs_f64() * 1e3 - inline_ms;
+    Ok(UniformClip {
+        tensor,
+        frames,
+        decode_ms,
+        preprocess_ms: total_ms - decode_ms,
     })
 }
 
@@ -243,7 +364,7 @@ pub fn classify_prepared(
 
 /// Uniform-mode preprocessing of frames already decoded (timeline windows reuse frames).
 pub fn transform_frame(frame: &RgbFrame) -> Result<RgbFrame, FrameError> {
-    center_crop(&scale_short_side(frame, SHORT_SIDE)?, CROP)
+    scale_center_crop(frame, SHORT_SIDE, CROP)
 }
 
 #[cfg(test)]

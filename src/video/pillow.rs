@@ -26,8 +26,38 @@ pub fn resize_bilinear(
     new_w: u32,
     new_h: u32,
 ) -> Result<Vec<u8>, FrameError> {
+    resize_bilinear_region(src, w, h, new_w, new_h, (0, 0, new_w, new_h))
+}
+
+/// The `(x, y, cw, ch)` window of [`resize_bilinear`]'s output, computing only what the
+/// window holds: the same bytes as resizing and then cropping, at the cost of the window.
+///
+/// Each output sample depends only on its own filter window, so leaving out samples (and
+/// the source rows/columns that only they read) changes nothing in the others; the pass
+/// order and the skipping of unchanged dimensions are those of the whole resize.
+pub fn resize_bilinear_region(
+    src: &[u8],
+    w: u32,
+    h: u32,
+    new_w: u32,
+    new_h: u32,
+    window: (u32, u32, u32, u32),
+) -> Result<Vec<u8>, FrameError> {
     check_rgb_buffer(src.len(), w, h)?;
     rgb_len(new_w, new_h)?;
+    let (x0, y0, cw, ch) = window;
+    rgb_len(cw, ch)?;
+    let fits = |o: u32, n: u32, total: u32| o.checked_add(n).is_some_and(|end| end <= total);
+    if !fits(x0, cw, new_w) || !fits(y0, ch, new_h) {
+        return Err(FrameError::CropOutOfBounds {
+            x: x0,
+            y: y0,
+            w: cw,
+            h: ch,
+            width: new_w,
+            height: new_h,
+        });
+    }
     let need_horizontal = new_w != w;
     let need_vertical = new_h != h;
     // Pillow 13 runs the vertical pass first when the height shrinks by more than twice
@@ -37,30 +67,72 @@ pub fn resize_bilinear(
     let horizontal_first = !(dh > 0 && dh > dw * 2);
     let (w, h) = (w as usize, h as usize);
     let (new_w, new_h) = (new_w as usize, new_h as usize);
+    let cols = x0 as usize..(x0 + cw) as usize;
+    let rows = y0 as usize..(y0 + ch) as usize;
 
     if !need_horizontal && !need_vertical {
-        return Ok(src.to_vec());
+        return Ok(crop_rows(src, w, rows, cols));
     }
+    let vert = need_vertical.then(|| Coeffs::new(h, new_h));
+    let horiz = need_horizontal.then(|| Coeffs::new(w, new_w));
     if horizontal_first {
-        let vert = Coeffs::new(h, new_h);
-        if !need_horizontal {
-            return Ok(vertical_pass(src, w, &vert, 0));
-        }
+        let Some(horiz) = horiz else {
+            // Only the vertical pass runs; columns map one to one.
+            let vert = vert.expect("one pass runs");
+            return Ok(vertical_pass(src, w, cols, &vert, rows, 0));
+        };
         // Only the source rows that the vertical pass reads are resampled horizontally.
-        let (first_row, last_row) = vert.span();
-        let horiz = Coeffs::new(w, new_w);
-        let tmp = horizontal_pass(src, w, first_row..last_row, &horiz);
-        if !need_vertical {
-            return Ok(tmp);
+        let (first_row, last_row) = match &vert {
+            Some(v) => v.span(rows.clone()),
+            None => (rows.start, rows.end),
+        };
+        let tmp = horizontal_pass(src, w, first_row..last_row, &horiz, cols.clone(), 0);
+        match vert {
+            None => Ok(tmp),
+            Some(vert) => Ok(vertical_pass(
+                &tmp,
+                cols.len(),
+                0..cols.len(),
+                &vert,
+                rows,
+                first_row,
+            )),
         }
-        Ok(vertical_pass(&tmp, new_w, &vert, first_row))
     } else {
-        let tmp = vertical_pass(src, w, &Coeffs::new(h, new_h), 0);
-        if !need_horizontal {
-            return Ok(tmp);
+        // Vertical first (only when the height shrinks, so `vert` exists); only the source
+        // columns that the horizontal pass reads are resampled vertically.
+        let vert = vert.expect("the height changes");
+        let (first_col, last_col) = match &horiz {
+            Some(hz) => hz.span(cols.clone()),
+            None => (cols.start, cols.end),
+        };
+        let tmp = vertical_pass(src, w, first_col..last_col, &vert, rows.clone(), 0);
+        match horiz {
+            None => Ok(tmp),
+            Some(horiz) => Ok(horizontal_pass(
+                &tmp,
+                last_col - first_col,
+                0..rows.len(),
+                &horiz,
+                cols,
+                first_col,
+            )),
         }
-        Ok(horizontal_pass(&tmp, w, 0..new_h, &Coeffs::new(w, new_w)))
     }
+}
+
+/// Rows `rows`, columns `cols` of a `width`-pixel-wide RGB8 image.
+fn crop_rows(
+    src: &[u8],
+    width: usize,
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rows.len() * cols.len() * 3);
+    for y in rows {
+        out.extend_from_slice(&src[(y * width + cols.start) * 3..(y * width + cols.end) * 3]);
+    }
+    out
 }
 
 /// Fixed-point filter weights of one pass: for output sample `i`, the input window starts at
@@ -118,18 +190,20 @@ impl Coeffs {
         }
     }
 
+    #[inline(always)]
     fn window(&self, i: usize) -> (usize, &[i32]) {
         let w = &self.weights[i * self.ksize..];
         (self.start[i], &w[..self.len[i]])
     }
 
-    /// First input index used and one past the last one.
-    fn span(&self) -> (usize, usize) {
-        let first = self.start.first().copied().unwrap_or(0);
-        let last = match (self.start.last(), self.len.last()) {
-            (Some(s), Some(n)) => s + n,
-            _ => 0,
-        };
+    /// First input index used by the outputs `out` and one past the last one.
+    fn span(&self, out: std::ops::Range<usize>) -> (usize, usize) {
+        if out.is_empty() {
+            return (0, 0);
+        }
+        // Windows move monotonically with the output index.
+        let first = self.start[out.start];
+        let last = self.start[out.end - 1] + self.len[out.end - 1];
         (first, last)
     }
 }
@@ -140,58 +214,92 @@ fn triangle(x: f64) -> f64 {
 }
 
 /// Rounds (the accumulator starts at one half) and clips a fixed-point sum to u8.
-fn clip8(acc: i64) -> u8 {
+#[inline(always)]
+fn clip8(acc: i32) -> u8 {
     (acc >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
 /// The accumulator's start value: one half in fixed point, so the final shift rounds.
-const HALF: i64 = 1 << (PRECISION_BITS - 1);
+const HALF: i32 = 1 << (PRECISION_BITS - 1);
 
-/// Horizontal pass over the source rows `rows`; output is `coeffs.len() x rows.len()`.
-///
-/// Sums are kept in i64: identical to Pillow's int sums wherever those do not overflow.
+// Sums are i32 like Pillow's `int` accumulators, and never overflow: the weights are
+// non-negative and sum to about 2^22, so a sum stays below 255 * 2^22 + 2^21 + 255 * ksize
+// < 2^31.
+
+/// Horizontal pass over the source rows `rows`, for the output columns `cols`; output is
+/// `cols.len() x rows.len()`. `col0` is the source column that `src`'s first column stands
+/// for (a vertical pass before this one may have kept only the columns read here).
 fn horizontal_pass(
     src: &[u8],
     src_w: usize,
     rows: std::ops::Range<usize>,
     coeffs: &Coeffs,
+    cols: std::ops::Range<usize>,
+    col0: usize,
 ) -> Vec<u8> {
-    let out_w = coeffs.start.len();
-    let mut out = Vec::with_capacity(out_w * rows.len() * 3);
-    for y in rows {
+    let out_w = cols.len();
+    let mut out = vec![0u8; out_w * rows.len() * 3];
+    for (y, out_line) in rows.zip(out.chunks_exact_mut(out_w * 3)) {
         let line = &src[y * src_w * 3..(y + 1) * src_w * 3];
-        for xx in 0..out_w {
+        for (xx, o) in cols.clone().zip(out_line.chunks_exact_mut(3)) {
             let (xmin, k) = coeffs.window(xx);
-            let px = &line[xmin * 3..(xmin + k.len()) * 3];
-            let mut acc = [HALF; 3];
-            for (p, &kx) in px.chunks_exact(3).zip(k) {
-                let kx = i64::from(kx);
-                acc[0] += i64::from(p[0]) * kx;
-                acc[1] += i64::from(p[1]) * kx;
-                acc[2] += i64::from(p[2]) * kx;
-            }
-            out.extend(acc.map(clip8));
+            let px = &line[(xmin - col0) * 3..(xmin - col0 + k.len()) * 3];
+            let acc = match (k, px) {
+                // Upscaling (e.g. 320 -> 341): two taps almost everywhere.
+                (&[k0, k1], &[r0, g0, b0, r1, g1, b1]) => [
+                    HALF + i32::from(r0) * k0 + i32::from(r1) * k1,
+                    HALF + i32::from(g0) * k0 + i32::from(g1) * k1,
+                    HALF + i32::from(b0) * k0 + i32::from(b1) * k1,
+                ],
+                _ => {
+                    let mut acc = [HALF; 3];
+                    for (p, &kx) in px.chunks_exact(3).zip(k) {
+                        acc[0] += i32::from(p[0]) * kx;
+                        acc[1] += i32::from(p[1]) * kx;
+                        acc[2] += i32::from(p[2]) * kx;
+                    }
+                    acc
+                }
+            };
+            o[0] = clip8(acc[0]);
+            o[1] = clip8(acc[1]);
+            o[2] = clip8(acc[2]);
         }
     }
     out
 }
 
-/// Vertical pass; `row0` is the source row that `src`'s first row stands for (the
-/// horizontal pass may have kept only the rows the vertical pass reads).
-fn vertical_pass(src: &[u8], width: usize, coeffs: &Coeffs, row0: usize) -> Vec<u8> {
-    let out_h = coeffs.start.len();
+/// Vertical pass for the output rows `rows` over the source columns `cols`; output is
+/// `cols.len() x rows.len()`. `row0` is the source row that `src`'s first row stands for
+/// (the horizontal pass may have kept only the rows the vertical pass reads).
+fn vertical_pass(
+    src: &[u8],
+    width: usize,
+    cols: std::ops::Range<usize>,
+    coeffs: &Coeffs,
+    rows: std::ops::Range<usize>,
+    row0: usize,
+) -> Vec<u8> {
     let stride = width * 3;
-    let mut out = vec![0u8; stride * out_h];
-    let mut acc = vec![0i64; stride];
-    for (yy, out_line) in out.chunks_exact_mut(stride).enumerate() {
+    let out_stride = cols.len() * 3;
+    let mut out = vec![0u8; out_stride * rows.len()];
+    let mut acc = vec![0i32; out_stride];
+    let line_at = |y: usize| &src[y * stride + cols.start * 3..y * stride + cols.end * 3];
+    for (yy, out_line) in rows.zip(out.chunks_exact_mut(out_stride)) {
         let (ymin, k) = coeffs.window(yy);
+        if let &[k0, k1] = k {
+            // Upscaling (e.g. 240 -> 256): two taps almost everywhere, one sweep.
+            let (a, b) = (line_at(ymin - row0), line_at(ymin + 1 - row0));
+            for ((o, &p0), &p1) in out_line.iter_mut().zip(a).zip(b) {
+                *o = clip8(HALF + i32::from(p0) * k0 + i32::from(p1) * k1);
+            }
+            continue;
+        }
         acc.fill(HALF);
         for (dy, &ky) in k.iter().enumerate() {
-            let y = ymin + dy - row0;
-            let line = &src[y * stride..(y + 1) * stride];
-            let ky = i64::from(ky);
+            let line = line_at(ymin + dy - row0);
             for (a, &p) in acc.iter_mut().zip(line) {
-                *a += i64::from(p) * ky;
+                *a += i32::from(p) * ky;
             }
         }
         for (o, &a) in out_line.iter_mut().zip(&acc) {
@@ -501,7 +609,51 @@ pub(crate) mod tests {
         // Upscaling keeps support 1: two taps per output sample, one at each edge.
         let c = Coeffs::new(3, 7);
         assert_eq!(c.len, [1, 2, 2, 2, 2, 2, 1]);
-        assert_eq!(c.span(), (0, 3));
+        assert_eq!(c.span(0..7), (0, 3));
+        assert_eq!(c.span(2..4), (0, 3));
+    }
+
+    /// The window of a resize equals the same window cropped from the whole resize, for both
+    /// pass orders, skipped passes and windows touching every edge.
+    #[test]
+    fn region_equals_crop_of_whole_resize() {
+        let sizes: &[(u32, u32, u32, u32)] = &[
+            (320, 240, 341, 256), // both passes, horizontal first (upscale)
+            (240, 320, 256, 341),
+            (1280, 720, 341, 256), // downscale
+            (300, 2000, 299, 100), // vertical first
+            (60, 400, 60, 41),     // vertical first, no horizontal pass
+            (50, 30, 80, 30),      // horizontal only
+            (40, 30, 40, 55),      // vertical only, horizontal first
+            (256, 341, 256, 341),  // no pass
+            (7, 5, 3, 2),
+        ];
+        for (n, &(w, h, nw, nh)) in sizes.iter().enumerate() {
+            let src = pattern(w, h, (n % 2) as u8, 40 + n as u64);
+            let whole = resize_bilinear(&src, w, h, nw, nh).expect("resize");
+            let windows = [
+                (0, 0, nw, nh),
+                (0, 0, 1, 1),
+                (nw - 1, nh - 1, 1, 1),
+                (nw / 3, nh / 4, nw - nw / 3, nh / 2),
+                (nw / 5, nh / 3, (nw / 2).max(1), nh - nh / 3),
+            ];
+            for (x, y, cw, ch) in windows {
+                let got =
+                    resize_bilinear_region(&src, w, h, nw, nh, (x, y, cw, ch)).expect("region");
+                let want = crop_rows(
+                    &whole,
+                    nw as usize,
+                    y as usize..(y + ch) as usize,
+                    x as usize..(x + cw) as usize,
+                );
+                assert_eq!(got, want, "{w}x{h} -> {nw}x{nh}, window {x},{y} {cw}x{ch}");
+            }
+        }
+        assert!(matches!(
+            resize_bilinear_region(&pattern(4, 4, 0, 1), 4, 4, 8, 8, (5, 0, 4, 4)),
+            Err(FrameError::CropOutOfBounds { .. })
+        ));
     }
 
     #[test]

@@ -310,6 +310,17 @@ pub(crate) fn shutdown(pipeline: &gst::Pipeline) {
     let _ = pipeline.set_state(gst::State::Null);
 }
 
+/// Drop the buffer (or buffer list) a pad probe holds: released here and
+/// reported as handled. (Returning `PadProbeReturn::Drop` instead makes
+/// GStreamer 1.22 unref data that gstreamer-rs already released: a
+/// `gst_mini_object_unref: assertion 'mini_object != NULL' failed` critical
+/// per buffer.)
+pub(crate) fn discard(info: &mut gst::PadProbeInfo) -> gst::PadProbeReturn {
+    drop(info.take_buffer());
+    drop(info.take_buffer_list());
+    gst::PadProbeReturn::Handled
+}
+
 /// True for caps of a video stream (MJPEG in AVI/MOV is `image/jpeg`).
 pub(crate) fn is_video_media(name: &str) -> bool {
     name.starts_with("video/") || name == "image/jpeg"

@@ -112,7 +112,7 @@ fn add_counter(pad: &gst::Pad, records: &Records, from_demuxer: bool) {
         if from_demuxer {
             gst::PadProbeReturn::Ok
         } else {
-            gst::PadProbeReturn::Drop
+            pipeline::discard(info)
         }
     });
 }
@@ -169,21 +169,35 @@ pub(crate) fn scan(path: &Path) -> Result<Scan, VideoError> {
     // elements are added from streaming threads: that raced with the state
     // change and stalled now and then.)
     let progress: SharedProgress = Arc::new(Mutex::new(Progress::default()));
+    // The end of the pass is seen in streaming threads (no sink posts EOS):
+    // wake the bus loop at once instead of at its next poll timeout.
+    let wake = pl.bus().map(|bus| {
+        move || {
+            let msg = gst::message::Application::new(gst::Structure::new_empty("kineto-scan"));
+            let _ = bus.post(msg);
+        }
+    });
     {
         let records = records.clone();
         let progress = progress.clone();
+        let wake = wake.clone();
         parse.connect_pad_added(move |_, pad| {
             add_counter(pad, &records, false);
             if let Ok(mut p) = progress.lock() {
                 p.pads.push(pad.clone());
             }
             let progress = progress.clone();
+            let wake = wake.clone();
             pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
                 if let Some(ev) = info.event()
                     && ev.type_() == gst::EventType::Eos
                     && let Ok(mut p) = progress.lock()
                 {
                     p.eos += 1;
+                    drop(p);
+                    if let Some(wake) = &wake {
+                        wake();
+                    }
                 }
                 gst::PadProbeReturn::Ok
             });
@@ -203,6 +217,9 @@ pub(crate) fn scan(path: &Path) -> Result<Scan, VideoError> {
         parse.connect("drained", false, move |_| {
             if let Ok(mut p) = progress.lock() {
                 p.drained = true;
+            }
+            if let Some(wake) = &wake {
+                wake();
             }
             None
         });

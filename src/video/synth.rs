@@ -244,7 +244,7 @@ fn apply_source(
             el.set_property("background-color", bg);
         }
         if n < skip || !(n - skip).is_multiple_of(step) {
-            return gst::PadProbeReturn::Drop;
+            return super::pipeline::discard(info);
         }
         let k = (n - skip) / step;
         if (skip > 0 || step > 1)

@@ -4,7 +4,7 @@
 use rand::Rng;
 
 use super::frame::{ClipTensor, FrameError, RgbFrame};
-use super::pillow::resize_bilinear;
+use super::pillow::{resize_bilinear, resize_bilinear_region};
 
 /// PaddleVideo `Scale(short)` with its defaults (`fixed_ratio=True`, Pillow bilinear).
 ///
@@ -22,6 +22,37 @@ pub fn scale_short_side(frame: &RgbFrame, short: u32) -> Result<RgbFrame, FrameE
     let (ow, oh) = if w <= h { (short, long) } else { (long, short) };
     let data = resize_bilinear(&frame.data, w, h, ow, oh)?;
     Ok(frame.with_pixels(ow, oh, data))
+}
+
+/// `Scale(short)` followed by `CenterCrop(crop)`, computing only the pixels the crop keeps:
+/// the same bytes as [`scale_short_side`] then [`center_crop`] (the resize is evaluated at
+/// the kept output positions only), with about `crop^2 / (short * short * 4/3)` of the work.
+pub fn scale_center_crop(frame: &RgbFrame, short: u32, crop: u32) -> Result<RgbFrame, FrameError> {
+    frame.validate()?;
+    let (w, h) = (frame.width, frame.height);
+    let unchanged = (w <= h && w == short) || (h <= w && h == short);
+    let (ow, oh) = if unchanged {
+        (w, h)
+    } else {
+        let long = (f64::from(short) * 4.0 / 3.0) as u32;
+        if w <= h { (short, long) } else { (long, short) }
+    };
+    let out_of_bounds = FrameError::CropOutOfBounds {
+        x: 0,
+        y: 0,
+        w: crop,
+        h: crop,
+        width: ow,
+        height: oh,
+    };
+    let dx = ow.checked_sub(crop).ok_or(out_of_bounds.clone())?;
+    let dy = oh.checked_sub(crop).ok_or(out_of_bounds)?;
+    let half = |d: u32| (f64::from(d) / 2.0).round_ties_even() as u32;
+    if unchanged {
+        return self::crop(frame, half(dx), half(dy), crop, crop);
+    }
+    let data = resize_bilinear_region(&frame.data, w, h, ow, oh, (half(dx), half(dy), crop, crop))?;
+    Ok(frame.with_pixels(crop, crop, data))
 }
 
 /// PaddleVideo `CenterCrop(size)` (`do_round=True`): offsets `round((w - size) / 2)` with
@@ -325,13 +356,7 @@ pub fn to_clip_tensor(frames: &[RgbFrame], norm: &Normalize) -> Result<ClipTenso
     let plane = w * h;
     let mut data = vec![0.0f32; frames.len() * 3 * plane];
     for (f, out) in frames.iter().zip(data.chunks_exact_mut(3 * plane)) {
-        let (r, rest) = out.split_at_mut(plane);
-        let (g, b) = rest.split_at_mut(plane);
-        for (i, px) in f.data.chunks_exact(3).enumerate() {
-            r[i] = table[0][usize::from(px[0])];
-            g[i] = table[1][usize::from(px[1])];
-            b[i] = table[2][usize::from(px[2])];
-        }
+        normalize_with(&table, &f.data, out);
     }
     Ok(ClipTensor {
         frames: frames.len(),
@@ -339,6 +364,49 @@ pub fn to_clip_tensor(frames: &[RgbFrame], norm: &Normalize) -> Result<ClipTenso
         width: w,
         data,
     })
+}
+
+/// `Image2Array` + `Normalization` of one frame into `out`, planar `[3, H, W]`
+/// (`out.len()` must be `3 * width * height`).
+pub fn normalize_into(
+    frame: &RgbFrame,
+    norm: &Normalize,
+    out: &mut [f32],
+) -> Result<(), FrameError> {
+    frame.validate()?;
+    if out.len() != frame.data.len() {
+        return Err(FrameError::BufferSize {
+            width: frame.width,
+            height: frame.height,
+            expected: frame.data.len(),
+            found: out.len(),
+        });
+    }
+    normalize_with(&norm.table(), &frame.data, out);
+    Ok(())
+}
+
+fn normalize_with(table: &[[f32; 256]; 3], rgb: &[u8], out: &mut [f32]) {
+    let plane = rgb.len() / 3;
+    let (r, rest) = out.split_at_mut(plane);
+    let (g, b) = rest.split_at_mut(plane);
+    for (((px, r), g), b) in rgb.chunks_exact(3).zip(r).zip(g).zip(b) {
+        *r = table[0][usize::from(px[0])];
+        *g = table[1][usize::from(px[1])];
+        *b = table[2][usize::from(px[2])];
+    }
+}
+
+/// One frame of the test pipeline: `Scale(short)` -> `CenterCrop(crop)` -> normalised
+/// `[3, crop, crop]` written into `out` (the frame's slot of a clip tensor).
+pub fn test_frame_into(
+    frame: &RgbFrame,
+    short: u32,
+    crop: u32,
+    norm: &Normalize,
+    out: &mut [f32],
+) -> Result<(), FrameError> {
+    normalize_into(&scale_center_crop(frame, short, crop)?, norm, out)
 }
 
 /// The test/inference pipeline (`ppTSM_Inference_helper`): `Scale(short)` ->
@@ -351,7 +419,7 @@ pub fn test_pipeline(
 ) -> Result<ClipTensor, FrameError> {
     let cropped = frames
         .iter()
-        .map(|f| center_crop(&scale_short_side(f, short)?, crop))
+        .map(|f| scale_center_crop(f, short, crop))
         .collect::<Result<Vec<_>, _>>()?;
     to_clip_tensor(&cropped, norm)
 }
@@ -539,6 +607,43 @@ mod tests {
         let max = got.data.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         assert_eq!(f64::from(min), norm_step["min"].as_f64().expect("min"));
         assert_eq!(f64::from(max), norm_step["max"].as_f64().expect("max"));
+    }
+
+    #[test]
+    fn scale_center_crop_equals_the_two_steps() {
+        let norm = Normalize::imagenet();
+        for (n, &(w, h)) in [
+            (320, 240),
+            (240, 320),
+            (256, 256),
+            (300, 300),
+            (1280, 720),
+            (341, 256),
+            (256, 400),
+            (600, 257),
+            (224, 224),
+            (3840, 2160),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let f = frame(w, h, pattern(w, h, (n % 2) as u8, 70 + n as u64));
+            let two = scale_short_side(&f, 256).and_then(|s| center_crop(&s, 224));
+            let one = scale_center_crop(&f, 256, 224);
+            assert_eq!(one, two, "{w}x{h}");
+            let mut slot = vec![0.0f32; 3 * 224 * 224];
+            test_frame_into(&f, 256, 224, &norm, &mut slot).expect("into");
+            let clip = to_clip_tensor(&[two.expect("two steps")], &norm).expect("tensor");
+            assert_eq!(slot, clip.data, "{w}x{h}");
+        }
+        // Too small for the crop once scaled (short side already the target): same error.
+        let f = frame(256, 200, pattern(256, 200, 0, 1));
+        assert_eq!(
+            scale_center_crop(&f, 200, 224),
+            scale_short_side(&f, 200).and_then(|s| center_crop(&s, 224))
+        );
+        let mut short = vec![0.0f32; 5];
+        assert!(normalize_into(&f, &norm, &mut short).is_err());
     }
 
     #[test]

@@ -238,19 +238,41 @@ fn convert_unscaled(p: &YuvPlanes, color: YuvColor, out: &mut [u8]) {
         g_vlut[i as usize] = mulhi(cc, vg) as i16;
     }
     let w = p.width as usize;
+    let cw = w.div_ceil(2);
     let vshift = if p.chroma == Chroma::Yuv420 { 1 } else { 0 };
+    let clip = |x: i32| x.clamp(0, 255) as u8;
     for (row, dst) in out.chunks_exact_mut(w * 3).enumerate() {
         let yrow = &p.y[row * p.y_stride..][..w];
         let crow = row >> vshift;
-        let cw = w.div_ceil(2);
         let urow = &p.u[crow * p.u_stride..][..cw];
         let vrow = &p.v[crow * p.v_stride..][..cw];
-        for (x, (px, &yv)) in dst.chunks_exact_mut(3).zip(yrow).enumerate() {
-            let (u, v) = (urow[x >> 1] as usize, vrow[x >> 1] as usize);
-            let yy = ylut[yv as usize] as i32;
-            px[0] = (yy + vr_lut[v] as i32).clamp(0, 255) as u8;
-            px[1] = (yy + g_ulut[u] as i32 + g_vlut[v] as i32).clamp(0, 255) as u8;
-            px[2] = (yy + ub_lut[u] as i32).clamp(0, 255) as u8;
+        // Two pixels share one (replicated) chroma sample: its three terms once per pair.
+        let pairs = dst
+            .chunks_exact_mut(6)
+            .zip(yrow.chunks_exact(2))
+            .zip(urow.iter().zip(vrow));
+        for ((px, ys), (&u, &v)) in pairs {
+            let (u, v) = (u as usize, v as usize);
+            let r = vr_lut[v] as i32;
+            let g = g_ulut[u] as i32 + g_vlut[v] as i32;
+            let b = ub_lut[u] as i32;
+            let y0 = ylut[ys[0] as usize] as i32;
+            let y1 = ylut[ys[1] as usize] as i32;
+            px[0] = clip(y0 + r);
+            px[1] = clip(y0 + g);
+            px[2] = clip(y0 + b);
+            px[3] = clip(y1 + r);
+            px[4] = clip(y1 + g);
+            px[5] = clip(y1 + b);
+        }
+        if w % 2 == 1 {
+            // Odd width: the last pixel has a chroma sample of its own.
+            let (u, v) = (urow[cw - 1] as usize, vrow[cw - 1] as usize);
+            let yy = ylut[yrow[w - 1] as usize] as i32;
+            let px = &mut dst[(w - 1) * 3..];
+            px[0] = clip(yy + vr_lut[v] as i32);
+            px[1] = clip(yy + g_ulut[u] as i32 + g_vlut[v] as i32);
+            px[2] = clip(yy + ub_lut[u] as i32);
         }
     }
 }
