@@ -32,6 +32,8 @@ pub enum Purpose {
     LabelFile,
     ExportResults(ResultsFormat),
     ExportProject(ProjectExport),
+    /// The Train tab's data folder.
+    TrainData,
 }
 
 #[derive(Debug)]
@@ -110,6 +112,11 @@ impl Dialogs {
         self.ask(Purpose::LabelFile, Kind::PickFiles);
     }
 
+    /// A folder of class folders for training.
+    pub fn train_data(&mut self) {
+        self.ask(Purpose::TrainData, Kind::PickFolder);
+    }
+
     pub fn export_results(&mut self, format: ResultsFormat) {
         let name = match format {
             ResultsFormat::Csv => "kineto-results.csv",
@@ -174,7 +181,7 @@ fn native_dialog(purpose: Purpose, kind: Kind) -> Vec<PathBuf> {
             dialog.add_filter("CSV", &["csv"])
         }
         Purpose::ExportResults(ResultsFormat::Json) => dialog.add_filter("JSON", &["json"]),
-        Purpose::ExportProject(_) => dialog,
+        Purpose::ExportProject(_) | Purpose::TrainData => dialog,
     };
     match kind {
         Kind::PickFiles => dialog.pick_files().unwrap_or_default(),

@@ -28,6 +28,7 @@ pub fn target_clip(shared: &Shared, tab: Tab, batch: &BatchPanel) -> Option<Path
     match tab {
         Tab::Player => shared.current_clip.clone(),
         Tab::Batch => batch.selected.and_then(|i| batch.files.get(i).cloned()),
+        Tab::Train => None,
     }
 }
 

@@ -10,6 +10,7 @@ mod live_panel;
 mod player_view;
 pub mod settings;
 mod timeline_strip;
+mod training_panel;
 mod workers;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use eframe::egui;
 
 pub use dialogs::DialogBackend;
 use settings::{STORAGE_KEY, Settings, SettingsOverride, SettingsWindow};
+pub use training_panel::TrainState;
 use workers::Toast;
 pub use workers::{ModelState, Shared};
 
@@ -82,6 +84,7 @@ pub fn run_with(app_options: AppOptions) -> anyhow::Result<()> {
 pub enum Tab {
     Player,
     Batch,
+    Train,
 }
 
 pub struct KinetoApp {
@@ -91,6 +94,8 @@ pub struct KinetoApp {
     live: live_panel::LivePanel,
     timeline: timeline_strip::TimelineStrip,
     pub batch: batch_panel::BatchPanel,
+    /// The Train tab.
+    pub train: training_panel::TrainingPanel,
     labelling: labelling::Labelling,
     settings_window: SettingsWindow,
 }
@@ -112,6 +117,7 @@ impl KinetoApp {
             live: live_panel::LivePanel::default(),
             timeline: timeline_strip::TimelineStrip::default(),
             batch: batch_panel::BatchPanel::default(),
+            train: training_panel::TrainingPanel::default(),
             labelling: labelling::Labelling::default(),
             settings_window: SettingsWindow::default(),
         };
@@ -150,6 +156,11 @@ impl KinetoApp {
     /// Windows of the finished timeline of the clip in the player.
     pub fn timeline_windows(&self) -> Option<usize> {
         self.timeline.finished_windows()
+    }
+
+    /// The Train tab's panel (tests drive it).
+    pub fn training(&mut self) -> &mut training_panel::TrainingPanel {
+        &mut self.train
     }
 
     /// Applies one frame's worth of worker messages.
@@ -194,6 +205,7 @@ impl KinetoApp {
             }
         }
         self.shared.drain_saver();
+        self.train.drain();
         for picked in self.shared.dialogs.poll() {
             self.on_dialog(picked);
         }
@@ -226,6 +238,7 @@ impl KinetoApp {
             P::LabelFile => self.labelling.load_label_file(&mut self.shared, &first),
             P::ExportResults(format) => self.batch.export(&mut self.shared, format, &first),
             P::ExportProject(kind) => self.labelling.export(&mut self.shared, kind, &first),
+            P::TrainData => self.train.set_data(&first),
         }
     }
 
@@ -238,7 +251,10 @@ impl KinetoApp {
                 .filter(|p| !p.as_os_str().is_empty())
                 .collect()
         });
-        if !dropped.is_empty() {
+        if self.tab == Tab::Train && dropped.len() == 1 && !dropped[0].is_file() {
+            // A folder dropped on the Train tab is training data.
+            self.train.set_data(&dropped[0]);
+        } else if !dropped.is_empty() {
             self.open_paths(dropped);
         }
         if ctx.egui_wants_keyboard_input() {
@@ -292,6 +308,7 @@ impl KinetoApp {
             ui.menu_button("View", |ui| {
                 ui.selectable_value(&mut self.tab, Tab::Player, "Player");
                 ui.selectable_value(&mut self.tab, Tab::Batch, "Batch");
+                ui.selectable_value(&mut self.tab, Tab::Train, "Train");
                 ui.separator();
                 egui::widgets::global_theme_preference_buttons(ui);
             });
@@ -301,6 +318,7 @@ impl KinetoApp {
             ui.separator();
             ui.selectable_value(&mut self.tab, Tab::Player, "Player");
             ui.selectable_value(&mut self.tab, Tab::Batch, "Batch");
+            ui.selectable_value(&mut self.tab, Tab::Train, "Train");
         });
     }
 
@@ -425,6 +443,7 @@ impl eframe::App for KinetoApp {
                     }
                 }
                 Tab::Batch => self.batch.ui(ui, &mut self.shared, &mut self.tab),
+                Tab::Train => self.train.ui(ui, &mut self.shared),
             }
         });
         // A double-click in the batch table asks to open a clip.

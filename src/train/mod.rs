@@ -5,6 +5,7 @@ pub mod dataset;
 pub mod demo;
 pub mod distill;
 pub mod head_only;
+pub mod job;
 pub mod metrics;
 pub mod run;
 

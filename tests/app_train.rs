@@ -1,0 +1,194 @@
+//! The Train tab driven headless with egui_kittest over the real app: demo clips made by the
+//! library, the fixture PP-TSMv2 8f weights on the CPU, head-only training on the panel's own
+//! thread, live curves, the report, "Use this model" (the loaded model switches to the new
+//! classes), and a cancel during feature extraction.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::fixture;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use kineto::app::settings::{DeviceSetting, Settings};
+use kineto::app::{AppOptions, DialogBackend, KinetoApp, Tab, TrainState};
+use kineto::train::demo::{DemoOptions, generate};
+
+fn tmp(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kineto-app-train-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn demo(dir: &Path, clips_per_class: usize) -> Vec<String> {
+    let opts = DemoOptions {
+        classes: 3,
+        clips_per_class,
+        seconds: 1.0,
+        seed: 5,
+        force: false,
+    };
+    let summary = generate(dir, &opts, |_, _, _| {}).expect("demo data");
+    assert_eq!(summary.classes.len(), 3);
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("demo dir")
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn harness(weights: &Path) -> Harness<'static, KinetoApp> {
+    let settings = Settings {
+        model: weights.display().to_string(),
+        frames: 8,
+        device: DeviceSetting::Cpu,
+        threads: 1,
+        top_k: 5,
+        offline: true,
+        ..Settings::default()
+    };
+    let options = AppOptions {
+        video: None,
+        settings: Some(settings),
+        overrides: Default::default(),
+        audio: false,
+        dialogs: DialogBackend::scripted(vec![]),
+    };
+    Harness::builder()
+        .with_size([1200.0, 900.0])
+        .build_eframe(move |cc| KinetoApp::new(cc, options))
+}
+
+fn run_until(
+    harness: &mut Harness<'static, KinetoApp>,
+    timeout: Duration,
+    what: &str,
+    mut done: impl FnMut(&mut Harness<'static, KinetoApp>) -> bool,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        harness.step();
+        if done(harness) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(30));
+    }
+}
+
+#[test]
+fn head_only_training_from_the_panel_and_use_the_model() {
+    let root = tmp("train");
+    let data = root.join("data");
+    let names = demo(&data, 6);
+    let mut h = harness(&fixture("pptsmv2/w8.pdparams"));
+    run_until(&mut h, Duration::from_secs(120), "the model", |h| {
+        h.state().shared.model().is_some()
+    });
+
+    h.state_mut().tab = Tab::Train;
+    h.step();
+    h.get_by_label("Start");
+    h.state_mut().train.set_data(&data);
+    h.state_mut().train.set_run_dir(&root.join("run"));
+    h.state_mut().train.set_epochs(6, 8);
+    h.step();
+
+    // The class table.
+    h.get_by_label("Check data").click();
+    run_until(&mut h, Duration::from_secs(60), "the data check", |h| {
+        h.state().train.summary_classes().is_some()
+    });
+    assert_eq!(h.state().train.summary_classes(), Some(names.clone()));
+    h.step();
+    assert!(h.query_all_by_label_contains(&names[0]).count() >= 1);
+
+    // Train: curves gain points as epoch events arrive, then the report.
+    h.get_by_label("Start").click();
+    run_until(&mut h, Duration::from_secs(10), "the job to start", |h| {
+        h.state().train.is_running() || *h.state().train.state() != TrainState::Idle
+    });
+    run_until(&mut h, Duration::from_secs(300), "curve points", |h| {
+        h.state().train.epoch_points() >= 1
+            || matches!(h.state().train.state(), TrainState::Failed(_))
+    });
+    assert!(
+        !matches!(h.state().train.state(), TrainState::Failed(_)),
+        "{:?}",
+        h.state().train.state()
+    );
+    run_until(&mut h, Duration::from_secs(300), "the report", |h| {
+        !h.state().train.is_running()
+    });
+    assert_eq!(*h.state().train.state(), TrainState::Done);
+    assert_eq!(h.state().train.epoch_points(), 6);
+    let report = h.state().train.report_text().expect("report").to_string();
+    assert!(report.contains("per-class accuracy"), "{report}");
+    h.step();
+    h.get_by_label_contains("per-class accuracy");
+    let model = h
+        .state()
+        .train
+        .trained_model()
+        .expect("model")
+        .to_path_buf();
+    assert!(model.exists());
+    assert!(root.join("run").join("confusion.csv").exists());
+
+    // Use it: the app's model reloads with the demo classes.
+    h.get_by_label("Use this model").click();
+    h.step();
+    assert_eq!(h.state().shared.settings.model, model.display().to_string());
+    run_until(&mut h, Duration::from_secs(120), "the new model", |h| {
+        let shared = &h.state().shared;
+        shared
+            .model()
+            .is_some_and(|m| m.labels.as_ref() == &names && m.path == model)
+            || matches!(shared.model, kineto::app::ModelState::Failed { .. })
+    });
+    let loaded = h.state().shared.model().cloned();
+    assert!(loaded.is_some(), "{:?}", h.state().shared.model);
+    assert_eq!(h.state().shared.settings.model, model.display().to_string());
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn cancel_during_feature_extraction() {
+    let root = tmp("cancel");
+    let data = root.join("data");
+    demo(&data, 10);
+    let mut h = harness(&fixture("pptsmv2/w8.pdparams"));
+    run_until(&mut h, Duration::from_secs(120), "the model", |h| {
+        h.state().shared.model().is_some()
+    });
+    h.state_mut().tab = Tab::Train;
+    h.state_mut().train.set_data(&data);
+    h.state_mut().train.set_run_dir(&root.join("run"));
+    h.step();
+    h.get_by_label("Start").click();
+    run_until(
+        &mut h,
+        Duration::from_secs(120),
+        "feature extraction",
+        |h| h.state().train.extract_progress().is_some() || !h.state().train.is_running(),
+    );
+    let (done, total) = h.state().train.extract_progress().expect("extracting");
+    assert!(done < total, "extraction finished before the cancel");
+    h.get_by_label("Cancel").click();
+    run_until(&mut h, Duration::from_secs(60), "the cancel", |h| {
+        !h.state().train.is_running()
+    });
+    assert_eq!(*h.state().train.state(), TrainState::Cancelled);
+    assert_eq!(h.state().train.epoch_points(), 0);
+    assert!(h.state().train.report_text().is_none());
+    h.step();
+    h.get_by_label("cancelled");
+    // A second run can start after a cancel.
+    assert!(!h.state().train.is_running());
+    let _ = std::fs::remove_dir_all(&root);
+}
