@@ -4,21 +4,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use common::*;
 use kineto::checkpoint::pdparams::read_pdparams;
 use kineto::checkpoint::pdparams::write_pdparams;
 use kineto::checkpoint::{ParamStore, ParamTensor};
 use kineto::npy::{read_npy_f32, write_npy_f32};
-
-fn kineto(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kineto"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("run kineto")
-}
 
 fn tmp() -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
@@ -35,14 +26,6 @@ fn rand_suffix() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]

@@ -3,35 +3,18 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
 
 use common::*;
 use kineto::infer::topk::top_k_indices;
 use kineto::npy::read_npy_f32;
 use kineto::video::synth::{ClipSpec, Codec, Container, broken_variants, synth_clip};
 
-fn kineto(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kineto"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("run kineto")
-}
-
 fn tmp(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("kineto-video-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// ImageNet std per channel: a difference in normalised units times std*255 is grey levels.

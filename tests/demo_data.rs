@@ -1,9 +1,12 @@
 //! `kineto demo-data`: the folder layout, the JSON summary, clips that probe with the frame
 //! counts asked for, the same files for the same seed, and the refusals (exit 2).
 
+mod common;
+
+use common::{kineto, s, stderr};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use kineto::infer::batch::is_video_file;
 use kineto::train::dataset::Dataset;
@@ -11,26 +14,10 @@ use kineto::train::demo::{MANIFEST, MAX_CLASSES, class_names};
 use kineto::video::decode::FrameDecoder;
 use kineto::video::probe::probe;
 
-fn kineto(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kineto"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("run kineto")
-}
-
 fn tmp(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("kineto-demo-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Relative path -> bytes of every file under `dir`.

@@ -41,14 +41,6 @@ fn tmp(tag: &str) -> PathBuf {
     dir
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 fn ok(out: Output) -> Output {
     assert!(out.status.success(), "{}", stderr(&out));
     out

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use burn::tensor::{Device, TensorData};
 use kineto::checkpoint::ParamStore;
@@ -127,4 +128,21 @@ pub fn check_activations(
         report.push((name.clone(), diff));
     }
     report
+}
+
+/// Runs the `kineto` binary the tests were built with.
+pub fn kineto(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kineto"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .expect("run kineto")
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
