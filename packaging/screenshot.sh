@@ -13,8 +13,8 @@ FIXTURES="${KINETO_FIXTURES:-$(pwd)/../shared/fixtures}"
 WORK="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-# A 60 s clip: a bouncing ball over a moving zone plate, 640x360.
-gst-launch-1.0 -q videotestsrc num-buffers=1500 pattern=ball motion=sweep \
+# A 120 s clip: a bouncing ball over a moving zone plate, 640x360.
+gst-launch-1.0 -q videotestsrc num-buffers=3000 pattern=ball motion=sweep \
   ! video/x-raw,width=640,height=360,framerate=25/1 ! videoconvert \
   ! x264enc speed-preset=ultrafast ! mp4mux ! filesink location="$WORK/ball-sweep.mp4"
 

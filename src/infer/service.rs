@@ -296,9 +296,11 @@ impl Worker {
             if self.live.is_closed() {
                 return;
             }
+            // One pending live request, then the next job (which serves live requests between
+            // its forwards): while a clip plays there is nearly always a live request waiting,
+            // so serving live first and jobs only when idle would starve the jobs.
             if let Some(request) = self.live.try_take() {
                 self.serve_live(&request);
-                continue;
             }
             if let Some(job) = self.queue.pop_front() {
                 self.run_job(job);
