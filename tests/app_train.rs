@@ -6,8 +6,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::app::run_until;
 use common::fixture;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
@@ -62,23 +63,6 @@ fn harness(weights: &Path) -> Harness<'static, KinetoApp> {
     Harness::builder()
         .with_size([1200.0, 900.0])
         .build_eframe(move |cc| KinetoApp::new(cc, options))
-}
-
-fn run_until(
-    harness: &mut Harness<'static, KinetoApp>,
-    timeout: Duration,
-    what: &str,
-    mut done: impl FnMut(&mut Harness<'static, KinetoApp>) -> bool,
-) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        harness.step();
-        if done(harness) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(30));
-    }
 }
 
 #[test]

@@ -4,8 +4,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::app::run_until;
 use common::fixture;
 use eframe::egui;
 use egui_kittest::Harness;
@@ -46,24 +47,6 @@ fn options(settings: Settings, dialogs: DialogBackend) -> AppOptions {
         overrides: Default::default(),
         audio: false,
         dialogs,
-    }
-}
-
-/// Runs frames in real time until `done` holds; panics with `what` after `timeout`.
-fn run_until(
-    harness: &mut Harness<'static, KinetoApp>,
-    timeout: Duration,
-    what: &str,
-    mut done: impl FnMut(&mut Harness<'static, KinetoApp>) -> bool,
-) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        harness.step();
-        if done(harness) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(30));
     }
 }
 

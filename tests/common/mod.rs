@@ -1,6 +1,8 @@
 //! Shared test helpers: fixture paths, .npz reading, comparisons, model building.
 #![allow(dead_code)]
 
+pub mod app;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
