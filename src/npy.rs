@@ -46,6 +46,34 @@ pub enum NpyError {
 /// The float32 arrays of an `np.savez` / `np.savez_compressed` archive, in archive order, keyed
 /// by name without `.npy`. Arrays of other dtypes (labels, float64 references) are left out.
 pub fn read_npz_f32(path: &Path) -> Result<Vec<(String, NpyArray<f32>)>, NpyError> {
+    read_npz(path, parse_npy_f32)
+}
+
+/// Every array of an `.npz` archive as float64, keyed by name without `.npy`: `<f8` arrays as
+/// they are, `<f4` arrays widened exactly, `<i8` arrays (labels) converted (exact below 2^53).
+/// Arrays of other dtypes are left out. For float64 references (training fixtures).
+pub fn read_npz_f64(path: &Path) -> Result<Vec<(String, NpyArray<f64>)>, NpyError> {
+    read_npz(path, |bytes, name| match parse::<f64>(bytes, name) {
+        Err(NpyError::Dtype { .. }) => match parse::<f32>(bytes, name) {
+            Err(NpyError::Dtype { .. }) => parse::<i64>(bytes, name).map(|a| NpyArray {
+                shape: a.shape,
+                data: a.data.into_iter().map(|v| v as f64).collect(),
+            }),
+            other => other.map(|a| NpyArray {
+                shape: a.shape,
+                data: a.data.into_iter().map(f64::from).collect(),
+            }),
+        },
+        other => other,
+    })
+}
+
+/// Walks an `.npz` archive, parsing each entry with `parse_entry`; entries it refuses with a
+/// dtype error are left out, any other error fails the whole read.
+fn read_npz<T>(
+    path: &Path,
+    parse_entry: impl Fn(&[u8], &Path) -> Result<NpyArray<T>, NpyError>,
+) -> Result<Vec<(String, NpyArray<T>)>, NpyError> {
     use std::io::Read;
     /// Refuse entries that claim more than this (a zip bomb, not an array we use).
     const MAX_ENTRY: u64 = 8 << 30;
@@ -75,66 +103,9 @@ pub fn read_npz_f32(path: &Path) -> Result<Vec<(String, NpyArray<f32>)>, NpyErro
         entry
             .read_to_end(&mut bytes)
             .map_err(|e| format(format!("{name}: {e}")))?;
-        match parse_npy_f32(&bytes, Path::new(&name)) {
+        match parse_entry(&bytes, Path::new(&name)) {
             Ok(array) => arrays.push((name, array)),
             Err(NpyError::Dtype { .. }) => {}
-            Err(other) => return Err(format(other.to_string())),
-        }
-    }
-    Ok(arrays)
-}
-
-/// Every array of an `.npz` archive as float64, keyed by name without `.npy`: `<f8` arrays as
-/// they are, `<f4` arrays widened exactly, `<i8` arrays (labels) converted (exact below 2^53).
-/// Arrays of other dtypes are left out. For float64 references (training fixtures).
-pub fn read_npz_f64(path: &Path) -> Result<Vec<(String, NpyArray<f64>)>, NpyError> {
-    use std::io::Read;
-    const MAX_ENTRY: u64 = 8 << 30;
-    let format = |problem: String| NpyError::Format {
-        path: path.to_path_buf(),
-        problem,
-    };
-    let file = fs::File::open(path).map_err(|error| NpyError::Io {
-        path: path.to_path_buf(),
-        error,
-    })?;
-    let mut archive =
-        zip::ZipArchive::new(file).map_err(|e| format(format!("not an .npz: {e}")))?;
-    let mut arrays = Vec::new();
-    for i in 0..archive.len() {
-        let mut entry = archive
-            .by_index(i)
-            .map_err(|e| format(format!("entry {i}: {e}")))?;
-        let name = entry.name().trim_end_matches(".npy").to_string();
-        if entry.size() > MAX_ENTRY {
-            return Err(format(format!(
-                "{name}: entry of {} bytes is too large",
-                entry.size()
-            )));
-        }
-        let mut bytes = Vec::new();
-        entry
-            .read_to_end(&mut bytes)
-            .map_err(|e| format(format!("{name}: {e}")))?;
-        let named = Path::new(&name);
-        let widened = match parse::<f64>(&bytes, named) {
-            Err(NpyError::Dtype { .. }) => match parse::<f32>(&bytes, named) {
-                Err(NpyError::Dtype { .. }) => match parse::<i64>(&bytes, named) {
-                    Err(NpyError::Dtype { .. }) => continue,
-                    other => other.map(|a| NpyArray {
-                        shape: a.shape,
-                        data: a.data.into_iter().map(|v| v as f64).collect(),
-                    }),
-                },
-                other => other.map(|a| NpyArray {
-                    shape: a.shape,
-                    data: a.data.into_iter().map(f64::from).collect(),
-                }),
-            },
-            other => other,
-        };
-        match widened {
-            Ok(array) => arrays.push((name, array)),
             Err(other) => return Err(format(other.to_string())),
         }
     }

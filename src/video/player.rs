@@ -612,17 +612,10 @@ impl Control {
     }
 
     fn open(&mut self, path: PathBuf) {
-        self.session = None; // to Null: no frame of the old file arrives after this
-        self.clear_frames();
-        self.status = PlayerStatus {
-            path: Some(path.clone()),
-            state: PlayState::Opening,
-            generation: self.status.generation + 1,
-            rate: self.status.rate,
-            volume: self.status.volume,
-            muted: self.status.muted,
-            ..PlayerStatus::default()
-        };
+        // The old file goes to Null first: no frame of it arrives after this.
+        self.unload();
+        self.status.path = Some(path.clone());
+        self.status.state = PlayState::Opening;
         self.publish();
         match self.start(&path) {
             Ok(session) => {
