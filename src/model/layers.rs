@@ -10,6 +10,10 @@ use burn::tensor::{Device, Tensor, TensorData, activation};
 /// Paddle's BatchNorm epsilon (`BatchNorm2D` default).
 pub const BN_EPSILON: f64 = 1e-5;
 
+/// The epsilon Paddle's `batch_norm` kernel really adds: the op attribute is a float32, so a
+/// float64 run adds `1e-5_f32` (9.99999974737875e-6). Only a float64 run can tell the two apart.
+pub const PADDLE_BN_EPSILON: f64 = 1e-5_f32 as f64;
+
 /// A zero-filled parameter: the skeleton that a checkpoint later fills by name.
 pub(crate) fn zeros_param<const D: usize>(shape: [usize; D], device: &Device) -> Param<Tensor<D>> {
     Param::from_tensor(Tensor::zeros(shape, device))
@@ -117,6 +121,73 @@ impl BatchNorm {
             BN_EPSILON,
         )
     }
+
+    /// Train-mode `BatchNorm2D`: normalises with the batch mean and the *biased* batch variance
+    /// of each channel over N·H·W, built from differentiable ops so gradients flow through both
+    /// statistics. Returns the output and the (still attached) per-channel mean and variance.
+    pub fn forward_batch_stats(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+        let [_, c, _, _] = x.dims();
+        let channel_mean = |t: Tensor<4>| t.mean_dim(0).mean_dim(2).mean_dim(3);
+        let mean = channel_mean(x.clone());
+        let centered = x - mean.clone();
+        let variance = channel_mean(centered.clone() * centered.clone());
+        let inv_std = variance
+            .clone()
+            .add_scalar(PADDLE_BN_EPSILON)
+            .sqrt()
+            .recip();
+        let scale = self.weight.val().reshape([1, c, 1, 1]) * inv_std;
+        let y = centered * scale + self.bias.val().reshape([1, c, 1, 1]);
+        (y, mean.reshape([c]), variance.reshape([c]))
+    }
+
+    /// Normalises `x` as `norm` says; in batch mode the layer's statistics are recorded under
+    /// `name`.
+    pub fn forward_with(
+        &self,
+        x: Tensor<4>,
+        norm: &mut Normalization<'_>,
+        name: &str,
+    ) -> Tensor<4> {
+        match norm {
+            Normalization::Running => self.forward(x),
+            Normalization::Batch(stats) => {
+                let (y, mean, variance) = self.forward_batch_stats(x);
+                stats.layers.push(BatchStat {
+                    name: name.to_string(),
+                    mean: mean.without_autodiff(),
+                    variance: variance.without_autodiff(),
+                });
+                y
+            }
+        }
+    }
+}
+
+/// How the BatchNorm layers of a forward pass normalise.
+pub enum Normalization<'a> {
+    /// With their running statistics (inference, Paddle's `model.eval()`).
+    Running,
+    /// With each batch's own statistics (Paddle's `model.train()`), recorded for the
+    /// running-statistics update.
+    Batch(&'a mut BatchStats),
+}
+
+/// One BatchNorm layer's batch statistics, detached from the autodiff graph.
+#[derive(Clone, Debug)]
+pub struct BatchStat {
+    /// The layer's name in PaddleVideo's module tree without the `backbone.` prefix, e.g.
+    /// `stages.2.0.dw_conv_list.0.bn`.
+    pub name: String,
+    pub mean: Tensor<1>,
+    /// Biased (÷ N·H·W), as Paddle both normalises with and stores.
+    pub variance: Tensor<1>,
+}
+
+/// The batch statistics of every BatchNorm layer of one train-mode forward, in forward order.
+#[derive(Clone, Debug, Default)]
+pub struct BatchStats {
+    pub layers: Vec<BatchStat>,
 }
 
 /// Paddle `Linear`: weight `[in, out]`, `y = x W + b`.
@@ -169,10 +240,22 @@ impl ConvBn {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.forward_with(x, &mut Normalization::Running, "")
+    }
+
+    /// The forward with BatchNorm in the given mode; `name` is this layer's PaddleVideo name
+    /// (its BatchNorm is `{name}.bn`).
+    pub fn forward_with(
+        &self,
+        x: Tensor<4>,
+        norm: &mut Normalization<'_>,
+        name: &str,
+    ) -> Tensor<4> {
         let x = self.conv.forward(x);
-        let x = match &self.bn {
-            Some(bn) => bn.forward(x),
-            None => x,
+        let x = match (&self.bn, norm) {
+            (None, _) => x,
+            (Some(bn), Normalization::Running) => bn.forward(x),
+            (Some(bn), norm) => bn.forward_with(x, norm, &format!("{name}.bn")),
         };
         self.act.apply(x)
     }
@@ -186,8 +269,9 @@ pub fn temporal_shift(x: Tensor<4>, num_seg: usize) -> Tensor<4> {
     let t = num_seg;
     let n = nt / t;
     let x5: Tensor<5> = x.reshape([n, t, c, h, w]);
-    let device = x5.device();
-    let zeros = |channels: usize| Tensor::<5>::zeros([n, 1, channels, h, w], &device);
+    // Padding in the input's own dtype: the device default may differ (float64 training).
+    let (device, dtype) = (x5.device(), x5.dtype());
+    let zeros = |channels: usize| Tensor::<5>::zeros([n, 1, channels, h, w], (&device, dtype));
 
     let mut parts = Vec::with_capacity(3);
     if c1 > 0 {

@@ -6,7 +6,8 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor, activation};
 
 use super::layers::{
-    Act, Conv, ConvBn, Linear, Trace, global_avg_pool, segment_mean, temporal_shift,
+    Act, BatchStats, Conv, ConvBn, Linear, Normalization, Trace, global_avg_pool, segment_mean,
+    temporal_shift,
 };
 
 /// Width of the last conv (`class_expand`).
@@ -163,16 +164,22 @@ impl RepDepthwiseSeparable {
         }
     }
 
-    fn forward(&self, x: Tensor<4>, name: &str, trace: &mut Trace) -> Tensor<4> {
+    fn forward(
+        &self,
+        x: Tensor<4>,
+        name: &str,
+        trace: &mut Trace,
+        norm: &mut Normalization<'_>,
+    ) -> Tensor<4> {
         let input = x.clone();
         let mut x = if let Some(dw) = &self.dw_conv {
-            dw.forward(x)
+            dw.forward_with(x, norm, &format!("{name}.dw_conv"))
         } else if let Some(rep) = &self.rep_dw {
             activation::relu(rep.forward(x))
         } else {
             let mut sum: Option<Tensor<4>> = None;
             for (k, branch) in self.dw_conv_list.iter().enumerate() {
-                let y = branch.forward(x.clone());
+                let y = branch.forward_with(x.clone(), norm, &format!("{name}.dw_conv_list.{k}"));
                 trace.record(format!("{name}.dw_conv_list.{k}"), &y);
                 sum = Some(match sum {
                     Some(s) => s + y,
@@ -188,12 +195,12 @@ impl RepDepthwiseSeparable {
             trace.record(format!("{name}.se"), &x);
         }
         if let (Some(pw1), Some(pw2)) = (&self.pw_conv_1, &self.pw_conv_2) {
-            x = pw1.forward(x);
+            x = pw1.forward_with(x, norm, &format!("{name}.pw_conv_1"));
             trace.record(format!("{name}.pw_conv_1"), &x);
-            x = pw2.forward(x);
+            x = pw2.forward_with(x, norm, &format!("{name}.pw_conv_2"));
         }
         if let Some(pw) = &self.pw_conv {
-            x = pw.forward(x);
+            x = pw.forward_with(x, norm, &format!("{name}.pw_conv"));
             trace.record(format!("{name}.pw_conv"), &x);
         }
         if self.use_shortcut {
@@ -307,9 +314,38 @@ impl PpTsmV2 {
 
     /// The fc input: `[N, 1280]`, the mean over segments of each frame's pooled feature.
     pub fn features(&self, x: Tensor<4>, num_seg: usize, trace: &mut Trace) -> Tensor<2> {
-        let x = self.stem_conv.forward(x);
+        self.features_with(x, num_seg, trace, &mut Normalization::Running, DROPOUT_KEEP)
+    }
+
+    /// Train mode (Paddle's `model.train()`) with dropout off (p = 0, the identity in
+    /// `downscale_in_infer` mode): `[N, 1280]` features and `[N, classes]` logits; every
+    /// BatchNorm normalises with its batch statistics, which are appended to `stats`. `trace`
+    /// gets the same records as in inference.
+    pub fn forward_train(
+        &self,
+        x: Tensor<4>,
+        num_seg: usize,
+        stats: &mut BatchStats,
+        trace: &mut Trace,
+    ) -> (Tensor<2>, Tensor<2>) {
+        let features = self.features_with(x, num_seg, trace, &mut Normalization::Batch(stats), 1.0);
+        let logits = self.fc.forward(features.clone());
+        trace.record("logits", &logits);
+        (features, logits)
+    }
+
+    /// The shared body of both modes; `dropout_scale` is what the dropout multiplies by.
+    fn features_with(
+        &self,
+        x: Tensor<4>,
+        num_seg: usize,
+        trace: &mut Trace,
+        norm: &mut Normalization<'_>,
+        dropout_scale: f32,
+    ) -> Tensor<2> {
+        let x = self.stem_conv.forward_with(x, norm, "stem.0");
         trace.record("stem.0", &x);
-        let mut x = self.stem_dw.forward(x, "stem.1", trace);
+        let mut x = self.stem_dw.forward(x, "stem.1", trace, norm);
         for (s, stage) in self.stages.iter().enumerate() {
             if s == 2 {
                 if let Some(att) = &self.global_attention {
@@ -319,7 +355,7 @@ impl PpTsmV2 {
                 trace.record("temporal_shift", &x);
             }
             for (b, block) in stage.iter().enumerate() {
-                x = block.forward(x, &format!("stages.{s}.{b}"), trace);
+                x = block.forward(x, &format!("stages.{s}.{b}"), trace, norm);
             }
         }
         let x = global_avg_pool(x);
@@ -328,7 +364,11 @@ impl PpTsmV2 {
         trace.record("last_conv", &x);
         let x = activation::relu(x);
         trace.record("last_act", &x);
-        let x = x.mul_scalar(DROPOUT_KEEP);
+        let x = if dropout_scale == 1.0 {
+            x
+        } else {
+            x.mul_scalar(dropout_scale)
+        };
         trace.record("dropout", &x);
         let features = segment_mean(x, num_seg);
         trace.record("features", &features);

@@ -32,6 +32,7 @@ use super::TrainError;
 use super::dataset::Sample;
 use super::distill::{Targets, cross_entropy};
 use super::metrics::{Evaluation, TrainEvent};
+use super::optim::Momentum;
 use super::run::WarmupCosine;
 use crate::checkpoint::file::Checkpoint;
 use crate::checkpoint::safetensors::{INPUT_SIZE, KinetoMeta, MEAN, SHORT_SIDE, STD};
@@ -492,15 +493,13 @@ pub struct HeadOnlyResult {
     pub cancelled: bool,
 }
 
-/// Paddle's Momentum step with L2 added to the gradient: `g' = g + c·p; v = μ·v + g';
-/// p -= lr·(g' + μ·v)` (Nesterov).
+/// Paddle's Nesterov Momentum step with L2 added to the gradient (see [`Momentum`]).
 fn momentum_step(p: &mut [f32], v: &mut [f32], g: &[f32], lr: f64, mu: f64, decay: f64) {
-    let (lr, mu, decay) = (lr as f32, mu as f32, decay as f32);
-    for ((p, v), g) in p.iter_mut().zip(v.iter_mut()).zip(g) {
-        let g = g + decay * *p;
-        *v = mu * *v + g;
-        *p -= lr * (g + mu * *v);
-    }
+    let rule = Momentum {
+        momentum: mu,
+        nesterov: true,
+    };
+    rule.step(p, v, g, lr, decay);
 }
 
 /// Trains a fresh fc on `train` features; evaluates on `val` after every epoch. Emits a `step`

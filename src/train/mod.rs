@@ -4,9 +4,11 @@
 pub mod dataset;
 pub mod demo;
 pub mod distill;
+pub mod full;
 pub mod head_only;
 pub mod job;
 pub mod metrics;
+pub mod optim;
 pub mod run;
 
 use std::path::PathBuf;

@@ -1,0 +1,524 @@
+//! Full fine-tuning of PP-TSMv2 in its training form (BatchNorm layers and rep branches), one
+//! step as PaddleVideo's `tasks/train.py` runs it:
+//!
+//! 1. train-mode forward: every BatchNorm normalises with the batch mean and the biased batch
+//!    variance (gradients flow through both), dropout off (the fixtures set p = 0; Paddle's
+//!    dropout RNG cannot be reproduced);
+//! 2. softmax cross-entropy, mean over the batch, on the logits ([`cross_entropy`], analytic
+//!    gradient on the host), then burn's autodiff backward from the logits, seeded with that
+//!    gradient (`Σ logits·dL/dlogits` has the same parameter gradients as the loss);
+//! 3. Paddle's `Momentum` (Nesterov 0.9) with L2 1e-4 *added to the gradient*, BatchNorm weights
+//!    and biases exempt (their `ParamAttr(regularizer=L2Decay(0.0))`), every other parameter
+//!    decayed, the fc bias included; parameters that got no gradient are left untouched;
+//! 4. the running statistics: `running = m·running + (1 − m)·batch` with m = 0.9, the variance
+//!    with the biased batch variance (Paddle's convention, unlike PyTorch's).
+//!
+//! Paddle's op attributes are float32 even in a float64 run: BatchNorm's epsilon (1e-5) and
+//! momentum (0.9) and the optimiser's `mu` (0.9) are used here as those float32 values, which is
+//! what makes a float64 step agree with Paddle's float64 step to rounding level.
+//!
+//! The precision is a per-trainer choice ([`FloatDType::F32`] or [`FloatDType::F64`]): parameters
+//! and inputs are cast to it and every op follows the tensors' dtype. The flex device's default
+//! dtype is *not* used for this: it is one process-wide setting (flex has a single device id),
+//! fixed by the first tensor created, so configuring it would tie a whole process to one
+//! precision.
+//!
+//! The optimiser update runs on the host in f64 (one implementation of Paddle's rule,
+//! [`Momentum`], shared with head-only training) and is rounded back to the trainer's dtype.
+
+use std::collections::{BTreeMap, HashMap};
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::{DType, Device, FloatDType, Gradients, Tensor, TensorData};
+
+use super::distill::{Targets, cross_entropy};
+use super::optim::Momentum;
+use crate::checkpoint::ParamStore;
+use crate::checkpoint::load::store_from_module;
+use crate::model::layers::{BatchStats, Trace};
+use crate::model::pptsm_v2::PpTsmV2;
+use crate::model::{Form, ModelKind, Network, Recognizer, paddle_key};
+
+/// The learning-rate multipliers PaddleVideo's ParamAttrs give (only the 16f temporal
+/// attention's fc has any: weight ×5, bias ×10).
+const LR_MULTIPLIERS: [(&str, f64); 2] = [
+    ("backbone.global_attention.fc.weight", 5.0),
+    ("backbone.global_attention.fc.bias", 10.0),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum FullTrainError {
+    #[error(
+        "full fine-tuning needs PP-TSMv2 in its training form (BatchNorm layers and rep \
+         branches); this model is {0}"
+    )]
+    Unsupported(String),
+    #[error("a training batch is [N, T, 3, H, W] with N, T >= 1 and H, W >= 32; got {0:?}")]
+    InputShape(Vec<usize>),
+    #[error("{labels} labels for {clips} clips")]
+    LabelCount { labels: usize, clips: usize },
+    #[error("label {label} is out of range ({classes} classes)")]
+    LabelRange { label: usize, classes: usize },
+    #[error("the temporal attention fixes num_seg = {expected}; the batch has {got} frames")]
+    NumSeg { expected: usize, got: usize },
+    #[error("precision {0:?} is not supported (float32 or float64)")]
+    DType(FloatDType),
+    #[error("reading {what} back from the device failed: {problem}")]
+    Readback { what: String, problem: String },
+    #[error("the update went wrong: {0}")]
+    Update(String),
+}
+
+/// A host copy of a tensor in float64 (exact for both precisions).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f64>,
+}
+
+/// One BatchNorm layer's batch statistics on the host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostBatchStat {
+    pub mean: Vec<f64>,
+    /// Biased (÷ N·H·W).
+    pub variance: Vec<f64>,
+}
+
+/// Settings of the update. The defaults are PaddleVideo's PP-TSMv2 recipe.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FullStepOptions {
+    pub momentum: Momentum,
+    /// L2 coefficient for every parameter but BatchNorm weights and biases.
+    pub weight_decay: f64,
+    /// Paddle's BatchNorm momentum (the weight of the old running value).
+    pub bn_momentum: f64,
+}
+
+impl Default for FullStepOptions {
+    fn default() -> Self {
+        Self {
+            momentum: Momentum::PADDLEVIDEO,
+            weight_decay: 1e-4,
+            // Paddle's `momentum` attribute is a float32, also in a float64 run.
+            bn_momentum: f64::from(0.9_f32),
+        }
+    }
+}
+
+/// What one step computed (before the update), all on the host in f64.
+#[derive(Clone, Debug)]
+pub struct StepOutcome {
+    pub loss: f64,
+    /// `[N, classes]`.
+    pub logits: HostTensor,
+    /// `[N, 1280]`: the fc input (mean over segments).
+    pub features: HostTensor,
+    /// `[N, classes]`: dLoss/dlogits.
+    pub dlogits: HostTensor,
+    /// dLoss/dparam of every parameter that got one, by PaddleVideo key.
+    pub grads: BTreeMap<String, HostTensor>,
+    /// Batch statistics of every BatchNorm layer, by PaddleVideo key of the layer
+    /// (`backbone.stem.0.bn`).
+    pub batch_stats: BTreeMap<String, HostBatchStat>,
+    /// Trainable parameters that got no gradient and were therefore left unchanged (Paddle
+    /// skips them too).
+    pub untouched: Vec<String>,
+}
+
+/// A PP-TSMv2 (training form) being fine-tuned: its parameters as autodiff leaves in the chosen
+/// precision, and the optimiser's velocities.
+#[derive(Debug)]
+pub struct FullTrainer {
+    network: PpTsmV2,
+    /// The autodiff device every tensor of the step lives on.
+    device: Device,
+    dtype: FloatDType,
+    options: FullStepOptions,
+    velocity: HashMap<String, Vec<f64>>,
+}
+
+impl FullTrainer {
+    /// Takes over `model` (PP-TSMv2, training form) and casts its parameters to `dtype`.
+    pub fn new(
+        model: Recognizer,
+        dtype: FloatDType,
+        options: FullStepOptions,
+    ) -> Result<Self, FullTrainError> {
+        if !matches!(dtype, FloatDType::F32 | FloatDType::F64) {
+            return Err(FullTrainError::DType(dtype));
+        }
+        let name = model.arch.display_name();
+        let network = match model.network {
+            Network::V2(net) if model.arch.form == Form::Training => net,
+            _ => return Err(FullTrainError::Unsupported(name)),
+        };
+        let device = network.fc.bias.val().device().autodiff();
+        let network = network.map(&mut Trainable {
+            dtype,
+            path: Vec::new(),
+        });
+        Ok(Self {
+            network,
+            device,
+            dtype,
+            options,
+            velocity: HashMap::new(),
+        })
+    }
+
+    pub fn dtype(&self) -> FloatDType {
+        self.dtype
+    }
+
+    /// One step on `clips` (`[N, T, 3, H, W]`, any float dtype; cast to the trainer's) with one
+    /// label per clip, at learning rate `lr`. The parameters and running statistics are
+    /// updated; the outcome holds the loss, logits, gradients and batch statistics.
+    pub fn step(
+        &mut self,
+        clips: TensorData,
+        labels: &[usize],
+        lr: f64,
+    ) -> Result<StepOutcome, FullTrainError> {
+        self.step_traced(clips, labels, lr, &mut Trace::off())
+    }
+
+    /// [`step`](Self::step), recording the train-mode forward's activations in `trace` (the
+    /// inference forward's record names).
+    pub fn step_traced(
+        &mut self,
+        clips: TensorData,
+        labels: &[usize],
+        lr: f64,
+        trace: &mut Trace,
+    ) -> Result<StepOutcome, FullTrainError> {
+        let [n, t, c, h, w] = self.check_batch(clips.shape().as_slice(), labels)?;
+        let frames = Tensor::<5>::from_data(clips, (&self.device, DType::from(self.dtype)))
+            .reshape([n * t, c, h, w]);
+        let mut stats = BatchStats::default();
+        let (features, logits) = self.network.forward_train(frames, t, &mut stats, trace);
+        let classes = logits.dims()[1];
+        let logits_host = host(&logits, "logits")?;
+        let ce = cross_entropy(&logits_host.data, classes, &Targets::Hard(labels.to_vec()));
+        let seed = Tensor::<2>::from_data(
+            TensorData::new(ce.grad.clone(), [n, classes]),
+            (&self.device, DType::from(self.dtype)),
+        );
+        let grads = (logits * seed).sum().backward();
+
+        let batch_stats = stats
+            .layers
+            .iter()
+            .map(|s| {
+                let key = format!("backbone.{}", s.name);
+                let mean = host(&s.mean, &key)?.data;
+                let variance = host(&s.variance, &key)?.data;
+                Ok((key, HostBatchStat { mean, variance }))
+            })
+            .collect::<Result<BTreeMap<_, _>, FullTrainError>>()?;
+
+        let mut update = Update {
+            grads: &grads,
+            batch_stats: &batch_stats,
+            velocity: &self.velocity,
+            velocity_out: HashMap::new(),
+            options: self.options,
+            lr,
+            device: &self.device,
+            dtype: self.dtype,
+            path: Vec::new(),
+            grads_out: BTreeMap::new(),
+            untouched: Vec::new(),
+            problems: Vec::new(),
+        };
+        let network = self.network.clone().map(&mut update);
+        if let Some(problem) = update.problems.into_iter().next() {
+            return Err(problem);
+        }
+        let (grads_out, untouched) = (update.grads_out, update.untouched);
+        self.velocity.extend(update.velocity_out);
+        self.network = network;
+        Ok(StepOutcome {
+            loss: ce.loss,
+            features: host(&features, "features")?,
+            logits: logits_host,
+            dlogits: HostTensor {
+                shape: vec![n, classes],
+                data: ce.grad,
+            },
+            grads: grads_out,
+            batch_stats,
+            untouched,
+        })
+    }
+
+    fn check_batch(&self, dims: &[usize], labels: &[usize]) -> Result<[usize; 5], FullTrainError> {
+        let Ok(dims5) = <[usize; 5]>::try_from(dims) else {
+            return Err(FullTrainError::InputShape(dims.to_vec()));
+        };
+        let [n, t, c, h, w] = dims5;
+        if n == 0 || t == 0 || c != 3 || h < 32 || w < 32 {
+            return Err(FullTrainError::InputShape(dims.to_vec()));
+        }
+        if labels.len() != n {
+            return Err(FullTrainError::LabelCount {
+                labels: labels.len(),
+                clips: n,
+            });
+        }
+        let classes = self.network.fc.bias.dims()[0];
+        if let Some(&label) = labels.iter().find(|&&l| l >= classes) {
+            return Err(FullTrainError::LabelRange { label, classes });
+        }
+        if let Some(expected) = self.network.attention_segments()
+            && expected != t
+        {
+            return Err(FullTrainError::NumSeg { expected, got: t });
+        }
+        Ok(dims5)
+    }
+
+    /// Every parameter and running statistic by PaddleVideo key, in f64 (exact).
+    pub fn parameters(&self) -> Result<BTreeMap<String, HostTensor>, FullTrainError> {
+        let mut collector = HostCollector {
+            path: Vec::new(),
+            out: BTreeMap::new(),
+            problems: Vec::new(),
+        };
+        self.network.visit(&mut collector);
+        match collector.problems.into_iter().next() {
+            Some(problem) => Err(problem),
+            None => Ok(collector.out),
+        }
+    }
+
+    /// The current weights as a float32 store (canonical keys), e.g. for saving; like
+    /// [`Recognizer::to_store`], without the rep-fused `dw_conv` keys the training form ignores.
+    pub fn to_store(&self) -> ParamStore {
+        store_from_module(&self.network, |path| paddle_key(ModelKind::PptsmV2, path))
+    }
+}
+
+fn is_running_stat(key: &str) -> bool {
+    key.ends_with("._mean") || key.ends_with("._variance")
+}
+
+/// BatchNorm weights and biases: PaddleVideo's `ConvBNLayer` gives them L2Decay(0.0). Every
+/// BatchNorm of PP-TSMv2 is a `ConvBNLayer`'s `bn`.
+fn is_batch_norm_affine(key: &str) -> bool {
+    key.ends_with(".bn.weight") || key.ends_with(".bn.bias")
+}
+
+fn lr_multiplier(key: &str) -> f64 {
+    LR_MULTIPLIERS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map_or(1.0, |(_, m)| *m)
+}
+
+/// `tensor` on the host as f64.
+fn host<const D: usize>(tensor: &Tensor<D>, what: &str) -> Result<HostTensor, FullTrainError> {
+    let data = tensor.to_data();
+    let shape = data.shape().as_slice().to_vec();
+    let data = data
+        .try_into_vec_as::<f64>()
+        .map_err(|e| FullTrainError::Readback {
+            what: what.to_string(),
+            problem: format!("{e:?}"),
+        })?;
+    Ok(HostTensor { shape, data })
+}
+
+/// A parameter tensor from host values: `dtype` on the autodiff `device`; trainable ones
+/// retain their gradient.
+fn leaf<const D: usize>(
+    data: Vec<f64>,
+    shape: [usize; D],
+    device: &Device,
+    dtype: FloatDType,
+    trainable: bool,
+) -> Tensor<D> {
+    let tensor = Tensor::from_data(TensorData::new(data, shape), (device, DType::from(dtype)));
+    if trainable {
+        tensor.require_grad()
+    } else {
+        tensor
+    }
+}
+
+/// Casts every parameter to the trainer's dtype with autodiff on; all but the running
+/// statistics become gradient-retaining leaves.
+struct Trainable {
+    dtype: FloatDType,
+    path: Vec<String>,
+}
+
+impl ModuleMapper for Trainable {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let key = paddle_key(ModelKind::PptsmV2, &self.path.join("."));
+        let (id, tensor, _) = param.consume();
+        // A fresh leaf: off any earlier graph, then cast, then tracked.
+        let tensor = tensor.without_autodiff().cast(self.dtype).autodiff();
+        let tensor = if is_running_stat(&key) {
+            tensor
+        } else {
+            tensor.require_grad()
+        };
+        Param::initialized(id, tensor)
+    }
+}
+
+/// The update of one step, applied while walking the module (paths give the PaddleVideo keys).
+struct Update<'a> {
+    grads: &'a Gradients,
+    batch_stats: &'a BTreeMap<String, HostBatchStat>,
+    velocity: &'a HashMap<String, Vec<f64>>,
+    /// The new velocities, committed only when the whole update succeeded.
+    velocity_out: HashMap<String, Vec<f64>>,
+    options: FullStepOptions,
+    lr: f64,
+    device: &'a Device,
+    dtype: FloatDType,
+    path: Vec<String>,
+    grads_out: BTreeMap<String, HostTensor>,
+    untouched: Vec<String>,
+    problems: Vec<FullTrainError>,
+}
+
+impl Update<'_> {
+    /// The new value of one parameter, or `None` to keep it.
+    fn new_value<const D: usize>(
+        &mut self,
+        key: &str,
+        value: &Tensor<D>,
+    ) -> Result<Option<Vec<f64>>, FullTrainError> {
+        if let Some(layer) = key
+            .strip_suffix("._mean")
+            .or_else(|| key.strip_suffix("._variance"))
+        {
+            let Some(stat) = self.batch_stats.get(layer) else {
+                return Err(FullTrainError::Update(format!(
+                    "{layer} recorded no batch statistics"
+                )));
+            };
+            let batch = if key.ends_with("._mean") {
+                &stat.mean
+            } else {
+                &stat.variance
+            };
+            let m = self.options.bn_momentum;
+            let running = host(value, key)?.data;
+            return Ok(Some(
+                running
+                    .iter()
+                    .zip(batch)
+                    .map(|(r, b)| m * r + (1.0 - m) * b)
+                    .collect(),
+            ));
+        }
+        let Some(grad) = value.grad(self.grads) else {
+            self.untouched.push(key.to_string());
+            return Ok(None);
+        };
+        let grad = host(&grad, key)?;
+        let mut p = host(value, key)?.data;
+        let decay = if is_batch_norm_affine(key) {
+            0.0
+        } else {
+            self.options.weight_decay
+        };
+        let mut velocity = self
+            .velocity
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| vec![0.0; p.len()]);
+        self.options.momentum.step(
+            &mut p,
+            &mut velocity,
+            &grad.data,
+            self.lr * lr_multiplier(key),
+            decay,
+        );
+        self.velocity_out.insert(key.to_string(), velocity);
+        self.grads_out.insert(key.to_string(), grad);
+        Ok(Some(p))
+    }
+}
+
+impl ModuleMapper for Update<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let key = paddle_key(ModelKind::PptsmV2, &self.path.join("."));
+        let (id, value, _) = param.consume();
+        match self.new_value(&key, &value) {
+            Ok(Some(data)) => {
+                let shape = value.dims();
+                let trainable = !is_running_stat(&key);
+                Param::initialized(id, leaf(data, shape, self.device, self.dtype, trainable))
+            }
+            Ok(None) => Param::initialized(id, value),
+            Err(problem) => {
+                self.problems.push(problem);
+                Param::initialized(id, value)
+            }
+        }
+    }
+}
+
+struct HostCollector {
+    path: Vec<String>,
+    out: BTreeMap<String, HostTensor>,
+    problems: Vec<FullTrainError>,
+}
+
+impl ModuleVisitor for HostCollector {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let key = paddle_key(ModelKind::PptsmV2, &self.path.join("."));
+        match host(&param.val(), &key) {
+            Ok(t) => {
+                self.out.insert(key, t);
+            }
+            Err(e) => self.problems.push(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decay_exempts_batch_norm_only() {
+        assert!(is_batch_norm_affine("backbone.stem.0.bn.weight"));
+        assert!(is_batch_norm_affine(
+            "backbone.stages.2.5.pw_conv_2.bn.bias"
+        ));
+        assert!(!is_batch_norm_affine("backbone.fc.bias"));
+        assert!(!is_batch_norm_affine("backbone.stages.2.0.se.conv1.bias"));
+        assert!(is_running_stat("backbone.stem.0.bn._variance"));
+        assert_eq!(lr_multiplier("backbone.fc.weight"), 1.0);
+        assert_eq!(lr_multiplier("backbone.global_attention.fc.bias"), 10.0);
+    }
+}
