@@ -411,11 +411,10 @@ impl Worker {
             ),
         };
         let engine = Engine {
-            model,
-            device,
             weights_path: resolved.path,
             layout: checkpoint.layout,
             class_names: checkpoint.class_names,
+            ..Engine::from_model(model, device)
         };
         Ok(Ready { engine, info })
     }

@@ -7,6 +7,7 @@ pub mod arch;
 pub mod fuse;
 pub mod init;
 pub mod layers;
+pub mod nhwc;
 pub mod pptsm_v2;
 pub mod resnet_tsm;
 

@@ -1,0 +1,372 @@
+//! The matrix product behind every 1x1 convolution: `out[m, n] = act(x[m, k] · w[k, n] + b[n])`
+//! with `x` the pixels (rows) of a channels-last activation and `w` a layer's weights, packed
+//! once when the model is built.
+//!
+//! Why not a general GEMM crate: the shapes here are tall and thin (m = frames x pixels, up to
+//! 100 000; k and n = 32..1024), the weights never change, and the bias and ReLU can be applied
+//! while the results are still in registers. The kernel broadcasts one value of `x` at a time
+//! against a panel of `NR` packed weight columns and keeps an `MR x NR` block of outputs in
+//! registers (written as plain arrays that LLVM keeps in vector registers, compiled once per
+//! instruction set and chosen at run time).
+
+use rayon::prelude::*;
+
+/// Target bytes of `x` rows per task: the row tile stays in L2 while every panel passes over it.
+const TILE_BYTES: usize = 96 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Isa {
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    Portable,
+}
+
+impl Isa {
+    fn detect() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Isa::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Portable
+    }
+
+    /// Rows x columns of the register block: `MR * NR / lanes` accumulators plus the weight
+    /// vectors and one broadcast must fit the register file (16 ymm, 32 zmm, 16 xmm).
+    fn block(self) -> (usize, usize) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => (12, 32),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => (6, 16),
+            Isa::Portable => (4, 8),
+        }
+    }
+}
+
+/// A `[k, n]` weight matrix in panels of `nr` columns (`k * nr` values each, zero-padded),
+/// with its bias padded the same way.
+pub struct PackedMatrix {
+    panels: Vec<f32>,
+    bias: Vec<f32>,
+    k: usize,
+    n: usize,
+    isa: Isa,
+}
+
+impl PackedMatrix {
+    /// `weight` is `[k, n]` row-major; `bias` is `[n]` (zeros when absent).
+    pub fn new(weight: &[f32], bias: Option<&[f32]>, k: usize, n: usize) -> Self {
+        Self::for_isa(Isa::detect(), weight, bias, k, n)
+    }
+
+    fn for_isa(isa: Isa, weight: &[f32], bias: Option<&[f32]>, k: usize, n: usize) -> Self {
+        assert_eq!(weight.len(), k * n, "weight is not [k, n]");
+        let (_, nr) = isa.block();
+        let panel_count = n.div_ceil(nr);
+        let mut panels = vec![0.0f32; panel_count * k * nr];
+        for (p, panel) in panels.chunks_exact_mut(k * nr).enumerate() {
+            for (row, dst) in panel.chunks_exact_mut(nr).enumerate() {
+                let cols = (n - p * nr).min(nr);
+                dst[..cols].copy_from_slice(&weight[row * n + p * nr..][..cols]);
+            }
+        }
+        let mut padded_bias = vec![0.0f32; panel_count * nr];
+        if let Some(bias) = bias {
+            assert_eq!(bias.len(), n, "bias is not [n]");
+            padded_bias[..n].copy_from_slice(bias);
+        }
+        Self {
+            panels,
+            bias: padded_bias,
+            k,
+            n,
+            isa,
+        }
+    }
+
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// `out[m, n] = x[m, k] · W + b`, then ReLU if `relu`. Rows are split across rayon's
+    /// current pool.
+    pub fn apply(&self, x: &[f32], m: usize, relu: bool, out: &mut [f32]) {
+        assert!(x.len() >= m * self.k && out.len() >= m * self.n);
+        let (mr, _) = self.isa.block();
+        let rows_per_tile = (TILE_BYTES / (self.k * 4)).max(mr) / mr * mr;
+        let x = &x[..m * self.k];
+        let out = &mut out[..m * self.n];
+        let run_tile = |(x_tile, out_tile): (&[f32], &mut [f32])| {
+            self.tile(x_tile, out_tile, relu);
+        };
+        if m * self.k * self.n < 1 << 18 {
+            x.chunks(rows_per_tile * self.k)
+                .zip(out.chunks_mut(rows_per_tile * self.n))
+                .for_each(run_tile);
+        } else {
+            x.par_chunks(rows_per_tile * self.k)
+                .zip(out.par_chunks_mut(rows_per_tile * self.n))
+                .for_each(run_tile);
+        }
+    }
+
+    fn tile(&self, x: &[f32], out: &mut [f32], relu: bool) {
+        match self.isa {
+            // SAFETY: `detect` found the features these copies are compiled for.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { tile_avx512(self, x, out, relu) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { tile_avx2(self, x, out, relu) },
+            Isa::Portable => tile::<4, 8>(self, x, out, relu, block_portable::<4, 8>),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn tile_avx512(w: &PackedMatrix, x: &[f32], out: &mut [f32], relu: bool) {
+    tile::<12, 32>(w, x, out, relu, |block| {
+        // SAFETY: this function only runs where AVX-512F is present; `tile` checked the block.
+        unsafe { x86::block_avx512(block) }
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_avx2(w: &PackedMatrix, x: &[f32], out: &mut [f32], relu: bool) {
+    tile::<6, 16>(w, x, out, relu, |block| {
+        // SAFETY: this function only runs where AVX2 and FMA are present; `tile` checked the
+        // block.
+        unsafe { x86::block_avx2(block) }
+    });
+}
+
+/// One register block's operands, as raw pointers: `rows[r]` points at `k` values of `x`,
+/// `panel` at `k * NR` packed weights, `bias` at `NR` values, `dst` at `MR` rows of `NR`
+/// values `dst_stride` apart.
+struct Block<const MR: usize> {
+    rows: [*const f32; MR],
+    k: usize,
+    panel: *const f32,
+    bias: *const f32,
+    dst: *mut f32,
+    dst_stride: usize,
+    relu: bool,
+}
+
+/// A tile of rows against every panel: the panel (`k * NR` values) stays in L1 while the
+/// tile's rows pass over it in blocks of `MR`. Full blocks are written in place; the ragged
+/// edges (last rows, last columns) go through a small buffer.
+#[inline(always)]
+fn tile<const MR: usize, const NR: usize>(
+    w: &PackedMatrix,
+    x: &[f32],
+    out: &mut [f32],
+    relu: bool,
+    kernel: impl Fn(&Block<MR>),
+) {
+    let (k, n) = (w.k, w.n);
+    let rows = x.len() / k;
+    assert!(out.len() >= rows * n && w.panels.len() >= n.div_ceil(NR) * k * NR);
+    let mut edge = [[0.0f32; NR]; MR];
+    for (p, panel) in w.panels.chunks_exact(k * NR).enumerate() {
+        let col0 = p * NR;
+        let cols = (n - col0).min(NR);
+        for r0 in (0..rows).step_by(MR) {
+            let valid = (rows - r0).min(MR);
+            let full = valid == MR && cols == NR;
+            // Rows past the end repeat the last row; their results are not stored.
+            let row_at = |r: usize| x[(r0 + r.min(valid - 1)) * k..].as_ptr();
+            let block = Block {
+                rows: std::array::from_fn(row_at),
+                k,
+                panel: panel.as_ptr(),
+                bias: w.bias[col0..col0 + NR].as_ptr(),
+                dst: if full {
+                    out[r0 * n + col0..].as_mut_ptr()
+                } else {
+                    edge.as_mut_ptr().cast::<f32>()
+                },
+                dst_stride: if full { n } else { NR },
+                relu,
+            };
+            kernel(&block);
+            if !full {
+                for (r, values) in edge.iter().enumerate().take(valid) {
+                    out[(r0 + r) * n + col0..][..cols].copy_from_slice(&values[..cols]);
+                }
+            }
+        }
+    }
+}
+
+/// The portable register block (no SIMD intrinsics; LLVM vectorises what it can).
+fn block_portable<const MR: usize, const NR: usize>(block: &Block<MR>) {
+    // SAFETY: `tile` built the pointers from slices long enough for these reads and writes.
+    unsafe {
+        let panel = std::slice::from_raw_parts(block.panel, block.k * NR);
+        let bias = std::slice::from_raw_parts(block.bias, NR);
+        let mut acc = [[0.0f32; NR]; MR];
+        for row in acc.iter_mut() {
+            row.copy_from_slice(bias);
+        }
+        for (r, acc_row) in acc.iter_mut().enumerate() {
+            let x = std::slice::from_raw_parts(block.rows[r], block.k);
+            for (&v, wrow) in x.iter().zip(panel.chunks_exact(NR)) {
+                for (c, &wv) in acc_row.iter_mut().zip(wrow) {
+                    *c += v * wv;
+                }
+            }
+        }
+        for (r, acc_row) in acc.iter().enumerate() {
+            let dst = std::slice::from_raw_parts_mut(block.dst.add(r * block.dst_stride), NR);
+            for (d, &v) in dst.iter_mut().zip(acc_row) {
+                *d = if block.relu { v.max(0.0) } else { v };
+            }
+        }
+    }
+}
+
+/// The register blocks written with intrinsics: the weight vectors of a step stay in registers
+/// across the rows, and the bias and ReLU are applied before the single store.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::Block;
+
+    /// 6 rows x 16 columns: 12 accumulators + 2 weight vectors + 1 broadcast of 16 ymm.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn block_avx2(block: &Block<6>) {
+        let [r0, r1, r2, r3, r4, r5] = block.rows;
+        // SAFETY (whole body): `tile` built the pointers from slices long enough for k values
+        // per row, k * 16 packed weights, 16 bias values and 6 destination rows of 16.
+        unsafe {
+            let b0 = _mm256_loadu_ps(block.bias);
+            let b1 = _mm256_loadu_ps(block.bias.add(8));
+            let (mut c00, mut c01, mut c10, mut c11, mut c20, mut c21) = (b0, b1, b0, b1, b0, b1);
+            let (mut c30, mut c31, mut c40, mut c41, mut c50, mut c51) = (b0, b1, b0, b1, b0, b1);
+            let mut w = block.panel;
+            for p in 0..block.k {
+                let w0 = _mm256_loadu_ps(w);
+                let w1 = _mm256_loadu_ps(w.add(8));
+                let v = _mm256_broadcast_ss(&*r0.add(p));
+                c00 = _mm256_fmadd_ps(v, w0, c00);
+                c01 = _mm256_fmadd_ps(v, w1, c01);
+                let v = _mm256_broadcast_ss(&*r1.add(p));
+                c10 = _mm256_fmadd_ps(v, w0, c10);
+                c11 = _mm256_fmadd_ps(v, w1, c11);
+                let v = _mm256_broadcast_ss(&*r2.add(p));
+                c20 = _mm256_fmadd_ps(v, w0, c20);
+                c21 = _mm256_fmadd_ps(v, w1, c21);
+                let v = _mm256_broadcast_ss(&*r3.add(p));
+                c30 = _mm256_fmadd_ps(v, w0, c30);
+                c31 = _mm256_fmadd_ps(v, w1, c31);
+                let v = _mm256_broadcast_ss(&*r4.add(p));
+                c40 = _mm256_fmadd_ps(v, w0, c40);
+                c41 = _mm256_fmadd_ps(v, w1, c41);
+                let v = _mm256_broadcast_ss(&*r5.add(p));
+                c50 = _mm256_fmadd_ps(v, w0, c50);
+                c51 = _mm256_fmadd_ps(v, w1, c51);
+                w = w.add(16);
+            }
+            let acc = [
+                [c00, c01],
+                [c10, c11],
+                [c20, c21],
+                [c30, c31],
+                [c40, c41],
+                [c50, c51],
+            ];
+            let zero = _mm256_setzero_ps();
+            for (r, [mut a, mut b]) in acc.into_iter().enumerate() {
+                if block.relu {
+                    a = _mm256_max_ps(a, zero);
+                    b = _mm256_max_ps(b, zero);
+                }
+                let dst = block.dst.add(r * block.dst_stride);
+                _mm256_storeu_ps(dst, a);
+                _mm256_storeu_ps(dst.add(8), b);
+            }
+        }
+    }
+
+    /// 12 rows x 32 columns: 24 accumulators + 2 weight vectors + 1 broadcast of 32 zmm.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn block_avx512(block: &Block<12>) {
+        let rows = block.rows;
+        // SAFETY (whole body): as `block_avx2`, with 12 rows and 32 columns.
+        unsafe {
+            let b0 = _mm512_loadu_ps(block.bias);
+            let b1 = _mm512_loadu_ps(block.bias.add(16));
+            let mut acc = [[b0, b1]; 12];
+            let mut w = block.panel;
+            for p in 0..block.k {
+                let w0 = _mm512_loadu_ps(w);
+                let w1 = _mm512_loadu_ps(w.add(16));
+                for (c, row) in acc.iter_mut().zip(rows) {
+                    let v = _mm512_set1_ps(*row.add(p));
+                    c[0] = _mm512_fmadd_ps(v, w0, c[0]);
+                    c[1] = _mm512_fmadd_ps(v, w1, c[1]);
+                }
+                w = w.add(32);
+            }
+            let zero = _mm512_setzero_ps();
+            for (r, [mut a, mut b]) in acc.into_iter().enumerate() {
+                if block.relu {
+                    a = _mm512_max_ps(a, zero);
+                    b = _mm512_max_ps(b, zero);
+                }
+                let dst = block.dst.add(r * block.dst_stride);
+                _mm512_storeu_ps(dst, a);
+                _mm512_storeu_ps(dst.add(16), b);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_the_definition_for_ragged_shapes() {
+        for (m, k, n) in [(1, 1, 1), (7, 27, 32), (13, 64, 130), (40, 3, 17), (5, 300, 33)] {
+            let x: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect();
+            let w: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 9.0).collect();
+            let b: Vec<f32> = (0..n).map(|j| j as f32 / 10.0 - 1.0).collect();
+            let mut isas = vec![Isa::Portable];
+            if Isa::detect() != Isa::Portable {
+                isas.push(Isa::detect());
+            }
+            for (relu, isa) in [false, true].into_iter().zip(isas.iter().cycle()).chain([(true, &Isa::Portable), (false, &Isa::detect())]) {
+                let packed = PackedMatrix::for_isa(*isa, &w, Some(&b), k, n);
+                let mut out = vec![f32::NAN; m * n];
+                packed.apply(&x, m, relu, &mut out);
+                for i in 0..m {
+                    for j in 0..n {
+                        let mut e = b[j] + (0..k).map(|p| x[i * k + p] * w[p * n + j]).sum::<f32>();
+                        if relu {
+                            e = e.max(0.0);
+                        }
+                        let got = out[i * n + j];
+                        assert!((got - e).abs() <= 1e-4 * (1.0 + e.abs()), "{m}x{k}x{n} [{i},{j}]: {got} vs {e}");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,493 @@
+//! The CPU kernels of the NHWC inference path besides the matrix product (`gemm`), on plain
+//! `f32` slices: depthwise convolutions vectorised across channels, the stem's patches, and the
+//! small glue operations.
+//!
+//! Layout: activations are `[frames, h, w, c]` row-major. Work is split on rayon's current pool
+//! (the engine installs its own, sized by `--threads`).
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+thread_local! {
+    /// Activation buffers given back after use, reused by the next layer or forward pass:
+    /// large fresh allocations cost a page fault per 4 KiB and a zero fill on every pass.
+    static SPARE: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How many spare buffers a thread keeps.
+const SPARE_BUFFERS: usize = 8;
+
+/// A buffer of `len` values whose contents are unspecified (a reused buffer keeps old values):
+/// for outputs that the kernel overwrites entirely.
+pub fn buffer(len: usize) -> Vec<f32> {
+    let reused = SPARE.with(|spare| {
+        let mut spare = spare.borrow_mut();
+        let best = (0..spare.len())
+            .filter(|&i| spare[i].capacity() >= len)
+            .min_by_key(|&i| spare[i].capacity())?;
+        Some(spare.swap_remove(best))
+    });
+    let mut v = reused.unwrap_or_default();
+    v.resize(len, 0.0);
+    v
+}
+
+/// Gives a buffer back for reuse (the largest ones are kept).
+pub fn recycle(v: Vec<f32>) {
+    SPARE.with(|spare| {
+        let mut spare = spare.borrow_mut();
+        spare.push(v);
+        if spare.len() > SPARE_BUFFERS {
+            let smallest = (0..spare.len()).min_by_key(|&i| spare[i].capacity());
+            if let Some(i) = smallest {
+                spare.swap_remove(i);
+            }
+        }
+    });
+}
+
+/// Shape of an NHWC activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub frames: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+}
+
+impl Shape {
+    pub fn len(self) -> usize {
+        self.frames * self.h * self.w * self.c
+    }
+
+    pub fn pixels(self) -> usize {
+        self.frames * self.h * self.w
+    }
+
+    /// Spatial size after a "same"-padded convolution of `stride`.
+    pub fn strided(self, kernel: usize, stride: usize, c: usize) -> Shape {
+        let pad = (kernel - 1) / 2;
+        Shape {
+            frames: self.frames,
+            h: (self.h + 2 * pad - kernel) / stride + 1,
+            w: (self.w + 2 * pad - kernel) / stride + 1,
+            c,
+        }
+    }
+}
+
+/// The 3x3 stride-2 stem convolution's patches: NCHW frames `[frames, 3, h, w]` ->
+/// `[out pixels, 3 * k * k]`, patch index `(ci * k + ky) * k + kx` (a conv weight's layout).
+pub fn im2col_nchw(x: &[f32], input: Shape, kernel: usize, stride: usize, out: Shape) -> Vec<f32> {
+    let pad = (kernel - 1) / 2;
+    let patch = input.c * kernel * kernel;
+    let mut cols = buffer(out.pixels() * patch);
+    let plane = input.h * input.w;
+    cols.par_chunks_mut(out.w * patch)
+        .enumerate()
+        .for_each(|(row, dst)| {
+            let (frame, oy) = (row / out.h, row % out.h);
+            let frame_in = &x[frame * input.c * plane..(frame + 1) * input.c * plane];
+            let (ky0, ky1) = inside_taps(oy, stride, kernel, input.h);
+            for (ox, p) in dst.chunks_exact_mut(patch).enumerate() {
+                let (kx0, kx1) = inside_taps(ox, stride, kernel, input.w);
+                p.fill(0.0);
+                // Copy the rectangle of taps inside the input, one contiguous run per row.
+                for ci in 0..input.c {
+                    for ky in ky0..ky1 {
+                        let iy = oy * stride + ky - pad;
+                        let ix = ox * stride + kx0 - pad;
+                        let src = &frame_in[ci * plane + iy * input.w + ix..][..kx1 - kx0];
+                        p[(ci * kernel + ky) * kernel + kx0..][..kx1 - kx0].copy_from_slice(src);
+                    }
+                }
+            }
+        });
+    cols
+}
+
+/// Depthwise "same"-padded convolution + bias + ReLU. `weight` is `[k * k, c]` (tap-major, so
+/// each tap's weights for all channels are contiguous), `bias` is `[c]`.
+pub fn depthwise_relu(
+    x: &[f32],
+    input: Shape,
+    weight: &[f32],
+    bias: &[f32],
+    kernel: usize,
+    stride: usize,
+    out: &mut [f32],
+) -> Shape {
+    depthwise_impl(x, input, (weight, bias), (kernel, stride), out, true)
+}
+
+fn depthwise_impl(
+    x: &[f32],
+    input: Shape,
+    (weight, bias): (&[f32], &[f32]),
+    (kernel, stride): (usize, usize),
+    out: &mut [f32],
+    simd: bool,
+) -> Shape {
+    let shape = input.strided(kernel, stride, input.c);
+    assert!(x.len() >= input.len() && out.len() >= shape.len());
+    assert!(kernel % 2 == 1 && kernel <= 7, "odd kernels up to 7x7");
+    assert!(weight.len() == kernel * kernel * input.c && bias.len() == input.c);
+    let row_len = shape.w * shape.c;
+    out[..shape.len()]
+        .par_chunks_mut(row_len)
+        .enumerate()
+        .for_each(|(row, out_row)| {
+            let (frame, oy) = (row / shape.h, row % shape.h);
+            let frame_len = input.h * input.w * input.c;
+            let frame_in = &x[frame * frame_len..(frame + 1) * frame_len];
+            let args = DwRow {
+                frame_in,
+                input,
+                weight,
+                bias,
+                kernel,
+                stride,
+                oy,
+            };
+            if simd {
+                dispatch_dw_row(&args, out_row);
+            } else {
+                dw_row_portable(&args, out_row);
+            }
+        });
+    shape
+}
+
+struct DwRow<'a> {
+    frame_in: &'a [f32],
+    input: Shape,
+    weight: &'a [f32],
+    bias: &'a [f32],
+    kernel: usize,
+    stride: usize,
+    oy: usize,
+}
+
+fn dispatch_dw_row(args: &DwRow<'_>, out_row: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features this copy was compiled for.
+        unsafe { x86::dw_row_avx2(args, out_row) };
+        return;
+    }
+    dw_row_portable(args, out_row);
+}
+
+/// The taps of output pixel `ox` that fall inside the input: `(tap index, input column)`.
+fn taps_of_pixel(args: &DwRow<'_>, ox: usize) -> impl Iterator<Item = (usize, usize)> {
+    let DwRow {
+        input,
+        kernel,
+        stride,
+        oy,
+        ..
+    } = *args;
+    let pad = (kernel - 1) / 2;
+    (0..kernel).flat_map(move |ky| {
+        (0..kernel).filter_map(move |kx| {
+            let iy = (oy * stride + ky).checked_sub(pad).filter(|&y| y < input.h)?;
+            let ix = (ox * stride + kx).checked_sub(pad).filter(|&x| x < input.w)?;
+            Some((ky * kernel + kx, iy * input.w + ix))
+        })
+    })
+}
+
+/// One output row of the depthwise conv in portable code: bias + taps, then ReLU.
+fn dw_row_portable(args: &DwRow<'_>, out_row: &mut [f32]) {
+    let c = args.input.c;
+    for (ox, px) in out_row.chunks_exact_mut(c).enumerate() {
+        px.copy_from_slice(args.bias);
+        for (tap, pixel) in taps_of_pixel(args, ox) {
+            let src = &args.frame_in[pixel * c..][..c];
+            let w = &args.weight[tap * c..][..c];
+            for ((acc, &v), &wv) in px.iter_mut().zip(src).zip(w) {
+                *acc += v * wv;
+            }
+        }
+        px.iter_mut().for_each(|v| *v = v.max(0.0));
+    }
+}
+
+/// The taps `k0..k1` of a "same"-padded kernel at output position `o` that read inside an
+/// input of `size`.
+fn inside_taps(o: usize, stride: usize, kernel: usize, size: usize) -> (usize, usize) {
+    let pad = (kernel - 1) / 2;
+    let start = o * stride;
+    let k0 = pad.saturating_sub(start);
+    let k1 = (size + pad).saturating_sub(start).min(kernel);
+    (k0, k1.max(k0))
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{DwRow, inside_taps};
+
+    /// One output row of the depthwise conv. 32 channels at a time (4 ymm accumulators take
+    /// every tap of a pixel in registers before a single store), then 8, then one. Channel
+    /// blocks are the outer loop, so a block's weights and input rows stay in L1 while the
+    /// row's pixels pass over them.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dw_row_avx2(args: &DwRow<'_>, out_row: &mut [f32]) {
+        let DwRow {
+            frame_in,
+            input,
+            weight,
+            bias,
+            kernel,
+            stride,
+            oy,
+        } = *args;
+        let c = input.c;
+        let ow = out_row.len() / c;
+        let pad = (kernel - 1) / 2;
+        // The taps inside the input form a rectangle: rows ky0..ky1 for this output row,
+        // columns kx0..kx0 + width for pixel ox.
+        let (ky0, ky1) = inside_taps(oy, stride, kernel, input.h);
+        // Offsets of tap (ky, kx0) in the input and the weights, for channel 0; the row's
+        // other taps follow at steps of c.
+        let geometry = |ox: usize| {
+            let (kx0, kx1) = inside_taps(ox, stride, kernel, input.w);
+            let ix = ox * stride + kx0 - pad;
+            let row_start = move |ky: usize| {
+                let iy = oy * stride + ky - pad;
+                ((iy * input.w + ix) * c, (ky * kernel + kx0) * c)
+            };
+            (row_start, kx1 - kx0)
+        };
+        let zero = _mm256_setzero_ps();
+        let src = frame_in.as_ptr();
+        let wts = weight.as_ptr();
+        let mut c0 = 0;
+        // SAFETY (both SIMD loops): inside_taps keeps every read inside `frame_in`
+        // (h * w * c values) and `weight` (k * k * c), channels stay below c, and pixel ox's
+        // c outputs lie inside `out_row` (ow * c values).
+        while c0 + 32 <= c {
+            for ox in 0..ow {
+                let (row_start, width) = geometry(ox);
+                unsafe {
+                    let b = bias.as_ptr().add(c0);
+                    let mut acc = [
+                        _mm256_loadu_ps(b),
+                        _mm256_loadu_ps(b.add(8)),
+                        _mm256_loadu_ps(b.add(16)),
+                        _mm256_loadu_ps(b.add(24)),
+                    ];
+                    for ky in ky0..ky1 {
+                        let (at, tap) = row_start(ky);
+                        for j in 0..width {
+                            let s = src.add(at + j * c + c0);
+                            let w = wts.add(tap + j * c + c0);
+                            for (i, a) in acc.iter_mut().enumerate() {
+                                let v = _mm256_loadu_ps(s.add(8 * i));
+                                *a = _mm256_fmadd_ps(v, _mm256_loadu_ps(w.add(8 * i)), *a);
+                            }
+                        }
+                    }
+                    let dst = out_row.as_mut_ptr().add(ox * c + c0);
+                    for (i, a) in acc.into_iter().enumerate() {
+                        _mm256_storeu_ps(dst.add(8 * i), _mm256_max_ps(a, zero));
+                    }
+                }
+            }
+            c0 += 32;
+        }
+        while c0 + 8 <= c {
+            for ox in 0..ow {
+                let (row_start, width) = geometry(ox);
+                unsafe {
+                    let mut acc = _mm256_loadu_ps(bias.as_ptr().add(c0));
+                    for ky in ky0..ky1 {
+                        let (at, tap) = row_start(ky);
+                        for j in 0..width {
+                            let v = _mm256_loadu_ps(src.add(at + j * c + c0));
+                            let w = _mm256_loadu_ps(wts.add(tap + j * c + c0));
+                            acc = _mm256_fmadd_ps(v, w, acc);
+                        }
+                    }
+                    let dst = out_row.as_mut_ptr().add(ox * c + c0);
+                    _mm256_storeu_ps(dst, _mm256_max_ps(acc, zero));
+                }
+            }
+            c0 += 8;
+        }
+        for ch in c0..c {
+            for ox in 0..ow {
+                let (row_start, width) = geometry(ox);
+                let mut acc = bias[ch];
+                for ky in ky0..ky1 {
+                    let (at, tap) = row_start(ky);
+                    for j in 0..width {
+                        acc += frame_in[at + j * c + ch] * weight[tap + j * c + ch];
+                    }
+                }
+                out_row[ox * c + ch] = acc.max(0.0);
+            }
+        }
+    }
+}
+
+/// Per-frame channel means `[frames, c]` (global average pooling).
+pub fn channel_means(x: &[f32], shape: Shape) -> Vec<f32> {
+    let mut means = vec![0.0f32; shape.frames * shape.c];
+    let frame_len = shape.h * shape.w * shape.c;
+    means
+        .par_chunks_mut(shape.c)
+        .zip(x[..shape.len()].par_chunks(frame_len))
+        .for_each(|(mean, frame)| {
+            for px in frame.chunks_exact(shape.c) {
+                for (m, &v) in mean.iter_mut().zip(px) {
+                    *m += v;
+                }
+            }
+            let scale = 1.0 / (shape.h * shape.w) as f32;
+            mean.iter_mut().for_each(|m| *m *= scale);
+        });
+    means
+}
+
+/// `x[frame, .., c] *= scale[frame, c]`.
+pub fn scale_channels(x: &mut [f32], shape: Shape, scale: &[f32]) {
+    let frame_len = shape.h * shape.w * shape.c;
+    x[..shape.len()]
+        .par_chunks_mut(frame_len)
+        .zip(scale.par_chunks(shape.c))
+        .for_each(|(frame, s)| {
+            for px in frame.chunks_exact_mut(shape.c) {
+                for (v, &k) in px.iter_mut().zip(s) {
+                    *v *= k;
+                }
+            }
+        });
+}
+
+/// Paddle's temporal shift on NHWC frames of clips of `num_seg` frames: channels `[0, c1)` take
+/// the previous frame's values, `[c1, c2)` the next frame's (zeros past the clip's ends).
+pub fn temporal_shift(x: &[f32], shape: Shape, num_seg: usize, (c1, c2): (usize, usize)) -> Vec<f32> {
+    let frame_len = shape.h * shape.w * shape.c;
+    let mut out = buffer(shape.len());
+    out.par_chunks_mut(frame_len)
+        .enumerate()
+        .for_each(|(frame, dst)| {
+            let t = frame % num_seg;
+            let src = |f: usize| &x[f * frame_len..(f + 1) * frame_len];
+            let current = src(frame);
+            let previous = (t > 0).then(|| src(frame - 1));
+            let next = (t + 1 < num_seg).then(|| src(frame + 1));
+            for (p, d) in dst.chunks_exact_mut(shape.c).enumerate() {
+                let at = p * shape.c;
+                match previous {
+                    Some(prev) => d[..c1].copy_from_slice(&prev[at..at + c1]),
+                    None => d[..c1].fill(0.0),
+                }
+                match next {
+                    Some(next) => d[c1..c2].copy_from_slice(&next[at + c1..at + c2]),
+                    None => d[c1..c2].fill(0.0),
+                }
+                d[c2..].copy_from_slice(&current[at + c2..at + shape.c]);
+            }
+        });
+    out
+}
+
+/// `y[j] = b[j] + sum_i x[i] w[i, j]` for a small dense layer (`w` is `[in, out]`).
+pub fn dense(x: &[f32], w: &[f32], b: Option<&[f32]>, out_dim: usize) -> Vec<f32> {
+    let mut y = b.map_or_else(|| vec![0.0; out_dim], <[f32]>::to_vec);
+    for (&xi, row) in x.iter().zip(w.chunks_exact(out_dim)) {
+        for (yj, &wij) in y.iter_mut().zip(row) {
+            *yj += xi * wij;
+        }
+    }
+    y
+}
+
+pub fn sigmoid(v: f32) -> f32 {
+    1.0 / (1.0 + (-v).exp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Direct definition of a depthwise conv on NHWC, for comparison.
+    fn depthwise_reference(x: &[f32], s: Shape, w: &[f32], b: &[f32], k: usize, stride: usize) -> Vec<f32> {
+        let o = s.strided(k, stride, s.c);
+        let pad = (k - 1) / 2;
+        let mut out = vec![0.0; o.len()];
+        for f in 0..s.frames {
+            for oy in 0..o.h {
+                for ox in 0..o.w {
+                    for c in 0..s.c {
+                        let mut acc = b[c];
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let iy = (oy * stride + ky) as isize - pad as isize;
+                                let ix = (ox * stride + kx) as isize - pad as isize;
+                                if iy >= 0 && ix >= 0 && (iy as usize) < s.h && (ix as usize) < s.w {
+                                    let v = x[((f * s.h + iy as usize) * s.w + ix as usize) * s.c + c];
+                                    acc += v * w[(ky * k + kx) * s.c + c];
+                                }
+                            }
+                        }
+                        out[((f * o.h + oy) * o.w + ox) * o.c + c] = acc.max(0.0);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn depthwise_matches_its_definition_for_odd_sizes_and_strides() {
+        for (k, stride, h, w, c) in [(3, 1, 5, 7, 9), (5, 2, 7, 6, 16), (3, 2, 8, 8, 3), (5, 1, 4, 4, 33), (5, 1, 6, 5, 72)] {
+            let s = Shape { frames: 2, h, w, c };
+            let x = pseudo_random(s.len(), 1);
+            let wt = pseudo_random(k * k * c, 2);
+            let b = pseudo_random(c, 3);
+            let o = s.strided(k, stride, c);
+            let reference = depthwise_reference(&x, s, &wt, &b, k, stride);
+            for simd in [true, false] {
+                let mut out = vec![f32::NAN; o.len()];
+                depthwise_impl(&x, s, (&wt, &b), (k, stride), &mut out, simd);
+                for (a, r) in out.iter().zip(&reference) {
+                    assert!((a - r).abs() < 1e-5, "k{k} s{stride} simd {simd}: {a} vs {r}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn temporal_shift_moves_channels_between_frames_of_one_clip() {
+        // Two clips of 3 frames, 1 pixel, 4 channels; value = 100 * clip + 10 * t + c.
+        let s = Shape { frames: 6, h: 1, w: 1, c: 4 };
+        let x: Vec<f32> = (0..6)
+            .flat_map(|f| (0..4).map(move |c| (100 * (f / 3) + 10 * (f % 3) + c) as f32))
+            .collect();
+        let y = temporal_shift(&x, s, 3, (1, 2));
+        #[rustfmt::skip]
+        let expected = [
+            0.0, 11.0, 2.0, 3.0,     0.0, 21.0, 12.0, 13.0,     10.0, 0.0, 22.0, 23.0,
+            0.0, 111.0, 102.0, 103.0, 100.0, 121.0, 112.0, 113.0, 110.0, 0.0, 122.0, 123.0,
+        ];
+        assert_eq!(y, expected);
+    }
+}

@@ -1,0 +1,428 @@
+//! PP-TSMv2's CPU inference path: the fused network (BatchNorm folded, rep branches merged) run
+//! channels-last on host memory, with every 1x1 convolution as one GEMM over all pixels of all
+//! frames and the depthwise convolutions vectorised across channels (`kernels`).
+//!
+//! Built from a loaded fused [`PpTsmV2`] (the weights' one source of truth: the same strict,
+//! by-name load as every other path); the parity tests run it against PaddleVideo's fixtures.
+//!
+//! The network splits at the temporal shift: everything before it works on each frame alone
+//! (`frame_maps`), which lets the live player cache per-frame results across sliding windows.
+
+pub mod gemm;
+pub mod kernels;
+
+use burn::module::Param;
+use burn::tensor::Tensor;
+use rayon::prelude::*;
+
+use super::layers::{Conv, ConvBn, Linear, shift_channels};
+use super::pptsm_v2::{PpTsmV2, RepDepthwiseSeparable, SeModule};
+use gemm::PackedMatrix;
+use kernels::Shape;
+
+/// `downscale_in_infer` dropout of p = 0.2 at inference (as `pptsm_v2`).
+const DROPOUT_KEEP: f32 = 0.8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NhwcError {
+    #[error("the CPU inference path needs the fused form of PP-TSMv2 ({0})")]
+    Unsupported(&'static str),
+    #[error("reading a parameter to the host: {0}")]
+    Host(String),
+}
+
+/// A parameter's values on the host and its shape.
+fn host<const D: usize>(param: &Param<Tensor<D>>) -> Result<(Vec<f32>, Vec<usize>), NhwcError> {
+    let data = param.val().into_data().convert::<f32>();
+    let shape = data.shape().to_vec();
+    let values = data
+        .try_into_vec::<f32>()
+        .map_err(|e| NhwcError::Host(format!("{e:?}")))?;
+    Ok((values, shape))
+}
+
+fn bias_of(conv: &Conv) -> Result<Vec<f32>, NhwcError> {
+    let bias = conv
+        .bias
+        .as_ref()
+        .ok_or(NhwcError::Unsupported("a convolution without its folded bias"))?;
+    Ok(host(bias)?.0)
+}
+
+/// `[out, in, 1, 1]` -> `[in, out]`, the GEMM's right-hand side.
+fn transposed(values: &[f32], out: usize, inp: usize) -> Vec<f32> {
+    let mut t = vec![0.0; values.len()];
+    for o in 0..out {
+        for i in 0..inp {
+            t[i * out + o] = values[o * inp + i];
+        }
+    }
+    t
+}
+
+/// A 1x1 convolution (+ bias) + ReLU.
+struct Pointwise {
+    matrix: PackedMatrix,
+}
+
+impl Pointwise {
+    fn from_conv_bn(layer: &ConvBn) -> Result<Self, NhwcError> {
+        if layer.bn.is_some() {
+            return Err(NhwcError::Unsupported("BatchNorm not folded"));
+        }
+        let (w, shape) = host(&layer.conv.weight)?;
+        let (c_out, c_in) = (shape[0], shape[1]);
+        let weight = transposed(&w, c_out, c_in);
+        let bias = bias_of(&layer.conv)?;
+        Ok(Self {
+            matrix: PackedMatrix::new(&weight, Some(&bias), c_in, c_out),
+        })
+    }
+
+    fn forward(&self, x: &[f32], shape: Shape) -> (Vec<f32>, Shape) {
+        let out_shape = Shape {
+            c: self.matrix.n(),
+            ..shape
+        };
+        let mut y = kernels::buffer(out_shape.len());
+        self.matrix.apply(x, shape.pixels(), true, &mut y);
+        (y, out_shape)
+    }
+}
+
+/// A depthwise convolution (+ bias) + ReLU, weights tap-major `[k * k, c]`.
+struct Depthwise {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    kernel: usize,
+    stride: usize,
+}
+
+impl Depthwise {
+    fn from_conv(conv: &Conv) -> Result<Self, NhwcError> {
+        let (w, shape) = host(&conv.weight)?;
+        let (c, k) = (shape[0], shape[3]);
+        let mut weight = vec![0.0; w.len()];
+        for ch in 0..c {
+            for tap in 0..k * k {
+                weight[tap * c + ch] = w[ch * k * k + tap];
+            }
+        }
+        Ok(Self {
+            weight,
+            bias: bias_of(conv)?,
+            kernel: k,
+            stride: conv.stride,
+        })
+    }
+
+    fn forward(&self, x: &[f32], shape: Shape) -> (Vec<f32>, Shape) {
+        let out_shape = shape.strided(self.kernel, self.stride, shape.c);
+        let mut y = kernels::buffer(out_shape.len());
+        kernels::depthwise_relu(
+            x,
+            shape,
+            &self.weight,
+            &self.bias,
+            self.kernel,
+            self.stride,
+            &mut y,
+        );
+        (y, out_shape)
+    }
+}
+
+/// Squeeze-and-excitation: per-frame channel means -> fc, ReLU -> fc, sigmoid -> rescale.
+struct Excitation {
+    w1: Vec<f32>,
+    b1: Vec<f32>,
+    w2: Vec<f32>,
+    b2: Vec<f32>,
+    squeezed: usize,
+}
+
+impl Excitation {
+    fn from_module(se: &SeModule) -> Result<Self, NhwcError> {
+        let (w1, s1) = host(&se.conv1.weight)?;
+        let (w2, s2) = host(&se.conv2.weight)?;
+        Ok(Self {
+            w1: transposed(&w1, s1[0], s1[1]),
+            b1: bias_of(&se.conv1)?,
+            w2: transposed(&w2, s2[0], s2[1]),
+            b2: bias_of(&se.conv2)?,
+            squeezed: s1[0],
+        })
+    }
+
+    fn apply(&self, x: &mut [f32], shape: Shape) {
+        let means = kernels::channel_means(x, shape);
+        let scales: Vec<f32> = means
+            .chunks_exact(shape.c)
+            .flat_map(|mean| {
+                let mut hidden = kernels::dense(mean, &self.w1, Some(&self.b1), self.squeezed);
+                hidden.iter_mut().for_each(|v| *v = v.max(0.0));
+                let mut scale = kernels::dense(&hidden, &self.w2, Some(&self.b2), shape.c);
+                scale.iter_mut().for_each(|v| *v = kernels::sigmoid(*v));
+                scale
+            })
+            .collect();
+        kernels::scale_channels(x, shape, &scales);
+    }
+}
+
+/// `RepDepthwiseSeparable` in the fused form.
+struct Block {
+    depthwise: Depthwise,
+    excitation: Option<Excitation>,
+    /// One pointwise conv, or two (stage 3's split pointwise).
+    pointwise: Vec<Pointwise>,
+    shortcut: bool,
+}
+
+impl Block {
+    fn from_module(block: &RepDepthwiseSeparable) -> Result<Self, NhwcError> {
+        let depthwise = match (&block.dw_conv, &block.rep_dw) {
+            (Some(dw), None) if dw.bn.is_none() => Depthwise::from_conv(&dw.conv)?,
+            (None, Some(rep)) => Depthwise::from_conv(rep)?,
+            _ => return Err(NhwcError::Unsupported("rep branches not merged")),
+        };
+        let pointwise = [&block.pw_conv_1, &block.pw_conv_2, &block.pw_conv]
+            .into_iter()
+            .flatten()
+            .map(Pointwise::from_conv_bn)
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            depthwise,
+            excitation: block.se.as_ref().map(Excitation::from_module).transpose()?,
+            pointwise,
+            shortcut: block.use_shortcut,
+        })
+    }
+
+    fn forward(&self, x: Vec<f32>, shape: Shape) -> (Vec<f32>, Shape) {
+        let (mut y, mut y_shape) = self.depthwise.forward(&x, shape);
+        if let Some(se) = &self.excitation {
+            se.apply(&mut y, y_shape);
+        }
+        for pw in &self.pointwise {
+            let (z, z_shape) = pw.forward(&y, y_shape);
+            kernels::recycle(std::mem::replace(&mut y, z));
+            y_shape = z_shape;
+        }
+        if self.shortcut {
+            y.iter_mut().zip(&x).for_each(|(a, b)| *a += b);
+        }
+        kernels::recycle(x);
+        (y, y_shape)
+    }
+}
+
+/// PP-TSMv2 (fused) on the CPU, channels-last.
+pub struct NhwcPpTsmV2 {
+    /// Stem 3x3 stride-2 conv 3 -> 32 (+ ReLU) as a GEMM over patches: `[27, 32]`.
+    stem: PackedMatrix,
+    /// `stem.1` and stages 1-2: per-frame work.
+    per_frame: Vec<Block>,
+    /// `GlobalAttention`'s fc (`[T, T]`, bias `[T]`), if the checkpoint has it.
+    attention: Option<(Vec<f32>, Vec<f32>)>,
+    /// Stages 3-4, after the temporal shift.
+    temporal: Vec<Block>,
+    /// Last 1x1 conv `[1024, 1280]`, no bias.
+    last_conv: PackedMatrix,
+    /// The classifier `[1280, classes]` + bias.
+    fc: PackedMatrix,
+}
+
+/// Per-frame maps at the temporal shift: stage 2's output, `[frames, h, w, c]`.
+pub struct FrameMaps {
+    pub data: Vec<f32>,
+    pub shape: Shape,
+}
+
+impl NhwcPpTsmV2 {
+    pub fn from_network(net: &PpTsmV2) -> Result<Self, NhwcError> {
+        if net.stem_conv.bn.is_some() {
+            return Err(NhwcError::Unsupported("BatchNorm not folded"));
+        }
+        let (w, shape) = host(&net.stem_conv.conv.weight)?;
+        let stem_channels = shape[0];
+        let patch = shape[1] * shape[2] * shape[3];
+        let mut per_frame = vec![Block::from_module(&net.stem_dw)?];
+        let mut temporal = Vec::new();
+        for (s, stage) in net.stages.iter().enumerate() {
+            let target = if s < 2 { &mut per_frame } else { &mut temporal };
+            for block in stage {
+                target.push(Block::from_module(block)?);
+            }
+        }
+        let attention = match &net.global_attention {
+            Some(att) => Some((host(&att.fc.weight)?.0, host(&att.fc.bias)?.0)),
+            None => None,
+        };
+        let (last, last_shape) = host(&net.last_conv.weight)?;
+        let (last_out, last_in) = (last_shape[0], last_shape[1]);
+        let (fc_weight, fc_shape) = host(&net.fc.weight)?;
+        let stem_weight = transposed(&w, stem_channels, patch);
+        let stem_bias = bias_of(&net.stem_conv.conv)?;
+        Ok(Self {
+            stem: PackedMatrix::new(&stem_weight, Some(&stem_bias), patch, stem_channels),
+            per_frame,
+            attention,
+            temporal,
+            last_conv: PackedMatrix::new(
+                &transposed(&last, last_out, last_in),
+                None,
+                last_in,
+                last_out,
+            ),
+            fc: PackedMatrix::new(
+                &fc_weight,
+                Some(&linear_bias(&net.fc)?),
+                fc_shape[0],
+                fc_shape[1],
+            ),
+        })
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.fc.n()
+    }
+
+    /// Width of the pooled features the classifier sees (1280).
+    pub fn feature_dim(&self) -> usize {
+        self.last_conv.n()
+    }
+
+    /// Frames `[frames, 3, h, w]` (NCHW, as preprocessing makes them) -> their maps at the
+    /// temporal shift. Each frame's result depends on that frame only, so frames run one by
+    /// one (in parallel), each through every layer while its activations are still in cache.
+    pub fn frame_maps(&self, frames: &[f32], count: usize, h: usize, w: usize) -> FrameMaps {
+        let frame_len = 3 * h * w;
+        let per_frame: Vec<(Vec<f32>, Shape)> = frames[..count * frame_len]
+            .par_chunks(frame_len)
+            .map(|frame| self.one_frame(frame, h, w))
+            .collect();
+        let shape = per_frame.first().map_or(
+            Shape {
+                frames: 0,
+                h: 0,
+                w: 0,
+                c: 0,
+            },
+            |(_, s)| *s,
+        );
+        let mut data = Vec::with_capacity(count * shape.len());
+        for (maps, _) in per_frame {
+            data.extend_from_slice(&maps);
+            kernels::recycle(maps);
+        }
+        FrameMaps {
+            data,
+            shape: Shape {
+                frames: count,
+                ..shape
+            },
+        }
+    }
+
+    fn one_frame(&self, frame: &[f32], h: usize, w: usize) -> (Vec<f32>, Shape) {
+        let input = Shape {
+            frames: 1,
+            h,
+            w,
+            c: 3,
+        };
+        let stem_shape = input.strided(3, 2, self.stem.n());
+        let cols = kernels::im2col_nchw(frame, input, 3, 2, stem_shape);
+        let mut x = kernels::buffer(stem_shape.len());
+        self.stem.apply(&cols, stem_shape.pixels(), true, &mut x);
+        kernels::recycle(cols);
+        let mut shape = stem_shape;
+        for block in &self.per_frame {
+            (x, shape) = block.forward(x, shape);
+        }
+        (x, shape)
+    }
+
+    /// The maps of `maps.shape.frames / num_seg` clips -> pre-fc features `[clips, 1280]`.
+    pub fn features_from_maps(&self, maps: FrameMaps, num_seg: usize) -> Vec<f32> {
+        let FrameMaps {
+            data: mut x,
+            mut shape,
+        } = maps;
+        if let Some((weight, bias)) = &self.attention {
+            self.apply_attention(&mut x, shape, num_seg, weight, bias);
+        }
+        x = kernels::temporal_shift(&x, shape, num_seg, shift_channels(shape.c, num_seg));
+        for block in &self.temporal {
+            (x, shape) = block.forward(x, shape);
+        }
+        let pooled = kernels::channel_means(&x, shape);
+        let width = self.last_conv.n();
+        let mut expanded = vec![0.0; shape.frames * width];
+        self.last_conv
+            .apply(&pooled, shape.frames, true, &mut expanded);
+        let clips = shape.frames / num_seg;
+        let mut features = vec![0.0; clips * width];
+        for (out, frames) in features
+            .chunks_exact_mut(width)
+            .zip(expanded.chunks_exact(num_seg * width))
+        {
+            for frame in frames.chunks_exact(width) {
+                for (o, &v) in out.iter_mut().zip(frame) {
+                    *o += v * DROPOUT_KEEP;
+                }
+            }
+            out.iter_mut().for_each(|o| *o /= num_seg as f32);
+        }
+        features
+    }
+
+    /// `GlobalAttention`: each frame scaled by sigmoid(fc(per-frame means over the clip)).
+    fn apply_attention(
+        &self,
+        x: &mut [f32],
+        shape: Shape,
+        num_seg: usize,
+        weight: &[f32],
+        bias: &[f32],
+    ) {
+        let channel_means = kernels::channel_means(x, shape);
+        let frame_means: Vec<f32> = channel_means
+            .chunks_exact(shape.c)
+            .map(|m| m.iter().sum::<f32>() / shape.c as f32)
+            .collect();
+        let scales: Vec<f32> = frame_means
+            .chunks_exact(num_seg)
+            .flat_map(|clip| kernels::dense(clip, weight, Some(bias), num_seg))
+            .map(kernels::sigmoid)
+            .collect();
+        let frame_len = shape.h * shape.w * shape.c;
+        for (frame, s) in x.chunks_exact_mut(frame_len).zip(scales) {
+            frame.iter_mut().for_each(|v| *v *= s);
+        }
+    }
+
+    /// Pre-fc features `[N, 1280]` of clips `[N, T, 3, H, W]`.
+    pub fn features(&self, clips: &[f32], [n, t, _, h, w]: [usize; 5]) -> Vec<f32> {
+        let maps = self.frame_maps(clips, n * t, h, w);
+        self.features_from_maps(maps, t)
+    }
+
+    /// The classifier on pre-fc features: `[N, 1280]` -> `[N, classes]`.
+    pub fn classify(&self, features: &[f32]) -> Vec<f32> {
+        let n = features.len() / self.fc.k();
+        let mut logits = vec![0.0; n * self.fc.n()];
+        self.fc.apply(features, n, false, &mut logits);
+        logits
+    }
+
+    /// Raw logits `[N, classes]` of clips `[N, T, 3, H, W]`.
+    pub fn logits(&self, clips: &[f32], dims: [usize; 5]) -> Vec<f32> {
+        self.classify(&self.features(clips, dims))
+    }
+}
+
+fn linear_bias(linear: &Linear) -> Result<Vec<f32>, NhwcError> {
+    Ok(host(&linear.bias)?.0)
+}
