@@ -40,9 +40,21 @@ fn logits_diff(attention: bool, threads: usize, input: &str, reference: &str) ->
 fn logits_at_224_match_paddle_on_one_and_two_threads() {
     for threads in [1, 2] {
         let cases = [
-            (false, "video/example_8f_input.npy", "pptsmv2/logits224_8f_fused.npy"),
-            (false, "video/example_16f_input.npy", "pptsmv2/logits224_16f_fused.npy"),
-            (true, "video/example_16f_input.npy", "pptsmv2/logits224_16f_att_fused.npy"),
+            (
+                false,
+                "video/example_8f_input.npy",
+                "pptsmv2/logits224_8f_fused.npy",
+            ),
+            (
+                false,
+                "video/example_16f_input.npy",
+                "pptsmv2/logits224_16f_fused.npy",
+            ),
+            (
+                true,
+                "video/example_16f_input.npy",
+                "pptsmv2/logits224_16f_att_fused.npy",
+            ),
         ];
         for (attention, input, reference) in cases {
             let d = logits_diff(attention, threads, input, reference);
@@ -120,7 +132,104 @@ fn a_batch_of_two_clips_gives_each_clip_its_own_logits() {
     let both = engine
         .logits([input.data.clone(), mirrored].concat(), dims)
         .expect("batch");
-    assert!(max_abs_diff(&single_a, &single_b) > 1e-2, "mirror changes logits");
+    assert!(
+        max_abs_diff(&single_a, &single_b) > 1e-2,
+        "mirror changes logits"
+    );
     assert!(max_abs_diff(&both[..400], &single_a) <= 1e-5);
     assert!(max_abs_diff(&both[400..], &single_b) <= 1e-5);
+}
+
+#[test]
+fn live_window_from_per_frame_maps_matches_the_whole_clip() {
+    let input = npy("video/example_16f_input.npy");
+    let [_, t, _, h, w] = dims_of(&input);
+    let engine = engine(false, 1);
+    assert!(engine.splits_at_shift());
+    let frame_len = 3 * h * w;
+    let maps: Vec<_> = input
+        .data
+        .chunks_exact(frame_len)
+        .map(|frame| {
+            engine
+                .frame_maps(frame, h, w)
+                .expect("splits")
+                .expect("maps")
+        })
+        .collect();
+    // The 16 frames as a 16f window, and the sliding 8f windows over them.
+    let all: Vec<_> = maps.iter().collect();
+    let logits = engine
+        .logits_from_frames(&all)
+        .expect("splits")
+        .expect("logits");
+    let d = max_abs_diff(&logits, &npy("pptsmv2/logits224_16f_fused.npy").data);
+    assert!(d <= 1e-4, "16f from frame maps: {d:e}");
+    for start in [0, 3, 8] {
+        let window: Vec<_> = maps[start..start + 8].iter().collect();
+        let from_maps = engine
+            .logits_from_frames(&window)
+            .expect("splits")
+            .expect("logits");
+        let clip = input.data[start * frame_len..(start + 8) * frame_len].to_vec();
+        let whole = engine.logits(clip, [1, 8, 3, h, w]).expect("logits");
+        let d = max_abs_diff(&from_maps, &whole);
+        assert!(d <= 1e-5, "window at {start}: {d:e}");
+    }
+    assert_eq!(t, 16);
+}
+
+#[test]
+fn sliding_window_from_cached_frame_shares_matches_the_whole_clip() {
+    let input = npy("video/example_16f_input.npy");
+    let [_, _, _, h, w] = dims_of(&input);
+    let engine = engine(false, 1);
+    assert!(engine.has_local_shares());
+    let frame_len = 3 * h * w;
+    let maps: Vec<_> = input
+        .data
+        .chunks_exact(frame_len)
+        .map(|frame| {
+            engine
+                .frame_maps(frame, h, w)
+                .expect("splits")
+                .expect("maps")
+        })
+        .collect();
+    // Each frame's share for one window position; a window is the mean of its frames' shares.
+    let share = |window: std::ops::Range<usize>, i: usize| {
+        let prev = (i > window.start).then(|| &maps[i - 1]);
+        let next = (i + 1 < window.end).then(|| &maps[i + 1]);
+        engine
+            .frame_share(prev, &maps[i], next, window.len())
+            .expect("local")
+            .expect("share")
+    };
+    let all: Vec<Vec<f32>> = (0..16).map(|i| share(0..16, i)).collect();
+    let refs: Vec<&[f32]> = all.iter().map(Vec::as_slice).collect();
+    let logits = engine
+        .logits_from_shares(&refs)
+        .expect("splits")
+        .expect("logits");
+    let d = max_abs_diff(&logits, &npy("pptsmv2/logits224_16f_fused.npy").data);
+    assert!(d <= 1e-4, "16f from shares: {d:e}");
+    for start in [0, 5, 8] {
+        let window = start..start + 8;
+        let shares: Vec<Vec<f32>> = window.clone().map(|i| share(window.clone(), i)).collect();
+        let refs: Vec<&[f32]> = shares.iter().map(Vec::as_slice).collect();
+        let from_shares = engine
+            .logits_from_shares(&refs)
+            .expect("splits")
+            .expect("logits");
+        let clip = input.data[start * frame_len..(start + 8) * frame_len].to_vec();
+        let whole = engine.logits(clip, [1, 8, 3, h, w]).expect("logits");
+        let d = max_abs_diff(&from_shares, &whole);
+        assert!(d <= 1e-5, "window at {start}: {d:e}");
+    }
+}
+
+#[test]
+fn temporal_attention_has_no_local_shares() {
+    // Its frames are weighed by the whole window, so a frame's share is not local.
+    assert!(!engine(true, 1).has_local_shares());
 }

@@ -1,20 +1,32 @@
 //! `kineto bench`: median forward time, the same protocol as the anchors' `ort_bench.py`
 //! (input ready in memory, warm-up runs, then the median of N timed runs).
 //!
+//! `--case live` times the player's sliding-window update (one new frame's per-frame layers +
+//! the temporal part, from cached per-frame maps) beside the full forward; `--case train` times
+//! one full fine-tuning step (train-mode forward, backward, update; f32, batch 1); `--case
+//! suite` runs inference (8f/16f, threads 1 and 2, batch 1 and 8), the live update and training
+//! steps (224 and 112) and prints one JSON object per line.
+//!
 //! `--case preprocess --video FILE` times what `classify` does before inference instead
 //! (open, count, sample, decode, Scale/CenterCrop/normalise; the anchors' `prep_bench.py`
 //! times the same with decord + Pillow), in this process, so GStreamer's initialisation is
 //! paid once in the warm-up, as decord's import is.
 
-use std::path::PathBuf;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::anyhow;
+use burn::tensor::{FloatDType, TensorData};
+use kineto::checkpoint::file::open_checkpoint;
 use kineto::checkpoint::keys::Role;
 use kineto::infer::classify::{Sampling, prepare};
-use kineto::infer::engine::Engine;
+use kineto::infer::device::{ComputeDevice, DeviceChoice};
+use kineto::infer::engine::{Engine, store_in_form};
 use kineto::model::init::random_store;
+use kineto::model::nhwc::FrameMaps;
 use kineto::model::{Arch, Form, ModelKind, Recognizer};
+use kineto::train::full::{FullStepOptions, FullTrainer};
 use serde_json::json;
 
 use super::{CliResult, Failure, GlobalArgs, resolve_device, resolve_weights};
@@ -25,6 +37,15 @@ pub enum BenchCase {
     /// One forward pass of the model on a clip already in memory.
     #[default]
     Infer,
+    /// The live player's window update: per-frame layers on one new frame + the temporal
+    /// part over the window (CPU path), beside a full forward of the same window.
+    Live,
+    /// One full fine-tuning step (train-mode forward, cross-entropy, backward, Momentum
+    /// update) in float32 on `--batch` clips.
+    Train,
+    /// Everything above but preprocess: inference 8f/16f x threads 1, 2 x batch 1, 8; live
+    /// 8f/16f; training steps at 224 and 112. One JSON object per line (`--json` implied).
+    Suite,
     /// Decode + preprocess of `--video` (PaddleVideo's uniform test pipeline), as classify
     /// does it; `--threads` sets the worker threads (0 = all cores).
     Preprocess,
@@ -53,8 +74,8 @@ pub struct BenchArgs {
     /// Input height and width.
     #[arg(long, default_value_t = 224)]
     pub size: usize,
-    /// Time this checkpoint (a catalog name or a file; fused form) instead of the plain
-    /// PP-TSMv2 with random weights.
+    /// Time this checkpoint (a catalog name or a file) instead of the plain PP-TSMv2 with
+    /// random weights (fused form for inference; training form for `--case train`).
     #[arg(long, value_name = "NAME|FILE")]
     pub weights: Option<String>,
     /// One JSON object instead of a line of text.
@@ -75,83 +96,368 @@ pub fn run(args: &BenchArgs, global: &GlobalArgs) -> CliResult {
         Some(spec) => Some(resolve_weights(spec, global)?.path),
         None => None,
     };
-    let device = resolve_device(global)?;
-    let engine = match &weights {
-        Some(path) => {
-            Engine::load(path, Role::Student, Form::Fused, device).map_err(Failure::input)?
-        }
-        None => {
-            let arch = Arch {
-                model: ModelKind::PptsmV2,
-                depth: None,
-                num_seg: None,
-                num_classes: 400,
-                attention: false,
-                form: Form::Fused,
-            };
-            let store = random_store(arch, 2024);
-            let model = Recognizer::from_store(&store, &device.device)
-                .map_err(|e| Failure::fatal(anyhow!("building the bench model: {e}")))?;
-            Engine::from_model(model, device)
-        }
+    let config = Config {
+        frames: args.frames,
+        batch: args.batch,
+        size: args.size,
+        threads: global.threads,
     };
-    let dims = [args.batch, args.frames, 3, args.size, args.size];
-    let input = synthetic_clip(dims.iter().product());
-    let mut times = Vec::with_capacity(args.runs);
-    for i in 0..args.warmup + args.runs {
-        let data = input.clone();
+    match args.case {
+        BenchCase::Infer => {
+            let report = bench_infer(args, global, weights.as_deref(), config)?;
+            print_report(&report, args.json);
+        }
+        BenchCase::Live => {
+            let report = bench_live(args, global, weights.as_deref(), config)?;
+            print_report(&report, args.json);
+        }
+        BenchCase::Train => {
+            let report = bench_train(args, weights.as_deref(), config)?;
+            print_report(&report, args.json);
+        }
+        BenchCase::Suite => {
+            for config in suite_configs(args) {
+                let report = match config {
+                    SuiteCase::Infer(c) => bench_infer(args, global, weights.as_deref(), c)?,
+                    SuiteCase::Live(c) => bench_live(args, global, weights.as_deref(), c)?,
+                    SuiteCase::Train(c) => bench_train(args, None, c)?,
+                };
+                print_report(&report, true);
+            }
+        }
+        BenchCase::Preprocess => unreachable!("handled above"),
+    }
+    Ok(())
+}
+
+/// The shape and threads of one measurement.
+#[derive(Clone, Copy, Debug)]
+struct Config {
+    frames: usize,
+    batch: usize,
+    size: usize,
+    threads: usize,
+}
+
+enum SuiteCase {
+    Infer(Config),
+    Live(Config),
+    Train(Config),
+}
+
+/// The suite: what issue-level comparisons need, at the input size of `--size`.
+fn suite_configs(args: &BenchArgs) -> Vec<SuiteCase> {
+    let base = Config {
+        frames: 8,
+        batch: 1,
+        size: args.size,
+        threads: 1,
+    };
+    let mut cases = Vec::new();
+    for frames in [8, 16] {
+        for threads in [1, 2] {
+            for batch in [1, 8] {
+                cases.push(SuiteCase::Infer(Config {
+                    frames,
+                    threads,
+                    batch,
+                    ..base
+                }));
+            }
+        }
+    }
+    for frames in [8, 16] {
+        cases.push(SuiteCase::Live(Config { frames, ..base }));
+    }
+    for size in [224, 112] {
+        cases.push(SuiteCase::Train(Config { size, ..base }));
+    }
+    cases
+}
+
+/// `warmup` untimed calls of `f`, then the times (ms) of `runs` calls.
+fn time_runs(
+    warmup: usize,
+    runs: usize,
+    mut f: impl FnMut() -> Result<(), Failure>,
+) -> Result<Vec<f64>, Failure> {
+    let mut times = Vec::with_capacity(runs);
+    for i in 0..warmup + runs {
         let start = Instant::now();
-        engine.logits(data, dims).map_err(Failure::fatal)?;
-        if i >= args.warmup {
+        f()?;
+        if i >= warmup {
             times.push(start.elapsed().as_secs_f64() * 1e3);
         }
     }
-    times.sort_by(f64::total_cmp);
-    let median = if times.len() % 2 == 1 {
-        times[times.len() / 2]
-    } else {
-        (times[times.len() / 2 - 1] + times[times.len() / 2]) / 2.0
+    Ok(times)
+}
+
+fn round(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// median/mean/min/max of a non-empty list of times, as JSON fields.
+fn stats(times: &[f64]) -> serde_json::Value {
+    let mut sorted = times.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    json!({
+        "median_ms": round(median(sorted.clone())),
+        "mean_ms": round(sorted.iter().sum::<f64>() / sorted.len() as f64),
+        "min_ms": round(sorted[0]),
+        "max_ms": round(sorted[sorted.len() - 1]),
+    })
+}
+
+/// The engine of a bench: the checkpoint if given, else the plain PP-TSMv2 with random weights.
+fn bench_engine(
+    global: &GlobalArgs,
+    weights: Option<&Path>,
+    threads: usize,
+) -> Result<Engine, Failure> {
+    let device = resolve_device(&GlobalArgs {
+        threads,
+        ..global.clone()
+    })?;
+    match weights {
+        Some(path) => {
+            Engine::load(path, Role::Student, Form::Fused, device).map_err(Failure::input)
+        }
+        None => {
+            let model = random_model(Form::Fused, &device.device)?;
+            Ok(Engine::from_model(model, device))
+        }
+    }
+}
+
+fn random_model(form: Form, device: &burn::tensor::Device) -> Result<Recognizer, Failure> {
+    let arch = Arch {
+        model: ModelKind::PptsmV2,
+        depth: None,
+        num_seg: None,
+        num_classes: 400,
+        attention: false,
+        form,
     };
-    let mean = times.iter().sum::<f64>() / times.len() as f64;
-    let round = |x: f64| (x * 100.0).round() / 100.0;
-    let report = json!({
-        "case": "infer",
+    let store = random_store(arch, 2024);
+    Recognizer::from_store(&store, device)
+        .map_err(|e| Failure::fatal(anyhow!("building the bench model: {e}")))
+}
+
+fn bench_infer(
+    args: &BenchArgs,
+    global: &GlobalArgs,
+    weights: Option<&Path>,
+    c: Config,
+) -> Result<serde_json::Value, Failure> {
+    let engine = bench_engine(global, weights, c.threads)?;
+    let dims = [c.batch, c.frames, 3, c.size, c.size];
+    let input = synthetic_clip(dims.iter().product());
+    let times = time_runs(args.warmup, args.runs, || {
+        engine
+            .logits(input.clone(), dims)
+            .map(drop)
+            .map_err(Failure::fatal)
+    })?;
+    Ok(report("infer", &engine, c, args, &times, json!({})))
+}
+
+/// The live update as the player's next grid step runs it: the window's frames' maps and shares
+/// are cached; each timed run computes the new frame's maps, the shares of the three frames
+/// whose neighbours changed (the new first, the previous last, the new last) and the classifier
+/// (with temporal attention: the whole part after the shift).
+fn bench_live(
+    args: &BenchArgs,
+    global: &GlobalArgs,
+    weights: Option<&Path>,
+    c: Config,
+) -> Result<serde_json::Value, Failure> {
+    let c = Config { batch: 1, ..c };
+    let engine = bench_engine(global, weights, c.threads)?;
+    if !engine.splits_at_shift() {
+        return Err(Failure::fatal(anyhow!(
+            "--case live needs the CPU path (--device cpu, a fused PP-TSMv2)"
+        )));
+    }
+    let cannot = || Failure::fatal(anyhow!("the engine cannot split at the temporal shift"));
+    let frame_len = 3 * c.size * c.size;
+    let clip = synthetic_clip(c.frames * frame_len);
+    let maps_of = |frame: &[f32]| {
+        engine
+            .frame_maps(frame, c.size, c.size)
+            .ok_or_else(cannot)?
+            .map_err(Failure::fatal)
+    };
+    let share_of = |maps: &VecDeque<FrameMaps>, i: usize| {
+        let previous = (i > 0).then(|| &maps[i - 1]);
+        let next = maps.get(i + 1);
+        engine
+            .frame_share(previous, &maps[i], next, maps.len())
+            .ok_or_else(cannot)?
+            .map_err(Failure::fatal)
+    };
+    let mut maps = clip
+        .chunks_exact(frame_len)
+        .map(maps_of)
+        .collect::<Result<VecDeque<_>, _>>()?;
+    let local = engine.has_local_shares();
+    let mut shares = VecDeque::new();
+    if local {
+        for i in 0..maps.len() {
+            shares.push_back(share_of(&maps, i)?);
+        }
+    }
+    let mut next = 0;
+    let times = time_runs(args.warmup, args.runs, || {
+        let frame = &clip[next * frame_len..(next + 1) * frame_len];
+        next = (next + 1) % c.frames;
+        maps.pop_front();
+        maps.push_back(maps_of(frame)?);
+        let logits = if local {
+            let last = maps.len() - 1;
+            shares.pop_front();
+            shares.push_back(share_of(&maps, last)?);
+            for i in [0, last.saturating_sub(1)] {
+                shares[i] = share_of(&maps, i)?;
+            }
+            let refs: Vec<&[f32]> = shares.iter().map(Vec::as_slice).collect();
+            engine.logits_from_shares(&refs)
+        } else {
+            let refs: Vec<&FrameMaps> = maps.iter().collect();
+            engine.logits_from_frames(&refs)
+        };
+        logits.ok_or_else(cannot)?.map(drop).map_err(Failure::fatal)
+    })?;
+    let dims = [1, c.frames, 3, c.size, c.size];
+    let full = time_runs(args.warmup.min(1), args.runs.div_ceil(2), || {
+        engine
+            .logits(clip.clone(), dims)
+            .map(drop)
+            .map_err(Failure::fatal)
+    })?;
+    let full_median = median(full);
+    Ok(report(
+        "live",
+        &engine,
+        c,
+        args,
+        &times,
+        json!({
+            "full_forward_median_ms": round(full_median),
+            "frame_shares_cached": local,
+        }),
+    ))
+}
+
+/// One full fine-tuning step in float32 (batch `--batch`, one label per clip).
+fn bench_train(
+    args: &BenchArgs,
+    weights: Option<&Path>,
+    c: Config,
+) -> Result<serde_json::Value, Failure> {
+    let device = ComputeDevice::resolve(DeviceChoice::Cpu, c.threads).map_err(Failure::fatal)?;
+    let model = match weights {
+        Some(path) => {
+            let checkpoint = open_checkpoint(path, Role::Student).map_err(Failure::input)?;
+            let store = store_in_form(&checkpoint, Form::Training).map_err(Failure::input)?;
+            Recognizer::from_store(&store, &device.device)
+                .map_err(|e| Failure::input(anyhow!("{}: {e}", path.display())))?
+        }
+        None => random_model(Form::Training, &device.device)?,
+    };
+    let name = model.arch.display_name();
+    let classes = model.arch.num_classes;
+    let mut trainer = FullTrainer::new(model, FloatDType::F32, FullStepOptions::default())
+        .map_err(|e| Failure::fatal(anyhow!("{e}")))?;
+    let dims = [c.batch, c.frames, 3, c.size, c.size];
+    let input = synthetic_clip(dims.iter().product());
+    let labels: Vec<usize> = (0..c.batch).map(|i| i % classes).collect();
+    let times = device.install(|| {
+        time_runs(args.warmup.min(1), args.runs.min(5), || {
+            trainer
+                .step(TensorData::new(input.clone(), dims), &labels, 1e-3)
+                .map(drop)
+                .map_err(|e| Failure::fatal(anyhow!("{e}")))
+        })
+    })?;
+    let mut out = json!({
+        "case": "train",
+        "model": name,
+        "frames": c.frames,
+        "batch": c.batch,
+        "size": c.size,
+        "device": "cpu",
+        "backend": "flex (autodiff)",
+        "precision": "f32",
+        "threads": device.threads,
+        "runs": times.len(),
+        "kineto_version": env!("CARGO_PKG_VERSION"),
+    });
+    merge(&mut out, stats(&times));
+    Ok(out)
+}
+
+fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
+    if let (Some(into), serde_json::Value::Object(from)) = (into.as_object_mut(), from) {
+        into.extend(from);
+    }
+}
+
+fn report(
+    case: &str,
+    engine: &Engine,
+    c: Config,
+    args: &BenchArgs,
+    times: &[f64],
+    extra: serde_json::Value,
+) -> serde_json::Value {
+    let mut out = json!({
+        "case": case,
         "model": engine.model.arch.display_name(),
-        "frames": args.frames,
-        "batch": args.batch,
-        "size": args.size,
+        "frames": c.frames,
+        "batch": c.batch,
+        "size": c.size,
         "device": engine.device.kind,
         "backend": engine.device.backend,
+        "path": engine.path_name(),
         "adapter": engine.device.adapter,
         "threads": engine.device.threads,
         "runs": args.runs,
         "warmup": args.warmup,
-        "median_ms": round(median),
-        "mean_ms": round(mean),
-        "min_ms": round(times[0]),
-        "max_ms": round(times[times.len() - 1]),
         "kineto_version": env!("CARGO_PKG_VERSION"),
     });
-    if args.json {
+    merge(&mut out, stats(times));
+    merge(&mut out, extra);
+    out
+}
+
+fn print_report(report: &serde_json::Value, as_json: bool) {
+    if as_json {
         println!("{report}");
-    } else {
-        println!(
-            "{} {}f batch {} {}x{} on {} ({}, {} threads): median {:.1} ms (min {:.1}, max {:.1}) over {} runs",
-            report["model"].as_str().unwrap_or(""),
-            args.frames,
-            args.batch,
-            args.size,
-            args.size,
-            engine.device.kind,
-            engine.device.adapter,
-            engine.device.threads,
-            median,
-            times[0],
-            times[times.len() - 1],
-            args.runs
-        );
+        return;
     }
-    Ok(())
+    let field = |k: &str| report[k].to_string().trim_matches('"').to_string();
+    let what = match field("case").as_str() {
+        "live" => format!(
+            "live window update (full forward {} ms)",
+            field("full_forward_median_ms")
+        ),
+        "train" => "training step (f32)".to_string(),
+        _ => "forward".to_string(),
+    };
+    println!(
+        "{} {}f batch {} {}x{} on {} ({} threads): {what}: median {} ms (min {}, max {}) over {} runs",
+        field("model"),
+        field("frames"),
+        field("batch"),
+        field("size"),
+        field("size"),
+        field("device"),
+        field("threads"),
+        field("median_ms"),
+        field("min_ms"),
+        field("max_ms"),
+        field("runs"),
+    );
 }
 
 /// Median of a non-empty list.

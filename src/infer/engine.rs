@@ -11,7 +11,7 @@ use super::device::ComputeDevice;
 use crate::checkpoint::file::{Checkpoint, open_checkpoint};
 use crate::checkpoint::keys::{Layout, Role};
 use crate::model::fuse::fuse_store;
-use crate::model::nhwc::NhwcPpTsmV2;
+use crate::model::nhwc::{FrameMaps, NhwcPpTsmV2};
 use crate::model::{Form, Network, Recognizer};
 
 pub struct Engine {
@@ -104,7 +104,12 @@ impl Engine {
         self.run(data, dims, Output::Features)
     }
 
-    fn run(&self, data: Vec<f32>, dims: [usize; 5], output: Output) -> Result<Vec<f32>, InferError> {
+    fn run(
+        &self,
+        data: Vec<f32>,
+        dims: [usize; 5],
+        output: Output,
+    ) -> Result<Vec<f32>, InferError> {
         self.model.check_input(&dims)?;
         let expected: usize = dims.iter().product();
         if data.len() != expected {
@@ -112,10 +117,6 @@ impl Engine {
                 dims.to_vec(),
             )));
         }
-        let backend_error = |message: String| InferError::Backend {
-            device: format!("{:?}", self.device),
-            message,
-        };
         let device = &self.device.device;
         let model = &self.model;
         let nhwc = self.nhwc.as_ref();
@@ -140,7 +141,85 @@ impl Engine {
         };
         // burn panics rather than returning errors on backend failures: keep them at this
         // boundary so one bad input never takes a batch down.
-        match self.device.install(|| catch_unwind(AssertUnwindSafe(run))) {
+        self.guarded(run)
+    }
+
+    /// Whether this engine can split its forward pass at the temporal shift
+    /// (`frame_maps` + `logits_from_frames`): the NHWC CPU path can.
+    pub fn splits_at_shift(&self) -> bool {
+        self.nhwc.is_some()
+    }
+
+    /// Whether each frame's share of the clip features depends on its neighbours only
+    /// (`frame_share`): the CPU path for PP-TSMv2 without temporal attention.
+    pub fn has_local_shares(&self) -> bool {
+        self.nhwc.as_ref().is_some_and(|n| n.shares_are_local())
+    }
+
+    /// One frame `[3, H, W]` (host data) -> its maps at the temporal shift, which depend on
+    /// that frame alone. `None` when the engine cannot split (see `splits_at_shift`).
+    pub fn frame_maps(
+        &self,
+        frame: &[f32],
+        height: usize,
+        width: usize,
+    ) -> Option<Result<FrameMaps, InferError>> {
+        let net = self.nhwc.as_ref()?;
+        if frame.len() != 3 * height * width || height < 32 || width < 32 {
+            return Some(Err(InferError::Input(
+                crate::model::ModelError::InputShape(vec![1, 3, height, width]),
+            )));
+        }
+        Some(self.guarded(|| Ok(net.frame_maps(frame, 1, height, width))))
+    }
+
+    /// Raw logits of one clip from its frames' maps (`frame_maps`), in frame order.
+    pub fn logits_from_frames(
+        &self,
+        frames: &[&FrameMaps],
+    ) -> Option<Result<Vec<f32>, InferError>> {
+        let net = self.nhwc.as_ref()?;
+        if let Some(expected) = self.model.arch.num_seg
+            && frames.len() != expected
+        {
+            return Some(Err(InferError::Input(crate::model::ModelError::NumSeg {
+                expected,
+                got: frames.len(),
+            })));
+        }
+        Some(self.guarded(|| Ok(net.classify(&net.features_from_frames(frames)))))
+    }
+
+    /// One frame's share of the clip features from its maps and its neighbours' (see
+    /// `NhwcPpTsmV2::frame_share`); `None` when the engine cannot split or the model has
+    /// temporal attention (whose frame weights depend on the whole window).
+    pub fn frame_share(
+        &self,
+        previous: Option<&FrameMaps>,
+        current: &FrameMaps,
+        next: Option<&FrameMaps>,
+        num_seg: usize,
+    ) -> Option<Result<Vec<f32>, InferError>> {
+        let net = self.nhwc.as_ref().filter(|n| n.shares_are_local())?;
+        Some(self.guarded(|| Ok(net.frame_share(previous, current, next, num_seg))))
+    }
+
+    /// Raw logits of one clip from its frames' shares (`frame_share`).
+    pub fn logits_from_shares(&self, shares: &[&[f32]]) -> Option<Result<Vec<f32>, InferError>> {
+        let net = self.nhwc.as_ref()?;
+        Some(self.guarded(|| Ok(net.classify(&net.features_from_shares(shares)))))
+    }
+
+    /// Runs `f` on this engine's thread pool, turning a panic into an error.
+    fn guarded<R: Send>(
+        &self,
+        f: impl FnOnce() -> Result<R, String> + Send,
+    ) -> Result<R, InferError> {
+        let backend_error = |message: String| InferError::Backend {
+            device: format!("{:?}", self.device),
+            message,
+        };
+        match self.device.install(|| catch_unwind(AssertUnwindSafe(f))) {
             Ok(Ok(values)) => Ok(values),
             Ok(Err(message)) => Err(backend_error(message)),
             Err(panic) => Err(backend_error(panic_message(&panic))),

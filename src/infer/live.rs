@@ -2,7 +2,12 @@
 //! grid (multiples of `window_s / num_seg` from the clip start), so that consecutive windows
 //! share all but one frame. Frames come from the player's FrameRing while it plays and are
 //! decoded from the file otherwise (paused, just after a seek); transformed frames are cached by
-//! grid index so a window that moves by one step transforms one new frame.
+//! grid index so a window that moves by one step transforms one new frame. Where the engine can
+//! split its forward pass at the temporal shift (the CPU path), each grid frame's maps up to the
+//! shift are cached too, so a one-step move runs the per-frame layers on one frame only; and as
+//! the layers after the shift see a frame and its two neighbours only, each frame's share of
+//! the features is cached by (grid point, neighbours present), so a one-step move recomputes
+//! them for three frames (the new one, its predecessor, and the new first frame).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,6 +17,7 @@ use std::time::Instant;
 use super::classify::transform_frame;
 use super::engine::Engine;
 use super::topk::{Ranked, top_k};
+use crate::model::nhwc::FrameMaps;
 use crate::video::decode::FrameDecoder;
 use crate::video::frame::RgbFrame;
 use crate::video::player::FrameRing;
@@ -90,6 +96,11 @@ pub struct LiveCache {
     path: Option<PathBuf>,
     step_bits: u64,
     frames: HashMap<u64, RgbFrame>,
+    /// Per-frame maps at the temporal shift, by grid index (engines that split there).
+    maps: HashMap<u64, FrameMaps>,
+    /// Each frame's share of the window features, by (grid index, has a previous frame, has
+    /// a next frame) in the window.
+    shares: HashMap<(u64, bool, bool), Vec<f32>>,
     decoder: Option<FrameDecoder>,
 }
 
@@ -102,6 +113,8 @@ impl LiveCache {
             self.path = Some(path.to_path_buf());
             self.step_bits = step_s.to_bits();
             self.frames.clear();
+            self.maps.clear();
+            self.shares.clear();
         }
     }
 
@@ -179,18 +192,23 @@ pub fn serve(
         }
     }
     let first = grid.first().copied().unwrap_or(0);
-    cache
-        .frames
-        .retain(|&g, _| g + CACHE_GRID_POINTS >= first && g <= first + CACHE_GRID_POINTS);
+    let near = |g: u64| g + CACHE_GRID_POINTS >= first && g <= first + CACHE_GRID_POINTS;
+    cache.frames.retain(|&g, _| near(g));
+    cache.maps.retain(|&g, _| near(g));
+    cache.shares.retain(|&(g, _, _), _| near(g));
 
-    let frames: Vec<RgbFrame> = grid
-        .iter()
-        .filter_map(|g| cache.frames.get(g).cloned())
-        .collect();
-    let clip = to_clip_tensor(&frames, &Normalize::imagenet()).map_err(|e| e.to_string())?;
-    let dims = [1, clip.frames, 3, clip.height, clip.width];
     let started = Instant::now();
-    let logits = engine.logits(clip.data, dims).map_err(|e| e.to_string())?;
+    let logits = if engine.splits_at_shift() {
+        logits_from_cached_maps(engine, &grid, cache)?
+    } else {
+        let frames: Vec<RgbFrame> = grid
+            .iter()
+            .filter_map(|g| cache.frames.get(g).cloned())
+            .collect();
+        let clip = to_clip_tensor(&frames, &Normalize::imagenet()).map_err(|e| e.to_string())?;
+        let dims = [1, clip.frames, 3, clip.height, clip.width];
+        engine.logits(clip.data, dims).map_err(|e| e.to_string())?
+    };
     let infer_ms = started.elapsed().as_secs_f64() * 1e3;
     let label_of = |id: usize| {
         labels
@@ -209,6 +227,63 @@ pub fn serve(
         from_ring,
         finished_at: Instant::now(),
     })
+}
+
+/// The window's logits from per-frame maps, computing the maps of grid points not cached yet.
+fn logits_from_cached_maps(
+    engine: &Engine,
+    grid: &[u64],
+    cache: &mut LiveCache,
+) -> Result<Vec<f32>, String> {
+    for g in grid {
+        if cache.maps.contains_key(g) {
+            continue;
+        }
+        let frame = cache
+            .frames
+            .get(g)
+            .ok_or_else(|| format!("grid point {g} has no frame"))?;
+        let one = to_clip_tensor(std::slice::from_ref(frame), &Normalize::imagenet())
+            .map_err(|e| e.to_string())?;
+        let maps = engine
+            .frame_maps(&one.data, one.height, one.width)
+            .ok_or("this engine cannot split at the temporal shift")?
+            .map_err(|e| e.to_string())?;
+        cache.maps.insert(*g, maps);
+    }
+    let window: Vec<&FrameMaps> = grid.iter().filter_map(|g| cache.maps.get(g)).collect();
+    if window.len() != grid.len() {
+        return Err("a grid point has no maps".to_string());
+    }
+    if !engine.has_local_shares() {
+        return engine
+            .logits_from_frames(&window)
+            .ok_or("this engine cannot split at the temporal shift")?
+            .map_err(|e| e.to_string());
+    }
+    let last = grid.len() - 1;
+    for (i, &g) in grid.iter().enumerate() {
+        let key = (g, i > 0, i < last);
+        if cache.shares.contains_key(&key) {
+            continue;
+        }
+        let previous = (i > 0).then(|| window[i - 1]);
+        let next = (i < last).then(|| window[i + 1]);
+        let share = engine
+            .frame_share(previous, window[i], next, grid.len())
+            .ok_or("this engine has no local shares")?
+            .map_err(|e| e.to_string())?;
+        cache.shares.insert(key, share);
+    }
+    let shares: Vec<&[f32]> = grid
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &g)| cache.shares.get(&(g, i > 0, i < last)).map(Vec::as_slice))
+        .collect();
+    engine
+        .logits_from_shares(&shares)
+        .ok_or("this engine cannot split at the temporal shift")?
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

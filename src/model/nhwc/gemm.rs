@@ -344,15 +344,29 @@ mod tests {
 
     #[test]
     fn matches_the_definition_for_ragged_shapes() {
-        for (m, k, n) in [(1, 1, 1), (7, 27, 32), (13, 64, 130), (40, 3, 17), (5, 300, 33)] {
-            let x: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect();
-            let w: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 9.0).collect();
+        for (m, k, n) in [
+            (1, 1, 1),
+            (7, 27, 32),
+            (13, 64, 130),
+            (40, 3, 17),
+            (5, 300, 33),
+        ] {
+            let x: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
+                .collect();
+            let w: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 5 % 11) as f32 - 5.0) / 9.0)
+                .collect();
             let b: Vec<f32> = (0..n).map(|j| j as f32 / 10.0 - 1.0).collect();
             let mut isas = vec![Isa::Portable];
             if Isa::detect() != Isa::Portable {
                 isas.push(Isa::detect());
             }
-            for (relu, isa) in [false, true].into_iter().zip(isas.iter().cycle()).chain([(true, &Isa::Portable), (false, &Isa::detect())]) {
+            for (relu, isa) in [false, true]
+                .into_iter()
+                .zip(isas.iter().cycle())
+                .chain([(true, &Isa::Portable), (false, &Isa::detect())])
+            {
                 let packed = PackedMatrix::for_isa(*isa, &w, Some(&b), k, n);
                 let mut out = vec![f32::NAN; m * n];
                 packed.apply(&x, m, relu, &mut out);
@@ -363,7 +377,10 @@ mod tests {
                             e = e.max(0.0);
                         }
                         let got = out[i * n + j];
-                        assert!((got - e).abs() <= 1e-4 * (1.0 + e.abs()), "{m}x{k}x{n} [{i},{j}]: {got} vs {e}");
+                        assert!(
+                            (got - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                            "{m}x{k}x{n} [{i},{j}]: {got} vs {e}"
+                        );
                     }
                 }
             }

@@ -191,8 +191,12 @@ fn taps_of_pixel(args: &DwRow<'_>, ox: usize) -> impl Iterator<Item = (usize, us
     let pad = (kernel - 1) / 2;
     (0..kernel).flat_map(move |ky| {
         (0..kernel).filter_map(move |kx| {
-            let iy = (oy * stride + ky).checked_sub(pad).filter(|&y| y < input.h)?;
-            let ix = (ox * stride + kx).checked_sub(pad).filter(|&x| x < input.w)?;
+            let iy = (oy * stride + ky)
+                .checked_sub(pad)
+                .filter(|&y| y < input.h)?;
+            let ix = (ox * stride + kx)
+                .checked_sub(pad)
+                .filter(|&x| x < input.w)?;
             Some((ky * kernel + kx, iy * input.w + ix))
         })
     })
@@ -370,7 +374,7 @@ pub fn scale_channels(x: &mut [f32], shape: Shape, scale: &[f32]) {
 
 /// Paddle's temporal shift on NHWC frames of clips of `num_seg` frames: channels `[0, c1)` take
 /// the previous frame's values, `[c1, c2)` the next frame's (zeros past the clip's ends).
-pub fn temporal_shift(x: &[f32], shape: Shape, num_seg: usize, (c1, c2): (usize, usize)) -> Vec<f32> {
+pub fn temporal_shift(x: &[f32], shape: Shape, num_seg: usize, split: (usize, usize)) -> Vec<f32> {
     let frame_len = shape.h * shape.w * shape.c;
     let mut out = buffer(shape.len());
     out.par_chunks_mut(frame_len)
@@ -378,23 +382,35 @@ pub fn temporal_shift(x: &[f32], shape: Shape, num_seg: usize, (c1, c2): (usize,
         .for_each(|(frame, dst)| {
             let t = frame % num_seg;
             let src = |f: usize| &x[f * frame_len..(f + 1) * frame_len];
-            let current = src(frame);
             let previous = (t > 0).then(|| src(frame - 1));
             let next = (t + 1 < num_seg).then(|| src(frame + 1));
-            for (p, d) in dst.chunks_exact_mut(shape.c).enumerate() {
-                let at = p * shape.c;
-                match previous {
-                    Some(prev) => d[..c1].copy_from_slice(&prev[at..at + c1]),
-                    None => d[..c1].fill(0.0),
-                }
-                match next {
-                    Some(next) => d[c1..c2].copy_from_slice(&next[at + c1..at + c2]),
-                    None => d[c1..c2].fill(0.0),
-                }
-                d[c2..].copy_from_slice(&current[at + c2..at + shape.c]);
-            }
+            shift_frame(previous, src(frame), next, shape.c, split, dst);
         });
     out
+}
+
+/// One frame of the temporal shift from its neighbours (`None` past the clip's ends), all
+/// NHWC frames of `c` channels.
+pub fn shift_frame(
+    previous: Option<&[f32]>,
+    current: &[f32],
+    next: Option<&[f32]>,
+    c: usize,
+    (c1, c2): (usize, usize),
+    dst: &mut [f32],
+) {
+    for (p, d) in dst.chunks_exact_mut(c).enumerate() {
+        let at = p * c;
+        match previous {
+            Some(prev) => d[..c1].copy_from_slice(&prev[at..at + c1]),
+            None => d[..c1].fill(0.0),
+        }
+        match next {
+            Some(next) => d[c1..c2].copy_from_slice(&next[at + c1..at + c2]),
+            None => d[c1..c2].fill(0.0),
+        }
+        d[c2..].copy_from_slice(&current[at + c2..at + c]);
+    }
 }
 
 /// `y[j] = b[j] + sum_i x[i] w[i, j]` for a small dense layer (`w` is `[in, out]`).
@@ -417,7 +433,14 @@ mod tests {
     use super::*;
 
     /// Direct definition of a depthwise conv on NHWC, for comparison.
-    fn depthwise_reference(x: &[f32], s: Shape, w: &[f32], b: &[f32], k: usize, stride: usize) -> Vec<f32> {
+    fn depthwise_reference(
+        x: &[f32],
+        s: Shape,
+        w: &[f32],
+        b: &[f32],
+        k: usize,
+        stride: usize,
+    ) -> Vec<f32> {
         let o = s.strided(k, stride, s.c);
         let pad = (k - 1) / 2;
         let mut out = vec![0.0; o.len()];
@@ -430,8 +453,10 @@ mod tests {
                             for kx in 0..k {
                                 let iy = (oy * stride + ky) as isize - pad as isize;
                                 let ix = (ox * stride + kx) as isize - pad as isize;
-                                if iy >= 0 && ix >= 0 && (iy as usize) < s.h && (ix as usize) < s.w {
-                                    let v = x[((f * s.h + iy as usize) * s.w + ix as usize) * s.c + c];
+                                if iy >= 0 && ix >= 0 && (iy as usize) < s.h && (ix as usize) < s.w
+                                {
+                                    let v =
+                                        x[((f * s.h + iy as usize) * s.w + ix as usize) * s.c + c];
                                     acc += v * w[(ky * k + kx) * s.c + c];
                                 }
                             }
@@ -458,7 +483,13 @@ mod tests {
 
     #[test]
     fn depthwise_matches_its_definition_for_odd_sizes_and_strides() {
-        for (k, stride, h, w, c) in [(3, 1, 5, 7, 9), (5, 2, 7, 6, 16), (3, 2, 8, 8, 3), (5, 1, 4, 4, 33), (5, 1, 6, 5, 72)] {
+        for (k, stride, h, w, c) in [
+            (3, 1, 5, 7, 9),
+            (5, 2, 7, 6, 16),
+            (3, 2, 8, 8, 3),
+            (5, 1, 4, 4, 33),
+            (5, 1, 6, 5, 72),
+        ] {
             let s = Shape { frames: 2, h, w, c };
             let x = pseudo_random(s.len(), 1);
             let wt = pseudo_random(k * k * c, 2);
@@ -469,7 +500,10 @@ mod tests {
                 let mut out = vec![f32::NAN; o.len()];
                 depthwise_impl(&x, s, (&wt, &b), (k, stride), &mut out, simd);
                 for (a, r) in out.iter().zip(&reference) {
-                    assert!((a - r).abs() < 1e-5, "k{k} s{stride} simd {simd}: {a} vs {r}");
+                    assert!(
+                        (a - r).abs() < 1e-5,
+                        "k{k} s{stride} simd {simd}: {a} vs {r}"
+                    );
                 }
             }
         }
@@ -478,7 +512,12 @@ mod tests {
     #[test]
     fn temporal_shift_moves_channels_between_frames_of_one_clip() {
         // Two clips of 3 frames, 1 pixel, 4 channels; value = 100 * clip + 10 * t + c.
-        let s = Shape { frames: 6, h: 1, w: 1, c: 4 };
+        let s = Shape {
+            frames: 6,
+            h: 1,
+            w: 1,
+            c: 4,
+        };
         let x: Vec<f32> = (0..6)
             .flat_map(|f| (0..4).map(move |c| (100 * (f / 3) + 10 * (f % 3) + c) as f32))
             .collect();

@@ -42,10 +42,9 @@ fn host<const D: usize>(param: &Param<Tensor<D>>) -> Result<(Vec<f32>, Vec<usize
 }
 
 fn bias_of(conv: &Conv) -> Result<Vec<f32>, NhwcError> {
-    let bias = conv
-        .bias
-        .as_ref()
-        .ok_or(NhwcError::Unsupported("a convolution without its folded bias"))?;
+    let bias = conv.bias.as_ref().ok_or(NhwcError::Unsupported(
+        "a convolution without its folded bias",
+    ))?;
     Ok(host(bias)?.0)
 }
 
@@ -234,6 +233,7 @@ pub struct NhwcPpTsmV2 {
 }
 
 /// Per-frame maps at the temporal shift: stage 2's output, `[frames, h, w, c]`.
+#[derive(Clone)]
 pub struct FrameMaps {
     pub data: Vec<f32>,
     pub shape: Shape,
@@ -346,36 +346,72 @@ impl NhwcPpTsmV2 {
 
     /// The maps of `maps.shape.frames / num_seg` clips -> pre-fc features `[clips, 1280]`.
     pub fn features_from_maps(&self, maps: FrameMaps, num_seg: usize) -> Vec<f32> {
-        let FrameMaps {
-            data: mut x,
-            mut shape,
-        } = maps;
+        let FrameMaps { data: mut x, shape } = maps;
         if let Some((weight, bias)) = &self.attention {
             self.apply_attention(&mut x, shape, num_seg, weight, bias);
         }
         x = kernels::temporal_shift(&x, shape, num_seg, shift_channels(shape.c, num_seg));
+        let shares = self.frame_shares(x, shape);
+        let width = self.feature_dim();
+        shares
+            .chunks_exact(num_seg * width)
+            .flat_map(|clip| {
+                let frames: Vec<&[f32]> = clip.chunks_exact(width).collect();
+                mean_of(&frames, width)
+            })
+            .collect()
+    }
+
+    /// Stages 3-4 on shifted maps, pooling, the last conv + ReLU and the dropout scale: each
+    /// frame's share `[frames, 1280]` of its clip's features (which are their mean).
+    fn frame_shares(&self, mut x: Vec<f32>, mut shape: Shape) -> Vec<f32> {
         for block in &self.temporal {
             (x, shape) = block.forward(x, shape);
         }
         let pooled = kernels::channel_means(&x, shape);
-        let width = self.last_conv.n();
-        let mut expanded = vec![0.0; shape.frames * width];
+        kernels::recycle(x);
+        let mut shares = vec![0.0; shape.frames * self.feature_dim()];
         self.last_conv
-            .apply(&pooled, shape.frames, true, &mut expanded);
-        let clips = shape.frames / num_seg;
-        let mut features = vec![0.0; clips * width];
-        for (out, frames) in features
-            .chunks_exact_mut(width)
-            .zip(expanded.chunks_exact(num_seg * width))
-        {
-            for frame in frames.chunks_exact(width) {
-                for (o, &v) in out.iter_mut().zip(frame) {
-                    *o += v * DROPOUT_KEEP;
-                }
-            }
-            out.iter_mut().for_each(|o| *o /= num_seg as f32);
-        }
-        features
+            .apply(&pooled, shape.frames, true, &mut shares);
+        shares.iter_mut().for_each(|v| *v *= DROPOUT_KEEP);
+        shares
+    }
+
+    /// Whether a frame's share of the clip features depends only on its own maps and its two
+    /// neighbours' (no temporal attention, which weighs frames by the whole clip).
+    pub fn shares_are_local(&self) -> bool {
+        self.attention.is_none()
+    }
+
+    /// One frame's share of its clip's features (see `frame_shares`) from its maps and its
+    /// neighbours' (`None` at the clip's ends). With a sliding window, only the frames whose
+    /// neighbours changed need this again. Without temporal attention only.
+    pub fn frame_share(
+        &self,
+        previous: Option<&FrameMaps>,
+        current: &FrameMaps,
+        next: Option<&FrameMaps>,
+        num_seg: usize,
+    ) -> Vec<f32> {
+        let shape = Shape {
+            frames: 1,
+            ..current.shape
+        };
+        let mut shifted = kernels::buffer(shape.len());
+        kernels::shift_frame(
+            previous.map(|m| m.data.as_slice()),
+            &current.data,
+            next.map(|m| m.data.as_slice()),
+            shape.c,
+            shift_channels(shape.c, num_seg),
+            &mut shifted,
+        );
+        self.frame_shares(shifted, shape)
+    }
+
+    /// A clip's features from its frames' shares: their mean.
+    pub fn features_from_shares(&self, shares: &[&[f32]]) -> Vec<f32> {
+        mean_of(shares, self.feature_dim())
     }
 
     /// `GlobalAttention`: each frame scaled by sigmoid(fc(per-frame means over the clip)).
@@ -403,6 +439,27 @@ impl NhwcPpTsmV2 {
         }
     }
 
+    /// Pre-fc features of one clip whose frames' maps were computed separately (the live
+    /// player's sliding window reuses the maps of the frames it shares with the last window).
+    /// Every entry holds one frame of the same shape.
+    pub fn features_from_frames(&self, frames: &[&FrameMaps]) -> Vec<f32> {
+        let Some(first) = frames.first() else {
+            return Vec::new();
+        };
+        let mut data = Vec::with_capacity(frames.len() * first.data.len());
+        for maps in frames {
+            data.extend_from_slice(&maps.data);
+        }
+        let maps = FrameMaps {
+            data,
+            shape: Shape {
+                frames: frames.len(),
+                ..first.shape
+            },
+        };
+        self.features_from_maps(maps, frames.len())
+    }
+
     /// Pre-fc features `[N, 1280]` of clips `[N, T, 3, H, W]`.
     pub fn features(&self, clips: &[f32], [n, t, _, h, w]: [usize; 5]) -> Vec<f32> {
         let maps = self.frame_maps(clips, n * t, h, w);
@@ -421,6 +478,19 @@ impl NhwcPpTsmV2 {
     pub fn logits(&self, clips: &[f32], dims: [usize; 5]) -> Vec<f32> {
         self.classify(&self.features(clips, dims))
     }
+}
+
+/// The element-wise mean of equally long rows (summed in order, then divided, as the batched
+/// path does).
+fn mean_of(rows: &[&[f32]], width: usize) -> Vec<f32> {
+    let mut mean = vec![0.0; width];
+    for row in rows {
+        for (m, &v) in mean.iter_mut().zip(*row) {
+            *m += v;
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= rows.len() as f32);
+    mean
 }
 
 fn linear_bias(linear: &Linear) -> Result<Vec<f32>, NhwcError> {
