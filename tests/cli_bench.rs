@@ -53,3 +53,41 @@ fn bench_json_has_the_documented_fields() {
     assert_eq!(v["device"], "cpu");
     assert!(v["median_ms"].as_f64().unwrap_or(-1.0) > 0.0);
 }
+
+fn bench_json(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_kineto"))
+        .args(["bench", "--device", "cpu", "--threads", "1", "--json"])
+        .args(args)
+        .output()
+        .expect("run kineto");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON value")
+}
+
+#[test]
+fn bench_live_reports_the_window_update_beside_the_full_forward() {
+    let v = bench_json(&[
+        "--case", "live", "--frames", "4", "--size", "64", "--runs", "3", "--warmup", "1",
+    ]);
+    assert_eq!(v["case"], "live");
+    assert_eq!(v["path"], "nhwc");
+    assert_eq!(v["frame_shares_cached"], true);
+    let update = v["median_ms"].as_f64().unwrap_or(-1.0);
+    let full = v["full_forward_median_ms"].as_f64().unwrap_or(-1.0);
+    assert!(update > 0.0 && full > 0.0, "{v}");
+}
+
+#[test]
+fn bench_train_times_a_full_fine_tuning_step() {
+    let v = bench_json(&[
+        "--case", "train", "--frames", "2", "--size", "32", "--runs", "1", "--warmup", "0",
+    ]);
+    assert_eq!(v["case"], "train");
+    assert_eq!(v["precision"], "f32");
+    assert_eq!(v["size"], 32);
+    assert!(v["median_ms"].as_f64().unwrap_or(-1.0) > 0.0, "{v}");
+}

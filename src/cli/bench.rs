@@ -3,9 +3,9 @@
 //!
 //! `--case live` times the player's sliding-window update (one new frame's per-frame layers +
 //! the temporal part, from cached per-frame maps) beside the full forward; `--case train` times
-//! one full fine-tuning step (train-mode forward, backward, update; f32, batch 1); `--case
-//! suite` runs inference (8f/16f, threads 1 and 2, batch 1 and 8), the live update and training
-//! steps (224 and 112) and prints one JSON object per line.
+//! one full fine-tuning step (train-mode forward, backward, update; f32, batch 1); `--case all`
+//! runs inference (8f/16f, threads 1 and 2, batch 1 and 8), the live update and training steps
+//! (224 and 112), as one JSON array with `--json`.
 //!
 //! `--case preprocess --video FILE` times what `classify` does before inference instead
 //! (open, count, sample, decode, Scale/CenterCrop/normalise; the anchors' `prep_bench.py`
@@ -44,8 +44,8 @@ pub enum BenchCase {
     /// update) in float32 on `--batch` clips.
     Train,
     /// Everything above but preprocess: inference 8f/16f x threads 1, 2 x batch 1, 8; live
-    /// 8f/16f; training steps at 224 and 112. One JSON object per line (`--json` implied).
-    Suite,
+    /// 8f/16f; training steps at 224 and 112 (`--json`: one JSON array).
+    All,
     /// Decode + preprocess of `--video` (PaddleVideo's uniform test pipeline), as classify
     /// does it; `--threads` sets the worker threads (0 = all cores).
     Preprocess,
@@ -115,14 +115,21 @@ pub fn run(args: &BenchArgs, global: &GlobalArgs) -> CliResult {
             let report = bench_train(args, weights.as_deref(), config)?;
             print_report(&report, args.json);
         }
-        BenchCase::Suite => {
+        BenchCase::All => {
+            let mut reports = Vec::new();
             for config in suite_configs(args) {
                 let report = match config {
                     SuiteCase::Infer(c) => bench_infer(args, global, weights.as_deref(), c)?,
                     SuiteCase::Live(c) => bench_live(args, global, weights.as_deref(), c)?,
                     SuiteCase::Train(c) => bench_train(args, None, c)?,
                 };
-                print_report(&report, true);
+                if !args.json {
+                    print_report(&report, false);
+                }
+                reports.push(report);
+            }
+            if args.json {
+                println!("{}", serde_json::Value::Array(reports));
             }
         }
         BenchCase::Preprocess => unreachable!("handled above"),
@@ -145,7 +152,7 @@ enum SuiteCase {
     Train(Config),
 }
 
-/// The suite: what issue-level comparisons need, at the input size of `--size`.
+/// `--case all`: what issue-level comparisons need, at the input size of `--size`.
 fn suite_configs(args: &BenchArgs) -> Vec<SuiteCase> {
     let base = Config {
         frames: 8,
