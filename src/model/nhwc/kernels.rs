@@ -234,6 +234,60 @@ mod x86 {
 
     use super::{DwRow, inside_taps};
 
+    /// The taps of one output pixel: input rows `rows`, each starting at `row_start(ky)`
+    /// (input offset, weight offset) with `width` taps `c` apart; the next pixel's input is
+    /// `next_pixel` further.
+    struct Taps<'a, F: Fn(usize) -> (usize, usize)> {
+        rows: std::ops::Range<usize>,
+        row_start: &'a F,
+        width: usize,
+        c: usize,
+        next_pixel: usize,
+    }
+
+    /// 32 channels of `P` neighbouring pixels (1 or 2): bias, every tap, ReLU, one store per
+    /// vector. `src`, `wts` and `bias` point at the block's first channel.
+    #[inline(always)]
+    unsafe fn block32<const P: usize>(
+        src: *const f32,
+        wts: *const f32,
+        bias: *const f32,
+        taps: &Taps<'_, impl Fn(usize) -> (usize, usize)>,
+        dst: *mut f32,
+    ) {
+        // SAFETY: the caller passes pointers and taps inside the frame, the weights and the
+        // output row (see dw_row_avx2).
+        unsafe {
+            let b = [
+                _mm256_loadu_ps(bias),
+                _mm256_loadu_ps(bias.add(8)),
+                _mm256_loadu_ps(bias.add(16)),
+                _mm256_loadu_ps(bias.add(24)),
+            ];
+            let mut acc = [b; P];
+            for ky in taps.rows.clone() {
+                let (at, tap) = (taps.row_start)(ky);
+                for j in 0..taps.width {
+                    let s = src.add(at + j * taps.c);
+                    let w = wts.add(tap + j * taps.c);
+                    for i in 0..4 {
+                        let wv = _mm256_loadu_ps(w.add(8 * i));
+                        for (p, a) in acc.iter_mut().enumerate() {
+                            let v = _mm256_loadu_ps(s.add(p * taps.next_pixel + 8 * i));
+                            a[i] = _mm256_fmadd_ps(v, wv, a[i]);
+                        }
+                    }
+                }
+            }
+            let zero = _mm256_setzero_ps();
+            for (p, a) in acc.iter().enumerate() {
+                for (i, v) in a.iter().enumerate() {
+                    _mm256_storeu_ps(dst.add(p * taps.c + 8 * i), _mm256_max_ps(*v, zero));
+                }
+            }
+        }
+    }
+
     /// One output row of the depthwise conv. 32 channels at a time (4 ymm accumulators take
     /// every tap of a pixel in registers before a single store), then 8, then one. Channel
     /// blocks are the outer loop, so a block's weights and input rows stay in L1 while the
@@ -274,32 +328,30 @@ mod x86 {
         // (h * w * c values) and `weight` (k * k * c), channels stay below c, and pixel ox's
         // c outputs lie inside `out_row` (ow * c values).
         while c0 + 32 <= c {
-            for ox in 0..ow {
+            let mut ox = 0;
+            while ox < ow {
                 let (row_start, width) = geometry(ox);
+                // Two neighbouring pixels with the same taps share each weight load, and eight
+                // independent accumulators hide the FMA latency better than four.
+                let pair = ox + 1 < ow
+                    && inside_taps(ox, stride, kernel, input.w)
+                        == inside_taps(ox + 1, stride, kernel, input.w);
+                let dst = out_row[ox * c + c0..].as_mut_ptr();
+                let taps = Taps {
+                    rows: ky0..ky1,
+                    row_start: &row_start,
+                    width,
+                    c,
+                    next_pixel: stride * c,
+                };
                 unsafe {
-                    let b = bias.as_ptr().add(c0);
-                    let mut acc = [
-                        _mm256_loadu_ps(b),
-                        _mm256_loadu_ps(b.add(8)),
-                        _mm256_loadu_ps(b.add(16)),
-                        _mm256_loadu_ps(b.add(24)),
-                    ];
-                    for ky in ky0..ky1 {
-                        let (at, tap) = row_start(ky);
-                        for j in 0..width {
-                            let s = src.add(at + j * c + c0);
-                            let w = wts.add(tap + j * c + c0);
-                            for (i, a) in acc.iter_mut().enumerate() {
-                                let v = _mm256_loadu_ps(s.add(8 * i));
-                                *a = _mm256_fmadd_ps(v, _mm256_loadu_ps(w.add(8 * i)), *a);
-                            }
-                        }
-                    }
-                    let dst = out_row.as_mut_ptr().add(ox * c + c0);
-                    for (i, a) in acc.into_iter().enumerate() {
-                        _mm256_storeu_ps(dst.add(8 * i), _mm256_max_ps(a, zero));
+                    if pair {
+                        block32::<2>(src.add(c0), wts.add(c0), bias.as_ptr().add(c0), &taps, dst);
+                    } else {
+                        block32::<1>(src.add(c0), wts.add(c0), bias.as_ptr().add(c0), &taps, dst);
                     }
                 }
+                ox += if pair { 2 } else { 1 };
             }
             c0 += 32;
         }
