@@ -189,7 +189,9 @@ fn tile<const MR: usize, const NR: usize>(
             let valid = (rows - r0).min(MR);
             let full = valid == MR && cols == NR;
             // Rows past the end repeat the last row; their results are not stored.
-            let row_at = |r: usize| x[(r0 + r.min(valid - 1)) * k..].as_ptr();
+            let first = x[r0 * k..(r0 + valid) * k].as_ptr();
+            // SAFETY: row r0 + min(r, valid - 1) lies inside the slice just taken.
+            let row_at = |r: usize| unsafe { first.add(r.min(valid - 1) * k) };
             let block = Block {
                 rows: std::array::from_fn(row_at),
                 k,
