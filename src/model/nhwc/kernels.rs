@@ -57,7 +57,8 @@ pub struct Shape {
 }
 
 impl Shape {
-    pub fn len(self) -> usize {
+    /// Number of values.
+    pub fn values(self) -> usize {
         self.frames * self.h * self.w * self.c
     }
 
@@ -130,11 +131,11 @@ fn depthwise_impl(
     simd: bool,
 ) -> Shape {
     let shape = input.strided(kernel, stride, input.c);
-    assert!(x.len() >= input.len() && out.len() >= shape.len());
+    assert!(x.len() >= input.values() && out.len() >= shape.values());
     assert!(kernel % 2 == 1 && kernel <= 7, "odd kernels up to 7x7");
     assert!(weight.len() == kernel * kernel * input.c && bias.len() == input.c);
     let row_len = shape.w * shape.c;
-    out[..shape.len()]
+    out[..shape.values()]
         .par_chunks_mut(row_len)
         .enumerate()
         .for_each(|(row, out_row)| {
@@ -396,7 +397,7 @@ pub fn channel_means(x: &[f32], shape: Shape) -> Vec<f32> {
     let frame_len = shape.h * shape.w * shape.c;
     means
         .par_chunks_mut(shape.c)
-        .zip(x[..shape.len()].par_chunks(frame_len))
+        .zip(x[..shape.values()].par_chunks(frame_len))
         .for_each(|(mean, frame)| {
             for px in frame.chunks_exact(shape.c) {
                 for (m, &v) in mean.iter_mut().zip(px) {
@@ -412,7 +413,7 @@ pub fn channel_means(x: &[f32], shape: Shape) -> Vec<f32> {
 /// `x[frame, .., c] *= scale[frame, c]`.
 pub fn scale_channels(x: &mut [f32], shape: Shape, scale: &[f32]) {
     let frame_len = shape.h * shape.w * shape.c;
-    x[..shape.len()]
+    x[..shape.values()]
         .par_chunks_mut(frame_len)
         .zip(scale.par_chunks(shape.c))
         .for_each(|(frame, s)| {
@@ -428,7 +429,7 @@ pub fn scale_channels(x: &mut [f32], shape: Shape, scale: &[f32]) {
 /// the previous frame's values, `[c1, c2)` the next frame's (zeros past the clip's ends).
 pub fn temporal_shift(x: &[f32], shape: Shape, num_seg: usize, split: (usize, usize)) -> Vec<f32> {
     let frame_len = shape.h * shape.w * shape.c;
-    let mut out = buffer(shape.len());
+    let mut out = buffer(shape.values());
     out.par_chunks_mut(frame_len)
         .enumerate()
         .for_each(|(frame, dst)| {
@@ -495,7 +496,7 @@ mod tests {
     ) -> Vec<f32> {
         let o = s.strided(k, stride, s.c);
         let pad = (k - 1) / 2;
-        let mut out = vec![0.0; o.len()];
+        let mut out = vec![0.0; o.values()];
         for f in 0..s.frames {
             for oy in 0..o.h {
                 for ox in 0..o.w {
@@ -543,13 +544,13 @@ mod tests {
             (5, 1, 6, 5, 72),
         ] {
             let s = Shape { frames: 2, h, w, c };
-            let x = pseudo_random(s.len(), 1);
+            let x = pseudo_random(s.values(), 1);
             let wt = pseudo_random(k * k * c, 2);
             let b = pseudo_random(c, 3);
             let o = s.strided(k, stride, c);
             let reference = depthwise_reference(&x, s, &wt, &b, k, stride);
             for simd in [true, false] {
-                let mut out = vec![f32::NAN; o.len()];
+                let mut out = vec![f32::NAN; o.values()];
                 depthwise_impl(&x, s, (&wt, &b), (k, stride), &mut out, simd);
                 for (a, r) in out.iter().zip(&reference) {
                     assert!(

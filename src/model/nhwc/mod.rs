@@ -83,7 +83,7 @@ impl Pointwise {
             c: self.matrix.n(),
             ..shape
         };
-        let mut y = kernels::buffer(out_shape.len());
+        let mut y = kernels::buffer(out_shape.values());
         self.matrix.apply(x, shape.pixels(), true, &mut y);
         (y, out_shape)
     }
@@ -117,7 +117,7 @@ impl Depthwise {
 
     fn forward(&self, x: &[f32], shape: Shape) -> (Vec<f32>, Shape) {
         let out_shape = shape.strided(self.kernel, self.stride, shape.c);
-        let mut y = kernels::buffer(out_shape.len());
+        let mut y = kernels::buffer(out_shape.values());
         kernels::depthwise_relu(
             x,
             shape,
@@ -311,7 +311,7 @@ impl NhwcPpTsmV2 {
             },
             |(_, s)| *s,
         );
-        let mut data = Vec::with_capacity(count * shape.len());
+        let mut data = Vec::with_capacity(count * shape.values());
         for (maps, _) in per_frame {
             data.extend_from_slice(&maps);
             kernels::recycle(maps);
@@ -334,7 +334,7 @@ impl NhwcPpTsmV2 {
         };
         let stem_shape = input.strided(3, 2, self.stem.n());
         let cols = kernels::im2col_nchw(frame, input, 3, 2, stem_shape);
-        let mut x = kernels::buffer(stem_shape.len());
+        let mut x = kernels::buffer(stem_shape.values());
         self.stem.apply(&cols, stem_shape.pixels(), true, &mut x);
         kernels::recycle(cols);
         let mut shape = stem_shape;
@@ -397,7 +397,7 @@ impl NhwcPpTsmV2 {
             frames: 1,
             ..current.shape
         };
-        let mut shifted = kernels::buffer(shape.len());
+        let mut shifted = kernels::buffer(shape.values());
         kernels::shift_frame(
             previous.map(|m| m.data.as_slice()),
             &current.data,
