@@ -185,15 +185,16 @@ fn refusals_come_before_any_work() {
         args.extend_from_slice(extra);
         kineto(&args)
     };
-    // Full fine-tuning is not there yet and says so.
+    // Full fine-tuning (no --head-only) on clips that are all broken: listed, then a class
+    // without training clips is an error.
     std::fs::create_dir_all(root.join("two/a")).expect("mkdir");
     std::fs::create_dir_all(root.join("two/b")).expect("mkdir");
     std::fs::write(root.join("two/a/x.mp4"), b"x").expect("write");
     std::fs::write(root.join("two/b/y.mp4"), b"x").expect("write");
-    let out = train(&root.join("two"), &[]);
-    assert_eq!(out.status.code(), Some(2));
+    let out = train(&root.join("two"), &["--run-dir", s(&root.join("full-run"))]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(
-        text(&out.stderr).contains("not implemented"),
+        text(&out.stderr).contains("has no videos"),
         "{}",
         text(&out.stderr)
     );

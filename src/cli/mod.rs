@@ -93,8 +93,8 @@ pub enum Command {
     Open(open::OpenArgs),
     /// Write a labelled set of synthetic clips (one folder per class) for `kineto train`.
     DemoData(demo_data::DemoDataArgs),
-    /// Train a classifier for your own classes on a folder of class folders (head-only:
-    /// frozen backbone, cached features).
+    /// Fine-tune a model for your own classes on a folder of class folders (full
+    /// fine-tuning, or --head-only: frozen backbone, cached features).
     Train(train::TrainArgs),
     /// Generate man pages, shell completions and the Markdown CLI reference (packaging).
     #[command(hide = true, subcommand)]

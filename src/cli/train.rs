@@ -1,17 +1,21 @@
-//! `kineto train DATA --head-only [--weights W] [--epochs N] [--batch-size B] [--lr LR]
-//! [--frames 8|16] [--val DATA | --val-split F] [--labels FILE] [--output OUT] [--run-dir DIR]
-//! [--seed S] [--json]`
+//! `kineto train DATA [--head-only] [--weights W] [--epochs N] [--batch-size B] [--lr LR]
+//! [--frames 8|16] [--size S] [--no-mixup] [--val DATA | --val-split F] [--labels FILE]
+//! [--output OUT] [--run-dir DIR] [--resume DIR] [--seed S] [--json]`
 //!
-//! Head-only training (frozen backbone, cached features, a new fc). Full fine-tuning is not
-//! implemented yet and says so. The dataset summary and progress go to stderr; `--json` prints
-//! the run's events (JSON Lines) on stdout. The run folder gets `settings.json`,
-//! `metrics.jsonl`, the feature cache, `model.safetensors`, `confusion.csv` and `report.txt`.
+//! Full fine-tuning (PaddleVideo's PP-TSMv2 recipe: training-form model, train-mode
+//! BatchNorm, Mixup, Momentum + Nesterov + L2, warm-up + cosine), or with `--head-only` a new
+//! classifier on the frozen backbone's cached features. The dataset summary and progress go
+//! to stderr; `--json` prints the run's events (JSON Lines) on stdout. The run folder gets
+//! `settings.json`, `metrics.jsonl`, `model.safetensors`, `confusion.csv` and `report.txt`;
+//! full fine-tuning adds the `latest` and `best` checkpoints, head-only its feature cache.
+//! Ctrl-C saves `latest` (full fine-tuning) and exits 130; `--resume RUN_DIR` continues.
 
 use std::cell::RefCell;
 use std::path::PathBuf;
 
 use anyhow::anyhow;
 use kineto::train::TrainError;
+use kineto::train::full_job::{resume_job, run_full};
 use kineto::train::job::{JobDevice, JobEvent, TrainJob, default_run_dir_for, run_head_only};
 use kineto::train::metrics::TrainEvent;
 
@@ -21,24 +25,42 @@ use super::{CliResult, Failure, GlobalArgs, interrupt_token, resolve_device, res
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
     /// A folder of class folders, or a PaddleVideo list file (`path label_id` per line).
-    pub data: PathBuf,
-    /// Freeze the backbone: cache its features once, train only a new classifier.
+    /// Optional with --resume.
+    #[arg(required_unless_present = "resume")]
+    pub data: Option<PathBuf>,
+    /// Freeze the backbone: cache its features once, train only a new classifier (fast).
+    /// Without it: full fine-tuning of every layer (needs training-form weights).
     #[arg(long)]
     pub head_only: bool,
-    /// Start weights: a catalog name or a .pdparams / .safetensors file.
+    /// Start weights: a catalog name or a .pdparams / .safetensors file (full fine-tuning:
+    /// the training form, not a fused export).
     #[arg(long, default_value = kineto::weights::DEFAULT_WEIGHTS)]
     pub weights: String,
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,
-    #[arg(long, default_value_t = 16)]
-    pub batch_size: usize,
-    /// Base learning rate of the warm-up + cosine schedule (head-only default: 0.01, warm-up
-    /// from half of it).
+    /// Clips per step [default: 4, head-only 16].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Base learning rate of the warm-up + cosine schedule (warm-up from half of it over the
+    /// first 1/12 of the epochs). Default: full fine-tuning 0.01·B/128, PaddleVideo's 0.01
+    /// for its 8 GPUs x 16 clips scaled linearly to the batch size B as its docs say;
+    /// head-only 0.01.
     #[arg(long)]
     pub lr: Option<f64>,
     /// Frames per clip (num_seg); default: what the checkpoint's attention fixes, else 8.
     #[arg(long)]
     pub frames: Option<usize>,
+    /// Full fine-tuning: the training crop in pixels (PaddleVideo: 224; Scale and
+    /// MultiScaleCrop shrink with it). Smaller is faster; `classify` still runs at 224.
+    #[arg(long, value_name = "PIXELS")]
+    pub size: Option<u32>,
+    /// Full fine-tuning: no Mixup (PaddleVideo mixes every batch, alpha 0.2).
+    #[arg(long)]
+    pub no_mixup: bool,
+    /// Continue the full fine-tuning run in this run folder from its `latest` checkpoint,
+    /// with the run's own settings (same numbers as an uninterrupted run).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["head_only", "run_dir"])]
+    pub resume: Option<PathBuf>,
     /// A separate validation set (class folders or list file).
     #[arg(long, conflicts_with = "val_split")]
     pub val: Option<PathBuf>,
@@ -51,8 +73,8 @@ pub struct TrainArgs {
     /// Also write the model here (it is always written into the run folder).
     #[arg(long, short)]
     pub output: Option<PathBuf>,
-    /// The run folder (default: <data dir>/runs/<UTC time>-<DATA name>). Reusing one reuses
-    /// its feature cache.
+    /// The run folder (default: <data dir>/runs/<UTC time>-<DATA name>). Head-only: reusing
+    /// one reuses its feature cache.
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
@@ -69,13 +91,15 @@ fn say(global: &GlobalArgs, text: &str) {
 }
 
 pub fn run(args: &TrainArgs, global: &GlobalArgs) -> CliResult {
-    if !args.head_only {
+    if args.head_only && (args.size.is_some() || args.no_mixup) {
         return Err(Failure::fatal(anyhow!(
-            "full fine-tuning is not implemented yet; pass --head-only to train a new classifier \
-             on the frozen backbone"
+            "--size and --no-mixup apply to full fine-tuning, not --head-only"
         )));
     }
-    if args.epochs == 0 || args.batch_size == 0 {
+    let batch_size = args
+        .batch_size
+        .unwrap_or(if args.head_only { 16 } else { 4 });
+    if args.epochs == 0 || batch_size == 0 {
         return Err(Failure::fatal(anyhow!(
             "--epochs and --batch-size must be at least 1"
         )));
@@ -88,36 +112,74 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs) -> CliResult {
     if !(0.0..1.0).contains(&args.val_split) {
         return Err(Failure::fatal(anyhow!("--val-split must be in [0, 1)")));
     }
-    // The library checks the data and the run folder before any decoding; the weights and
-    // the device are resolved here (a catalog name may download).
-    let run_dir = match &args.run_dir {
-        Some(d) => d.clone(),
-        None => {
-            default_run_dir_for(&args.data, global.cache_dir.as_deref()).map_err(Failure::fatal)?
+    let job = match &args.resume {
+        Some(run_dir) => {
+            let device = resolve_device(global)?;
+            let job = resume_job(run_dir, JobDevice::Resolved(device)).map_err(fatal)?;
+            if let Some(data) = &args.data
+                && data != &job.data
+            {
+                return Err(Failure::fatal(anyhow!(
+                    "{}: this run trains on {}, not {}",
+                    run_dir.display(),
+                    job.data.display(),
+                    data.display()
+                )));
+            }
+            say(
+                global,
+                &format!(
+                    "kineto: resuming {} with its own settings ({} epochs, batch {}, size {}, seed {}{})",
+                    run_dir.display(),
+                    job.epochs,
+                    job.batch_size,
+                    job.size,
+                    job.seed,
+                    if job.mixup { "" } else { ", no Mixup" }
+                ),
+            );
+            job
         }
-    };
-    let weights = resolve_weights(&args.weights, global)?.path;
-    let device = resolve_device(global)?;
-    let job = TrainJob {
-        data: args.data.clone(),
-        val: args.val.clone(),
-        val_split: args.val_split,
-        labels: args.labels.clone(),
-        weights: args.weights.clone(),
-        weights_path: weights,
-        frames: args.frames,
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        lr: args.lr,
-        seed: args.seed,
-        run_dir: Some(run_dir),
-        output: args.output.clone(),
-        device: JobDevice::Resolved(device),
+        None => {
+            let data = args
+                .data
+                .clone()
+                .ok_or_else(|| Failure::fatal(anyhow!("DATA is required")))?;
+            // The library checks the data and the run folder before any decoding; the
+            // weights and the device are resolved here (a catalog name may download).
+            let run_dir = match &args.run_dir {
+                Some(d) => d.clone(),
+                None => default_run_dir_for(&data, global.cache_dir.as_deref())
+                    .map_err(Failure::fatal)?,
+            };
+            let weights = resolve_weights(&args.weights, global)?.path;
+            let device = resolve_device(global)?;
+            TrainJob {
+                data,
+                val: args.val.clone(),
+                val_split: args.val_split,
+                labels: args.labels.clone(),
+                weights: args.weights.clone(),
+                weights_path: weights,
+                frames: args.frames,
+                epochs: args.epochs,
+                batch_size,
+                lr: args.lr,
+                seed: args.seed,
+                run_dir: Some(run_dir),
+                output: args.output.clone(),
+                device: JobDevice::Resolved(device),
+                size: args.size.unwrap_or(kineto::train::full_job::FULL_SIZE),
+                mixup: !args.no_mixup,
+                resume: false,
+            }
+        }
     };
 
     let cancel = interrupt_token();
     let progress: RefCell<Option<Progress>> = RefCell::new(None);
-    let outcome = run_head_only(&job, &cancel, |event| match event {
+    let epochs = job.epochs;
+    let on_event = |event: JobEvent| match event {
         JobEvent::Summary {
             data,
             notes,
@@ -130,8 +192,13 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs) -> CliResult {
             }
             say(global, summary.to_text().trim_end());
             report_broken(global, &broken);
-            let total = (summary.train + summary.val) as u64;
-            *progress.borrow_mut() = Some(Progress::new(total, "clips", global.quiet));
+            let total = if args.head_only {
+                (summary.train + summary.val) as u64
+            } else {
+                (epochs * summary.train.div_ceil(job.batch_size)) as u64
+            };
+            let what = if args.head_only { "clips" } else { "steps" };
+            *progress.borrow_mut() = Some(Progress::new(total, what, global.quiet));
         }
         JobEvent::Extract { done, path, .. } => {
             if let Some(p) = progress.borrow().as_ref() {
@@ -165,6 +232,24 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs) -> CliResult {
             if args.json {
                 println!("{}", event.to_json_line());
             }
+            if let TrainEvent::Step {
+                epoch,
+                step,
+                loss,
+                lr,
+                clips_per_s,
+                ..
+            } = &event
+                && !args.head_only
+                && let Some(p) = progress.borrow().as_ref()
+            {
+                p.update(
+                    *step as u64,
+                    &format!(
+                        "epoch {epoch}/{epochs} loss {loss:.4} lr {lr:.2e} {clips_per_s:.2} clips/s"
+                    ),
+                );
+            }
             if let TrainEvent::Epoch {
                 epoch,
                 train_loss,
@@ -182,8 +267,7 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs) -> CliResult {
                 say(
                     global,
                     &format!(
-                        "kineto: epoch {epoch}/{}: train loss {train_loss:.4}, train top-1 {:.1}%{val} ({elapsed_s:.2} s)",
-                        args.epochs,
+                        "kineto: epoch {epoch}/{epochs}: train loss {train_loss:.4}, train top-1 {:.1}%{val} ({elapsed_s:.2} s)",
                         100.0 * train_top1
                     ),
                 );
@@ -191,12 +275,26 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs) -> CliResult {
         }
         JobEvent::Report { text, .. } => say(global, text.trim_end()),
         JobEvent::Failed(_) | JobEvent::Cancelled => {}
-    });
+    };
+    let outcome = if args.head_only {
+        run_head_only(&job, &cancel, on_event)
+    } else {
+        run_full(&job, &cancel, on_event)
+    };
     if let Some(p) = progress.borrow_mut().take() {
         p.finish();
     }
     let outcome = outcome.map_err(fatal)?;
     if outcome.cancelled {
+        if !args.head_only {
+            say(
+                global,
+                &format!(
+                    "kineto: saved the latest checkpoint; continue with: kineto train --resume {}",
+                    outcome.run_dir.display()
+                ),
+            );
+        }
         return Err(Failure::interrupted());
     }
     let output = outcome.output.unwrap_or_default();

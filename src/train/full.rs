@@ -182,6 +182,17 @@ impl FullTrainer {
         self.step_traced(clips, labels, lr, &mut Trace::off())
     }
 
+    /// [`step`](Self::step) with plain or Mixup targets (PaddleVideo's Mixup loss
+    /// `lam·CE(a) + (1 − lam)·CE(b)`; the clips are already mixed by the caller).
+    pub fn step_targets(
+        &mut self,
+        clips: TensorData,
+        targets: &Targets,
+        lr: f64,
+    ) -> Result<StepOutcome, FullTrainError> {
+        self.step_inner(clips, targets, lr, &mut Trace::off())
+    }
+
     /// [`step`](Self::step), recording the train-mode forward's activations in `trace` (the
     /// inference forward's record names).
     pub fn step_traced(
@@ -191,14 +202,30 @@ impl FullTrainer {
         lr: f64,
         trace: &mut Trace,
     ) -> Result<StepOutcome, FullTrainError> {
-        let [n, t, c, h, w] = self.check_batch(clips.shape().as_slice(), labels)?;
+        self.step_inner(clips, &Targets::Hard(labels.to_vec()), lr, trace)
+    }
+
+    fn step_inner(
+        &mut self,
+        clips: TensorData,
+        targets: &Targets,
+        lr: f64,
+        trace: &mut Trace,
+    ) -> Result<StepOutcome, FullTrainError> {
+        let [n, t, c, h, w] = match targets {
+            Targets::Hard(labels) => self.check_batch(clips.shape().as_slice(), labels)?,
+            Targets::Mixup { a, b, .. } => {
+                self.check_batch(clips.shape().as_slice(), b)?;
+                self.check_batch(clips.shape().as_slice(), a)?
+            }
+        };
         let frames = Tensor::<5>::from_data(clips, (&self.device, DType::from(self.dtype)))
             .reshape([n * t, c, h, w]);
         let mut stats = BatchStats::default();
         let (features, logits) = self.network.forward_train(frames, t, &mut stats, trace);
         let classes = logits.dims()[1];
         let logits_host = host(&logits, "logits")?;
-        let ce = cross_entropy(&logits_host.data, classes, &Targets::Hard(labels.to_vec()));
+        let ce = cross_entropy(&logits_host.data, classes, targets);
         let seed = Tensor::<2>::from_data(
             TensorData::new(ce.grad.clone(), [n, classes]),
             (&self.device, DType::from(self.dtype)),
@@ -275,6 +302,45 @@ impl FullTrainer {
             return Err(FullTrainError::NumSeg { expected, got: t });
         }
         Ok(dims5)
+    }
+
+    /// The number of classes of the fc.
+    pub fn classes(&self) -> usize {
+        self.network.fc.bias.dims()[0]
+    }
+
+    /// The optimiser's velocities by PaddleVideo key (f64; parameters that never got a
+    /// gradient have none). With the parameters, what a resumed run needs to continue exactly.
+    pub fn velocities(&self) -> &HashMap<String, Vec<f64>> {
+        &self.velocity
+    }
+
+    /// Replaces the velocities (resuming a run). Every key must name a trainable parameter
+    /// and every length match it.
+    pub fn set_velocities(
+        &mut self,
+        velocity: HashMap<String, Vec<f64>>,
+    ) -> Result<(), FullTrainError> {
+        let params = self.parameters()?;
+        for (key, v) in &velocity {
+            match params.get(key) {
+                Some(p) if p.data.len() == v.len() && !is_running_stat(key) => {}
+                Some(p) => {
+                    return Err(FullTrainError::Update(format!(
+                        "velocity of {key} has {} values, the parameter {}",
+                        v.len(),
+                        p.data.len()
+                    )));
+                }
+                None => {
+                    return Err(FullTrainError::Update(format!(
+                        "velocity for {key}, which the model does not have"
+                    )));
+                }
+            }
+        }
+        self.velocity = velocity;
+        Ok(())
     }
 
     /// Every parameter and running statistic by PaddleVideo key, in f64 (exact).

@@ -699,7 +699,40 @@ pub fn write_model(
         )));
     }
     let store = store_with_head(checkpoint, head)?;
-    let arch = checkpoint.arch;
+    let parent = checkpoint.meta.as_ref().map(|m| m.provenance.clone());
+    write_trained_store(
+        &store,
+        crate::model::Arch {
+            num_classes: head.classes,
+            ..checkpoint.arch
+        },
+        class_names,
+        origin,
+        "head_only",
+        parent,
+        output,
+    )
+}
+
+/// Writes a trained store (in `arch.form`, `arch.num_classes` classes) as Kineto safetensors
+/// with `class_names` and its provenance (`mode`: `head_only` or `full`; `parent`: the start
+/// checkpoint's own provenance), atomically. Shared by head-only and full fine-tuning.
+pub fn write_trained_store(
+    store: &ParamStore,
+    arch: crate::model::Arch,
+    class_names: &[String],
+    origin: &ModelOrigin<'_>,
+    mode: &str,
+    parent: Option<serde_json::Value>,
+    output: &Path,
+) -> Result<(), TrainError> {
+    if class_names.len() != arch.num_classes {
+        return Err(TrainError::Invalid(format!(
+            "{} class names for {} classes",
+            class_names.len(),
+            arch.num_classes
+        )));
+    }
     let label_set = origin
         .data
         .file_stem()
@@ -710,7 +743,7 @@ pub fn write_model(
         form: arch.form,
         num_seg: origin.num_seg,
         attention: arch.attention,
-        num_classes: head.classes,
+        num_classes: arch.num_classes,
         class_names: Some(class_names.to_vec()),
         label_set,
         input_size: INPUT_SIZE,
@@ -722,14 +755,14 @@ pub fn write_model(
             "source_file": origin.weights.display().to_string(),
             "source_sha256": origin.weights_sha256,
             "fine_tuning_data": origin.data.display().to_string(),
-            "fine_tuning_mode": "head_only",
+            "fine_tuning_mode": mode,
             "epochs": origin.epochs,
             "date": crate::weights::cache::now_rfc3339(),
             "kineto_version": env!("CARGO_PKG_VERSION"),
-            "parent": checkpoint.meta.as_ref().map(|m| m.provenance.clone()),
+            "parent": parent,
         }),
     };
-    crate::checkpoint::safetensors::write_safetensors(&store, Some(&meta), output)
+    crate::checkpoint::safetensors::write_safetensors(store, Some(&meta), output)
         .map_err(|e| TrainError::Invalid(e.to_string()))
 }
 

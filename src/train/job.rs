@@ -73,6 +73,14 @@ pub struct TrainJob {
     /// A second copy of the model (it is always written into the run folder).
     pub output: Option<PathBuf>,
     pub device: JobDevice,
+    /// Full fine-tuning: the training crop (PaddleVideo: 224; the scale and multi-scale crop
+    /// follow as `size·256/224`). Smaller sizes train faster and less well.
+    pub size: u32,
+    /// Full fine-tuning: PaddleVideo's Mixup (alpha 0.2) on every batch.
+    pub mixup: bool,
+    /// Full fine-tuning: continue the run in `run_dir` from its `latest` checkpoint (the
+    /// options come from its `settings.json`; see [`super::full_job::resume_job`]).
+    pub resume: bool,
 }
 
 impl TrainJob {
@@ -97,6 +105,9 @@ impl TrainJob {
                 choice: DeviceChoice::Cpu,
                 threads: 0,
             },
+            size: 224,
+            mixup: true,
+            resume: false,
         }
     }
 
@@ -210,7 +221,9 @@ impl DataCheck {
 }
 
 /// Opens `data` (and `val`), splits it as a run would.
-fn open_split(job: &TrainJob) -> Result<(Dataset, Vec<Sample>, Vec<Sample>), TrainError> {
+pub(crate) fn open_split(
+    job: &TrainJob,
+) -> Result<(Dataset, Vec<Sample>, Vec<Sample>), TrainError> {
     let dataset = Dataset::open(&job.data, job.labels.as_deref())?;
     let (train, val) = match &job.val {
         Some(v) => {
@@ -223,7 +236,7 @@ fn open_split(job: &TrainJob) -> Result<(Dataset, Vec<Sample>, Vec<Sample>), Tra
 }
 
 /// Probes every clip and drops the broken ones from both halves.
-fn probe(dataset: Dataset, train: Vec<Sample>, val: Vec<Sample>) -> DataCheck {
+pub(crate) fn probe(dataset: Dataset, train: Vec<Sample>, val: Vec<Sample>) -> DataCheck {
     let all: Vec<Sample> = train.iter().chain(&val).cloned().collect();
     let (_, broken) = check_decodable(&all, |_, _| {});
     let is_broken = |s: &Sample| broken.iter().any(|(p, _)| *p == s.path);
@@ -258,6 +271,25 @@ pub fn default_run_dir_for(data: &Path, cache_dir: Option<&Path>) -> Result<Path
     Ok(default_run_dir(&data_dir, data))
 }
 
+/// The frames per clip of a run: `--frames`, else what the checkpoint's temporal attention
+/// fixes, else 8; a `--frames` that the attention does not allow is an error.
+pub(crate) fn resolve_num_seg(
+    frames: Option<usize>,
+    fixed: Option<usize>,
+    weights: &Path,
+) -> Result<usize, TrainError> {
+    match (frames, fixed) {
+        (Some(f), Some(t)) if f != t => Err(TrainError::Invalid(format!(
+            "{}: this checkpoint's temporal attention fixes num_seg = {t}; --frames {f} cannot be used",
+            weights.display()
+        ))),
+        (Some(0), _) => Err(TrainError::Invalid("--frames must be at least 1".into())),
+        (Some(f), _) => Ok(f),
+        (None, Some(t)) => Ok(t),
+        (None, None) => Ok(8),
+    }
+}
+
 /// Runs a head-only job (see the module doc). Every check that needs no decoding comes before
 /// any decoding. Cancelling stops between clips and epochs and returns an outcome with
 /// `cancelled` set (and no model).
@@ -284,18 +316,7 @@ pub fn run_head_only(
         .map_err(|e| TrainError::Invalid(e.to_string()))?;
     let checkpoint =
         open_checkpoint(&weights, Role::Student).map_err(|e| TrainError::Invalid(e.to_string()))?;
-    let num_seg = match (job.frames, engine.model.arch.num_seg) {
-        (Some(f), Some(t)) if f != t => {
-            return Err(TrainError::Invalid(format!(
-                "{}: this checkpoint's temporal attention fixes num_seg = {t}; --frames {f} cannot be used",
-                weights.display()
-            )));
-        }
-        (Some(0), _) => return Err(TrainError::Invalid("--frames must be at least 1".into())),
-        (Some(f), _) => f,
-        (None, Some(t)) => t,
-        (None, None) => 8,
-    };
+    let num_seg = resolve_num_seg(job.frames, engine.model.arch.num_seg, &weights)?;
     let outcome = |cancelled: bool| HeadOnlyOutcome {
         run_dir: run_dir.clone(),
         cancelled,

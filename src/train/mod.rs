@@ -5,6 +5,7 @@ pub mod dataset;
 pub mod demo;
 pub mod distill;
 pub mod full;
+pub mod full_job;
 pub mod head_only;
 pub mod job;
 pub mod metrics;

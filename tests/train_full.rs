@@ -1,0 +1,292 @@
+//! `kineto train DATA` (full fine-tuning) end to end on small demo data at a small size
+//! (`--size 64`, 8 frames, 2 classes x 4 short clips, batch 2), from the fixture PP-TSMv2 8f
+//! weights (training form):
+//!
+//! - the training loss falls (mean of the first epoch vs the last), the run folder has
+//!   `latest`/`best`/`model.safetensors`, `metrics.jsonl`, the state and the report, and
+//!   `kineto classify` runs the exported (fused) model and answers with one of the new classes;
+//! - a fused checkpoint as start weights is refused with one line and exit 2;
+//! - Ctrl-C (SIGINT) during the first epoch saves `latest` and exits 130, and `--resume` then
+//!   gives the same step losses and epoch metrics as an uninterrupted run with the same seed
+//!   (within 1e-6 relative).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::{fixture, kineto, s};
+use kineto::checkpoint::file::open_checkpoint;
+use kineto::checkpoint::keys::Role;
+use kineto::model::Form;
+use kineto::train::demo::{DemoOptions, generate};
+
+fn tmp(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kineto-full-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn demo(dir: &Path, seed: u64) {
+    let opts = DemoOptions {
+        classes: 2,
+        clips_per_class: 4,
+        seconds: 1.0,
+        seed,
+        force: false,
+    };
+    generate(dir, &opts, |_, _, _| {}).expect("demo data");
+}
+
+/// The `train` arguments every run here shares.
+fn train_args<'a>(data: &'a Path, weights: &'a Path, run_dir: &'a Path) -> Vec<&'a str> {
+    vec![
+        "--device",
+        "cpu",
+        "train",
+        s(data),
+        "--weights",
+        s(weights),
+        "--frames",
+        "8",
+        "--size",
+        "64",
+        "--batch-size",
+        "2",
+        "--val-split",
+        "0.25",
+        "--run-dir",
+        s(run_dir),
+    ]
+}
+
+/// The events of metrics.jsonl without timings and paths.
+fn events(run_dir: &Path) -> Vec<serde_json::Value> {
+    let log = std::fs::read_to_string(run_dir.join("metrics.jsonl")).expect("metrics.jsonl");
+    log.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json line"))
+        .map(|mut v| {
+            let o = v.as_object_mut().expect("object");
+            for k in ["elapsed_s", "clips_per_s", "output", "run_dir"] {
+                o.remove(k);
+            }
+            v
+        })
+        .collect()
+}
+
+fn of_kind<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    events.iter().filter(|v| v["event"] == kind).collect()
+}
+
+#[test]
+fn full_fine_tuning_lowers_the_loss_and_exports_a_fused_model() {
+    let root = tmp("learn");
+    let data = root.join("data");
+    demo(&data, 3);
+    let weights = fixture("pptsmv2/w8.pdparams");
+    let run_dir = root.join("run");
+    let mut args = train_args(&data, &weights, &run_dir);
+    // The recipe's lr for batch 2 (0.01·2/128); no Mixup, so the loss is the plain CE.
+    args.extend(["--epochs", "4", "--no-mixup", "--seed", "1", "--json"]);
+    let out = kineto(&args);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "train failed: {err}");
+    assert!(err.contains("ball_wavy"), "the summary: {err}");
+    assert!(err.contains("per-class accuracy"), "the report: {err}");
+    let stdout: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line on stdout"))
+        .collect();
+    assert_eq!(stdout.last().expect("events")["event"], "done");
+
+    let log = events(&run_dir);
+    let steps = of_kind(&log, "step");
+    let epochs = of_kind(&log, "epoch");
+    assert_eq!(epochs.len(), 4, "{log:?}");
+    // 6 training clips, batch 2: 3 steps per epoch, numbered through.
+    assert_eq!(steps.len(), 12);
+    for (i, step) in steps.iter().enumerate() {
+        assert_eq!(step["step"], i + 1);
+        assert_eq!(step["epoch"], i / 3 + 1);
+        let lr = step["lr"].as_f64().expect("lr");
+        assert!(lr > 0.0 && lr <= 0.01 * 2.0 / 128.0 + 1e-12, "lr {lr}");
+        assert!(step["loss"].as_f64().expect("loss").is_finite());
+    }
+    let loss = |e: &serde_json::Value| e["train_loss"].as_f64().expect("train_loss");
+    let (first, last) = (loss(epochs[0]), loss(epochs[3]));
+    assert!(
+        last < first,
+        "the training loss did not fall: {:?}",
+        epochs.iter().map(|e| loss(e)).collect::<Vec<_>>()
+    );
+    for e in &epochs {
+        let top1 = e["val_top1"].as_f64().expect("val top-1");
+        assert!((0.0..=1.0).contains(&top1));
+    }
+    for f in [
+        "settings.json",
+        "metrics.jsonl",
+        "latest.safetensors",
+        "latest.optim.bin",
+        "latest.state.json",
+        "best.safetensors",
+        "model.safetensors",
+        "confusion.csv",
+        "report.txt",
+    ] {
+        assert!(run_dir.join(f).exists(), "{f} missing from the run folder");
+    }
+
+    // latest: the training form; model: the fused form; both name the new classes.
+    let classes = vec!["ball_wavy".to_string(), "bars_scroll".to_string()];
+    let latest =
+        open_checkpoint(&run_dir.join("latest.safetensors"), Role::Student).expect("latest loads");
+    assert_eq!(latest.arch.form, Form::Training);
+    assert_eq!(latest.class_names.as_ref(), Some(&classes));
+    let model_path = run_dir.join("model.safetensors");
+    let model = open_checkpoint(&model_path, Role::Student).expect("model loads");
+    assert_eq!(model.arch.form, Form::Fused);
+    assert_eq!(model.arch.num_classes, 2);
+    assert_eq!(model.class_names.as_ref(), Some(&classes));
+
+    // classify runs the result (224, the test pipeline) and answers with a new class.
+    let clip = std::fs::read_dir(data.join("bars_scroll"))
+        .expect("class folder")
+        .flatten()
+        .map(|e| e.path())
+        .min()
+        .expect("a clip");
+    let classified = kineto(&[
+        "--device",
+        "cpu",
+        "classify",
+        s(&clip),
+        "--weights",
+        s(&model_path),
+        "--frames",
+        "8",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        classified.status.success(),
+        "classify: {}",
+        text(&classified.stderr)
+    );
+    let records: serde_json::Value =
+        serde_json::from_slice(&classified.stdout).expect("classify json");
+    let top1 = records[0]["top_k"][0]["label"]
+        .as_str()
+        .expect("top-1 label")
+        .to_string();
+    assert!(classes.contains(&top1), "top-1 {top1} is not a new class");
+
+    // A fused checkpoint cannot be fine-tuned: one line, exit 2, before any work.
+    let refused_dir = root.join("refused");
+    let mut args = train_args(&data, &model_path, &refused_dir);
+    args.extend(["--epochs", "1"]);
+    let out = kineto(&args);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {err}");
+    assert!(
+        lines[0].contains("model.safetensors") && lines[0].contains("fused"),
+        "{err}"
+    );
+    assert!(!refused_dir.join("settings.json").exists());
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn resume_after_ctrl_c_matches_an_uninterrupted_run() {
+    let root = tmp("resume");
+    let data = root.join("data");
+    demo(&data, 4);
+    let weights = fixture("pptsmv2/w8.pdparams");
+    let seeded = |run_dir: &Path| {
+        let mut args: Vec<String> = train_args(&data, &weights, run_dir)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        // Mixup on (the default): its draws must resume too.
+        args.extend(["--epochs", "2", "--seed", "5", "--quiet"].map(str::to_string));
+        args
+    };
+
+    let whole = root.join("whole");
+    let out = kineto(
+        &seeded(&whole)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let reference = events(&whole);
+
+    // The same run, interrupted by SIGINT after its first step, then resumed.
+    let cut = root.join("cut");
+    let mut args = seeded(&cut);
+    args.push("--json".into());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kineto"))
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kineto");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut signalled = false;
+    for line in lines.by_ref() {
+        let line = line.expect("stdout line");
+        if line.contains("\"event\":\"step\"") {
+            let kill = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .expect("kill");
+            assert!(kill.success());
+            signalled = true;
+            break;
+        }
+    }
+    assert!(signalled, "no step event before the end");
+    for line in lines {
+        let _ = line;
+    }
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(130), "Ctrl-C exits 130");
+    assert!(cut.join("latest.state.json").exists(), "latest saved");
+    let partial = events(&cut);
+    assert!(
+        of_kind(&partial, "done").is_empty() && of_kind(&partial, "epoch").len() < 2,
+        "interrupted too late to test anything: {partial:?}"
+    );
+
+    let out = kineto(&["--device", "cpu", "--quiet", "train", "--resume", s(&cut)]);
+    assert!(out.status.success(), "resume: {}", text(&out.stderr));
+    let resumed = events(&cut);
+    assert_eq!(resumed.len(), reference.len(), "{resumed:?}");
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1e-12);
+    for (r, e) in resumed.iter().zip(&reference) {
+        assert_eq!(r["event"], e["event"]);
+        let keys = e.as_object().expect("object");
+        for (k, v) in keys {
+            match (v.as_f64(), r[k].as_f64()) {
+                (Some(a), Some(b)) => assert!(close(a, b), "{k}: {b} vs {a}\n{r}\n{e}"),
+                _ if k == "terms" => {
+                    let (a, b) = (v["ce"].as_f64(), r[k]["ce"].as_f64());
+                    assert!(close(a.expect("ce"), b.expect("ce")), "ce: {r} vs {e}");
+                }
+                _ => assert_eq!(&r[k], v, "{k}"),
+            }
+        }
+    }
+    assert_eq!(of_kind(&resumed, "step").len(), 6);
+    let _ = std::fs::remove_dir_all(&root);
+}
