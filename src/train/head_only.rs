@@ -21,7 +21,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, UNIX_EPOCH};
 
-use burn::tensor::{Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -38,7 +37,7 @@ use crate::checkpoint::file::Checkpoint;
 use crate::checkpoint::safetensors::{INPUT_SIZE, KinetoMeta, MEAN, SHORT_SIDE, STD};
 use crate::checkpoint::{ParamStore, ParamTensor, write_file_atomic};
 use crate::infer::classify::{Sampling, prepare};
-use crate::infer::engine::{Engine, panic_message};
+use crate::infer::engine::Engine;
 use crate::model::ModelKind;
 use crate::progress::CancelToken;
 
@@ -162,26 +161,10 @@ pub fn cache_key(engine: &Engine, weights: &Path, num_seg: usize) -> Result<Cach
     })
 }
 
-/// Pre-fc features of one clip (`[1, T, 3, 224, 224]` host data) on the engine's device.
+/// Pre-fc features of one clip (`[1, T, 3, 224, 224]` host data) on the engine's device (the
+/// CPU path where it applies: the same numbers as inference).
 fn clip_features(engine: &Engine, data: Vec<f32>, dims: [usize; 5]) -> Result<Vec<f32>, String> {
-    engine.model.check_input(&dims).map_err(|e| e.to_string())?;
-    let device = &engine.device.device;
-    let model = &engine.model;
-    let run = || {
-        let clips = Tensor::<5>::from_data(TensorData::new(data, dims), device);
-        model.features(clips).try_into_data()
-    };
-    let outcome = engine
-        .device
-        .install(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)));
-    match outcome {
-        Ok(Ok(data)) => data
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| format!("{e:?}")),
-        Ok(Err(e)) => Err(format!("{e:?}")),
-        Err(panic) => Err(panic_message(&panic)),
-    }
+    engine.features(data, dims).map_err(|e| e.to_string())
 }
 
 fn read_cache(
