@@ -344,47 +344,78 @@ mod x86 {
 mod tests {
     use super::*;
 
-    #[test]
-    fn matches_the_definition_for_ragged_shapes() {
-        for (m, k, n) in [
-            (1, 1, 1),
-            (7, 27, 32),
-            (13, 64, 130),
-            (40, 3, 17),
-            (5, 300, 33),
-        ] {
-            let x: Vec<f32> = (0..m * k)
-                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
-                .collect();
-            let w: Vec<f32> = (0..k * n)
-                .map(|i| ((i * 5 % 11) as f32 - 5.0) / 9.0)
-                .collect();
-            let b: Vec<f32> = (0..n).map(|j| j as f32 / 10.0 - 1.0).collect();
-            let mut isas = vec![Isa::Portable];
-            if Isa::detect() != Isa::Portable {
-                isas.push(Isa::detect());
-            }
-            for (relu, isa) in [false, true]
-                .into_iter()
-                .zip(isas.iter().cycle())
-                .chain([(true, &Isa::Portable), (false, &Isa::detect())])
-            {
-                let packed = PackedMatrix::for_isa(*isa, &w, Some(&b), k, n);
-                let mut out = vec![f32::NAN; m * n];
-                packed.apply(&x, m, relu, &mut out);
-                for i in 0..m {
-                    for j in 0..n {
-                        let mut e = b[j] + (0..k).map(|p| x[i * k + p] * w[p * n + j]).sum::<f32>();
-                        if relu {
-                            e = e.max(0.0);
-                        }
-                        let got = out[i * n + j];
-                        assert!(
-                            (got - e).abs() <= 1e-4 * (1.0 + e.abs()),
-                            "{m}x{k}x{n} [{i},{j}]: {got} vs {e}"
-                        );
-                    }
+    const SHAPES: [(usize, usize, usize); 6] = [
+        (1, 1, 1),
+        (7, 27, 32),
+        (13, 64, 130),
+        (40, 3, 17),
+        (5, 300, 33),
+        (25, 16, 64),
+    ];
+
+    fn operands(m: usize, k: usize, n: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let x = (0..m * k)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
+            .collect();
+        let w = (0..k * n)
+            .map(|i| ((i * 5 % 11) as f32 - 5.0) / 9.0)
+            .collect();
+        let b = (0..n).map(|j| j as f32 / 10.0 - 1.0).collect();
+        (x, w, b)
+    }
+
+    fn check(
+        out: &[f32],
+        (x, w, b): &(Vec<f32>, Vec<f32>, Vec<f32>),
+        (m, k, n): (usize, usize, usize),
+        relu: bool,
+    ) {
+        for i in 0..m {
+            for j in 0..n {
+                let mut e = b[j] + (0..k).map(|p| x[i * k + p] * w[p * n + j]).sum::<f32>();
+                if relu {
+                    e = e.max(0.0);
                 }
+                let got = out[i * n + j];
+                assert!(
+                    (got - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                    "{m}x{k}x{n} relu {relu} [{i},{j}]: {got} vs {e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn matches_the_definition_for_ragged_shapes_on_every_available_kernel() {
+        let mut isas = vec![Isa::Portable];
+        if Isa::detect() != Isa::Portable {
+            isas.push(Isa::detect());
+        }
+        for (m, k, n) in SHAPES {
+            let ops = operands(m, k, n);
+            for &isa in &isas {
+                for relu in [false, true] {
+                    let packed = PackedMatrix::for_isa(isa, &ops.1, Some(&ops.2), k, n);
+                    let mut out = vec![f32::NAN; m * n];
+                    packed.apply(&ops.0, m, relu, &mut out);
+                    check(&out, &ops, (m, k, n), relu);
+                }
+            }
+        }
+    }
+
+    /// The AVX-512 geometry (12 x 32 blocks, 32-wide panels) through the portable block: the
+    /// tiling and edge handling that the AVX-512 kernel relies on, on any machine.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx512_geometry_tiles_and_edges_are_right() {
+        for (m, k, n) in SHAPES {
+            let ops = operands(m, k, n);
+            for relu in [false, true] {
+                let packed = PackedMatrix::for_isa(Isa::Avx512, &ops.1, Some(&ops.2), k, n);
+                let mut out = vec![f32::NAN; m * n];
+                tile::<12, 32>(&packed, &ops.0, &mut out, relu, block_portable::<12, 32>);
+                check(&out, &ops, (m, k, n), relu);
             }
         }
     }
