@@ -351,7 +351,19 @@ impl NhwcPpTsmV2 {
             self.apply_attention(&mut x, shape, num_seg, weight, bias);
         }
         x = kernels::temporal_shift(&x, shape, num_seg, shift_channels(shape.c, num_seg));
-        let shares = self.frame_shares(x, shape);
+        // After the shift every layer works on each frame alone: frames go through them one by
+        // one (in parallel), each frame's activations staying in L2.
+        let one = Shape { frames: 1, ..shape };
+        let per_frame: Vec<Vec<f32>> = x
+            .par_chunks(one.values())
+            .map(|frame| {
+                let mut data = kernels::buffer(one.values());
+                data.copy_from_slice(frame);
+                self.frame_shares(data, one)
+            })
+            .collect();
+        kernels::recycle(x);
+        let shares = per_frame.concat();
         let width = self.feature_dim();
         shares
             .chunks_exact(num_seg * width)
