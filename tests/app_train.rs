@@ -1,12 +1,13 @@
 //! The Train tab driven headless with egui_kittest over the real app: demo clips made by the
 //! library, the fixture PP-TSMv2 8f weights on the CPU, head-only training on the panel's own
 //! thread, live curves, the report, "Use this model" (the loaded model switches to the new
-//! classes), and a cancel during feature extraction.
+//! classes), a cancel during feature extraction, and full fine-tuning (per-step curve points,
+//! cancel saving `latest`, Resume to the end, the fused start weights refused in one line).
 
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::app::run_until;
 use common::fixture;
@@ -44,11 +45,15 @@ fn demo(dir: &Path, clips_per_class: usize) -> Vec<String> {
 }
 
 fn harness(weights: &Path) -> Harness<'static, KinetoApp> {
+    harness_with(weights, 1)
+}
+
+fn harness_with(weights: &Path, threads: usize) -> Harness<'static, KinetoApp> {
     let settings = Settings {
         model: weights.display().to_string(),
         frames: 8,
         device: DeviceSetting::Cpu,
-        threads: 1,
+        threads,
         top_k: 5,
         offline: true,
         ..Settings::default()
@@ -174,5 +179,122 @@ fn cancel_during_feature_extraction() {
     h.get_by_label("cancelled");
     // A second run can start after a cancel.
     assert!(!h.state().train.is_running());
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn full_fine_tuning_from_the_panel_cancel_resume_and_fused_refusal() {
+    let started = Instant::now();
+    let root = tmp("full");
+    let data = root.join("data");
+    demo(&data, 4);
+    let run = root.join("run");
+    let mut h = harness_with(&fixture("pptsmv2/w8.pdparams"), 2);
+    run_until(&mut h, Duration::from_secs(120), "the model", |h| {
+        h.state().shared.model().is_some()
+    });
+    h.state_mut().tab = Tab::Train;
+    h.step();
+
+    // The mode choice: head-only by default; full fine-tuning shows its own settings.
+    assert!(!h.state().train.full_mode());
+    assert!(h.query_by_label("Crop size").is_none());
+    h.get_by_label("Full fine-tuning").click();
+    h.step();
+    assert!(h.state().train.full_mode());
+    h.get_by_label("Crop size");
+    h.get_by_label_contains("0.01 x batch / 128 = ");
+    h.state_mut().train.set_data(&data);
+    h.state_mut().train.set_run_dir(&run);
+    h.state_mut().train.set_epochs(1, 2);
+    h.state_mut().train.set_full_options(64, true);
+    h.step();
+    h.get_by_label_contains("0.01 x batch / 128 = 0.000156");
+
+    // Start: step points arrive one per optimisation step (x = the global step).
+    h.get_by_label("Start").click();
+    run_until(&mut h, Duration::from_secs(120), "the first step", |h| {
+        h.state().train.step_points() >= 1 || !h.state().train.is_running()
+    });
+    assert_eq!(*h.state().train.state(), TrainState::Running);
+    assert_eq!(h.state().train.run_folder(), Some(run.as_path()));
+    let progress = h.state().train.progress_text().expect("progress");
+    assert!(progress.starts_with("epoch 1/1, step "), "{progress}");
+
+    // Cancel: the run stops between steps and saves `latest`; Resume is offered.
+    h.get_by_label("Cancel").click();
+    run_until(&mut h, Duration::from_secs(60), "the cancel", |h| {
+        !h.state().train.is_running()
+    });
+    assert_eq!(*h.state().train.state(), TrainState::Cancelled);
+    assert!(run.join("latest.safetensors").exists());
+    assert!(run.join("latest.state.json").exists());
+    assert!(!run.join("model.safetensors").exists());
+    let steps_before = h.state().train.step_points();
+    let last_before = h.state().train.last_step().expect("a step");
+    assert_eq!(steps_before, last_before);
+    assert_eq!(h.state().train.resumable(), Some(run.as_path()));
+    h.step();
+    h.get_by_label_contains("latest checkpoint is saved in the run folder");
+    assert!(
+        h.query_all_by_label_contains(&run.display().to_string())
+            .count()
+            >= 1
+    );
+
+    // Resume: the steps go on from the checkpoint to the end of the epoch, then the report.
+    h.get_by_label("Resume").click();
+    run_until(&mut h, Duration::from_secs(300), "the resumed run", |h| {
+        !h.state().train.is_running()
+    });
+    assert_eq!(
+        *h.state().train.state(),
+        TrainState::Done,
+        "{:?}",
+        h.state().train.state()
+    );
+    assert_eq!(h.state().train.epoch_points(), 1);
+    let steps = h.state().train.step_points();
+    assert!(steps > steps_before, "{steps} step points");
+    assert_eq!(h.state().train.last_step(), Some(steps));
+    let progress = h.state().train.progress_text().expect("progress");
+    assert!(
+        progress.starts_with(&format!("epoch 1/1, step {steps}/{steps},")),
+        "{progress}"
+    );
+    let report = h.state().train.report_text().expect("report").to_string();
+    assert!(report.contains("per-class accuracy"), "{report}");
+    let model = run.join("model.safetensors");
+    assert_eq!(h.state().train.trained_model(), Some(model.as_path()));
+    assert!(model.exists());
+    assert!(h.state().train.resumable().is_none());
+    h.step();
+    h.get_by_label("Use this model");
+    assert!(h.query_by_label("Resume").is_none());
+
+    // The run's model is fused: as start weights of full fine-tuning it is refused in one
+    // line, before any work (no run folder is made).
+    let run2 = root.join("run2");
+    h.state_mut().train.set_weights(&model);
+    h.state_mut().train.set_run_dir(&run2);
+    h.step();
+    h.get_by_label("Start").click();
+    run_until(&mut h, Duration::from_secs(60), "the refusal", |h| {
+        !h.state().train.is_running()
+    });
+    match h.state().train.state() {
+        TrainState::Failed(e) => {
+            assert!(e.contains("fused (inference) form"), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        other => panic!("expected the fused weights to be refused: {other:?}"),
+    }
+    assert!(!run2.exists());
+    h.step();
+    h.get_by_label_contains("fused (inference) form");
+    eprintln!(
+        "full fine-tuning panel test: {steps_before} of {steps} steps before the cancel, {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let _ = std::fs::remove_dir_all(&root);
 }

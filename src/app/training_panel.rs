@@ -1,25 +1,39 @@
-//! The Train tab: a folder of class folders in, a classifier out. The data check and the run
-//! itself ([`crate::train::job::run_head_only`]) go on their own threads; their events come back
-//! through crossbeam channels (with a repaint request after each) and are drained a bounded
-//! number per frame, so the UI never waits on them. Dropping the panel (closing the window)
-//! cancels a run.
+//! The Train tab: a folder of class folders in, a classifier out, in one of two modes:
+//! head-only ([`crate::train::job::run_head_only`]: the backbone stays frozen, its features
+//! are cached, a new classifier is trained) or full fine-tuning
+//! ([`crate::train::full_job::run_full`]: every layer, PaddleVideo's recipe; a cancel saves
+//! the `latest` checkpoint and "Resume" continues the run through
+//! [`crate::train::full_job::resume_job`]). The data check and the run go on their own
+//! threads; their messages come back through crossbeam channels (with a repaint request after
+//! each) and are drained a bounded number per frame, so the UI never waits on them. Dropping
+//! the panel (closing the window) cancels a run.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, bounded, unbounded};
 use eframe::egui;
-use egui_plot::{Legend, Line, Plot};
+use egui_plot::{Legend, Line, Plot, Points};
 
 use super::workers::Shared;
+use crate::checkpoint::file::open_checkpoint;
+use crate::checkpoint::keys::Role;
+use crate::model::{Form as WeightsForm, ModelKind};
 use crate::progress::{CancelToken, Notify};
 use crate::train::dataset::DatasetSummary;
-use crate::train::job::{JobDevice, JobEvent, TrainJob, check_data, run_head_only};
+use crate::train::full_job::{FULL_SIZE, LATEST_STATE, resume_job, run_full, short_side_for};
+use crate::train::job::{
+    HeadOnlyOutcome, JobDevice, JobEvent, TrainJob, check_data, default_run_dir_for, run_head_only,
+};
 use crate::train::metrics::TrainEvent;
 
-/// At most this many job events are applied per frame.
+/// At most this many job messages are applied per frame.
 const EVENTS_PER_FRAME: usize = 256;
+
+/// The smallest training crop of full fine-tuning (as [`run_full`] accepts).
+const MIN_SIZE: u32 = 32;
 
 /// Where the run stands.
 #[derive(Clone, Debug, PartialEq)]
@@ -32,41 +46,130 @@ pub enum TrainState {
     Failed(String),
 }
 
+/// What a run trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Frozen backbone, cached features, a new classifier.
+    HeadOnly,
+    /// Every layer, PaddleVideo's PP-TSMv2 recipe.
+    Full,
+}
+
 /// The form's settings.
 #[derive(Clone, Debug)]
 struct Form {
+    mode: Mode,
     /// Start weights (a file); empty: the loaded model's.
     weights: String,
     frames: usize,
     epochs: usize,
-    batch_size: usize,
+    /// Clips per step of each mode (`kineto train`'s defaults: head-only 16, full 4).
+    batch_head: usize,
+    batch_full: usize,
     auto_lr: bool,
     lr: f64,
     val_split: f64,
     seed: u64,
     /// Empty: the default location (next to the weights cache).
     run_dir: String,
+    /// Full fine-tuning: the training crop (PaddleVideo: 224; smaller is faster).
+    size: u32,
+    /// Full fine-tuning: PaddleVideo's Mixup on every batch.
+    mixup: bool,
 }
 
 impl Default for Form {
     fn default() -> Self {
         Self {
+            mode: Mode::HeadOnly,
             weights: String::new(),
             frames: 8,
             epochs: 10,
-            batch_size: 16,
+            batch_head: 16,
+            batch_full: 4,
             auto_lr: true,
             lr: 0.01,
             val_split: 0.25,
             seed: 0,
             run_dir: String::new(),
+            size: FULL_SIZE,
+            mixup: true,
         }
     }
 }
 
+impl Form {
+    fn batch(&self) -> usize {
+        match self.mode {
+            Mode::HeadOnly => self.batch_head,
+            Mode::Full => self.batch_full,
+        }
+    }
+
+    fn batch_mut(&mut self) -> &mut usize {
+        match self.mode {
+            Mode::HeadOnly => &mut self.batch_head,
+            Mode::Full => &mut self.batch_full,
+        }
+    }
+
+    /// The base learning rate of a run started without one (as `kineto train` chooses it).
+    fn default_lr(&self) -> f64 {
+        match self.mode {
+            Mode::HeadOnly => 0.01,
+            Mode::Full => 0.01 * self.batch_full as f64 / 128.0,
+        }
+    }
+}
+
+/// What the worker runs.
+enum Launch {
+    Head(Box<TrainJob>),
+    Full(Box<TrainJob>),
+    /// A full run continued from its `latest` checkpoint, with its own settings.
+    Resume {
+        run_dir: PathBuf,
+        device: Box<JobDevice>,
+    },
+}
+
+/// The run as the worker set it up (for a resumed run: from the run's own settings).
+#[derive(Clone, Debug)]
+struct Plan {
+    full: bool,
+    resumed: bool,
+    epochs: usize,
+    batch: usize,
+    frames: Option<usize>,
+    size: u32,
+    mixup: bool,
+    run_dir: PathBuf,
+}
+
+impl Plan {
+    fn of(job: &TrainJob, full: bool, resumed: bool) -> Self {
+        Self {
+            full,
+            resumed,
+            epochs: job.epochs,
+            batch: job.batch_size,
+            frames: job.frames,
+            size: job.size,
+            mixup: job.mixup,
+            run_dir: job.run_dir.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// A message from the training thread.
+enum Msg {
+    Plan(Plan),
+    Job(JobEvent),
+}
+
 /// A running job: dropping it cancels it (and waits a moment for its thread).
 struct RunningJob {
-    rx: Receiver<JobEvent>,
+    rx: Receiver<Msg>,
     cancel: CancelToken,
     thread: Option<JoinHandle<()>>,
 }
@@ -99,16 +202,28 @@ struct SummaryView {
 struct ReportView {
     text: String,
     model_path: PathBuf,
-    run_dir: PathBuf,
     class_names: Vec<String>,
 }
 
+/// The last step event.
+#[derive(Clone, Copy, Debug)]
+struct StepView {
+    epoch: usize,
+    step: usize,
+    loss: f64,
+    clips_per_s: f64,
+}
+
+/// The plotted series: per step (x = the run's global step) and per epoch (x = epoch).
 #[derive(Clone, Debug, Default)]
 struct Curves {
-    train_loss: Vec<[f64; 2]>,
+    step_loss: Vec<[f64; 2]>,
+    /// The loss terms (`ce`, and with distillation `ce_teacher`, `dml`, `kd`), by name.
+    step_terms: BTreeMap<String, Vec<[f64; 2]>>,
+    step_lr: Vec<[f64; 2]>,
+    epoch_train_loss: Vec<[f64; 2]>,
     val_loss: Vec<[f64; 2]>,
     val_top1: Vec<[f64; 2]>,
-    lr: Vec<[f64; 2]>,
 }
 
 pub struct TrainingPanel {
@@ -119,9 +234,17 @@ pub struct TrainingPanel {
     check_error: Option<String>,
     summary: Option<SummaryView>,
     job: Option<RunningJob>,
+    plan: Option<Plan>,
+    /// The run folder of the running / last run.
+    run_folder: Option<PathBuf>,
+    /// A full run folder whose `latest` checkpoint can be continued ("Resume").
+    resumable: Option<PathBuf>,
+    /// Training clips of the running / last run (after its probe).
+    run_train_clips: Option<usize>,
     /// (done, total, from the cache)
     extract: Option<(usize, usize, usize)>,
     extract_note: Option<String>,
+    last_step: Option<StepView>,
     curves: Curves,
     epochs_seen: usize,
     report: Option<ReportView>,
@@ -139,13 +262,86 @@ impl Default for TrainingPanel {
             check_error: None,
             summary: None,
             job: None,
+            plan: None,
+            run_folder: None,
+            resumable: None,
+            run_train_clips: None,
             extract: None,
             extract_note: None,
+            last_step: None,
             curves: Curves::default(),
             epochs_seen: 0,
             report: None,
             frames: 8,
         }
+    }
+}
+
+/// Full fine-tuning starts from PP-TSMv2 in the training form: other weights are refused in
+/// one line (in the panel's words, not the CLI's) before any work starts.
+fn check_training_form(weights: &Path) -> Result<(), String> {
+    let checkpoint = open_checkpoint(weights, Role::Student).map_err(|e| e.to_string())?;
+    let name = weights.file_name().map_or_else(
+        || weights.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    if checkpoint.arch.model != ModelKind::PptsmV2 {
+        return Err(format!(
+            "{name} is {}; full fine-tuning supports PP-TSMv2 only, or choose Head only",
+            checkpoint.arch.display_name()
+        ));
+    }
+    if checkpoint.arch.form == WeightsForm::Fused {
+        return Err(format!(
+            "{name} is in the fused (inference) form; full fine-tuning needs the training form \
+             (a .pdparams, or a .safetensors saved without fusing), or choose Head only"
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `launch` on the calling thread (the panel's worker).
+fn run_launch(
+    launch: Launch,
+    cancel: &CancelToken,
+    send: &dyn Fn(Msg),
+) -> Result<HeadOnlyOutcome, String> {
+    let to_job = |e: JobEvent| send(Msg::Job(e));
+    match launch {
+        Launch::Head(job) => {
+            send(Msg::Plan(Plan::of(&job, false, false)));
+            run_head_only(&job, cancel, to_job).map_err(|e| e.to_string())
+        }
+        Launch::Full(job) => {
+            check_training_form(&job.weights_path)?;
+            send(Msg::Plan(Plan::of(&job, true, false)));
+            run_full(&job, cancel, to_job).map_err(|e| e.to_string())
+        }
+        Launch::Resume { run_dir, device } => {
+            let job = resume_job(&run_dir, *device).map_err(|e| e.to_string())?;
+            send(Msg::Plan(Plan::of(&job, true, true)));
+            run_full(&job, cancel, to_job).map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// A full run folder with a `latest` checkpoint of an unfinished run.
+fn is_resumable(dir: &Path) -> bool {
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+    };
+    let (Some(settings), Some(state)) = (read("settings.json"), read(LATEST_STATE)) else {
+        return false;
+    };
+    if settings["mode"] != "full" {
+        return false;
+    }
+    // A finished run has nothing left to continue.
+    match (state["epoch"].as_u64(), settings["job"]["epochs"].as_u64()) {
+        (Some(done), Some(all)) => done < all,
+        _ => true,
     }
 }
 
@@ -164,21 +360,48 @@ impl TrainingPanel {
     /// Where the run folder goes (empty: the default location).
     pub fn set_run_dir(&mut self, path: &Path) {
         self.form.run_dir = path.display().to_string();
+        self.refresh_resumable();
     }
 
-    /// Epochs and batch size of the next run.
+    /// Start weights of the next run (empty: the loaded model's).
+    pub fn set_weights(&mut self, path: &Path) {
+        self.form.weights = path.display().to_string();
+    }
+
+    /// Epochs and batch size of the next run (the batch size of the mode chosen now).
     pub fn set_epochs(&mut self, epochs: usize, batch_size: usize) {
         self.form.epochs = epochs.max(1);
-        self.form.batch_size = batch_size.max(1);
+        *self.form.batch_mut() = batch_size.max(1);
+    }
+
+    /// Full fine-tuning's training crop (clamped to what it accepts) and Mixup.
+    pub fn set_full_options(&mut self, size: u32, mixup: bool) {
+        self.form.size = size.clamp(MIN_SIZE, FULL_SIZE);
+        self.form.mixup = mixup;
+    }
+
+    /// Whether "Full fine-tuning" is chosen.
+    pub fn full_mode(&self) -> bool {
+        self.form.mode == Mode::Full
     }
 
     pub fn state(&self) -> &TrainState {
         &self.state
     }
 
-    /// Epoch events received so far (points of each curve).
+    /// Epoch events received so far (points of each per-epoch curve).
     pub fn epoch_points(&self) -> usize {
         self.epochs_seen
+    }
+
+    /// Step events received so far (points of the per-step loss and lr curves).
+    pub fn step_points(&self) -> usize {
+        self.curves.step_loss.len()
+    }
+
+    /// The global step of the last step event.
+    pub fn last_step(&self) -> Option<usize> {
+        self.last_step.map(|s| s.step)
     }
 
     /// (clips done, clips in all) of the feature extraction.
@@ -203,8 +426,28 @@ impl TrainingPanel {
         self.report.as_ref().map(|r| r.model_path.as_path())
     }
 
+    /// The run folder of the running or last run.
+    pub fn run_folder(&self) -> Option<&Path> {
+        self.run_folder.as_deref()
+    }
+
+    /// The run folder "Resume" would continue.
+    pub fn resumable(&self) -> Option<&Path> {
+        self.resumable.as_deref()
+    }
+
     pub fn is_running(&self) -> bool {
         self.job.is_some()
+    }
+
+    /// The folder a Resume would look at: the form's run folder, else the last run's.
+    fn refresh_resumable(&mut self) {
+        let candidate = if self.form.run_dir.trim().is_empty() {
+            self.run_folder.clone()
+        } else {
+            Some(PathBuf::from(self.form.run_dir.trim()))
+        };
+        self.resumable = candidate.filter(|d| is_resumable(d));
     }
 
     fn job_for(&self, shared: &Shared) -> Result<TrainJob, String> {
@@ -223,17 +466,27 @@ impl TrainingPanel {
         let mut job = TrainJob::new(PathBuf::from(data), weights.clone());
         job.frames = Some(self.form.frames);
         job.epochs = self.form.epochs;
-        job.batch_size = self.form.batch_size;
+        job.batch_size = self.form.batch();
         job.lr = (!self.form.auto_lr).then_some(self.form.lr);
         job.val_split = self.form.val_split;
         job.seed = self.form.seed;
-        job.run_dir =
-            (!self.form.run_dir.trim().is_empty()).then(|| PathBuf::from(self.form.run_dir.trim()));
-        job.device = JobDevice::Choose {
+        // The default folder is named here, so that the panel can say where the run is.
+        let run_dir = match self.form.run_dir.trim() {
+            "" => default_run_dir_for(Path::new(data), None).map_err(|e| e.to_string())?,
+            dir => PathBuf::from(dir),
+        };
+        job.run_dir = Some(run_dir);
+        job.device = self.device(shared);
+        job.size = self.form.size;
+        job.mixup = self.form.mixup;
+        Ok(job)
+    }
+
+    fn device(&self, shared: &Shared) -> JobDevice {
+        JobDevice::Choose {
             choice: shared.settings.device.choice(),
             threads: shared.settings.threads,
-        };
-        Ok(job)
+        }
     }
 
     /// Reads the data folder on a worker: classes, clips per class, broken clips.
@@ -274,7 +527,7 @@ impl TrainingPanel {
         }
     }
 
-    /// Starts a head-only run on its own thread.
+    /// Starts a run of the chosen mode on its own thread.
     pub fn start(&mut self, shared: &mut Shared, notify: Notify) {
         if self.job.is_some() {
             return;
@@ -286,30 +539,71 @@ impl TrainingPanel {
                 return;
             }
         };
+        let launch = match self.form.mode {
+            Mode::HeadOnly => Launch::Head(Box::new(job)),
+            Mode::Full => Launch::Full(Box::new(job)),
+        };
         self.frames = self.form.frames;
-        self.curves = Curves::default();
-        self.epochs_seen = 0;
+        self.reset_run(false);
+        // Named by the worker's plan, once the start weights are accepted.
+        self.run_folder = None;
+        self.spawn(launch, notify);
+    }
+
+    /// Continues the full run in the resumable run folder from its `latest` checkpoint, with
+    /// that run's own settings.
+    pub fn resume(&mut self, shared: &mut Shared, notify: Notify) {
+        if self.job.is_some() {
+            return;
+        }
+        let Some(run_dir) = self.resumable.clone() else {
+            return;
+        };
+        // The curves of the same run go on (step numbers continue); another run's are cleared.
+        let same = self.run_folder.as_deref() == Some(run_dir.as_path());
+        self.reset_run(same);
+        self.run_folder = Some(run_dir.clone());
+        let device = Box::new(self.device(shared));
+        self.spawn(Launch::Resume { run_dir, device }, notify);
+    }
+
+    /// Clears what the last run showed (its curves too unless `keep_curves`).
+    fn reset_run(&mut self, keep_curves: bool) {
+        if !keep_curves {
+            self.curves = Curves::default();
+            self.epochs_seen = 0;
+            self.last_step = None;
+        }
+        self.plan = None;
+        self.run_train_clips = None;
         self.report = None;
         self.extract = None;
         self.extract_note = None;
+        self.resumable = None;
+    }
+
+    fn spawn(&mut self, launch: Launch, notify: Notify) {
         let (tx, rx) = unbounded();
         let cancel = CancelToken::new();
         let token = cancel.clone();
         let spawned = std::thread::Builder::new()
             .name("kineto-train".into())
             .spawn(move || {
-                let send = |event: JobEvent| {
-                    let _ = tx.send(event);
+                let send = |msg: Msg| {
+                    let _ = tx.send(msg);
                     notify.notify();
                 };
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run_head_only(&job, &token, &send)
+                    run_launch(launch, &token, &send)
                 }));
-                match outcome {
-                    Ok(Ok(o)) if o.cancelled => send(JobEvent::Cancelled),
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => send(JobEvent::Failed(e.to_string())),
-                    Err(_) => send(JobEvent::Failed("the training job crashed".into())),
+                let end = match outcome {
+                    Ok(Ok(o)) if o.cancelled => Some(JobEvent::Cancelled),
+                    Ok(Ok(_)) => None,
+                    Ok(Err(e)) => Some(JobEvent::Failed(e)),
+                    Err(_) => Some(JobEvent::Failed("the training job crashed".into())),
+                };
+                if let Some(event) = end {
+                    send(Msg::Job(event));
                 }
             });
         match spawned {
@@ -325,7 +619,8 @@ impl TrainingPanel {
         }
     }
 
-    /// Asks the running job to stop (it stops between clips and epochs).
+    /// Asks the running job to stop (head-only: between clips and epochs; full fine-tuning:
+    /// between steps, after which it saves `latest`).
     pub fn cancel(&mut self) {
         if let Some(job) = &self.job {
             job.cancel.cancel();
@@ -347,13 +642,24 @@ impl TrainingPanel {
         let Some(job) = &self.job else {
             return;
         };
-        let events: Vec<JobEvent> = job.rx.try_iter().take(EVENTS_PER_FRAME).collect();
+        let messages: Vec<Msg> = job.rx.try_iter().take(EVENTS_PER_FRAME).collect();
         let mut finished = false;
-        for event in events {
-            finished |= self.on_event(event);
+        for msg in messages {
+            finished |= match msg {
+                Msg::Plan(plan) => {
+                    if let Some(frames) = plan.frames {
+                        self.frames = frames;
+                    }
+                    self.run_folder = Some(plan.run_dir.clone());
+                    self.plan = Some(plan);
+                    false
+                }
+                Msg::Job(event) => self.on_event(event),
+            };
         }
         if finished {
             self.job = None;
+            self.refresh_resumable();
         }
     }
 
@@ -366,6 +672,7 @@ impl TrainingPanel {
                 notes,
                 ..
             } => {
+                self.run_train_clips = Some(summary.train);
                 self.summary = Some(SummaryView {
                     summary,
                     broken,
@@ -395,8 +702,31 @@ impl TrainingPanel {
                 }
                 self.extract_note = Some(note);
             }
-            JobEvent::Train(TrainEvent::Step { epoch, lr, .. }) => {
-                self.curves.lr.push([epoch as f64, lr]);
+            JobEvent::Train(TrainEvent::Step {
+                epoch,
+                step,
+                loss,
+                terms,
+                lr,
+                clips_per_s,
+                ..
+            }) => {
+                let x = step as f64;
+                self.curves.step_loss.push([x, loss]);
+                for (name, value) in terms {
+                    self.curves
+                        .step_terms
+                        .entry(name)
+                        .or_default()
+                        .push([x, value]);
+                }
+                self.curves.step_lr.push([x, lr]);
+                self.last_step = Some(StepView {
+                    epoch,
+                    step,
+                    loss,
+                    clips_per_s,
+                });
             }
             JobEvent::Train(TrainEvent::Epoch {
                 epoch,
@@ -406,7 +736,7 @@ impl TrainingPanel {
                 ..
             }) => {
                 let x = epoch as f64;
-                self.curves.train_loss.push([x, train_loss]);
+                self.curves.epoch_train_loss.push([x, train_loss]);
                 if let Some(l) = val_loss {
                     self.curves.val_loss.push([x, l]);
                 }
@@ -426,10 +756,10 @@ impl TrainingPanel {
                 run_dir,
                 ..
             } => {
+                self.run_folder = Some(run_dir);
                 self.report = Some(ReportView {
                     text,
                     model_path,
-                    run_dir,
                     class_names,
                 });
             }
@@ -459,6 +789,51 @@ impl TrainingPanel {
         ));
     }
 
+    /// Steps of the whole run, once the run's probe has counted the training clips.
+    fn total_steps(&self) -> Option<usize> {
+        let plan = self.plan.as_ref()?;
+        let clips = self.run_train_clips?;
+        Some(plan.epochs * clips.div_ceil(plan.batch.max(1)))
+    }
+
+    /// "epoch e/E, step s/S, loss, rate, time left" of the last step event.
+    pub fn progress_text(&self) -> Option<String> {
+        let step = self.last_step?;
+        let plan = self.plan.as_ref()?;
+        let total = self.total_steps();
+        let mut text = format!("epoch {}/{}, step {}", step.epoch, plan.epochs, step.step);
+        if let Some(total) = total {
+            text.push_str(&format!("/{total}"));
+        }
+        text.push_str(&format!(
+            ", loss {:.4}, {:.1} clips/s",
+            step.loss, step.clips_per_s
+        ));
+        if let Some(total) = total
+            && self.job.is_some()
+            && step.clips_per_s > 0.0
+        {
+            let clips_left = total.saturating_sub(step.step) * plan.batch;
+            let secs = clips_left as f64 / step.clips_per_s;
+            text.push_str(&format!(", about {} left", duration_text(secs)));
+        }
+        Some(text)
+    }
+}
+
+/// "42 s", "3 min", "1.5 h".
+fn duration_text(secs: f64) -> String {
+    if secs < 90.0 {
+        format!("{secs:.0} s")
+    } else if secs < 5400.0 {
+        format!("{:.0} min", secs / 60.0)
+    } else {
+        format!("{:.1} h", secs / 3600.0)
+    }
+}
+
+/// The drawing.
+impl TrainingPanel {
     pub fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
         let notify = {
             let ctx = ui.ctx().clone();
@@ -517,9 +892,11 @@ impl TrainingPanel {
                 .id_salt("kineto.train.run.scroll")
                 .show(ui, |ui| {
                     self.controls_ui(ui, shared, notify);
+                    self.run_folder_ui(ui);
                     self.progress_ui(ui);
                     self.use_model_ui(ui, shared);
-                    if !self.curves.train_loss.is_empty() || !self.curves.lr.is_empty() {
+                    if !self.curves.step_loss.is_empty() || !self.curves.epoch_train_loss.is_empty()
+                    {
                         self.plots_ui(ui);
                     }
                     if let Some(report) = &self.report {
@@ -536,6 +913,22 @@ impl TrainingPanel {
                 .num_columns(2)
                 .spacing([12.0, 6.0])
                 .show(ui, |ui| {
+                    ui.label("Mode");
+                    ui.vertical(|ui| {
+                        ui.radio_value(&mut self.form.mode, Mode::HeadOnly, "Head only (fast)")
+                            .on_hover_text(
+                                "the backbone stays frozen, its features are cached once, a new \
+                                 classifier is trained in seconds per epoch",
+                            );
+                        ui.radio_value(&mut self.form.mode, Mode::Full, "Full fine-tuning")
+                            .on_hover_text(
+                                "every layer is trained with PaddleVideo's PP-TSMv2 recipe \
+                                 (Mixup, Momentum, warm-up + cosine); slow on a CPU",
+                            );
+                    });
+                    ui.end_row();
+                    // Read after the choice, so that a click shows its settings at once.
+                    let full = self.form.mode == Mode::Full;
                     ui.label("Start weights");
                     let hint = shared
                         .model()
@@ -547,6 +940,17 @@ impl TrainingPanel {
                             .hint_text(hint),
                     );
                     ui.end_row();
+                    if full {
+                        ui.label("");
+                        ui.label(
+                            egui::RichText::new(
+                                "full fine-tuning needs the training form: a .pdparams, or a \
+                                 .safetensors saved without fusing",
+                            )
+                            .small(),
+                        );
+                        ui.end_row();
+                    }
                     ui.label("Frames");
                     ui.horizontal(|ui| {
                         ui.radio_value(&mut self.form.frames, 8, "8");
@@ -557,17 +961,54 @@ impl TrainingPanel {
                     ui.add(egui::DragValue::new(&mut self.form.epochs).range(1..=1000));
                     ui.end_row();
                     ui.label("Batch size");
-                    ui.add(egui::DragValue::new(&mut self.form.batch_size).range(1..=1024));
+                    ui.add(egui::DragValue::new(self.form.batch_mut()).range(1..=1024));
                     ui.end_row();
+                    if full {
+                        ui.label("Crop size");
+                        ui.horizontal(|ui| {
+                            ui.add(
+                                egui::DragValue::new(&mut self.form.size)
+                                    .range(MIN_SIZE..=FULL_SIZE)
+                                    .suffix(" px"),
+                            );
+                            ui.label(
+                                egui::RichText::new(format!(
+                                    "scale {} px; 224 is PaddleVideo's, smaller is faster",
+                                    short_side_for(self.form.size)
+                                ))
+                                .small(),
+                            );
+                        });
+                        ui.end_row();
+                        ui.label("Mixup");
+                        ui.checkbox(&mut self.form.mixup, "mix pairs of clips (alpha 0.2)");
+                        ui.end_row();
+                    }
                     ui.label("Learning rate");
-                    ui.horizontal(|ui| {
-                        ui.checkbox(&mut self.form.auto_lr, "default");
-                        ui.add_enabled(
-                            !self.form.auto_lr,
-                            egui::DragValue::new(&mut self.form.lr)
-                                .range(1e-6..=1.0)
-                                .speed(0.0005)
-                                .max_decimals(6),
+                    ui.vertical(|ui| {
+                        ui.horizontal(|ui| {
+                            ui.checkbox(&mut self.form.auto_lr, "default");
+                            ui.add_enabled(
+                                !self.form.auto_lr,
+                                egui::DragValue::new(&mut self.form.lr)
+                                    .range(1e-6..=1.0)
+                                    .speed(0.0005)
+                                    .max_decimals(6),
+                            );
+                        });
+                        let rule = match self.form.mode {
+                            Mode::HeadOnly => "default: 0.01".to_string(),
+                            Mode::Full => format!(
+                                "default: 0.01 x batch / 128 = {:.6} (PaddleVideo's 0.01 for 8 \
+                                 GPUs x 16 clips, scaled to the batch size)",
+                                self.form.default_lr()
+                            ),
+                        };
+                        ui.label(
+                            egui::RichText::new(format!(
+                                "{rule}; warm-up from half of it, then cosine"
+                            ))
+                            .small(),
                         );
                     });
                     ui.end_row();
@@ -582,20 +1023,19 @@ impl TrainingPanel {
                     ui.add(egui::DragValue::new(&mut self.form.seed));
                     ui.end_row();
                     ui.label("Run folder");
-                    ui.add(
+                    let edit = ui.add(
                         egui::TextEdit::singleline(&mut self.form.run_dir)
                             .desired_width(240.0)
                             .hint_text("default: runs/ next to the weights cache"),
                     );
-                    ui.end_row();
-                    ui.label("Mode");
-                    ui.label(
-                        "head-only: the backbone stays frozen, its features are cached, a new \
-                         classifier is trained. Full fine-tuning and distillation are not \
-                         available yet.",
-                    );
+                    if edit.changed() {
+                        self.refresh_resumable();
+                    }
                     ui.end_row();
                 });
+            ui.label(
+                egui::RichText::new("Distillation is available from kineto train only.").small(),
+            );
         });
     }
 
@@ -607,7 +1047,7 @@ impl TrainingPanel {
                 .add_enabled(can_start, egui::Button::new("Start"))
                 .clicked()
             {
-                self.start(shared, notify);
+                self.start(shared, notify.clone());
             }
             let can_cancel = running && self.state != TrainState::Cancelling;
             if ui
@@ -616,15 +1056,35 @@ impl TrainingPanel {
             {
                 self.cancel();
             }
+            if !running && let Some(dir) = &self.resumable {
+                let hover = format!(
+                    "continue the run in {} from its latest checkpoint, with that run's own \
+                     settings",
+                    dir.display()
+                );
+                if ui.button("Resume").on_hover_text(hover).clicked() {
+                    self.resume(shared, notify);
+                }
+            }
             match &self.state {
                 TrainState::Idle => {}
                 TrainState::Running => {
                     ui.spinner();
-                    ui.label("training…");
+                    let what = match &self.plan {
+                        Some(p) if p.resumed => "resuming full fine-tuning",
+                        Some(p) if p.full => "full fine-tuning",
+                        _ => "training",
+                    };
+                    ui.label(what);
                 }
                 TrainState::Cancelling => {
                     ui.spinner();
-                    ui.label("cancelling…");
+                    let what = if self.plan.as_ref().is_some_and(|p| p.full) {
+                        "cancelling (saving the latest checkpoint)"
+                    } else {
+                        "cancelling"
+                    };
+                    ui.label(what);
                 }
                 TrainState::Done => {
                     ui.label("done");
@@ -637,6 +1097,39 @@ impl TrainingPanel {
                 }
             }
         });
+    }
+
+    /// Where the run is, and after a cancelled full run what was saved.
+    fn run_folder_ui(&self, ui: &mut egui::Ui) {
+        let Some(dir) = &self.run_folder else {
+            return;
+        };
+        ui.horizontal_wrapped(|ui| {
+            ui.label("Run folder:");
+            ui.label(egui::RichText::new(dir.display().to_string()).monospace());
+        });
+        let full = self.plan.as_ref().is_some_and(|p| p.full);
+        if full && self.state == TrainState::Cancelled {
+            if self.resumable.as_deref() == Some(dir.as_path()) {
+                ui.label(
+                    "The latest checkpoint is saved in the run folder; Resume continues the run.",
+                );
+            } else {
+                ui.label("Cancelled before the first checkpoint: nothing to resume.");
+            }
+        }
+        if let Some(plan) = self.plan.as_ref().filter(|p| p.full) {
+            ui.label(
+                egui::RichText::new(format!(
+                    "full fine-tuning: epochs {}, batch {}, crop {} px, Mixup {}",
+                    plan.epochs,
+                    plan.batch,
+                    plan.size,
+                    if plan.mixup { "on" } else { "off" }
+                ))
+                .small(),
+            );
+        }
     }
 
     fn progress_ui(&self, ui: &mut egui::Ui) {
@@ -657,43 +1150,119 @@ impl TrainingPanel {
         if let Some(note) = &self.extract_note {
             ui.label(note);
         }
+        match (self.progress_text(), self.last_step) {
+            (Some(text), Some(step)) => {
+                let fraction = self
+                    .total_steps()
+                    .filter(|&t| t > 0)
+                    .map_or(0.0, |t| (step.step as f32 / t as f32).min(1.0));
+                ui.add(
+                    egui::ProgressBar::new(fraction)
+                        .text(text)
+                        .desired_width(420.0),
+                );
+            }
+            _ => {
+                if self.job.is_some() && self.plan.as_ref().is_some_and(|p| p.full) {
+                    ui.label("preparing: checking the clips, building the model");
+                }
+            }
+        }
     }
 
     fn plots_ui(&self, ui: &mut egui::Ui) {
-        let height = 160.0;
-        ui.columns(3, |cols| {
-            cols[0].label("loss");
-            Plot::new("kineto.train.loss")
+        let height = 150.0;
+        let loss_color = egui::Color32::from_rgb(0x3b, 0x82, 0xd6);
+        let val_color = egui::Color32::from_rgb(0xe0, 0x7b, 0x28);
+        let lr_color = egui::Color32::from_rgb(0x4c, 0xaf, 0x50);
+        // The x axes span the whole run once its length is known, so the curves grow into it.
+        let last_step = self.total_steps().unwrap_or(1).max(1) as f64;
+        let last_epoch = self.plan.as_ref().map_or(1, |p| p.epochs).max(1) as f64;
+        ui.columns(2, |cols| {
+            cols[0].label("train loss (per step)");
+            // The terms are drawn when there is more than one (distillation).
+            let terms = self.curves.step_terms.len() > 1;
+            let mut plot = Plot::new("kineto.train.loss")
                 .height(height)
-                .legend(Legend::default())
-                .allow_scroll(false)
+                .allow_scroll(false);
+            if terms {
+                plot = plot.legend(Legend::default());
+            }
+            plot.x_axis_label("step")
+                .include_x(0.0)
+                .include_x(last_step)
+                .include_y(0.0)
                 .show(&mut cols[0], |plot| {
-                    plot.line(Line::new("train loss", self.curves.train_loss.clone()));
-                    if !self.curves.val_loss.is_empty() {
-                        plot.line(Line::new("val loss", self.curves.val_loss.clone()));
+                    plot.line(
+                        Line::new("train loss", self.curves.step_loss.clone()).color(loss_color),
+                    );
+                    if terms {
+                        for (name, series) in &self.curves.step_terms {
+                            plot.line(Line::new(name.as_str(), series.clone()));
+                        }
+                    }
+                    if self.curves.step_loss.len() < 2 {
+                        plot.points(
+                            Points::new("train loss", self.curves.step_loss.clone())
+                                .color(loss_color)
+                                .radius(3.0),
+                        );
                     }
                 });
-            cols[1].label("val top-1 (%)");
-            Plot::new("kineto.train.top1")
-                .height(height)
-                .allow_scroll(false)
-                .include_y(0.0)
-                .include_y(100.0)
-                .show(&mut cols[1], |plot| {
-                    plot.line(Line::new("val top-1", self.curves.val_top1.clone()));
-                });
-            cols[2].label("learning rate");
+            cols[1].label("learning rate (per step)");
             Plot::new("kineto.train.lr")
                 .height(height)
                 .allow_scroll(false)
+                .x_axis_label("step")
+                .include_x(0.0)
+                .include_x(last_step)
                 .include_y(0.0)
-                .show(&mut cols[2], |plot| {
-                    plot.line(Line::new("lr", self.curves.lr.clone()));
+                .show(&mut cols[1], |plot| {
+                    plot.line(Line::new("lr", self.curves.step_lr.clone()).color(lr_color));
+                });
+        });
+        ui.columns(2, |cols| {
+            cols[0].label("loss (per epoch)");
+            Plot::new("kineto.train.epoch_loss")
+                .height(height)
+                .legend(Legend::default())
+                .allow_scroll(false)
+                .x_axis_label("epoch")
+                .include_x(0.0)
+                .include_x(last_epoch)
+                .include_y(0.0)
+                .show(&mut cols[0], |plot| {
+                    let train = self.curves.epoch_train_loss.clone();
+                    plot.line(Line::new("train loss", train.clone()).color(loss_color));
+                    plot.points(
+                        Points::new("train loss", train)
+                            .color(loss_color)
+                            .radius(3.0),
+                    );
+                    if !self.curves.val_loss.is_empty() {
+                        let val = self.curves.val_loss.clone();
+                        plot.line(Line::new("val loss", val.clone()).color(val_color));
+                        plot.points(Points::new("val loss", val).color(val_color).radius(3.0));
+                    }
+                });
+            cols[1].label("val top-1 (%, per epoch)");
+            Plot::new("kineto.train.top1")
+                .height(height)
+                .allow_scroll(false)
+                .x_axis_label("epoch")
+                .include_x(0.0)
+                .include_x(last_epoch)
+                .include_y(0.0)
+                .include_y(100.0)
+                .show(&mut cols[1], |plot| {
+                    let top1 = self.curves.val_top1.clone();
+                    plot.line(Line::new("val top-1", top1.clone()).color(val_color));
+                    plot.points(Points::new("val top-1", top1).color(val_color).radius(3.0));
                 });
         });
     }
 
-    /// The run folder and "Use this model", once a model is written.
+    /// "Use this model", once a model is written.
     fn use_model_ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
         let Some(report) = &self.report else {
             return;
@@ -708,8 +1277,6 @@ impl TrainingPanel {
             if in_use {
                 ui.label("in use");
             }
-            ui.label("Run folder:");
-            ui.label(egui::RichText::new(report.run_dir.display().to_string()).monospace());
         });
         if clicked {
             self.use_model(shared);
