@@ -9,7 +9,7 @@ use common::*;
 use kineto::infer::device::{ComputeDevice, DeviceChoice};
 use kineto::infer::engine::Engine;
 use kineto::model::Form;
-use kineto::model::nhwc::NhwcPpTsmV2;
+use kineto::model::nhwc::{FrameMaps, NhwcPpTsmV2};
 use kineto::model::{Network, Recognizer};
 
 fn engine(attention: bool, threads: usize) -> Engine {
@@ -140,6 +140,19 @@ fn a_batch_of_two_clips_gives_each_clip_its_own_logits() {
     assert!(max_abs_diff(&both[400..], &single_b) <= 1e-5);
 }
 
+/// Each frame's maps at the temporal shift, through the engine.
+fn frame_maps_of(engine: &Engine, frames: &[f32], h: usize, w: usize) -> Vec<FrameMaps> {
+    frames
+        .chunks_exact(3 * h * w)
+        .map(|frame| {
+            engine
+                .frame_maps(frame, h, w)
+                .expect("splits")
+                .expect("maps")
+        })
+        .collect()
+}
+
 #[test]
 fn live_window_from_per_frame_maps_matches_the_whole_clip() {
     let input = npy("video/example_16f_input.npy");
@@ -147,16 +160,7 @@ fn live_window_from_per_frame_maps_matches_the_whole_clip() {
     let engine = engine(false, 1);
     assert!(engine.splits_at_shift());
     let frame_len = 3 * h * w;
-    let maps: Vec<_> = input
-        .data
-        .chunks_exact(frame_len)
-        .map(|frame| {
-            engine
-                .frame_maps(frame, h, w)
-                .expect("splits")
-                .expect("maps")
-        })
-        .collect();
+    let maps = frame_maps_of(&engine, &input.data, h, w);
     // The 16 frames as a 16f window, and the sliding 8f windows over them.
     let all: Vec<_> = maps.iter().collect();
     let logits = engine
@@ -186,16 +190,7 @@ fn sliding_window_from_cached_frame_shares_matches_the_whole_clip() {
     let engine = engine(false, 1);
     assert!(engine.has_local_shares());
     let frame_len = 3 * h * w;
-    let maps: Vec<_> = input
-        .data
-        .chunks_exact(frame_len)
-        .map(|frame| {
-            engine
-                .frame_maps(frame, h, w)
-                .expect("splits")
-                .expect("maps")
-        })
-        .collect();
+    let maps = frame_maps_of(&engine, &input.data, h, w);
     // Each frame's share for one window position; a window is the mean of its frames' shares.
     let share = |window: std::ops::Range<usize>, i: usize| {
         let prev = (i > window.start).then(|| &maps[i - 1]);
