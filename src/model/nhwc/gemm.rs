@@ -253,46 +253,24 @@ mod x86 {
     /// 6 rows x 16 columns: 12 accumulators + 2 weight vectors + 1 broadcast of 16 ymm.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn block_avx2(block: &Block<6>) {
-        let [r0, r1, r2, r3, r4, r5] = block.rows;
+        let rows = block.rows;
         // SAFETY (whole body): `tile` built the pointers from slices long enough for k values
         // per row, k * 16 packed weights, 16 bias values and 6 destination rows of 16.
         unsafe {
             let b0 = _mm256_loadu_ps(block.bias);
             let b1 = _mm256_loadu_ps(block.bias.add(8));
-            let (mut c00, mut c01, mut c10, mut c11, mut c20, mut c21) = (b0, b1, b0, b1, b0, b1);
-            let (mut c30, mut c31, mut c40, mut c41, mut c50, mut c51) = (b0, b1, b0, b1, b0, b1);
+            let mut acc = [[b0, b1]; 6];
             let mut w = block.panel;
             for p in 0..block.k {
                 let w0 = _mm256_loadu_ps(w);
                 let w1 = _mm256_loadu_ps(w.add(8));
-                let v = _mm256_broadcast_ss(&*r0.add(p));
-                c00 = _mm256_fmadd_ps(v, w0, c00);
-                c01 = _mm256_fmadd_ps(v, w1, c01);
-                let v = _mm256_broadcast_ss(&*r1.add(p));
-                c10 = _mm256_fmadd_ps(v, w0, c10);
-                c11 = _mm256_fmadd_ps(v, w1, c11);
-                let v = _mm256_broadcast_ss(&*r2.add(p));
-                c20 = _mm256_fmadd_ps(v, w0, c20);
-                c21 = _mm256_fmadd_ps(v, w1, c21);
-                let v = _mm256_broadcast_ss(&*r3.add(p));
-                c30 = _mm256_fmadd_ps(v, w0, c30);
-                c31 = _mm256_fmadd_ps(v, w1, c31);
-                let v = _mm256_broadcast_ss(&*r4.add(p));
-                c40 = _mm256_fmadd_ps(v, w0, c40);
-                c41 = _mm256_fmadd_ps(v, w1, c41);
-                let v = _mm256_broadcast_ss(&*r5.add(p));
-                c50 = _mm256_fmadd_ps(v, w0, c50);
-                c51 = _mm256_fmadd_ps(v, w1, c51);
+                for (c, row) in acc.iter_mut().zip(rows) {
+                    let v = _mm256_broadcast_ss(&*row.add(p));
+                    c[0] = _mm256_fmadd_ps(v, w0, c[0]);
+                    c[1] = _mm256_fmadd_ps(v, w1, c[1]);
+                }
                 w = w.add(16);
             }
-            let acc = [
-                [c00, c01],
-                [c10, c11],
-                [c20, c21],
-                [c30, c31],
-                [c40, c41],
-                [c50, c51],
-            ];
             let zero = _mm256_setzero_ps();
             for (r, [mut a, mut b]) in acc.into_iter().enumerate() {
                 if block.relu {
