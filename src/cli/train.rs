@@ -1,6 +1,7 @@
 //! `kineto train DATA [--head-only] [--weights W] [--epochs N] [--batch-size B] [--lr LR]
 //! [--frames 8|16] [--size S] [--no-mixup] [--val DATA | --val-split F] [--labels FILE]
-//! [--output OUT] [--run-dir DIR] [--resume DIR] [--seed S] [--json]`
+//! [--output OUT] [--run-dir DIR] [--resume DIR] [--seed S] [--json]
+//! [--distill dml|kd --teacher W [--temperature T] [--kd-weight A]]`
 //!
 //! Full fine-tuning (PaddleVideo's PP-TSMv2 recipe: training-form model, train-mode
 //! BatchNorm, Mixup, Momentum + Nesterov + L2, warm-up + cosine), or with `--head-only` a new
@@ -9,13 +10,17 @@
 //! `settings.json`, `metrics.jsonl`, `model.safetensors`, `confusion.csv` and `report.txt`;
 //! full fine-tuning adds the `latest` and `best` checkpoints, head-only its feature cache.
 //! Ctrl-C saves `latest` (full fine-tuning) and exits 130; `--resume RUN_DIR` continues.
+//! `--distill` adds a teacher to full fine-tuning: DML (PaddleVideo's PP-TSMv2 recipe, the
+//! teacher trained too and saved as `latest_teacher`) or classic KD (frozen teacher).
 
 use std::cell::RefCell;
 use std::path::PathBuf;
 
 use anyhow::anyhow;
 use kineto::train::TrainError;
-use kineto::train::full_job::{resume_job, run_full};
+use kineto::train::full_job::{
+    DistillJob, DistillMode, KD_TEMPERATURE, KD_WEIGHT, resume_job, run_full,
+};
 use kineto::train::job::{JobDevice, JobEvent, TrainJob, default_run_dir_for, run_head_only};
 use kineto::train::metrics::TrainEvent;
 
@@ -82,6 +87,31 @@ pub struct TrainArgs {
     /// JSON Lines events on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Full fine-tuning with a teacher (needs --teacher). `dml`: PaddleVideo's PP-TSMv2 DML,
+    /// student and teacher trained together, each by its own Momentum state at the same lr:
+    /// loss = CE(student) + CE(teacher) + symmetric KL of their softmaxes (weights 1; with
+    /// Mixup each CE takes the mixed labels). `kd`: classic distillation from a frozen teacher
+    /// (eval mode): loss = (1 - A)·CE(student) + A·T²·KL(teacher_T || student_T).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub distill: Option<DistillArg>,
+    /// The --distill teacher: a catalog name or a .pdparams / .safetensors file (of a DML
+    /// .pdparams, its Teacher). dml: PP-TSMv2 in the training form (its classifier is replaced
+    /// for the data's classes unless it already has them by name); kd: PP-TSMv2 or PP-TSM
+    /// ResNet-50, any form, already trained on the data's classes (e.g. a kineto train model).
+    #[arg(long, value_name = "WEIGHTS")]
+    pub teacher: Option<String>,
+    /// --distill kd: the softmax temperature T [default: 4].
+    #[arg(long, value_name = "T")]
+    pub temperature: Option<f64>,
+    /// --distill kd: the weight A of the KD term, in [0, 1] [default: 0.5].
+    #[arg(long, value_name = "A")]
+    pub kd_weight: Option<f64>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DistillArg {
+    Dml,
+    Kd,
 }
 
 fn say(global: &GlobalArgs, text: &str) {
@@ -90,7 +120,43 @@ fn say(global: &GlobalArgs, text: &str) {
     }
 }
 
+/// The distillation options' checks that need no file (one-line errors).
+fn check_distill_args(args: &TrainArgs) -> Result<(), Failure> {
+    let fail = |text: &str| Err(Failure::fatal(anyhow!("{text}")));
+    let kd_only = args.temperature.is_some() || args.kd_weight.is_some();
+    match args.distill {
+        Some(_) if args.head_only => fail(
+            "--distill needs full fine-tuning (the teacher is run on every training batch); \
+             it cannot be used with --head-only",
+        ),
+        Some(_) if args.resume.is_some() => {
+            fail("--resume continues a run with its own settings; leave out --distill")
+        }
+        Some(_) if args.teacher.is_none() => fail("--distill needs --teacher WEIGHTS"),
+        Some(DistillArg::Dml) if kd_only => {
+            fail("--temperature and --kd-weight apply to --distill kd, not dml")
+        }
+        None if args.teacher.is_some() || kd_only => {
+            fail("--teacher, --temperature and --kd-weight need --distill dml|kd")
+        }
+        _ => {
+            if let Some(t) = args.temperature
+                && !(t.is_finite() && t > 0.0)
+            {
+                return fail("--temperature must be a positive number");
+            }
+            if let Some(a) = args.kd_weight
+                && !(0.0..=1.0).contains(&a)
+            {
+                return fail("--kd-weight must be in [0, 1]");
+            }
+            Ok(())
+        }
+    }
+}
+
 pub fn run(args: &TrainArgs, global: &GlobalArgs) -> CliResult {
+    check_distill_args(args)?;
     if args.head_only && (args.size.is_some() || args.no_mixup) {
         return Err(Failure::fatal(anyhow!(
             "--size and --no-mixup apply to full fine-tuning, not --head-only"
@@ -129,13 +195,18 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs) -> CliResult {
             say(
                 global,
                 &format!(
-                    "kineto: resuming {} with its own settings ({} epochs, batch {}, size {}, seed {}{})",
+                    "kineto: resuming {} with its own settings ({} epochs, batch {}, size {}, seed {}{}{})",
                     run_dir.display(),
                     job.epochs,
                     job.batch_size,
                     job.size,
                     job.seed,
-                    if job.mixup { "" } else { ", no Mixup" }
+                    if job.mixup { "" } else { ", no Mixup" },
+                    match &job.distill {
+                        Some(d) =>
+                            format!(", --distill {} --teacher {}", d.mode.as_str(), d.teacher),
+                        None => String::new(),
+                    }
                 ),
             );
             job
@@ -153,6 +224,19 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs) -> CliResult {
                     .map_err(Failure::fatal)?,
             };
             let weights = resolve_weights(&args.weights, global)?.path;
+            let distill = match (args.distill, &args.teacher) {
+                (Some(mode), Some(teacher)) => Some(DistillJob {
+                    mode: match mode {
+                        DistillArg::Dml => DistillMode::Dml,
+                        DistillArg::Kd => DistillMode::Kd,
+                    },
+                    teacher: teacher.clone(),
+                    teacher_path: resolve_weights(teacher, global)?.path,
+                    temperature: args.temperature.unwrap_or(KD_TEMPERATURE),
+                    kd_weight: args.kd_weight.unwrap_or(KD_WEIGHT),
+                }),
+                _ => None,
+            };
             let device = resolve_device(global)?;
             TrainJob {
                 data,
@@ -172,6 +256,7 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs) -> CliResult {
                 size: args.size.unwrap_or(kineto::train::full_job::FULL_SIZE),
                 mixup: !args.no_mixup,
                 resume: false,
+                distill,
             }
         }
     };

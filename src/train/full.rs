@@ -23,6 +23,12 @@
 //! fixed by the first tensor created, so configuring it would tie a whole process to one
 //! precision.
 //!
+//! The step is also split in two for losses computed elsewhere: [`FullTrainer::forward`] (the
+//! train-mode forward, graph kept) and [`FullTrainer::backward_and_update`] (backward seeded
+//! with a given dLoss/dlogits, then 3 and 4); the cross-entropy step is that pair, and so are
+//! [`dml_step`] (PaddleVideo's DML: both models' forwards, one summed loss, each model seeded
+//! with its own gradient of it) and [`kd_step`] (classic KD against a frozen teacher's logits).
+//!
 //! The optimiser update runs on the host in f64 (one implementation of Paddle's rule,
 //! [`Momentum`], shared with head-only training) and is rounded back to the trainer's dtype.
 
@@ -31,7 +37,7 @@ use std::collections::{BTreeMap, HashMap};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{DType, Device, FloatDType, Gradients, Tensor, TensorData};
 
-use super::distill::{Targets, cross_entropy};
+use super::distill::{DmlWeights, KdWeights, Targets, cross_entropy, dml_loss, kd_loss};
 use super::optim::Momentum;
 use crate::checkpoint::ParamStore;
 use crate::checkpoint::load::store_from_module;
@@ -125,6 +131,24 @@ pub struct StepOutcome {
     pub untouched: Vec<String>,
 }
 
+/// A train-mode forward whose autodiff graph is kept until
+/// [`FullTrainer::backward_and_update`] consumes it.
+pub struct TrainForward {
+    logits_tensor: Tensor<2>,
+    features: Tensor<2>,
+    stats: BatchStats,
+    /// `[N, classes]` on the host (f64).
+    pub logits: HostTensor,
+    n: usize,
+    classes: usize,
+}
+
+impl std::fmt::Debug for TrainForward {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TrainForward([{}, {}])", self.n, self.classes)
+    }
+}
+
 /// A PP-TSMv2 (training form) being fine-tuned: its parameters as autodiff leaves in the chosen
 /// precision, and the optimiser's velocities.
 #[derive(Debug)]
@@ -212,25 +236,89 @@ impl FullTrainer {
         lr: f64,
         trace: &mut Trace,
     ) -> Result<StepOutcome, FullTrainError> {
-        let [n, t, c, h, w] = match targets {
-            Targets::Hard(labels) => self.check_batch(clips.shape().as_slice(), labels)?,
-            Targets::Mixup { a, b, .. } => {
-                self.check_batch(clips.shape().as_slice(), b)?;
-                self.check_batch(clips.shape().as_slice(), a)?
-            }
-        };
+        self.check_targets(clips.shape().as_slice(), targets)?;
+        let forward = self.forward_traced(clips, trace)?;
+        let ce = cross_entropy(&forward.logits.data, forward.classes, targets);
+        self.backward_and_update(forward, ce.loss, ce.grad, lr)
+    }
+
+    /// A step whose loss is computed by `loss` from the host logits (`[N, classes]`, f64): it
+    /// returns the loss and its gradient wrt the logits (`N·classes` values, row-major), which
+    /// seeds the backward. [`step_targets`](Self::step_targets) is this with cross-entropy.
+    pub fn step_with_loss(
+        &mut self,
+        clips: TensorData,
+        lr: f64,
+        loss: impl FnOnce(&HostTensor) -> (f64, Vec<f64>),
+    ) -> Result<StepOutcome, FullTrainError> {
+        let forward = self.forward(clips)?;
+        let (value, dlogits) = loss(&forward.logits);
+        self.backward_and_update(forward, value, dlogits, lr)
+    }
+
+    /// The train-mode forward of `clips` (`[N, T, 3, H, W]`), its graph kept for
+    /// [`backward_and_update`](Self::backward_and_update). Nothing is updated yet: a loss
+    /// over several models' logits (DML) runs every forward first.
+    pub fn forward(&self, clips: TensorData) -> Result<TrainForward, FullTrainError> {
+        self.forward_traced(clips, &mut Trace::off())
+    }
+
+    fn forward_traced(
+        &self,
+        clips: TensorData,
+        trace: &mut Trace,
+    ) -> Result<TrainForward, FullTrainError> {
+        let [n, t, c, h, w] = self.check_shape(clips.shape().as_slice())?;
         let frames = Tensor::<5>::from_data(clips, (&self.device, DType::from(self.dtype)))
             .reshape([n * t, c, h, w]);
         let mut stats = BatchStats::default();
         let (features, logits) = self.network.forward_train(frames, t, &mut stats, trace);
         let classes = logits.dims()[1];
         let logits_host = host(&logits, "logits")?;
-        let ce = cross_entropy(&logits_host.data, classes, targets);
+        Ok(TrainForward {
+            logits_tensor: logits,
+            features,
+            stats,
+            logits: logits_host,
+            n,
+            classes,
+        })
+    }
+
+    /// The backward of `forward` seeded with `dlogits` (dLoss/dlogits, `N·classes` values,
+    /// row-major; `Σ logits·dlogits` has the loss's parameter gradients), then the optimiser
+    /// update at learning rate `lr` and the running statistics. `loss` is only reported.
+    pub fn backward_and_update(
+        &mut self,
+        forward: TrainForward,
+        loss: f64,
+        dlogits: Vec<f64>,
+        lr: f64,
+    ) -> Result<StepOutcome, FullTrainError> {
+        let TrainForward {
+            logits_tensor,
+            features,
+            stats,
+            logits: logits_host,
+            n,
+            classes,
+        } = forward;
+        if dlogits.len() != n * classes {
+            return Err(FullTrainError::Update(format!(
+                "{} logit gradients for [{n}, {classes}] logits",
+                dlogits.len()
+            )));
+        }
+        if let Some(v) = dlogits.iter().find(|v| !v.is_finite()) {
+            return Err(FullTrainError::Update(format!(
+                "the logit gradient is not finite ({v})"
+            )));
+        }
         let seed = Tensor::<2>::from_data(
-            TensorData::new(ce.grad.clone(), [n, classes]),
+            TensorData::new(dlogits.clone(), [n, classes]),
             (&self.device, DType::from(self.dtype)),
         );
-        let grads = (logits * seed).sum().backward();
+        let grads = (logits_tensor * seed).sum().backward();
 
         let batch_stats = stats
             .layers
@@ -265,12 +353,12 @@ impl FullTrainer {
         self.velocity.extend(update.velocity_out);
         self.network = network;
         Ok(StepOutcome {
-            loss: ce.loss,
+            loss,
             features: host(&features, "features")?,
             logits: logits_host,
             dlogits: HostTensor {
                 shape: vec![n, classes],
-                data: ce.grad,
+                data: dlogits,
             },
             grads: grads_out,
             batch_stats,
@@ -278,23 +366,41 @@ impl FullTrainer {
         })
     }
 
-    fn check_batch(&self, dims: &[usize], labels: &[usize]) -> Result<[usize; 5], FullTrainError> {
-        let Ok(dims5) = <[usize; 5]>::try_from(dims) else {
-            return Err(FullTrainError::InputShape(dims.to_vec()));
+    /// Checks a batch shape and its targets (count and range) against this model.
+    pub fn check_targets(&self, dims: &[usize], targets: &Targets) -> Result<(), FullTrainError> {
+        match targets {
+            Targets::Hard(labels) => self.check_batch(dims, labels)?,
+            Targets::Mixup { a, b, .. } => {
+                self.check_batch(dims, b)?;
+                self.check_batch(dims, a)?
+            }
         };
-        let [n, t, c, h, w] = dims5;
-        if n == 0 || t == 0 || c != 3 || h < 32 || w < 32 {
-            return Err(FullTrainError::InputShape(dims.to_vec()));
-        }
+        Ok(())
+    }
+
+    fn check_batch(&self, dims: &[usize], labels: &[usize]) -> Result<[usize; 5], FullTrainError> {
+        let dims5 = self.check_shape(dims)?;
+        let n = dims5[0];
         if labels.len() != n {
             return Err(FullTrainError::LabelCount {
                 labels: labels.len(),
                 clips: n,
             });
         }
-        let classes = self.network.fc.bias.dims()[0];
+        let classes = self.classes();
         if let Some(&label) = labels.iter().find(|&&l| l >= classes) {
             return Err(FullTrainError::LabelRange { label, classes });
+        }
+        Ok(dims5)
+    }
+
+    fn check_shape(&self, dims: &[usize]) -> Result<[usize; 5], FullTrainError> {
+        let Ok(dims5) = <[usize; 5]>::try_from(dims) else {
+            return Err(FullTrainError::InputShape(dims.to_vec()));
+        };
+        let [n, t, c, h, w] = dims5;
+        if n == 0 || t == 0 || c != 3 || h < 32 || w < 32 {
+            return Err(FullTrainError::InputShape(dims.to_vec()));
         }
         if let Some(expected) = self.network.attention_segments()
             && expected != t
@@ -362,6 +468,109 @@ impl FullTrainer {
     pub fn to_store(&self) -> ParamStore {
         store_from_module(&self.network, |path| paddle_key(ModelKind::PptsmV2, path))
     }
+}
+
+/// One DML step of a student and a teacher (PaddleVideo's PP-TSMv2 DML).
+#[derive(Clone, Debug)]
+pub struct DmlStep {
+    /// The total and its three terms (student CE, teacher CE, symmetric KL).
+    pub total: f64,
+    pub ce_student: f64,
+    pub ce_teacher: f64,
+    pub dml: f64,
+    /// Each model's step; `loss` is the total, `dlogits` what seeded its backward.
+    pub student: StepOutcome,
+    pub teacher: StepOutcome,
+}
+
+/// PaddleVideo's DML step: both train-mode forwards on the same (mixed) clips, then
+/// `w·CE(student) + w·CE(teacher) + w·DML(student, teacher)` ([`dml_loss`], Mixup targets as
+/// `DistillationCELoss` takes them), one summed loss whose gradient trains both models, each
+/// updated by its own optimiser state at the same `lr`.
+pub fn dml_step(
+    student: &mut FullTrainer,
+    teacher: &mut FullTrainer,
+    clips: TensorData,
+    targets: &Targets,
+    weights: DmlWeights,
+    lr: f64,
+) -> Result<DmlStep, FullTrainError> {
+    let dims = clips.shape().as_slice().to_vec();
+    student.check_targets(&dims, targets)?;
+    teacher.check_targets(&dims, targets)?;
+    if student.classes() != teacher.classes() {
+        return Err(FullTrainError::Update(format!(
+            "the student has {} classes, the teacher {}",
+            student.classes(),
+            teacher.classes()
+        )));
+    }
+    let s = student.forward(clips.clone())?;
+    let t = teacher.forward(clips)?;
+    let loss = dml_loss(&s.logits.data, &t.logits.data, s.classes, targets, weights);
+    let student_step = student.backward_and_update(s, loss.total, loss.grad_student, lr)?;
+    let teacher_step = teacher.backward_and_update(t, loss.total, loss.grad_teacher, lr)?;
+    Ok(DmlStep {
+        total: loss.total,
+        ce_student: loss.ce_student,
+        ce_teacher: loss.ce_teacher,
+        dml: loss.dml,
+        student: student_step,
+        teacher: teacher_step,
+    })
+}
+
+/// One classic-KD step of the student against a frozen teacher's logits.
+#[derive(Clone, Debug)]
+pub struct KdStep {
+    pub total: f64,
+    pub ce: f64,
+    pub kd: f64,
+    /// `loss` is the total, `dlogits` what seeded the backward.
+    pub student: StepOutcome,
+}
+
+/// A KD step: `teacher_logits` (`[N, classes]`, from the frozen teacher on the same clips)
+/// are constants; the student's loss is [`kd_loss`] (`w_ce·CE + w_kd·T²·KL(p_t^T ‖ p_s^T)`).
+pub fn kd_step(
+    student: &mut FullTrainer,
+    teacher_logits: &[f64],
+    clips: TensorData,
+    targets: &Targets,
+    temperature: f64,
+    weights: KdWeights,
+    lr: f64,
+) -> Result<KdStep, FullTrainError> {
+    student.check_targets(clips.shape().as_slice(), targets)?;
+    if !(temperature.is_finite() && temperature > 0.0) {
+        return Err(FullTrainError::Update(format!(
+            "the KD temperature must be positive, not {temperature}"
+        )));
+    }
+    let s = student.forward(clips)?;
+    if teacher_logits.len() != s.logits.data.len() {
+        return Err(FullTrainError::Update(format!(
+            "{} teacher logits for [{}, {}] student logits",
+            teacher_logits.len(),
+            s.n,
+            s.classes
+        )));
+    }
+    let loss = kd_loss(
+        &s.logits.data,
+        teacher_logits,
+        s.classes,
+        targets,
+        temperature,
+        weights,
+    );
+    let step = student.backward_and_update(s, loss.total, loss.grad_student, lr)?;
+    Ok(KdStep {
+        total: loss.total,
+        ce: loss.ce,
+        kd: loss.kd,
+        student: step,
+    })
 }
 
 fn is_running_stat(key: &str) -> bool {

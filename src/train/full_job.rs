@@ -29,6 +29,14 @@
 //!   (epoch, batch, step, partial epoch sums, sha256 of both files), written at every epoch end
 //!   and when cancelled; `best.safetensors` by val top-1. The final model is
 //!   `model.safetensors` in the fused form with the class names (what `kineto classify` runs).
+//! - **Distillation** ([`DistillJob`]): `Dml` trains a PP-TSMv2 teacher (training form) with
+//!   the student, both on the same mixed batch, by PaddleVideo's DML loss ([`dml_step`]; each
+//!   model its own velocities, one schedule); the teacher is checkpointed beside `latest` as
+//!   `latest_teacher.safetensors` + `latest_teacher.optim.bin` (named in the state), and
+//!   resumed with it. `Kd` runs a frozen teacher (any form, PP-TSMv2 or ResNet-50, with the
+//!   data's classes) through the fused inference [`Engine`] and trains the student by
+//!   [`kd_step`]. The step events carry each term (`ce`, `ce_teacher`, `dml` / `ce`, `kd`);
+//!   `loss` is the total. Validation and the exported model are the student's.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -48,8 +56,8 @@ use sha2::{Digest, Sha256};
 
 use super::TrainError;
 use super::dataset::Sample;
-use super::distill::Targets;
-use super::full::{FullStepOptions, FullTrainer};
+use super::distill::{DmlWeights, KdWeights, Targets};
+use super::full::{FullStepOptions, FullTrainer, dml_step, kd_step};
 use super::head_only::{Head, ModelOrigin, store_with_head, write_trained_store};
 use super::job::{
     DataCheck, HeadOnlyOutcome, JobDevice, JobEvent, TrainJob, default_run_dir_for, open_split,
@@ -58,9 +66,9 @@ use super::job::{
 use super::metrics::{Evaluation, TrainEvent, argmax};
 use super::run::{MetricsLog, WarmupCosine, prepare_run_dir, write_run_file};
 use crate::checkpoint::file::{Checkpoint, open_checkpoint};
-use crate::checkpoint::keys::Role;
+use crate::checkpoint::keys::{Layout, Role};
 use crate::infer::device::ComputeDevice;
-use crate::infer::engine::panic_message;
+use crate::infer::engine::{Engine, panic_message, store_in_form};
 use crate::model::fuse::fuse_store;
 use crate::model::{Arch, Form, ModelKind, Recognizer};
 use crate::progress::CancelToken;
@@ -77,6 +85,12 @@ pub const LATEST_OPTIM: &str = "latest.optim.bin";
 pub const LATEST_STATE: &str = "latest.state.json";
 pub const BEST: &str = "best.safetensors";
 pub const MODEL: &str = "model.safetensors";
+/// DML: the teacher's training-form weights and velocities at the same checkpoint.
+pub const LATEST_TEACHER: &str = "latest_teacher.safetensors";
+pub const LATEST_TEACHER_OPTIM: &str = "latest_teacher.optim.bin";
+/// Classic KD defaults: temperature and the KD term's weight A in `(1 − A)·CE + A·KD`.
+pub const KD_TEMPERATURE: f64 = 4.0;
+pub const KD_WEIGHT: f64 = 0.5;
 /// PaddleVideo's `MIX: {name: Mixup, alpha: 0.2}`.
 pub const MIXUP_ALPHA: f64 = 0.2;
 /// PaddleVideo's training crop; `size` may be smaller for speed.
@@ -105,6 +119,88 @@ pub struct FullSettings {
     pub size: u32,
     pub mixup: bool,
     pub output: Option<PathBuf>,
+    /// Distillation (absent in runs without it, and in runs made before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<DistillSettings>,
+}
+
+/// Which distillation: PaddleVideo's DML (student and teacher trained together) or classic KD
+/// (frozen teacher).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DistillMode {
+    Dml,
+    Kd,
+}
+
+impl DistillMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DistillMode::Dml => "dml",
+            DistillMode::Kd => "kd",
+        }
+    }
+}
+
+/// Distillation of a full fine-tuning job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DistillJob {
+    pub mode: DistillMode,
+    /// The teacher as named, and the file it resolved to (of a DML checkpoint: its Teacher).
+    pub teacher: String,
+    pub teacher_path: PathBuf,
+    /// KD only: the softmax temperature T.
+    pub temperature: f64,
+    /// KD only: A in `(1 − A)·CE + A·T²·KL(p_t^T ‖ p_s^T)`, in [0, 1].
+    pub kd_weight: f64,
+}
+
+impl DistillJob {
+    /// DML with `teacher` (PaddleVideo's weights: every term 1.0).
+    pub fn dml(teacher: impl Into<PathBuf>) -> Self {
+        let teacher_path = teacher.into();
+        Self {
+            mode: DistillMode::Dml,
+            teacher: teacher_path.display().to_string(),
+            teacher_path,
+            temperature: KD_TEMPERATURE,
+            kd_weight: KD_WEIGHT,
+        }
+    }
+
+    /// Classic KD from the frozen `teacher` at the default temperature and weight.
+    pub fn kd(teacher: impl Into<PathBuf>) -> Self {
+        Self {
+            mode: DistillMode::Kd,
+            ..Self::dml(teacher)
+        }
+    }
+
+    fn validate(&self) -> Result<(), TrainError> {
+        if self.mode == DistillMode::Kd {
+            if !(self.temperature.is_finite() && self.temperature > 0.0) {
+                return Err(TrainError::Invalid(
+                    "--temperature must be a positive number".into(),
+                ));
+            }
+            if !(0.0..=1.0).contains(&self.kd_weight) {
+                return Err(TrainError::Invalid("--kd-weight must be in [0, 1]".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `settings.json` → `job.distill`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DistillSettings {
+    pub mode: DistillMode,
+    pub teacher: String,
+    pub teacher_path: PathBuf,
+    pub teacher_sha256: String,
+    /// KD only.
+    pub temperature: Option<f64>,
+    pub kd_weight: Option<f64>,
 }
 
 impl FullSettings {
@@ -116,6 +212,10 @@ impl FullSettings {
             o.remove("weights");
             o.remove("output");
             o.remove("weights_path");
+            if let Some(d) = o.get_mut("distill").and_then(|d| d.as_object_mut()) {
+                d.remove("teacher");
+                d.remove("teacher_path");
+            }
         }
         v
     }
@@ -143,6 +243,13 @@ struct RunState {
     /// Velocities in `latest.optim.bin`: key and length, in file order (f64 little-endian).
     velocity: Vec<(String, usize)>,
     broken: Vec<(PathBuf, String)>,
+    /// DML: `latest_teacher.safetensors` / `latest_teacher.optim.bin` like the student's.
+    #[serde(default)]
+    teacher_sha256: String,
+    #[serde(default)]
+    teacher_optim_sha256: String,
+    #[serde(default)]
+    teacher_velocity: Vec<(String, usize)>,
 }
 
 impl RunState {
@@ -162,6 +269,9 @@ impl RunState {
             optim_sha256: String::new(),
             velocity: Vec::new(),
             broken: Vec::new(),
+            teacher_sha256: String::new(),
+            teacher_optim_sha256: String::new(),
+            teacher_velocity: Vec::new(),
         }
     }
 }
@@ -189,6 +299,13 @@ pub fn resume_job(run_dir: &Path, device: JobDevice) -> Result<TrainJob, TrainEr
     job.size = settings.size;
     job.mixup = settings.mixup;
     job.output = settings.output;
+    job.distill = settings.distill.map(|d| DistillJob {
+        mode: d.mode,
+        teacher: d.teacher,
+        teacher_path: d.teacher_path,
+        temperature: d.temperature.unwrap_or(KD_TEMPERATURE),
+        kd_weight: d.kd_weight.unwrap_or(KD_WEIGHT),
+    });
     job.run_dir = Some(run_dir.to_path_buf());
     job.device = device;
     job.resume = true;
@@ -241,6 +358,7 @@ fn derive_seed(seed: u64, parts: &[u64]) -> u64 {
 const TAG_ORDER: u64 = 1;
 const TAG_CLIP: u64 = 2;
 const TAG_MIXUP: u64 = 3;
+const TAG_TEACHER_HEAD: u64 = 4;
 
 /// The epoch's clip order: a seeded shuffle that depends on (seed, epoch) only.
 fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
@@ -584,6 +702,124 @@ fn open_training_checkpoint(weights: &Path) -> Result<Checkpoint, TrainError> {
     Ok(checkpoint)
 }
 
+/// The teacher's checkpoint: of a DML checkpoint (PaddleVideo's `Student.*`/`Teacher.*`) its
+/// Teacher, else the one model the file holds.
+fn open_teacher_checkpoint(path: &Path) -> Result<Checkpoint, TrainError> {
+    let checkpoint = open_checkpoint(path, Role::Student).map_err(invalid)?;
+    if checkpoint.layout == Layout::Dml {
+        return open_checkpoint(path, Role::Teacher).map_err(invalid);
+    }
+    Ok(checkpoint)
+}
+
+/// Checks the teacher against the mode, the data's classes and num_seg, before any work.
+fn check_teacher(
+    distill: &DistillJob,
+    teacher: &Checkpoint,
+    classes: &[String],
+    num_seg: usize,
+) -> Result<(), TrainError> {
+    let path = teacher.path.display();
+    let name = teacher.arch.display_name();
+    if let Some(fixed) = teacher.arch.num_seg
+        && fixed != num_seg
+    {
+        return Err(TrainError::Invalid(format!(
+            "{path}: the teacher's temporal attention fixes num_seg = {fixed}; the student \
+             trains on {num_seg} frames"
+        )));
+    }
+    match distill.mode {
+        DistillMode::Dml => {
+            if teacher.arch.model != ModelKind::PptsmV2 {
+                return Err(TrainError::Invalid(format!(
+                    "{path}: --distill dml with a {name} teacher is not supported (DML trains \
+                     the teacher too, and Kineto has no training-mode forward for ResNet); use \
+                     a PP-TSMv2 teacher, or --distill kd with a teacher that knows the data's \
+                     classes"
+                )));
+            }
+            if teacher.arch.form == Form::Fused {
+                return Err(TrainError::Invalid(format!(
+                    "{path}: is in the fused inference form; --distill dml trains the teacher \
+                     too and needs the training form (a .pdparams, or safetensors exported \
+                     without --fused)"
+                )));
+            }
+        }
+        DistillMode::Kd => {
+            if teacher.arch.num_classes != classes.len() {
+                return Err(TrainError::Invalid(format!(
+                    "{path}: the KD teacher has {} classes, the data {}; a frozen teacher must \
+                     already know the data's classes (e.g. a model from kineto train on this \
+                     data), or use --distill dml",
+                    teacher.arch.num_classes,
+                    classes.len()
+                )));
+            }
+            if let Some(names) = &teacher.class_names
+                && names.as_slice() != classes
+            {
+                return Err(TrainError::Invalid(format!(
+                    "{path}: the KD teacher's classes ({}) are not the data's ({})",
+                    names.join(", "),
+                    classes.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The DML teacher to start from: its own fc when it already has the data's classes (by
+/// name), else a fresh one (seeded apart from the student's).
+fn start_teacher(
+    checkpoint: &Checkpoint,
+    class_names: &[String],
+    seed: u64,
+    device: &ComputeDevice,
+) -> Result<Recognizer, TrainError> {
+    if checkpoint.class_names.as_deref() == Some(class_names) {
+        return Recognizer::from_store(&checkpoint.store, &device.device)
+            .map_err(|e| TrainError::Invalid(format!("{}: {e}", checkpoint.path.display())));
+    }
+    start_model(
+        checkpoint,
+        class_names.len(),
+        derive_seed(seed, &[TAG_TEACHER_HEAD]),
+        device,
+    )
+}
+
+/// The frozen KD teacher as an inference engine (the fused form: eval-mode BatchNorm; on the
+/// CPU a fused PP-TSMv2 runs Kineto's channels-last path).
+fn kd_engine(checkpoint: &Checkpoint, device: &ComputeDevice) -> Result<Engine, TrainError> {
+    let store = store_in_form(checkpoint, Form::Fused).map_err(invalid)?;
+    let model = Recognizer::from_store(&store, &device.device)
+        .map_err(|e| TrainError::Invalid(format!("{}: {e}", checkpoint.path.display())))?;
+    Ok(Engine::from_model(model, device.clone()))
+}
+
+/// What trains the student besides its own labels.
+enum Distiller {
+    None,
+    /// The teacher is trained by the same step.
+    Dml(Box<FullTrainer>),
+    /// Frozen: its logits come from `kd_engine`.
+    Kd {
+        temperature: f64,
+        weights: KdWeights,
+    },
+}
+
+/// One step's numbers for the log.
+struct Stepped {
+    loss: f64,
+    terms: Vec<(&'static str, f64)>,
+    /// The student's logits `[N, classes]`.
+    logits: Vec<f64>,
+}
+
 /// Everything a checkpoint write needs besides the trainer and the state.
 struct Saver<'a> {
     run_dir: &'a Path,
@@ -648,31 +884,122 @@ impl Saver<'_> {
         )
     }
 
-    /// `latest`: weights, then velocities, then the state that names both (the commit point).
-    fn save_latest(&self, trainer: &FullTrainer, state: &mut RunState) -> Result<(), TrainError> {
-        let latest = self.run_dir.join(LATEST);
-        self.write_training(trainer, state.epoch, &latest)?;
+    /// The training-form weights to `file` and the velocities to `optim_file` in the run
+    /// folder: the sha256 of both and the velocities' layout (key, length; f64 LE, in order).
+    fn write_model_and_velocities(
+        &self,
+        trainer: &FullTrainer,
+        epochs: usize,
+        file: &str,
+        optim_file: &str,
+    ) -> Result<Written, TrainError> {
+        let path = self.run_dir.join(file);
+        self.write_training(trainer, epochs, &path)?;
         let mut keys: Vec<&String> = trainer.velocities().keys().collect();
         keys.sort();
         let mut bytes = Vec::new();
-        state.velocity.clear();
+        let mut layout = Vec::with_capacity(keys.len());
         for key in keys {
             let v = &trainer.velocities()[key];
             bytes.extend(v.iter().flat_map(|x| x.to_le_bytes()));
-            state.velocity.push((key.clone(), v.len()));
+            layout.push((key.clone(), v.len()));
         }
-        write_run_file(self.run_dir, LATEST_OPTIM, &bytes)?;
-        state.optim_sha256 = sha256_hex(&bytes);
-        state.latest_sha256 = file_sha256(&latest)?;
-        let text =
-            serde_json::to_string_pretty(state).map_err(|e| TrainError::Invalid(e.to_string()))?;
-        write_run_file(self.run_dir, LATEST_STATE, text.as_bytes())?;
-        Ok(())
+        write_run_file(self.run_dir, optim_file, &bytes)?;
+        Ok(Written {
+            model_sha256: file_sha256(&path)?,
+            optim_sha256: sha256_hex(&bytes),
+            layout,
+        })
     }
 }
 
-/// The state and velocities of `latest`, checked against the files they name.
-fn read_latest(run_dir: &Path) -> Result<(RunState, HashMap<String, Vec<f64>>), TrainError> {
+/// What `write_model_and_velocities` wrote: the sha256 of both files and the velocities'
+/// layout (key, length).
+struct Written {
+    model_sha256: String,
+    optim_sha256: String,
+    layout: Vec<(String, usize)>,
+}
+
+/// `latest`: the student's weights and velocities, the DML teacher's, then the state that
+/// names them all (the commit point).
+fn save_latest(
+    saver: &Saver<'_>,
+    trainer: &FullTrainer,
+    teacher: Option<(&Saver<'_>, &FullTrainer)>,
+    state: &mut RunState,
+) -> Result<(), TrainError> {
+    let written = saver.write_model_and_velocities(trainer, state.epoch, LATEST, LATEST_OPTIM)?;
+    state.latest_sha256 = written.model_sha256;
+    state.optim_sha256 = written.optim_sha256;
+    state.velocity = written.layout;
+    if let Some((teacher_saver, teacher)) = teacher {
+        let written = teacher_saver.write_model_and_velocities(
+            teacher,
+            state.epoch,
+            LATEST_TEACHER,
+            LATEST_TEACHER_OPTIM,
+        )?;
+        state.teacher_sha256 = written.model_sha256;
+        state.teacher_optim_sha256 = written.optim_sha256;
+        state.teacher_velocity = written.layout;
+    }
+    let text =
+        serde_json::to_string_pretty(state).map_err(|e| TrainError::Invalid(e.to_string()))?;
+    write_run_file(saver.run_dir, LATEST_STATE, text.as_bytes())?;
+    Ok(())
+}
+
+/// Velocities saved by `write_model_and_velocities`, after checking `model` and `optim`
+/// against the sha256 the state names.
+fn read_checked(
+    run_dir: &Path,
+    model: &str,
+    model_sha: &str,
+    optim: &str,
+    optim_sha: &str,
+    layout: &[(String, usize)],
+) -> Result<HashMap<String, Vec<f64>>, TrainError> {
+    let bad = |path: &Path, problem: String| TrainError::Target {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let model = run_dir.join(model);
+    if !model.exists() {
+        return Err(bad(&model, "missing (latest.state.json names it)".into()));
+    }
+    if file_sha256(&model)? != model_sha {
+        return Err(bad(
+            &model,
+            "does not match latest.state.json (the checkpoint was interrupted while it was written)"
+                .into(),
+        ));
+    }
+    let optim = run_dir.join(optim);
+    let bytes = std::fs::read(&optim).map_err(|e| TrainError::io(&optim, e))?;
+    if sha256_hex(&bytes) != optim_sha {
+        return Err(bad(&optim, "does not match latest.state.json".into()));
+    }
+    let mut values = bytes
+        .chunks_exact(8)
+        .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]));
+    let mut velocity = HashMap::new();
+    for (key, len) in layout {
+        let v: Vec<f64> = values.by_ref().take(*len).collect();
+        if v.len() != *len {
+            return Err(bad(&optim, format!("too short for the velocity of {key}")));
+        }
+        velocity.insert(key.clone(), v);
+    }
+    Ok(velocity)
+}
+
+/// Velocities of the student and (DML) of the teacher.
+type Velocities = (HashMap<String, Vec<f64>>, Option<HashMap<String, Vec<f64>>>);
+
+/// The state and velocities of `latest` (and `latest_teacher` with `teacher`), checked
+/// against the files they name.
+fn read_latest(run_dir: &Path, teacher: bool) -> Result<(RunState, Velocities), TrainError> {
     let path = run_dir.join(LATEST_STATE);
     let bad = |path: &Path, problem: String| TrainError::Target {
         path: path.to_path_buf(),
@@ -696,35 +1023,84 @@ fn read_latest(run_dir: &Path) -> Result<(RunState, HashMap<String, Vec<f64>>), 
             format!("unknown state format {} v{}", state.format, state.version),
         ));
     }
-    let latest = run_dir.join(LATEST);
-    if file_sha256(&latest)? != state.latest_sha256 {
-        return Err(bad(
-            &latest,
-            "does not match latest.state.json (the checkpoint was interrupted while it was written)"
-                .into(),
-        ));
-    }
-    let optim = run_dir.join(LATEST_OPTIM);
-    let bytes = std::fs::read(&optim).map_err(|e| TrainError::io(&optim, e))?;
-    if sha256_hex(&bytes) != state.optim_sha256 {
-        return Err(bad(&optim, "does not match latest.state.json".into()));
-    }
-    let mut values = bytes
-        .chunks_exact(8)
-        .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]));
-    let mut velocity = HashMap::new();
-    for (key, len) in &state.velocity {
-        let v: Vec<f64> = values.by_ref().take(*len).collect();
-        if v.len() != *len {
-            return Err(bad(&optim, format!("too short for the velocity of {key}")));
-        }
-        velocity.insert(key.clone(), v);
-    }
-    Ok((state, velocity))
+    let velocity = read_checked(
+        run_dir,
+        LATEST,
+        &state.latest_sha256,
+        LATEST_OPTIM,
+        &state.optim_sha256,
+        &state.velocity,
+    )?;
+    let teacher_velocity = if teacher {
+        Some(read_checked(
+            run_dir,
+            LATEST_TEACHER,
+            &state.teacher_sha256,
+            LATEST_TEACHER_OPTIM,
+            &state.teacher_optim_sha256,
+            &state.teacher_velocity,
+        )?)
+    } else {
+        None
+    };
+    Ok((state, (velocity, teacher_velocity)))
 }
 
 fn invalid(e: impl std::fmt::Display) -> TrainError {
     TrainError::Invalid(e.to_string())
+}
+
+/// One step of the student (and the DML teacher): plain CE (Mixup form with Mixup targets),
+/// DML, or KD against `teacher_logits`.
+fn distill_step(
+    trainer: &mut FullTrainer,
+    distiller: &mut Distiller,
+    teacher_logits: Option<&[f64]>,
+    clips: TensorData,
+    targets: &Targets,
+    lr: f64,
+) -> Result<Stepped, super::full::FullTrainError> {
+    match distiller {
+        Distiller::None => {
+            let o = trainer.step_targets(clips, targets, lr)?;
+            Ok(Stepped {
+                loss: o.loss,
+                terms: vec![("ce", o.loss)],
+                logits: o.logits.data,
+            })
+        }
+        Distiller::Dml(teacher) => {
+            let d = dml_step(trainer, teacher, clips, targets, DmlWeights::default(), lr)?;
+            Ok(Stepped {
+                loss: d.total,
+                terms: vec![
+                    ("ce", d.ce_student),
+                    ("ce_teacher", d.ce_teacher),
+                    ("dml", d.dml),
+                ],
+                logits: d.student.logits.data,
+            })
+        }
+        Distiller::Kd {
+            temperature,
+            weights,
+        } => {
+            let k = kd_step(
+                trainer,
+                teacher_logits.unwrap_or(&[]),
+                clips,
+                targets,
+                *temperature,
+                *weights,
+                lr,
+            )?;
+            Ok(Stepped {
+                loss: k.total,
+                terms: vec![("ce", k.ce), ("kd", k.kd)],
+                logits: k.student.logits.data,
+            })
+        }
+    }
 }
 
 /// Runs a full fine-tuning job (see the module doc). Every check that needs no decoding comes
@@ -752,9 +1128,30 @@ pub fn run_full(
     };
     let weights = job.weights_path.clone();
     let checkpoint = open_training_checkpoint(&weights)?;
-    prepare_run_dir(&run_dir)?;
+    let teacher_checkpoint = match &job.distill {
+        Some(d) => {
+            d.validate()?;
+            Some(open_teacher_checkpoint(&d.teacher_path)?)
+        }
+        None => None,
+    };
     let num_seg = resolve_num_seg(job.frames, checkpoint.arch.num_seg, &weights)?;
+    if let (Some(d), Some(t)) = (&job.distill, &teacher_checkpoint) {
+        check_teacher(d, t, &dataset.classes, num_seg)?;
+    }
+    prepare_run_dir(&run_dir)?;
     let weights_sha256 = file_sha256(&weights)?;
+    let distill_settings = match &job.distill {
+        Some(d) => Some(DistillSettings {
+            mode: d.mode,
+            teacher: d.teacher.clone(),
+            teacher_path: d.teacher_path.clone(),
+            teacher_sha256: file_sha256(&d.teacher_path)?,
+            temperature: (d.mode == DistillMode::Kd).then_some(d.temperature),
+            kd_weight: (d.mode == DistillMode::Kd).then_some(d.kd_weight),
+        }),
+        None => None,
+    };
     let settings = FullSettings {
         data: job.data.clone(),
         val: job.val.clone(),
@@ -771,7 +1168,9 @@ pub fn run_full(
         size: job.size,
         mixup: job.mixup,
         output: job.output.clone(),
+        distill: distill_settings,
     };
+    let is_dml = job.distill.as_ref().map(|d| d.mode) == Some(DistillMode::Dml);
     let resumed = if job.resume {
         let stored = read_settings(&run_dir)?;
         if stored.numbers() != settings.numbers() {
@@ -783,7 +1182,7 @@ pub fn run_full(
                 ),
             });
         }
-        Some(read_latest(&run_dir)?)
+        Some(read_latest(&run_dir, is_dml)?)
     } else {
         None
     };
@@ -830,27 +1229,48 @@ pub fn run_full(
     }
 
     // The model and the optimiser state.
-    let (recognizer, mut state, velocity) = match resumed {
-        Some((state, velocity)) => {
-            let latest = open_checkpoint(&run_dir.join(LATEST), Role::Student).map_err(invalid)?;
-            if latest.class_names.as_deref() != Some(dataset.classes.as_slice()) {
-                return Err(TrainError::Classes {
-                    path: run_dir.join(LATEST),
-                    problem: format!(
-                        "its classes are not the data's ({})",
-                        dataset.classes.join(", ")
-                    ),
-                });
-            }
-            let model = Recognizer::from_store(&latest.store, &device.device)
-                .map_err(|e| TrainError::Invalid(format!("{}: {e}", latest.path.display())))?;
-            (model, state, Some(velocity))
+    let open_latest = |file: &str| -> Result<Recognizer, TrainError> {
+        let latest = open_checkpoint(&run_dir.join(file), Role::Student).map_err(invalid)?;
+        if latest.class_names.as_deref() != Some(dataset.classes.as_slice()) {
+            return Err(TrainError::Classes {
+                path: run_dir.join(file),
+                problem: format!(
+                    "its classes are not the data's ({})",
+                    dataset.classes.join(", ")
+                ),
+            });
         }
-        None => (
-            start_model(&checkpoint, classes, job.seed, &device)?,
-            RunState::fresh(),
-            None,
-        ),
+        Recognizer::from_store(&latest.store, &device.device)
+            .map_err(|e| TrainError::Invalid(format!("{}: {e}", latest.path.display())))
+    };
+    let (recognizer, teacher_model, mut state, velocity, teacher_velocity) = match resumed {
+        Some((state, (velocity, teacher_velocity))) => {
+            let teacher = if is_dml {
+                Some(open_latest(LATEST_TEACHER)?)
+            } else {
+                None
+            };
+            (
+                open_latest(LATEST)?,
+                teacher,
+                state,
+                Some(velocity),
+                teacher_velocity,
+            )
+        }
+        None => {
+            let teacher = match &teacher_checkpoint {
+                Some(t) if is_dml => Some(start_teacher(t, &dataset.classes, job.seed, &device)?),
+                _ => None,
+            };
+            (
+                start_model(&checkpoint, classes, job.seed, &device)?,
+                teacher,
+                RunState::fresh(),
+                None,
+                None,
+            )
+        }
     };
     let arch = recognizer.arch;
     let mut trainer = FullTrainer::new(recognizer, FloatDType::F32, FullStepOptions::default())
@@ -860,6 +1280,36 @@ pub fn run_full(
             TrainError::Invalid(format!("{}: {e}", run_dir.join(LATEST_OPTIM).display()))
         })?;
     }
+    let teacher_arch = teacher_model.as_ref().map(|t| t.arch);
+    let mut distiller = match (&job.distill, teacher_model) {
+        (Some(d), Some(model)) if d.mode == DistillMode::Dml => {
+            let path = d.teacher_path.display();
+            let mut teacher = FullTrainer::new(model, FloatDType::F32, FullStepOptions::default())
+                .map_err(|e| TrainError::Invalid(format!("{path}: {e}")))?;
+            if let Some(velocity) = teacher_velocity {
+                teacher.set_velocities(velocity).map_err(|e| {
+                    TrainError::Invalid(format!(
+                        "{}: {e}",
+                        run_dir.join(LATEST_TEACHER_OPTIM).display()
+                    ))
+                })?;
+            }
+            Distiller::Dml(Box::new(teacher))
+        }
+        (Some(d), _) if d.mode == DistillMode::Kd => Distiller::Kd {
+            temperature: d.temperature,
+            weights: KdWeights {
+                ce: 1.0 - d.kd_weight,
+                kd: d.kd_weight,
+            },
+        },
+        _ => Distiller::None,
+    };
+    let kd_teacher = match (&distiller, &teacher_checkpoint) {
+        (Distiller::Kd { .. }, Some(t)) => Some(kd_engine(t, &device)?),
+        _ => None,
+    };
+    drop(teacher_checkpoint);
     let mut broken = probed_broken;
     for b in &state.broken {
         if !broken.iter().any(|(p, _)| *p == b.0) {
@@ -885,6 +1335,20 @@ pub fn run_full(
             "mixup_alpha": if job.mixup { Some(MIXUP_ALPHA) } else { None },
             "short_side": short_side_for(job.size),
             "optimizer": {"momentum": 0.9, "nesterov": true, "weight_decay": 1e-4},
+            "distill_loss": match &distiller {
+                Distiller::None => serde_json::Value::Null,
+                Distiller::Dml(_) => json!({
+                    "mode": "dml",
+                    "total": "ce_student·CE(student) + ce_teacher·CE(teacher) + dml·symmetric KL",
+                    "weights": {"ce_student": 1.0, "ce_teacher": 1.0, "dml": 1.0},
+                }),
+                Distiller::Kd { temperature, weights } => json!({
+                    "mode": "kd",
+                    "total": "ce·CE(student) + kd·T²·KL(teacher_T || student_T)",
+                    "weights": {"ce": weights.ce, "kd": weights.kd},
+                    "temperature": temperature,
+                }),
+            },
             "classes": dataset.classes,
             "summary": summary,
             "broken": broken.iter().map(|(p, e)| json!({"path": p, "error": e})).collect::<Vec<_>>(),
@@ -908,6 +1372,34 @@ pub fn run_full(
         data: &job.data,
         num_seg,
         parent: checkpoint.meta.as_ref().map(|m| m.provenance.clone()),
+    };
+    let teacher_sha256 = settings
+        .distill
+        .as_ref()
+        .map(|d| d.teacher_sha256.clone())
+        .unwrap_or_default();
+    let teacher_saver = match (&job.distill, teacher_arch) {
+        (Some(d), Some(arch)) => Some(Saver {
+            run_dir: &run_dir,
+            arch: Arch {
+                form: Form::Training,
+                ..arch
+            },
+            class_names: &dataset.classes,
+            weights: &d.teacher_path,
+            weights_sha256: &teacher_sha256,
+            data: &job.data,
+            num_seg,
+            parent: None,
+        }),
+        _ => None,
+    };
+    let save = |trainer: &FullTrainer, distiller: &Distiller, state: &mut RunState| {
+        let teacher = match (distiller, &teacher_saver) {
+            (Distiller::Dml(t), Some(s)) => Some((s, &**t)),
+            _ => None,
+        };
+        save_latest(&saver, trainer, teacher, state)
     };
 
     let spec = ClipSpec {
@@ -949,7 +1441,7 @@ pub fn run_full(
                 state.batch = b;
                 state.elapsed_s = elapsed(&session);
                 state.broken = broken.clone();
-                saver.save_latest(&trainer, &mut state)?;
+                save(&trainer, &distiller, &mut state)?;
                 return Ok(outcome(true, epoch, state.best_val_top1));
             }
             let members = &order[b * batch..((b + 1) * batch).min(order.len())];
@@ -991,10 +1483,29 @@ pub fn run_full(
             };
             let lr = schedule.lr(epoch as f64 + b as f64 / iterations as f64);
             let size = spec.size as usize;
-            let clips = TensorData::new(data, [n, num_seg, 3, size, size]);
+            let dims = [n, num_seg, 3, size, size];
+            let teacher_logits = match &kd_teacher {
+                Some(engine) => Some(
+                    engine
+                        .logits(data.clone(), dims)
+                        .map_err(|e| TrainError::Invalid(format!("the KD teacher: {e}")))?
+                        .into_iter()
+                        .map(f64::from)
+                        .collect::<Vec<f64>>(),
+                ),
+                None => None,
+            };
+            let clips = TensorData::new(data, dims);
             let stepped = device.install(|| {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    trainer.step_targets(clips, &targets, lr)
+                    distill_step(
+                        &mut trainer,
+                        &mut distiller,
+                        teacher_logits.as_deref(),
+                        clips,
+                        &targets,
+                        lr,
+                    )
                 }))
             });
             let outcome_step = match stepped {
@@ -1007,7 +1518,7 @@ pub fn run_full(
                     )));
                 }
             };
-            let logits: Vec<f32> = outcome_step.logits.data.iter().map(|&v| v as f32).collect();
+            let logits: Vec<f32> = outcome_step.logits.iter().map(|&v| v as f32).collect();
             let correct = logits
                 .chunks_exact(classes)
                 .zip(&labels)
@@ -1019,8 +1530,11 @@ pub fn run_full(
             state.step += 1;
             state.batch = b + 1;
             session_clips += n;
-            let mut terms = std::collections::BTreeMap::new();
-            terms.insert("ce".to_string(), outcome_step.loss);
+            let terms = outcome_step
+                .terms
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect();
             let session_s = session.elapsed().as_secs_f64();
             emit(
                 TrainEvent::Step {
@@ -1051,7 +1565,7 @@ pub fn run_full(
                 None => {
                     state.elapsed_s = elapsed(&session);
                     state.broken = broken.clone();
-                    saver.save_latest(&trainer, &mut state)?;
+                    save(&trainer, &distiller, &mut state)?;
                     return Ok(outcome(true, epoch, state.best_val_top1));
                 }
             }
@@ -1082,7 +1596,7 @@ pub fn run_full(
         }
         state.elapsed_s = elapsed(&session);
         state.broken = broken.clone();
-        saver.save_latest(&trainer, &mut state)?;
+        save(&trainer, &distiller, &mut state)?;
         last_eval = val_eval;
     }
     if let Some(e) = log_error.take() {

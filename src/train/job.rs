@@ -81,6 +81,8 @@ pub struct TrainJob {
     /// Full fine-tuning: continue the run in `run_dir` from its `latest` checkpoint (the
     /// options come from its `settings.json`; see [`super::full_job::resume_job`]).
     pub resume: bool,
+    /// Full fine-tuning: distillation from a teacher (DML or classic KD); `None`: plain CE.
+    pub distill: Option<super::full_job::DistillJob>,
 }
 
 impl TrainJob {
@@ -108,6 +110,7 @@ impl TrainJob {
             size: 224,
             mixup: true,
             resume: false,
+            distill: None,
         }
     }
 
@@ -300,6 +303,11 @@ pub fn run_head_only(
 ) -> Result<HeadOnlyOutcome, TrainError> {
     let start = Instant::now();
     job.validate()?;
+    if job.distill.is_some() {
+        return Err(TrainError::Invalid(
+            "distillation needs full fine-tuning; it cannot be used with head-only training".into(),
+        ));
+    }
     let (dataset, train, val) = open_split(job)?;
     let run_dir = match &job.run_dir {
         Some(d) => d.clone(),

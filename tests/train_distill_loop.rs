@@ -1,0 +1,505 @@
+//! Distillation in full fine-tuning (`kineto train --distill dml|kd --teacher W`):
+//!
+//! - the DML and KD steps seed each model's backward with exactly the gradients of
+//!   `train::distill` (DML with Mixup targets): each outcome's `dlogits` equals `dml_loss` /
+//!   `kd_loss` on the step's own logits, and the fc's parameter gradients are the ones those
+//!   `dlogits` imply (`dL/db = Σ_n dlogits`, `dL/dW = featuresᵀ·dlogits`), so a swapped or
+//!   missing gradient fails; prints the time of a DML step at 64x64, 2 clips x 8 frames;
+//! - end to end on demo data at `--size 64`, from the fixture PP-TSMv2 8f weights as both
+//!   student start and DML teacher: the step events carry `ce`, `ce_teacher`, `dml` (total =
+//!   their sum; the student's mean CE falls from epoch 1 to 2), the run folder has `latest`
+//!   and `latest_teacher` (with velocities; the teacher trained), Ctrl-C + `--resume` gives
+//!   the uninterrupted run's numbers, KD from the DML run's fused model logs `ce` and `kd`;
+//!   the refusals (KD teacher with other classes, DML with a ResNet teacher, `--distill` with
+//!   `--head-only`) are one line, exit 2. About a minute on 2 busy cores.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use burn::tensor::{Device, FloatDType, TensorData};
+use common::{build, fixture, kineto, s, v2_store};
+use kineto::checkpoint::ParamTensor;
+use kineto::checkpoint::file::open_checkpoint;
+use kineto::checkpoint::keys::Role;
+use kineto::model::{Form, ModelKind};
+use kineto::train::demo::{DemoOptions, generate};
+use kineto::train::distill::{DmlWeights, KdWeights, Targets, dml_loss, kd_loss};
+use kineto::train::full::{FullStepOptions, FullTrainer, StepOutcome, dml_step, kd_step};
+
+/// A smooth deterministic clip batch `[n, 8, 3, 64, 64]`.
+fn clips(n: usize) -> TensorData {
+    let len = n * 8 * 3 * 64 * 64;
+    let data: Vec<f32> = (0..len)
+        .map(|i| {
+            let x = i as f32;
+            (x * 0.0137).sin() + 0.5 * (x * 0.00071 + (i / 4096) as f32).cos()
+        })
+        .collect();
+    TensorData::new(data, [n, 8, 3, 64, 64])
+}
+
+fn trainer(fc_bias_shift: Option<u64>) -> FullTrainer {
+    let mut store = v2_store(false);
+    if let Some(seed) = fc_bias_shift {
+        // A teacher that disagrees with the student: another fc bias.
+        let bias: Vec<f32> = (0..400u64)
+            .map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 / 250.0) - 2.0)
+            .collect();
+        store.insert(
+            "backbone.fc.bias",
+            ParamTensor::new(vec![400], bias).expect("bias"),
+        );
+    }
+    let model = build(&store, Form::Training, &Device::flex());
+    FullTrainer::new(model, FloatDType::F32, FullStepOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn max_abs(v: &[f64]) -> f64 {
+    v.iter().fold(0.0, |m, x| m.max(x.abs()))
+}
+
+/// The fc gradients of `outcome` are those its `dlogits` imply.
+fn assert_fc_grads_follow_dlogits(outcome: &StepOutcome, who: &str) {
+    let d = &outcome.dlogits;
+    let (n, classes) = (d.shape[0], d.shape[1]);
+    let f = &outcome.features;
+    let dim = f.shape[1];
+    let bias = &outcome.grads["backbone.fc.bias"].data;
+    let expected: Vec<f64> = (0..classes)
+        .map(|j| (0..n).map(|i| d.data[i * classes + j]).sum())
+        .collect();
+    let scale = max_abs(&expected);
+    assert!(scale > 1e-6, "{who}: a vanishing gradient tests nothing");
+    for j in 0..classes {
+        assert!(
+            (bias[j] - expected[j]).abs() <= 1e-5 * scale,
+            "{who}: fc.bias grad[{j}] {} vs Σ dlogits {}",
+            bias[j],
+            expected[j]
+        );
+    }
+    let weight = &outcome.grads["backbone.fc.weight"].data;
+    let mut worst: f64 = 0.0;
+    let mut wscale: f64 = 0.0;
+    for k in 0..dim {
+        for j in 0..classes {
+            let e: f64 = (0..n)
+                .map(|i| f.data[i * dim + k] * d.data[i * classes + j])
+                .sum();
+            worst = worst.max((weight[k * classes + j] - e).abs());
+            wscale = wscale.max(e.abs());
+        }
+    }
+    assert!(
+        worst <= 1e-4 * wscale,
+        "{who}: fc.weight grad off by {worst} (scale {wscale})"
+    );
+}
+
+#[test]
+fn distillation_steps_seed_the_backwards_with_the_distill_gradients() {
+    let mut student = trainer(None);
+    let mut teacher = trainer(Some(3));
+    let targets = Targets::Mixup {
+        a: vec![39, 7],
+        b: vec![7, 39],
+        lam: 0.7,
+    };
+    let mut times = Vec::new();
+    let mut first = None;
+    for _ in 0..2 {
+        let start = Instant::now();
+        let step = dml_step(
+            &mut student,
+            &mut teacher,
+            clips(2),
+            &targets,
+            DmlWeights::default(),
+            0.01,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        times.push(start.elapsed().as_secs_f64());
+        first.get_or_insert(step);
+    }
+    let start = Instant::now();
+    trainer(None)
+        .step_targets(clips(2), &targets, 0.01)
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "DML step (student + teacher, 2 clips x 8 frames at 64x64, f32): {:.3} s, then {:.3} s; \
+         a plain CE step of one model {:.3} s",
+        times[0],
+        times[1],
+        start.elapsed().as_secs_f64()
+    );
+    let step = first.expect("a step");
+    let (s, t) = (&step.student, &step.teacher);
+    let classes = s.logits.shape[1];
+    let reference = dml_loss(
+        &s.logits.data,
+        &t.logits.data,
+        classes,
+        &targets,
+        DmlWeights::default(),
+    );
+    assert!(reference.dml > 1e-3, "the two models must disagree");
+    assert_eq!(step.total, reference.total);
+    assert_eq!(
+        (step.ce_student, step.ce_teacher, step.dml),
+        (reference.ce_student, reference.ce_teacher, reference.dml)
+    );
+    assert_eq!(s.loss, reference.total);
+    let close = |a: &[f64], b: &[f64], who: &str| {
+        assert_eq!(a.len(), b.len());
+        let scale = max_abs(b);
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= 1e-12 * scale, "{who}[{i}]: {x} vs {y}");
+        }
+    };
+    close(&s.dlogits.data, &reference.grad_student, "student dlogits");
+    close(&t.dlogits.data, &reference.grad_teacher, "teacher dlogits");
+    assert_fc_grads_follow_dlogits(s, "DML student");
+    assert_fc_grads_follow_dlogits(t, "DML teacher");
+
+    // KD: the teacher's logits are constants; the student gets kd_loss's gradient.
+    let teacher_logits = t.logits.data.clone();
+    let weights = KdWeights { ce: 0.5, kd: 0.5 };
+    let kd = kd_step(
+        &mut student,
+        &teacher_logits,
+        clips(2),
+        &targets,
+        4.0,
+        weights,
+        0.01,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let reference = kd_loss(
+        &kd.student.logits.data,
+        &teacher_logits,
+        classes,
+        &targets,
+        4.0,
+        weights,
+    );
+    assert!(reference.kd > 1e-3);
+    assert_eq!(
+        (kd.total, kd.ce, kd.kd),
+        (reference.total, reference.ce, reference.kd)
+    );
+    close(
+        &kd.student.dlogits.data,
+        &reference.grad_student,
+        "KD dlogits",
+    );
+    assert_fc_grads_follow_dlogits(&kd.student, "KD student");
+
+    // Shapes are checked before anything runs.
+    let err = kd_step(
+        &mut student,
+        &teacher_logits[..400],
+        clips(2),
+        &targets,
+        4.0,
+        weights,
+        0.01,
+    )
+    .expect_err("teacher logits of one clip for two");
+    assert!(err.to_string().contains("teacher logits"), "{err}");
+}
+
+fn tmp(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kineto-distill-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn train_args(data: &Path, run_dir: &Path) -> Vec<String> {
+    let weights = fixture("pptsmv2/w8.pdparams");
+    [
+        "--device",
+        "cpu",
+        "train",
+        s(data),
+        "--weights",
+        s(&weights),
+        "--frames",
+        "8",
+        "--size",
+        "64",
+        "--batch-size",
+        "2",
+        "--val-split",
+        "0.25",
+        "--run-dir",
+        s(run_dir),
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
+
+fn run(args: &[String]) -> std::process::Output {
+    kineto(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn events(run_dir: &Path) -> Vec<serde_json::Value> {
+    let log = std::fs::read_to_string(run_dir.join("metrics.jsonl")).expect("metrics.jsonl");
+    log.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json line"))
+        .map(|mut v| {
+            let o = v.as_object_mut().expect("object");
+            for k in ["elapsed_s", "clips_per_s", "output", "run_dir"] {
+                o.remove(k);
+            }
+            v
+        })
+        .collect()
+}
+
+fn of_kind<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    events.iter().filter(|v| v["event"] == kind).collect()
+}
+
+fn term(step: &serde_json::Value, key: &str) -> f64 {
+    step["terms"][key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no term {key}: {step}"))
+}
+
+/// One line on stderr, exit 2, mentioning every `needle`.
+fn assert_refused(out: &std::process::Output, needles: &[&str]) {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    for n in needles {
+        assert!(err.contains(n), "{n:?} not in: {err}");
+    }
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1e-12)
+}
+
+#[test]
+fn dml_and_kd_runs_log_their_terms_checkpoint_and_resume() {
+    let root = tmp("loop");
+    let data = root.join("data");
+    let opts = DemoOptions {
+        classes: 2,
+        clips_per_class: 4,
+        seconds: 1.0,
+        seed: 3,
+        force: false,
+    };
+    generate(&data, &opts, |_, _, _| {}).expect("demo data");
+    let w8 = fixture("pptsmv2/w8.pdparams");
+    let dml_args = |run_dir: &Path| {
+        let mut args = train_args(&data, run_dir);
+        args.extend(
+            [
+                "--epochs",
+                "2",
+                "--seed",
+                "2",
+                "--distill",
+                "dml",
+                "--teacher",
+                s(&w8),
+            ]
+            .map(str::to_string),
+        );
+        args
+    };
+
+    // DML, uninterrupted.
+    let whole = root.join("dml");
+    let out = run(&dml_args(&whole));
+    assert!(out.status.success(), "DML run: {}", text(&out.stderr));
+    let reference = events(&whole);
+    let steps = of_kind(&reference, "step");
+    assert_eq!(steps.len(), 6, "{reference:?}");
+    for step in &steps {
+        let (ce, ce_t, dml) = (
+            term(step, "ce"),
+            term(step, "ce_teacher"),
+            term(step, "dml"),
+        );
+        let loss = step["loss"].as_f64().expect("loss");
+        assert!(ce.is_finite() && ce_t.is_finite() && dml.is_finite() && dml >= 0.0);
+        assert!(
+            (loss - (ce + ce_t + dml)).abs() <= 1e-9 * loss.abs(),
+            "total {loss} is not the sum of its terms: {step}"
+        );
+    }
+    let ce_of_epoch = |e: u64| {
+        let v: Vec<f64> = steps
+            .iter()
+            .filter(|s| s["epoch"] == e)
+            .map(|s| term(s, "ce"))
+            .collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    let (ce1, ce2) = (ce_of_epoch(1), ce_of_epoch(2));
+    eprintln!("DML student CE by epoch: {ce1:.4} -> {ce2:.4}");
+    assert!(ce2 < ce1, "the student's CE did not fall: {ce1} -> {ce2}");
+    for f in [
+        "latest.safetensors",
+        "latest.optim.bin",
+        "latest_teacher.safetensors",
+        "latest_teacher.optim.bin",
+        "latest.state.json",
+        "model.safetensors",
+        "report.txt",
+    ] {
+        assert!(
+            whole.join(f).exists(),
+            "{f} missing from the DML run folder"
+        );
+    }
+    let settings: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(whole.join("settings.json")).expect("settings"),
+    )
+    .expect("settings json");
+    assert_eq!(settings["job"]["distill"]["mode"], "dml");
+    let teacher = open_checkpoint(&whole.join("latest_teacher.safetensors"), Role::Student)
+        .expect("latest_teacher loads");
+    assert_eq!(teacher.arch.model, ModelKind::PptsmV2);
+    assert_eq!(teacher.arch.form, Form::Training);
+    assert_eq!(teacher.arch.num_classes, 2);
+    let start = open_checkpoint(&w8, Role::Student).expect("w8");
+    let key = "backbone.stem.0.conv.weight";
+    let (a, b) = (
+        teacher.store.get(key).expect("teacher stem"),
+        start.store.get(key).expect("w8 stem"),
+    );
+    assert_ne!(a.data, b.data, "the DML teacher was not trained");
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(whole.join("latest.state.json")).expect("state"),
+    )
+    .expect("state json");
+    assert!(
+        state["teacher_velocity"]
+            .as_array()
+            .is_some_and(|v| !v.is_empty()),
+        "no teacher velocities in the state"
+    );
+
+    // The same DML run cut by Ctrl-C after its first step, then resumed: same numbers.
+    let cut = root.join("dml-cut");
+    let mut args = dml_args(&cut);
+    args.push("--json".into());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kineto"))
+        .args(&args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kineto");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut signalled = false;
+    for line in lines.by_ref() {
+        if line.expect("stdout line").contains("\"event\":\"step\"") {
+            let kill = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .expect("kill");
+            assert!(kill.success());
+            signalled = true;
+            break;
+        }
+    }
+    assert!(signalled, "no step event before the end");
+    for line in lines {
+        let _ = line;
+    }
+    assert_eq!(
+        child.wait().expect("wait").code(),
+        Some(130),
+        "Ctrl-C exits 130"
+    );
+    assert!(cut.join("latest_teacher.safetensors").exists());
+    assert!(of_kind(&events(&cut), "epoch").len() < 2, "cut too late");
+    let out = kineto(&["--device", "cpu", "--quiet", "train", "--resume", s(&cut)]);
+    assert!(out.status.success(), "resume: {}", text(&out.stderr));
+    let resumed = events(&cut);
+    assert_eq!(resumed.len(), reference.len(), "{resumed:?}");
+    for (r, e) in resumed.iter().zip(&reference) {
+        assert_eq!(r["event"], e["event"]);
+        for (k, v) in e.as_object().expect("object") {
+            match (v.as_f64(), r[k].as_f64()) {
+                (Some(a), Some(b)) => assert!(close(a, b), "{k}: {b} vs {a}\n{r}\n{e}"),
+                _ if k == "terms" => {
+                    for t in ["ce", "ce_teacher", "dml"] {
+                        assert!(close(term(r, t), term(e, t)), "{t}: {r} vs {e}");
+                    }
+                }
+                _ => assert_eq!(&r[k], v, "{k}"),
+            }
+        }
+    }
+
+    // KD from the DML run's student (fused, the data's classes), one epoch.
+    let kd_dir = root.join("kd");
+    let model = whole.join("model.safetensors");
+    let mut args = train_args(&data, &kd_dir);
+    args.extend(
+        [
+            "--epochs",
+            "1",
+            "--distill",
+            "kd",
+            "--teacher",
+            s(&model),
+            "--temperature",
+            "2",
+            "--kd-weight",
+            "0.7",
+        ]
+        .map(str::to_string),
+    );
+    let out = run(&args);
+    assert!(out.status.success(), "KD run: {}", text(&out.stderr));
+    let log = events(&kd_dir);
+    let steps = of_kind(&log, "step");
+    assert_eq!(steps.len(), 3);
+    for step in &steps {
+        let (ce, kd) = (term(step, "ce"), term(step, "kd"));
+        let loss = step["loss"].as_f64().expect("loss");
+        assert!(kd.is_finite() && kd >= 0.0, "{step}");
+        assert!(
+            (loss - (0.3 * ce + 0.7 * kd)).abs() <= 1e-9 * loss.abs().max(1e-9),
+            "KD total {loss} is not 0.3·ce + 0.7·kd: {step}"
+        );
+        assert!(step["terms"].get("ce_teacher").is_none());
+    }
+    assert!(kd_dir.join("model.safetensors").exists());
+    assert!(!kd_dir.join("latest_teacher.safetensors").exists());
+
+    // Refusals: one line, exit 2, before any work.
+    let refused = root.join("refused");
+    let mut args = train_args(&data, &refused);
+    args.extend(["--distill", "kd", "--teacher", s(&w8)].map(str::to_string));
+    assert_refused(&run(&args), &["w8.pdparams", "400 classes"]);
+    let r50 = fixture("pptsm_r50/w.pdparams");
+    let mut args = train_args(&data, &refused);
+    args.extend(["--distill", "dml", "--teacher", s(&r50)].map(str::to_string));
+    assert_refused(&run(&args), &["w.pdparams", "ResNet", "not supported"]);
+    let mut args = train_args(&data, &refused);
+    args.extend(["--head-only", "--distill", "dml", "--teacher", s(&w8)].map(str::to_string));
+    // (--size is refused with --head-only too; drop it to see the --distill refusal.)
+    let pos = args.iter().position(|a| a == "--size").expect("--size");
+    args.drain(pos..pos + 2);
+    assert_refused(&run(&args), &["--distill", "--head-only"]);
+    assert!(!refused.join("settings.json").exists());
+    let _ = std::fs::remove_dir_all(&root);
+}
