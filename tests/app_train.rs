@@ -2,7 +2,10 @@
 //! library, the fixture PP-TSMv2 8f weights on the CPU, head-only training on the panel's own
 //! thread, live curves, the report, "Use this model" (the loaded model switches to the new
 //! classes), a cancel during feature extraction, and full fine-tuning (per-step curve points,
-//! cancel saving `latest`, Resume to the end, the fused start weights refused in one line).
+//! cancel saving `latest`, Resume to the end, the fused start weights refused in one line),
+//! then distillation from the panel (a DML teacher in the fused form refused in one line, KD
+//! from the finished run's model with its `ce` / `kd` loss terms) and "Export..." through the
+//! scripted dialog to a `.pdparams` the library reads back.
 
 mod common;
 
@@ -15,6 +18,9 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use kineto::app::settings::{DeviceSetting, Settings};
 use kineto::app::{AppOptions, DialogBackend, KinetoApp, Tab, TrainState};
+use kineto::checkpoint::file::open_checkpoint;
+use kineto::checkpoint::keys::Role;
+use kineto::checkpoint::pdparams::read_pdparams;
 use kineto::train::demo::{DemoOptions, generate};
 
 fn tmp(tag: &str) -> PathBuf {
@@ -49,6 +55,14 @@ fn harness(weights: &Path) -> Harness<'static, KinetoApp> {
 }
 
 fn harness_with(weights: &Path, threads: usize) -> Harness<'static, KinetoApp> {
+    harness_dialogs(weights, threads, DialogBackend::scripted(vec![]))
+}
+
+fn harness_dialogs(
+    weights: &Path,
+    threads: usize,
+    dialogs: DialogBackend,
+) -> Harness<'static, KinetoApp> {
     let settings = Settings {
         model: weights.display().to_string(),
         frames: 8,
@@ -63,7 +77,7 @@ fn harness_with(weights: &Path, threads: usize) -> Harness<'static, KinetoApp> {
         settings: Some(settings),
         overrides: Default::default(),
         audio: false,
-        dialogs: DialogBackend::scripted(vec![]),
+        dialogs,
     };
     Harness::builder()
         .with_size([1200.0, 900.0])
@@ -183,13 +197,14 @@ fn cancel_during_feature_extraction() {
 }
 
 #[test]
-fn full_fine_tuning_from_the_panel_cancel_resume_and_fused_refusal() {
+fn full_fine_tuning_from_the_panel_cancel_resume_fused_refusal_kd_and_export() {
     let started = Instant::now();
     let root = tmp("full");
     let data = root.join("data");
     demo(&data, 4);
     let run = root.join("run");
-    let mut h = harness_with(&fixture("pptsmv2/w8.pdparams"), 2);
+    let dialogs = DialogBackend::scripted(vec![]);
+    let mut h = harness_dialogs(&fixture("pptsmv2/w8.pdparams"), 2, dialogs.clone());
     run_until(&mut h, Duration::from_secs(120), "the model", |h| {
         h.state().shared.model().is_some()
     });
@@ -292,8 +307,86 @@ fn full_fine_tuning_from_the_panel_cancel_resume_and_fused_refusal() {
     assert!(!run2.exists());
     h.step();
     h.get_by_label_contains("fused (inference) form");
+    let plain = started.elapsed().as_secs_f64();
+
+    // Distillation: no Export... before a run is done; the section shows in full mode only.
+    assert!(h.query_by_label("Export...").is_none());
+    h.get_by_label("Distillation");
+    h.state_mut()
+        .train
+        .set_weights(&fixture("pptsmv2/w8.pdparams"));
+    h.get_by_label("DML (teacher trained too)").click();
+    h.step();
+    h.get_by_label_contains("trained together");
+    assert!(h.query_by_label("Temperature").is_none());
+    // The teacher through the dialog: the run's fused model, which DML refuses in one line
+    // before any work.
+    dialogs.push_answer(vec![model.clone()]);
+    h.get_by_label("Choose...").click();
+    run_until(&mut h, Duration::from_secs(10), "the teacher", |h| {
+        !h.state().train.teacher().is_empty()
+    });
+    assert_eq!(h.state().train.teacher(), model.display().to_string());
+    let run3 = root.join("run3");
+    h.state_mut().train.set_run_dir(&run3);
+    h.step();
+    h.get_by_label("Start").click();
+    run_until(&mut h, Duration::from_secs(60), "the DML refusal", |h| {
+        !h.state().train.is_running()
+    });
+    match h.state().train.state() {
+        TrainState::Failed(e) => {
+            assert!(e.contains("fused inference form"), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        other => panic!("expected the fused DML teacher to be refused: {other:?}"),
+    }
+    assert!(!run3.exists());
+
+    // KD from the same model (it knows the data's classes): the step curve has `ce` and `kd`.
+    h.get_by_label("KD (frozen teacher)").click();
+    h.step();
+    h.get_by_label("Temperature");
+    h.get_by_label("KD weight");
+    h.get_by_label_contains("must already know the data's classes");
+    h.get_by_label("Start").click();
+    run_until(&mut h, Duration::from_secs(300), "the KD run", |h| {
+        !h.state().train.is_running()
+    });
+    assert_eq!(
+        *h.state().train.state(),
+        TrainState::Done,
+        "{:?}",
+        h.state().train.state()
+    );
+    assert_eq!(h.state().train.loss_terms(), vec!["ce", "kd"]);
+    assert!(h.state().train.step_points() >= 1);
+    h.step();
+    h.get_by_label_contains("KD from model.safetensors");
+    let kd = started.elapsed().as_secs_f64() - plain;
+
+    // Export... to .pdparams (PaddleVideo's training form, from the run's `latest`).
+    let out = root.join("exported.pdparams");
+    dialogs.push_answer(vec![out.clone()]);
+    h.get_by_label("Export...").click();
+    run_until(&mut h, Duration::from_secs(60), "the export", |h| {
+        h.state().train.export_outcome().is_some()
+    });
+    let line = match h.state().train.export_outcome() {
+        Some(Ok(line)) => line.clone(),
+        other => panic!("export: {other:?}"),
+    };
+    assert!(line.contains("pdparams"), "{line}");
+    h.step();
+    h.get_by_label(&line);
+    let raw = read_pdparams(&out).expect("the exported .pdparams");
+    assert!(!raw.is_empty());
+    let back = open_checkpoint(&out, Role::Student).expect("the exported checkpoint");
+    assert_eq!(back.arch.num_classes, 3);
+    assert_eq!(back.arch.form, kineto::model::Form::Training);
     eprintln!(
-        "full fine-tuning panel test: {steps_before} of {steps} steps before the cancel, {:.1} s",
+        "full fine-tuning panel test: {steps_before} of {steps} steps before the cancel, {plain:.1} \
+         s; KD and export {kd:.1} s, {:.1} s in all",
         started.elapsed().as_secs_f64()
     );
     let _ = std::fs::remove_dir_all(&root);

@@ -117,6 +117,18 @@ impl Dialogs {
         self.ask(Purpose::TrainData, Kind::PickFolder);
     }
 
+    /// A weights file to write. The answer comes back as [`Purpose::ImportWeights`] (which
+    /// picks the weights filter of the native dialog), so this is for a panel's own
+    /// [`Dialogs`] (the Train tab's export), never for the app's, which would load the file.
+    pub fn save_weights(&mut self, name: &'static str) {
+        self.ask(Purpose::ImportWeights, Kind::Save(name));
+    }
+
+    /// The backend, for a panel that keeps its own [`Dialogs`].
+    pub fn backend(&self) -> DialogBackend {
+        self.backend.clone()
+    }
+
     pub fn export_results(&mut self, format: ResultsFormat) {
         let name = match format {
             ResultsFormat::Csv => "kineto-results.csv",

@@ -3,7 +3,11 @@
 //! are cached, a new classifier is trained) or full fine-tuning
 //! ([`crate::train::full_job::run_full`]: every layer, PaddleVideo's recipe; a cancel saves
 //! the `latest` checkpoint and "Resume" continues the run through
-//! [`crate::train::full_job::resume_job`]). The data check and the run go on their own
+//! [`crate::train::full_job::resume_job`]; with a teacher, DML or KD as
+//! [`crate::train::job::TrainJob::distill`]). After a finished run "Export..." writes the model
+//! (`.safetensors`) or PaddleVideo's `.pdparams` (from the run's training-form `latest`) on a
+//! worker; the teacher and export files come from the panel's own [`Dialogs`] (the app's
+//! backend). The data check and the run go on their own
 //! threads; their messages come back through crossbeam channels (with a repaint request after
 //! each) and are drained a bounded number per frame, so the UI never waits on them. Dropping
 //! the panel (closing the window) cancels a run.
@@ -17,17 +21,22 @@ use crossbeam_channel::{Receiver, bounded, unbounded};
 use eframe::egui;
 use egui_plot::{Legend, Line, Plot, Points};
 
+use super::dialogs::Dialogs;
 use super::workers::Shared;
-use crate::checkpoint::file::open_checkpoint;
+use crate::checkpoint::file::{Format, open_checkpoint};
 use crate::checkpoint::keys::Role;
 use crate::model::{Form as WeightsForm, ModelKind};
 use crate::progress::{CancelToken, Notify};
 use crate::train::dataset::DatasetSummary;
-use crate::train::full_job::{FULL_SIZE, LATEST_STATE, resume_job, run_full, short_side_for};
+use crate::train::full_job::{
+    DistillJob, DistillMode, FULL_SIZE, KD_TEMPERATURE, KD_WEIGHT, LATEST, LATEST_STATE,
+    resume_job, run_full, short_side_for,
+};
 use crate::train::job::{
     HeadOnlyOutcome, JobDevice, JobEvent, TrainJob, check_data, default_run_dir_for, run_head_only,
 };
 use crate::train::metrics::TrainEvent;
+use crate::weights::export::{ExportRequest, export};
 
 /// At most this many job messages are applied per frame.
 const EVENTS_PER_FRAME: usize = 256;
@@ -55,6 +64,23 @@ enum Mode {
     Full,
 }
 
+/// Full fine-tuning's teacher.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Distill {
+    None,
+    /// PaddleVideo's DML: the teacher is trained with the student.
+    Dml,
+    /// Classic KD from a frozen teacher.
+    Kd,
+}
+
+/// What the panel's own file dialog was opened for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Asked {
+    Teacher,
+    Export,
+}
+
 /// The form's settings.
 #[derive(Clone, Debug)]
 struct Form {
@@ -76,6 +102,11 @@ struct Form {
     size: u32,
     /// Full fine-tuning: PaddleVideo's Mixup on every batch.
     mixup: bool,
+    /// Full fine-tuning: distillation, its teacher (a file), KD's temperature and weight.
+    distill: Distill,
+    teacher: String,
+    temperature: f64,
+    kd_weight: f64,
 }
 
 impl Default for Form {
@@ -94,6 +125,10 @@ impl Default for Form {
             run_dir: String::new(),
             size: FULL_SIZE,
             mixup: true,
+            distill: Distill::None,
+            teacher: String::new(),
+            temperature: KD_TEMPERATURE,
+            kd_weight: KD_WEIGHT,
         }
     }
 }
@@ -120,6 +155,51 @@ impl Form {
             Mode::Full => 0.01 * self.batch_full as f64 / 128.0,
         }
     }
+
+    /// The distillation of a full run (`Ok(None)`: none, or head-only).
+    fn distill_job(&self) -> Result<Option<DistillJob>, String> {
+        let mode = match (self.mode, self.distill) {
+            (Mode::HeadOnly, _) | (_, Distill::None) => return Ok(None),
+            (Mode::Full, Distill::Dml) => DistillMode::Dml,
+            (Mode::Full, Distill::Kd) => DistillMode::Kd,
+        };
+        let teacher = self.teacher.trim();
+        if teacher.is_empty() {
+            return Err("distillation needs a teacher: choose its weights file".into());
+        }
+        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            return Err("the KD temperature must be a positive number".into());
+        }
+        if !(0.0..=1.0).contains(&self.kd_weight) {
+            return Err("the KD weight must be in [0, 1]".into());
+        }
+        Ok(Some(DistillJob {
+            mode,
+            teacher: teacher.to_string(),
+            teacher_path: PathBuf::from(teacher),
+            temperature: self.temperature,
+            kd_weight: self.kd_weight,
+        }))
+    }
+}
+
+/// One line per distillation mode: what it does, what teacher it needs.
+fn distill_hint(distill: Distill) -> &'static str {
+    match distill {
+        Distill::None => "plain cross-entropy on the data's labels",
+        Distill::Dml => {
+            "DML (PaddleVideo's PP-TSMv2 recipe): student and teacher are trained together, \
+             each by its own cross-entropy plus the symmetric KL of their predictions (about \
+             twice the work per step). The teacher must be PP-TSMv2 in the training form (a \
+             .pdparams, or a .safetensors saved without fusing); its classifier is replaced \
+             for the data's classes unless it already has them."
+        }
+        Distill::Kd => {
+            "KD: a frozen teacher's softened predictions guide the student: loss = (1 - A) CE + \
+             A T^2 KL(teacher_T || student_T). The teacher may be PP-TSMv2 or PP-TSM ResNet-50 \
+             in any form, but must already know the data's classes (e.g. a model trained here)."
+        }
+    }
 }
 
 /// What the worker runs.
@@ -143,6 +223,8 @@ struct Plan {
     frames: Option<usize>,
     size: u32,
     mixup: bool,
+    /// "KD from teacher.safetensors (T 4, A 0.5)", "DML with ...".
+    distill: Option<String>,
     run_dir: PathBuf,
 }
 
@@ -156,6 +238,19 @@ impl Plan {
             frames: job.frames,
             size: job.size,
             mixup: job.mixup,
+            distill: job.distill.as_ref().map(|d| {
+                let name = d
+                    .teacher_path
+                    .file_name()
+                    .map_or_else(|| d.teacher.clone(), |n| n.to_string_lossy().into_owned());
+                match d.mode {
+                    DistillMode::Dml => format!("DML with {name}"),
+                    DistillMode::Kd => format!(
+                        "KD from {name} (T {}, weight {})",
+                        d.temperature, d.kd_weight
+                    ),
+                }
+            }),
             run_dir: job.run_dir.clone().unwrap_or_default(),
         }
     }
@@ -250,6 +345,15 @@ pub struct TrainingPanel {
     report: Option<ReportView>,
     /// num_seg of the running / finished job.
     frames: usize,
+    /// The panel's own file dialogs (teacher weights, export), made at the first frame.
+    dialogs: Option<Dialogs>,
+    asked: Option<Asked>,
+    /// A running export: its one-line outcome comes back here.
+    exporting: Option<Receiver<Result<String, String>>>,
+    /// The last export's outcome (one line).
+    export_outcome: Option<Result<String, String>>,
+    /// Wakes the UI (set at the first frame).
+    notify: Option<Notify>,
 }
 
 impl Default for TrainingPanel {
@@ -273,6 +377,11 @@ impl Default for TrainingPanel {
             epochs_seen: 0,
             report: None,
             frames: 8,
+            dialogs: None,
+            asked: None,
+            exporting: None,
+            export_outcome: None,
+            notify: None,
         }
     }
 }
@@ -380,6 +489,31 @@ impl TrainingPanel {
         self.form.mixup = mixup;
     }
 
+    /// The distillation teacher of the next full run (the mode is chosen in the form).
+    pub fn set_teacher(&mut self, path: &Path) {
+        self.form.teacher = path.display().to_string();
+    }
+
+    /// The teacher field's text.
+    pub fn teacher(&self) -> &str {
+        &self.form.teacher
+    }
+
+    /// Names of the per-step loss terms received so far (`ce`, `kd`, ...).
+    pub fn loss_terms(&self) -> Vec<String> {
+        self.curves.step_terms.keys().cloned().collect()
+    }
+
+    /// Whether an export is being written.
+    pub fn is_exporting(&self) -> bool {
+        self.exporting.is_some()
+    }
+
+    /// The last export's one-line outcome.
+    pub fn export_outcome(&self) -> Option<&Result<String, String>> {
+        self.export_outcome.as_ref()
+    }
+
     /// Whether "Full fine-tuning" is chosen.
     pub fn full_mode(&self) -> bool {
         self.form.mode == Mode::Full
@@ -479,6 +613,7 @@ impl TrainingPanel {
         job.device = self.device(shared);
         job.size = self.form.size;
         job.mixup = self.form.mixup;
+        job.distill = self.form.distill_job()?;
         Ok(job)
     }
 
@@ -580,6 +715,7 @@ impl TrainingPanel {
         self.extract = None;
         self.extract_note = None;
         self.resumable = None;
+        self.export_outcome = None;
     }
 
     fn spawn(&mut self, launch: Launch, notify: Notify) {
@@ -630,6 +766,24 @@ impl TrainingPanel {
 
     /// Applies the worker messages that arrived since the last frame.
     pub fn drain(&mut self) {
+        let picked = self.dialogs.as_mut().map(Dialogs::poll).unwrap_or_default();
+        for answer in picked {
+            let asked = self.asked.take();
+            let Some(path) = answer.paths.into_iter().next() else {
+                continue;
+            };
+            match asked {
+                Some(Asked::Teacher) => self.form.teacher = path.display().to_string(),
+                Some(Asked::Export) => self.export_to(&path),
+                None => {}
+            }
+        }
+        if let Some(rx) = &self.exporting
+            && let Ok(outcome) = rx.try_recv()
+        {
+            self.exporting = None;
+            self.export_outcome = Some(outcome);
+        }
         if let Some(rx) = &self.check
             && let Ok(outcome) = rx.try_recv()
         {
@@ -789,6 +943,78 @@ impl TrainingPanel {
         ));
     }
 
+    /// Writes the trained model to `output` on a worker: `.safetensors` the run's model (the
+    /// fused form, with the class names); `.pdparams` PaddleVideo's training-form layout, from
+    /// the run's `latest` checkpoint (a full run's training form; the model itself is fused).
+    pub fn export_to(&mut self, output: &Path) {
+        if self.exporting.is_some() {
+            return;
+        }
+        let Some(report) = &self.report else {
+            return;
+        };
+        let format = match Format::from_path(output) {
+            Some(f) => f,
+            None => {
+                self.export_outcome = Some(Err(format!(
+                    "{}: name the file .safetensors or .pdparams",
+                    output.display()
+                )));
+                return;
+            }
+        };
+        let latest = self.run_folder.as_ref().map(|d| d.join(LATEST));
+        let source = match (format, latest) {
+            (Format::Pdparams, Some(latest)) if latest.is_file() => latest,
+            _ => report.model_path.clone(),
+        };
+        let output = output.to_path_buf();
+        let notify = self.notify.clone();
+        let (tx, rx) = bounded(1);
+        let spawned = std::thread::Builder::new()
+            .name("kineto-train-export".into())
+            .spawn(move || {
+                let request = ExportRequest {
+                    source: &source,
+                    source_name: None,
+                    catalog_num_seg: None,
+                    output: &output,
+                    format: Some(format),
+                    fused: false,
+                    teacher: false,
+                    labels: None,
+                };
+                let outcome =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| export(&request)))
+                        .map_err(|_| "the export crashed".to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string()))
+                        .map(|r| {
+                            let names = r
+                                .class_names
+                                .map(|n| format!(", {n} class names"))
+                                .unwrap_or_default();
+                            format!(
+                                "wrote {} ({}, {} form, {} tensors{names})",
+                                r.output.display(),
+                                r.format.as_str(),
+                                r.form.as_str(),
+                                r.tensors
+                            )
+                        });
+                let _ = tx.send(outcome);
+                if let Some(notify) = notify {
+                    notify.notify();
+                }
+            });
+        match spawned {
+            Ok(_) => {
+                self.exporting = Some(rx);
+                self.export_outcome = None;
+            }
+            Err(e) => self.export_outcome = Some(Err(format!("cannot start the export: {e}"))),
+        }
+    }
+
     /// Steps of the whole run, once the run's probe has counted the training clips.
     fn total_steps(&self) -> Option<usize> {
         let plan = self.plan.as_ref()?;
@@ -839,6 +1065,12 @@ impl TrainingPanel {
             let ctx = ui.ctx().clone();
             Notify::new(move || ctx.request_repaint())
         };
+        if self.notify.is_none() {
+            self.notify = Some(notify.clone());
+        }
+        if self.dialogs.is_none() {
+            self.dialogs = Some(Dialogs::new(shared.dialogs.backend(), notify.clone()));
+        }
         let running = self.job.is_some();
         // The form on the left, the run (controls, progress, curves, report) on the right.
         ui.columns_const(|[left, right]: &mut [egui::Ui; 2]| {
@@ -895,6 +1127,7 @@ impl TrainingPanel {
                     self.run_folder_ui(ui);
                     self.progress_ui(ui);
                     self.use_model_ui(ui, shared);
+                    self.export_ui(ui);
                     if !self.curves.step_loss.is_empty() || !self.curves.epoch_train_loss.is_empty()
                     {
                         self.plots_ui(ui);
@@ -1033,10 +1266,102 @@ impl TrainingPanel {
                     }
                     ui.end_row();
                 });
-            ui.label(
-                egui::RichText::new("Distillation is available from kineto train only.").small(),
-            );
+            if self.form.mode == Mode::Full {
+                ui.separator();
+                self.distill_ui(ui);
+            }
         });
+    }
+
+    /// Full fine-tuning's teacher: none, DML or KD, its weights, KD's T and weight.
+    fn distill_ui(&mut self, ui: &mut egui::Ui) {
+        ui.strong("Distillation");
+        ui.horizontal(|ui| {
+            ui.radio_value(&mut self.form.distill, Distill::None, "None");
+            ui.radio_value(
+                &mut self.form.distill,
+                Distill::Dml,
+                "DML (teacher trained too)",
+            );
+            ui.radio_value(&mut self.form.distill, Distill::Kd, "KD (frozen teacher)");
+        });
+        ui.label(egui::RichText::new(distill_hint(self.form.distill)).small());
+        if self.form.distill == Distill::None {
+            return;
+        }
+        egui::Grid::new("kineto.train.distill")
+            .num_columns(2)
+            .spacing([12.0, 6.0])
+            .show(ui, |ui| {
+                ui.label("Teacher weights");
+                ui.horizontal(|ui| {
+                    ui.add(
+                        egui::TextEdit::singleline(&mut self.form.teacher)
+                            .desired_width(200.0)
+                            .hint_text(".pdparams or .safetensors"),
+                    );
+                    if ui.button("Choose...").clicked()
+                        && let Some(dialogs) = &mut self.dialogs
+                    {
+                        self.asked = Some(Asked::Teacher);
+                        dialogs.import_weights();
+                    }
+                });
+                ui.end_row();
+                if self.form.distill == Distill::Kd {
+                    ui.label("Temperature");
+                    ui.add(
+                        egui::DragValue::new(&mut self.form.temperature)
+                            .range(0.1..=100.0)
+                            .speed(0.1)
+                            .max_decimals(2),
+                    );
+                    ui.end_row();
+                    ui.label("KD weight");
+                    ui.add(
+                        egui::DragValue::new(&mut self.form.kd_weight)
+                            .range(0.0..=1.0)
+                            .speed(0.01)
+                            .max_decimals(3),
+                    );
+                    ui.end_row();
+                }
+            });
+    }
+
+    /// "Export..." once a run is done, and the last export's outcome.
+    fn export_ui(&mut self, ui: &mut egui::Ui) {
+        if self.state != TrainState::Done || self.report.is_none() {
+            return;
+        }
+        ui.horizontal(|ui| {
+            let idle = self.exporting.is_none();
+            if ui
+                .add_enabled(idle, egui::Button::new("Export..."))
+                .on_hover_text(
+                    ".safetensors: the trained model with its class names; .pdparams: \
+                     PaddleVideo's training-form layout",
+                )
+                .clicked()
+                && let Some(dialogs) = &mut self.dialogs
+            {
+                self.asked = Some(Asked::Export);
+                dialogs.save_weights("kineto-model.safetensors");
+            }
+            if !idle {
+                ui.spinner();
+                ui.label("exporting");
+            }
+        });
+        match &self.export_outcome {
+            Some(Ok(line)) => {
+                ui.label(line);
+            }
+            Some(Err(e)) => {
+                ui.colored_label(ui.visuals().error_fg_color, format!("export failed: {e}"));
+            }
+            None => {}
+        }
     }
 
     fn controls_ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared, notify: Notify) {
@@ -1119,9 +1444,14 @@ impl TrainingPanel {
             }
         }
         if let Some(plan) = self.plan.as_ref().filter(|p| p.full) {
+            let distill = plan
+                .distill
+                .as_ref()
+                .map(|d| format!(", {d}"))
+                .unwrap_or_default();
             ui.label(
                 egui::RichText::new(format!(
-                    "full fine-tuning: epochs {}, batch {}, crop {} px, Mixup {}",
+                    "full fine-tuning: epochs {}, batch {}, crop {} px, Mixup {}{distill}",
                     plan.epochs,
                     plan.batch,
                     plan.size,
