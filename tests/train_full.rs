@@ -8,7 +8,11 @@
 //! - a fused checkpoint as start weights is refused with one line and exit 2;
 //! - Ctrl-C (SIGINT) during the first epoch saves `latest` and exits 130, and `--resume` then
 //!   gives the same step losses and epoch metrics as an uninterrupted run with the same seed
-//!   (within 1e-6 relative).
+//!   (within 1e-6 relative);
+//! - `--freeze-stages 2`: after one epoch the stem's and stages 0-1's parameters and BatchNorm
+//!   running statistics in `latest.safetensors` are bit-identical to the start weights while
+//!   stages 2-3 and the fc changed; settings.json, `--resume` and the report keep the setting;
+//!   `--head-only` with it and N = 5 are refused with one line and exit 2.
 
 mod common;
 
@@ -288,5 +292,111 @@ fn resume_after_ctrl_c_matches_an_uninterrupted_run() {
         }
     }
     assert_eq!(of_kind(&resumed, "step").len(), 6);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn freeze_stages_keeps_the_prefix_bit_identical() {
+    let root = tmp("freeze");
+    let data = root.join("data");
+    demo(&data, 6);
+    let weights = fixture("pptsmv2/w8.pdparams");
+
+    // Refusals first: one line, exit 2, nothing written.
+    for extra in [
+        &["--freeze-stages", "5"][..],
+        &["--freeze-stages", "1", "--head-only"][..],
+    ] {
+        let refused = root.join("refused");
+        let mut args = train_args(&data, &weights, &refused);
+        if extra.contains(&"--head-only") {
+            // --size is full fine-tuning only; keep the refusal about the freeze.
+            args.retain(|a| *a != "--size" && *a != "64");
+        }
+        args.extend(extra);
+        let out = kineto(&args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(err.contains("--freeze-stages"), "{err}");
+        assert!(!refused.join("settings.json").exists());
+    }
+
+    let run_dir = root.join("run");
+    let mut args = train_args(&data, &weights, &run_dir);
+    args.extend([
+        "--epochs",
+        "1",
+        "--no-mixup",
+        "--freeze-stages",
+        "2",
+        "--lr",
+        "0.05",
+        "--quiet",
+    ]);
+    let out = kineto(&args);
+    assert!(out.status.success(), "train failed: {}", text(&out.stderr));
+
+    let settings: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("settings.json")).expect("settings.json"),
+    )
+    .expect("settings json");
+    assert_eq!(settings["job"]["freeze_stages"], 2);
+    let report = std::fs::read_to_string(run_dir.join("report.txt")).expect("report");
+    assert!(
+        report.starts_with("frozen (--freeze-stages 2): the stem and stages.0-1"),
+        "{report}"
+    );
+    let resumed = kineto::train::full_job::resume_job(
+        &run_dir,
+        kineto::train::job::TrainJob::new(&data, &weights).device,
+    )
+    .expect("resume_job");
+    assert_eq!(resumed.freeze_stages, 2);
+
+    let start = open_checkpoint(&weights, Role::Student).expect("start weights");
+    let latest =
+        open_checkpoint(&run_dir.join("latest.safetensors"), Role::Student).expect("latest");
+    let (mut frozen, mut changed) = (0, Vec::new());
+    for (key, tensor) in latest.store.iter() {
+        let Some(original) = start.store.get(key) else {
+            continue;
+        };
+        let prefix = key.starts_with("backbone.stem.")
+            || key.starts_with("backbone.stages.0.")
+            || key.starts_with("backbone.stages.1.");
+        if prefix {
+            assert_eq!(tensor.shape, original.shape, "{key}");
+            let same = tensor
+                .data
+                .iter()
+                .zip(&original.data)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{key} changed although frozen");
+            frozen += 1;
+        } else if tensor.data != original.data {
+            changed.push(key.to_string());
+        }
+    }
+    // Conv and BatchNorm weights, biases and running statistics of the stem and stages 0-1.
+    assert!(frozen >= 40, "{frozen} frozen tensors compared");
+    for key in [
+        "backbone.stem.0.bn._mean",
+        "backbone.stages.1.1.pw_conv.bn._variance",
+    ] {
+        assert!(latest.store.get(key).is_some(), "{key} missing");
+    }
+    for key in [
+        "backbone.stages.2.0.pw_conv_1.conv.weight",
+        "backbone.stages.2.0.pw_conv_1.bn._mean",
+        "backbone.stages.3.1.pw_conv.conv.weight",
+        "backbone.stages.3.1.pw_conv.bn._variance",
+        "backbone.last_conv.weight",
+    ] {
+        assert!(changed.iter().any(|k| k == key), "{key} did not change");
+    }
+    // The fc was replaced for the 2 classes; it trained (its shape differs from the start).
+    let fc = latest.store.get("backbone.fc.weight").expect("fc");
+    assert_eq!(fc.shape, vec![1280, 2]);
     let _ = std::fs::remove_dir_all(&root);
 }

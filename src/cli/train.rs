@@ -1,7 +1,7 @@
 //! `kineto train DATA [--head-only] [--weights W] [--epochs N] [--batch-size B] [--lr LR]
 //! [--frames 8|16] [--size S] [--no-mixup] [--val DATA | --val-split F] [--labels FILE]
 //! [--output OUT] [--run-dir DIR] [--resume DIR] [--seed S] [--json]
-//! [--distill dml|kd --teacher W [--temperature T] [--kd-weight A]]`
+//! [--distill dml|kd --teacher W [--temperature T] [--kd-weight A]] [--freeze-stages N]`
 //!
 //! Full fine-tuning (PaddleVideo's PP-TSMv2 recipe: training-form model, train-mode
 //! BatchNorm, Mixup, Momentum + Nesterov + L2, warm-up + cosine), or with `--head-only` a new
@@ -12,6 +12,7 @@
 //! Ctrl-C saves `latest` (full fine-tuning) and exits 130; `--resume RUN_DIR` continues.
 //! `--distill` adds a teacher to full fine-tuning: DML (PaddleVideo's PP-TSMv2 recipe, the
 //! teacher trained too and saved as `latest_teacher`) or classic KD (frozen teacher).
+//! `--freeze-stages N` freezes the stem and the first N backbone stages in full fine-tuning.
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -106,6 +107,14 @@ pub struct TrainArgs {
     /// --distill kd: the weight A of the KD term, in [0, 1] [default: 0.5].
     #[arg(long, value_name = "A")]
     pub kd_weight: Option<f64>,
+    /// Full fine-tuning: freeze the stem and the first N of the backbone's 4 stages
+    /// (stages.0 to stages.N-1; from N = 3 on also the 16-frame temporal attention, which runs
+    /// before stages.2). Frozen layers get no updates and no weight decay, their BatchNorm uses
+    /// and keeps its running statistics (eval mode), and the backward stops before them, so
+    /// steps are faster. 0 trains everything; 4 trains only last_conv and the classifier.
+    /// With --distill only the student is frozen [default: 0].
+    #[arg(long, value_name = "N")]
+    pub freeze_stages: Option<usize>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,8 +164,29 @@ fn check_distill_args(args: &TrainArgs) -> Result<(), Failure> {
     }
 }
 
+/// `--freeze-stages`' checks (one-line errors).
+fn check_freeze_args(args: &TrainArgs) -> Result<(), Failure> {
+    let Some(n) = args.freeze_stages else {
+        return Ok(());
+    };
+    let max = kineto::train::full::MAX_FREEZE_STAGES;
+    let text = if args.head_only {
+        "--freeze-stages applies to full fine-tuning; --head-only already freezes the whole \
+         backbone"
+            .to_string()
+    } else if args.resume.is_some() {
+        "--resume continues a run with its own settings; leave out --freeze-stages".to_string()
+    } else if n > max {
+        format!("--freeze-stages takes 0 to {max} stages, not {n}")
+    } else {
+        return Ok(());
+    };
+    Err(Failure::fatal(anyhow!("{text}")))
+}
+
 pub fn run(args: &TrainArgs, global: &GlobalArgs) -> CliResult {
     check_distill_args(args)?;
+    check_freeze_args(args)?;
     if args.head_only && (args.size.is_some() || args.no_mixup) {
         return Err(Failure::fatal(anyhow!(
             "--size and --no-mixup apply to full fine-tuning, not --head-only"
@@ -195,13 +225,18 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs) -> CliResult {
             say(
                 global,
                 &format!(
-                    "kineto: resuming {} with its own settings ({} epochs, batch {}, size {}, seed {}{}{})",
+                    "kineto: resuming {} with its own settings ({} epochs, batch {}, size {}, seed {}{}{}{})",
                     run_dir.display(),
                     job.epochs,
                     job.batch_size,
                     job.size,
                     job.seed,
                     if job.mixup { "" } else { ", no Mixup" },
+                    if job.freeze_stages > 0 {
+                        format!(", --freeze-stages {}", job.freeze_stages)
+                    } else {
+                        String::new()
+                    },
                     match &job.distill {
                         Some(d) =>
                             format!(", --distill {} --teacher {}", d.mode.as_str(), d.teacher),
@@ -257,6 +292,7 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs) -> CliResult {
                 mixup: !args.no_mixup,
                 resume: false,
                 distill,
+                freeze_stages: args.freeze_stages.unwrap_or(0),
             }
         }
     };

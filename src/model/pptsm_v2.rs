@@ -314,7 +314,14 @@ impl PpTsmV2 {
 
     /// The fc input: `[N, 1280]`, the mean over segments of each frame's pooled feature.
     pub fn features(&self, x: Tensor<4>, num_seg: usize, trace: &mut Trace) -> Tensor<2> {
-        self.features_with(x, num_seg, trace, &mut Normalization::Running, DROPOUT_KEEP)
+        self.features_with(
+            x,
+            num_seg,
+            trace,
+            &mut Normalization::Running,
+            DROPOUT_KEEP,
+            0,
+        )
     }
 
     /// Train mode (Paddle's `model.train()`) with dropout off (p = 0, the identity in
@@ -328,13 +335,39 @@ impl PpTsmV2 {
         stats: &mut BatchStats,
         trace: &mut Trace,
     ) -> (Tensor<2>, Tensor<2>) {
-        let features = self.features_with(x, num_seg, trace, &mut Normalization::Batch(stats), 1.0);
+        self.forward_train_frozen(x, num_seg, 0, stats, trace)
+    }
+
+    /// [`forward_train`](Self::forward_train) with the first `frozen` stages frozen
+    /// (`frozen` in `0..=4`; larger values count as 4): the stem, `stages.0` to
+    /// `stages.{frozen-1}` and, from 3 on, the temporal attention (it runs before `stages.2`)
+    /// form the frozen prefix. Its BatchNorm layers normalise with their running statistics
+    /// (eval mode, nothing recorded in `stats`) and its output is detached, so the backward
+    /// stops there. `frozen == 0` is exactly `forward_train`.
+    pub fn forward_train_frozen(
+        &self,
+        x: Tensor<4>,
+        num_seg: usize,
+        frozen: usize,
+        stats: &mut BatchStats,
+        trace: &mut Trace,
+    ) -> (Tensor<2>, Tensor<2>) {
+        let features = self.features_with(
+            x,
+            num_seg,
+            trace,
+            &mut Normalization::Batch(stats),
+            1.0,
+            frozen.min(STAGES.len()),
+        );
         let logits = self.fc.forward(features.clone());
         trace.record("logits", &logits);
         (features, logits)
     }
 
-    /// The shared body of both modes; `dropout_scale` is what the dropout multiplies by.
+    /// The shared body of both modes; `dropout_scale` is what the dropout multiplies by. The
+    /// first `frozen` stages (with the stem) run with running statistics and their output is
+    /// detached (see [`forward_train_frozen`](Self::forward_train_frozen)); 0 in inference.
     fn features_with(
         &self,
         x: Tensor<4>,
@@ -342,11 +375,18 @@ impl PpTsmV2 {
         trace: &mut Trace,
         norm: &mut Normalization<'_>,
         dropout_scale: f32,
+        frozen: usize,
     ) -> Tensor<2> {
-        let x = self.stem_conv.forward_with(x, norm, "stem.0");
+        let mut running = Normalization::Running;
+        let stem_norm = if frozen > 0 { &mut running } else { &mut *norm };
+        let x = self.stem_conv.forward_with(x, stem_norm, "stem.0");
         trace.record("stem.0", &x);
-        let mut x = self.stem_dw.forward(x, "stem.1", trace, norm);
+        let mut x = self.stem_dw.forward(x, "stem.1", trace, stem_norm);
         for (s, stage) in self.stages.iter().enumerate() {
+            if frozen > 0 && s == frozen {
+                x = x.detach();
+            }
+            let stage_norm = if s < frozen { &mut running } else { &mut *norm };
             if s == 2 {
                 if let Some(att) = &self.global_attention {
                     x = att.forward(x, num_seg, trace);
@@ -355,8 +395,11 @@ impl PpTsmV2 {
                 trace.record("temporal_shift", &x);
             }
             for (b, block) in stage.iter().enumerate() {
-                x = block.forward(x, &format!("stages.{s}.{b}"), trace, norm);
+                x = block.forward(x, &format!("stages.{s}.{b}"), trace, stage_norm);
             }
+        }
+        if frozen >= self.stages.len() {
+            x = x.detach();
         }
         let x = global_avg_pool(x);
         trace.record("avg_pool", &x);

@@ -29,6 +29,14 @@
 //! [`dml_step`] (PaddleVideo's DML: both models' forwards, one summed loss, each model seeded
 //! with its own gradient of it) and [`kd_step`] (classic KD against a frozen teacher's logits).
 //!
+//! Freezing ([`FullTrainer::set_freeze_stages`], `kineto train --freeze-stages N`): with N > 0
+//! the stem, `stages.0` .. `stages.{N-1}` and, for N >= 3, the temporal attention (it runs
+//! before `stages.2`) are frozen: their parameters are plain (non-gradient) tensors, so they get
+//! no gradient, no velocity, no weight decay and no update; their BatchNorm layers normalise with
+//! the running statistics, which stay as they are (eval mode, the usual practice for frozen
+//! BatchNorm); and the frozen prefix's output is detached, so the backward stops there. N = 4
+//! leaves `last_conv` and the fc trainable. N = 0 is the unfrozen step, unchanged.
+//!
 //! The optimiser update runs on the host in f64 (one implementation of Paddle's rule,
 //! [`Momentum`], shared with head-only training) and is rounded back to the trainer's dtype.
 
@@ -73,6 +81,30 @@ pub enum FullTrainError {
     Readback { what: String, problem: String },
     #[error("the update went wrong: {0}")]
     Update(String),
+    #[error("--freeze-stages takes 0 to {max} stages, not {got}")]
+    FreezeStages { got: usize, max: usize },
+}
+
+/// The most stages [`FullTrainer::set_freeze_stages`] freezes (all four of PP-LCNetV2's).
+pub const MAX_FREEZE_STAGES: usize = 4;
+
+/// Whether the parameter (or running statistic) `key` belongs to the frozen prefix when the
+/// first `frozen` stages are frozen: the stem from 1 on, `stages.{s}` for s < `frozen`, the
+/// temporal attention from 3 on. `last_conv` and the fc are never frozen.
+pub fn is_frozen_key(key: &str, frozen: usize) -> bool {
+    if frozen == 0 {
+        return false;
+    }
+    if key.starts_with("backbone.stem.") {
+        return true;
+    }
+    if key.starts_with("backbone.global_attention.") {
+        return frozen >= 3;
+    }
+    key.strip_prefix("backbone.stages.")
+        .and_then(|rest| rest.split('.').next())
+        .and_then(|s| s.parse::<usize>().ok())
+        .is_some_and(|s| s < frozen)
 }
 
 /// A host copy of a tensor in float64 (exact for both precisions).
@@ -159,6 +191,8 @@ pub struct FullTrainer {
     dtype: FloatDType,
     options: FullStepOptions,
     velocity: HashMap<String, Vec<f64>>,
+    /// How many stages (with the stem) are frozen; 0 trains everything.
+    frozen: usize,
 }
 
 impl FullTrainer {
@@ -180,6 +214,7 @@ impl FullTrainer {
         let network = network.map(&mut Trainable {
             dtype,
             path: Vec::new(),
+            frozen: 0,
         });
         Ok(Self {
             network,
@@ -187,11 +222,42 @@ impl FullTrainer {
             dtype,
             options,
             velocity: HashMap::new(),
+            frozen: 0,
         })
     }
 
     pub fn dtype(&self) -> FloatDType {
         self.dtype
+    }
+
+    /// Freezes the stem and the first `stages` stages (0 to [`MAX_FREEZE_STAGES`]; 0 unfreezes
+    /// everything), see the module docs. The velocities of parameters that become frozen are
+    /// dropped.
+    pub fn set_freeze_stages(&mut self, stages: usize) -> Result<(), FullTrainError> {
+        if stages > MAX_FREEZE_STAGES {
+            return Err(FullTrainError::FreezeStages {
+                got: stages,
+                max: MAX_FREEZE_STAGES,
+            });
+        }
+        self.frozen = stages;
+        self.network = self.network.clone().map(&mut Trainable {
+            dtype: self.dtype,
+            path: Vec::new(),
+            frozen: stages,
+        });
+        self.velocity.retain(|key, _| !is_frozen_key(key, stages));
+        Ok(())
+    }
+
+    /// How many stages are frozen (0: none).
+    pub fn freeze_stages(&self) -> usize {
+        self.frozen
+    }
+
+    /// Whether the parameter or running statistic `key` is frozen.
+    pub fn is_frozen(&self, key: &str) -> bool {
+        is_frozen_key(key, self.frozen)
     }
 
     /// One step on `clips` (`[N, T, 3, H, W]`, any float dtype; cast to the trainer's) with one
@@ -272,7 +338,9 @@ impl FullTrainer {
         let frames = Tensor::<5>::from_data(clips, (&self.device, DType::from(self.dtype)))
             .reshape([n * t, c, h, w]);
         let mut stats = BatchStats::default();
-        let (features, logits) = self.network.forward_train(frames, t, &mut stats, trace);
+        let (features, logits) =
+            self.network
+                .forward_train_frozen(frames, t, self.frozen, &mut stats, trace);
         let classes = logits.dims()[1];
         let logits_host = host(&logits, "logits")?;
         Ok(TrainForward {
@@ -344,6 +412,7 @@ impl FullTrainer {
             grads_out: BTreeMap::new(),
             untouched: Vec::new(),
             problems: Vec::new(),
+            frozen: self.frozen,
         };
         let network = self.network.clone().map(&mut update);
         if let Some(problem) = update.problems.into_iter().next() {
@@ -421,14 +490,19 @@ impl FullTrainer {
         &self.velocity
     }
 
-    /// Replaces the velocities (resuming a run). Every key must name a trainable parameter
-    /// and every length match it.
+    /// Replaces the velocities (resuming a run). Every key must name a trainable (not frozen)
+    /// parameter and every length match it.
     pub fn set_velocities(
         &mut self,
         velocity: HashMap<String, Vec<f64>>,
     ) -> Result<(), FullTrainError> {
         let params = self.parameters()?;
         for (key, v) in &velocity {
+            if self.is_frozen(key) {
+                return Err(FullTrainError::Update(format!(
+                    "velocity for {key}, which is frozen"
+                )));
+            }
             match params.get(key) {
                 Some(p) if p.data.len() == v.len() && !is_running_stat(key) => {}
                 Some(p) => {
@@ -621,10 +695,11 @@ fn leaf<const D: usize>(
 }
 
 /// Casts every parameter to the trainer's dtype with autodiff on; all but the running
-/// statistics become gradient-retaining leaves.
+/// statistics and the frozen parameters become gradient-retaining leaves.
 struct Trainable {
     dtype: FloatDType,
     path: Vec<String>,
+    frozen: usize,
 }
 
 impl ModuleMapper for Trainable {
@@ -641,7 +716,7 @@ impl ModuleMapper for Trainable {
         let (id, tensor, _) = param.consume();
         // A fresh leaf: off any earlier graph, then cast, then tracked.
         let tensor = tensor.without_autodiff().cast(self.dtype).autodiff();
-        let tensor = if is_running_stat(&key) {
+        let tensor = if is_running_stat(&key) || is_frozen_key(&key, self.frozen) {
             tensor
         } else {
             tensor.require_grad()
@@ -665,6 +740,8 @@ struct Update<'a> {
     grads_out: BTreeMap<String, HostTensor>,
     untouched: Vec<String>,
     problems: Vec<FullTrainError>,
+    /// Frozen stages: their parameters and running statistics are kept as they are.
+    frozen: usize,
 }
 
 impl Update<'_> {
@@ -674,6 +751,9 @@ impl Update<'_> {
         key: &str,
         value: &Tensor<D>,
     ) -> Result<Option<Vec<f64>>, FullTrainError> {
+        if is_frozen_key(key, self.frozen) {
+            return Ok(None);
+        }
         if let Some(layer) = key
             .strip_suffix("._mean")
             .or_else(|| key.strip_suffix("._variance"))
@@ -795,5 +875,28 @@ mod tests {
         assert!(is_running_stat("backbone.stem.0.bn._variance"));
         assert_eq!(lr_multiplier("backbone.fc.weight"), 1.0);
         assert_eq!(lr_multiplier("backbone.global_attention.fc.bias"), 10.0);
+    }
+
+    #[test]
+    fn frozen_keys_follow_the_stage_count() {
+        let stem = "backbone.stem.1.dw_conv.bn._mean";
+        let s1 = "backbone.stages.1.1.pw_conv.conv.weight";
+        let s2 = "backbone.stages.2.0.se.conv1.bias";
+        let s3 = "backbone.stages.3.1.dw_conv_list.0.bn.weight";
+        let att = "backbone.global_attention.fc.weight";
+        for key in [stem, s1, s2, s3, att, "backbone.fc.bias"] {
+            assert!(!is_frozen_key(key, 0), "{key}");
+        }
+        assert!(is_frozen_key(stem, 1));
+        assert!(!is_frozen_key(s1, 1));
+        assert!(is_frozen_key(s1, 2));
+        assert!(!is_frozen_key(s2, 2));
+        assert!(!is_frozen_key(att, 2));
+        assert!(is_frozen_key(att, 3));
+        assert!(is_frozen_key(s2, 3));
+        assert!(!is_frozen_key(s3, 3));
+        assert!(is_frozen_key(s3, 4));
+        assert!(!is_frozen_key("backbone.last_conv.weight", 4));
+        assert!(!is_frozen_key("backbone.fc.weight", 4));
     }
 }

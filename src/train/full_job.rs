@@ -122,6 +122,30 @@ pub struct FullSettings {
     /// Distillation (absent in runs without it, and in runs made before it existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distill: Option<DistillSettings>,
+    /// `--freeze-stages`: the stem and this many stages of the student frozen (absent when 0,
+    /// and in runs made before it existed).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub freeze_stages: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The report's line about `--freeze-stages` (`None` when nothing is frozen).
+pub fn freeze_description(stages: usize) -> Option<String> {
+    let what = match stages {
+        0 => return None,
+        1 => "the stem and stages.0".to_string(),
+        2 => "the stem and stages.0-1".to_string(),
+        n => format!(
+            "the stem, stages.0-{} and the temporal attention (if any)",
+            n - 1
+        ),
+    };
+    Some(format!(
+        "frozen (--freeze-stages {stages}): {what}; BatchNorm there in eval mode"
+    ))
 }
 
 /// Which distillation: PaddleVideo's DML (student and teacher trained together) or classic KD
@@ -299,6 +323,7 @@ pub fn resume_job(run_dir: &Path, device: JobDevice) -> Result<TrainJob, TrainEr
     job.size = settings.size;
     job.mixup = settings.mixup;
     job.output = settings.output;
+    job.freeze_stages = settings.freeze_stages;
     job.distill = settings.distill.map(|d| DistillJob {
         mode: d.mode,
         teacher: d.teacher,
@@ -1169,6 +1194,7 @@ pub fn run_full(
         mixup: job.mixup,
         output: job.output.clone(),
         distill: distill_settings,
+        freeze_stages: job.freeze_stages,
     };
     let is_dml = job.distill.as_ref().map(|d| d.mode) == Some(DistillMode::Dml);
     let resumed = if job.resume {
@@ -1275,6 +1301,9 @@ pub fn run_full(
     let arch = recognizer.arch;
     let mut trainer = FullTrainer::new(recognizer, FloatDType::F32, FullStepOptions::default())
         .map_err(|e| TrainError::Invalid(format!("{}: {e}", weights.display())))?;
+    trainer
+        .set_freeze_stages(job.freeze_stages)
+        .map_err(|e| TrainError::Invalid(e.to_string()))?;
     if let Some(velocity) = velocity {
         trainer.set_velocities(velocity).map_err(|e| {
             TrainError::Invalid(format!("{}: {e}", run_dir.join(LATEST_OPTIM).display()))
@@ -1622,6 +1651,10 @@ pub fn run_full(
     let csv = evaluation.confusion.to_csv(&dataset.classes);
     write_run_file(&run_dir, "confusion.csv", csv.as_bytes())?;
     let mut report = String::new();
+    if let Some(line) = freeze_description(job.freeze_stages) {
+        report.push_str(&line);
+        report.push('\n');
+    }
     if val.is_empty() {
         report.push_str(
             "no validation clips: the numbers below are on the training set (test pipeline)\n",

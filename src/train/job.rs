@@ -83,6 +83,9 @@ pub struct TrainJob {
     pub resume: bool,
     /// Full fine-tuning: distillation from a teacher (DML or classic KD); `None`: plain CE.
     pub distill: Option<super::full_job::DistillJob>,
+    /// Full fine-tuning: freeze the stem and the first this many stages (0 to
+    /// [`super::full::MAX_FREEZE_STAGES`]; 0 trains everything), see [`super::full`].
+    pub freeze_stages: usize,
 }
 
 impl TrainJob {
@@ -111,6 +114,7 @@ impl TrainJob {
             mixup: true,
             resume: false,
             distill: None,
+            freeze_stages: 0,
         }
     }
 
@@ -132,6 +136,13 @@ impl TrainJob {
             return Err(TrainError::Invalid(
                 "the validation split must be in [0, 1)".into(),
             ));
+        }
+        if self.freeze_stages > super::full::MAX_FREEZE_STAGES {
+            return Err(TrainError::Invalid(format!(
+                "--freeze-stages takes 0 to {} stages, not {}",
+                super::full::MAX_FREEZE_STAGES,
+                self.freeze_stages
+            )));
         }
         if self.frames == Some(0) {
             return Err(TrainError::Invalid("--frames must be at least 1".into()));
