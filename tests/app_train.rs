@@ -214,10 +214,12 @@ fn full_fine_tuning_from_the_panel_cancel_resume_fused_refusal_kd_and_export() {
     // The mode choice: head-only by default; full fine-tuning shows its own settings.
     assert!(!h.state().train.full_mode());
     assert!(h.query_by_label("Crop size").is_none());
+    assert!(h.query_by_label("Freeze stages").is_none());
     h.get_by_label("Full fine-tuning").click();
     h.step();
     assert!(h.state().train.full_mode());
     h.get_by_label("Crop size");
+    h.get_by_label("Freeze stages");
     h.get_by_label_contains("0.01 x batch / 128 = ");
     h.state_mut().train.set_data(&data);
     h.state_mut().train.set_run_dir(&run);

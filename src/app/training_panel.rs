@@ -28,6 +28,7 @@ use crate::checkpoint::keys::Role;
 use crate::model::{Form as WeightsForm, ModelKind};
 use crate::progress::{CancelToken, Notify};
 use crate::train::dataset::DatasetSummary;
+use crate::train::full::MAX_FREEZE_STAGES;
 use crate::train::full_job::{
     DistillJob, DistillMode, FULL_SIZE, KD_TEMPERATURE, KD_WEIGHT, LATEST, LATEST_STATE,
     resume_job, run_full, short_side_for,
@@ -102,6 +103,8 @@ struct Form {
     size: u32,
     /// Full fine-tuning: PaddleVideo's Mixup on every batch.
     mixup: bool,
+    /// Full fine-tuning: the stem and this many stages keep their weights (0: train all).
+    freeze_stages: usize,
     /// Full fine-tuning: distillation, its teacher (a file), KD's temperature and weight.
     distill: Distill,
     teacher: String,
@@ -125,6 +128,7 @@ impl Default for Form {
             run_dir: String::new(),
             size: FULL_SIZE,
             mixup: true,
+            freeze_stages: 0,
             distill: Distill::None,
             teacher: String::new(),
             temperature: KD_TEMPERATURE,
@@ -223,6 +227,7 @@ struct Plan {
     frames: Option<usize>,
     size: u32,
     mixup: bool,
+    freeze_stages: usize,
     /// "KD from teacher.safetensors (T 4, A 0.5)", "DML with ...".
     distill: Option<String>,
     run_dir: PathBuf,
@@ -238,6 +243,7 @@ impl Plan {
             frames: job.frames,
             size: job.size,
             mixup: job.mixup,
+            freeze_stages: job.freeze_stages,
             distill: job.distill.as_ref().map(|d| {
                 let name = d
                     .teacher_path
@@ -613,6 +619,7 @@ impl TrainingPanel {
         job.device = self.device(shared);
         job.size = self.form.size;
         job.mixup = self.form.mixup;
+        job.freeze_stages = self.form.freeze_stages;
         job.distill = self.form.distill_job()?;
         Ok(job)
     }
@@ -1216,6 +1223,21 @@ impl TrainingPanel {
                         ui.label("Mixup");
                         ui.checkbox(&mut self.form.mixup, "mix pairs of clips (alpha 0.2)");
                         ui.end_row();
+                        ui.label("Freeze stages");
+                        ui.horizontal(|ui| {
+                            ui.add(
+                                egui::DragValue::new(&mut self.form.freeze_stages)
+                                    .range(0..=MAX_FREEZE_STAGES),
+                            );
+                            ui.label(
+                                egui::RichText::new(
+                                    "the stem and this many of the 4 stages keep their weights \
+                                     (BatchNorm there in eval mode); faster, 0 trains all",
+                                )
+                                .small(),
+                            );
+                        });
+                        ui.end_row();
                     }
                     ui.label("Learning rate");
                     ui.vertical(|ui| {
@@ -1451,11 +1473,15 @@ impl TrainingPanel {
                 .unwrap_or_default();
             ui.label(
                 egui::RichText::new(format!(
-                    "full fine-tuning: epochs {}, batch {}, crop {} px, Mixup {}{distill}",
+                    "full fine-tuning: epochs {}, batch {}, crop {} px, Mixup {}{}{distill}",
                     plan.epochs,
                     plan.batch,
                     plan.size,
-                    if plan.mixup { "on" } else { "off" }
+                    if plan.mixup { "on" } else { "off" },
+                    match plan.freeze_stages {
+                        0 => String::new(),
+                        n => format!(", stem + {n} stage(s) frozen"),
+                    }
                 ))
                 .small(),
             );
