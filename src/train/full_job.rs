@@ -60,8 +60,8 @@ use super::distill::{DmlWeights, KdWeights, Targets};
 use super::full::{FullStepOptions, FullTrainer, dml_step, kd_step};
 use super::head_only::{Head, ModelOrigin, store_with_head, write_trained_store};
 use super::job::{
-    DataCheck, HeadOnlyOutcome, JobDevice, JobEvent, TrainJob, default_run_dir_for, open_split,
-    probe, resolve_num_seg,
+    DataCheck, HeadOnlyOutcome, JobDevice, JobEvent, RunEnd, TrainJob, default_run_dir_for,
+    finish_run, open_split, probe, resolve_num_seg,
 };
 use super::metrics::{Evaluation, TrainEvent, argmax};
 use super::run::{MetricsLog, WarmupCosine, prepare_run_dir, write_run_file};
@@ -1648,37 +1648,31 @@ pub fn run_full(
     if let Some(out) = &job.output {
         saver.write_fused(&trainer, state.epoch, out)?;
     }
-    let csv = evaluation.confusion.to_csv(&dataset.classes);
-    write_run_file(&run_dir, "confusion.csv", csv.as_bytes())?;
-    let mut report = String::new();
+    let mut preface = String::new();
     if let Some(line) = freeze_description(job.freeze_stages) {
-        report.push_str(&line);
-        report.push('\n');
+        preface.push_str(&line);
+        preface.push('\n');
     }
     if val.is_empty() {
-        report.push_str(
+        preface.push_str(
             "no validation clips: the numbers below are on the training set (test pipeline)\n",
         );
     }
-    report.push_str(&evaluation.report(&dataset.classes));
-    write_run_file(&run_dir, "report.txt", report.as_bytes())?;
-    on_event(JobEvent::Report {
-        text: report,
-        confusion_csv: csv,
-        class_names: dataset.classes.clone(),
-        model_path: model_path.clone(),
-        run_dir: run_dir.clone(),
-    });
-    let output = job.output.clone().unwrap_or_else(|| model_path.clone());
-    let done = TrainEvent::Done {
-        output: output.clone(),
-        run_dir: run_dir.clone(),
-        epochs: state.epoch,
-        best_val_top1: state.best_val_top1,
-        elapsed_s: elapsed(&session),
-    };
-    log.write(&done)?;
-    on_event(JobEvent::Train(done));
+    let output = finish_run(
+        job,
+        RunEnd {
+            run_dir: &run_dir,
+            classes: &dataset.classes,
+            evaluation: &evaluation,
+            preface,
+            model_path: &model_path,
+            epochs: state.epoch,
+            best_val_top1: state.best_val_top1,
+            elapsed_s: elapsed(&session),
+        },
+        &mut log,
+        &mut on_event,
+    )?;
     Ok(HeadOnlyOutcome {
         model_path: Some(model_path),
         output: Some(output),

@@ -16,7 +16,7 @@ use super::dataset::{
 use super::head_only::{
     HeadOnlyOptions, ModelOrigin, cache_key, extract_features, train_head, write_model,
 };
-use super::metrics::TrainEvent;
+use super::metrics::{Evaluation, TrainEvent};
 use super::run::{MetricsLog, default_run_dir, prepare_run_dir, write_run_file};
 use crate::checkpoint::file::open_checkpoint;
 use crate::checkpoint::keys::Role;
@@ -467,32 +467,26 @@ pub fn run_head_only(
     }
     let labels_text = dataset.classes.join("\n") + "\n";
     write_run_file(&run_dir, "labels.txt", labels_text.as_bytes())?;
-    let evaluation = result.val.as_ref().unwrap_or(&result.train);
-    let csv = evaluation.confusion.to_csv(&dataset.classes);
-    write_run_file(&run_dir, "confusion.csv", csv.as_bytes())?;
-    let mut report = String::new();
-    if result.val.is_none() {
-        report.push_str("no validation clips: the numbers below are on the training set\n");
-    }
-    report.push_str(&evaluation.report(&dataset.classes));
-    write_run_file(&run_dir, "report.txt", report.as_bytes())?;
-    on_event(JobEvent::Report {
-        text: report,
-        confusion_csv: csv,
-        class_names: dataset.classes.clone(),
-        model_path: model_path.clone(),
-        run_dir: run_dir.clone(),
-    });
-    let output = job.output.clone().unwrap_or_else(|| model_path.clone());
-    let done = TrainEvent::Done {
-        output: output.clone(),
-        run_dir: run_dir.clone(),
-        epochs: result.epochs_done,
-        best_val_top1: result.best_val_top1,
-        elapsed_s: start.elapsed().as_secs_f64(),
+    let preface = if result.val.is_none() {
+        "no validation clips: the numbers below are on the training set\n".to_string()
+    } else {
+        String::new()
     };
-    log.write(&done)?;
-    on_event(JobEvent::Train(done));
+    let output = finish_run(
+        job,
+        RunEnd {
+            run_dir: &run_dir,
+            classes: &dataset.classes,
+            evaluation: result.val.as_ref().unwrap_or(&result.train),
+            preface,
+            model_path: &model_path,
+            epochs: result.epochs_done,
+            best_val_top1: result.best_val_top1,
+            elapsed_s: start.elapsed().as_secs_f64(),
+        },
+        &mut log,
+        &mut on_event,
+    )?;
     Ok(HeadOnlyOutcome {
         model_path: Some(model_path),
         output: Some(output),
@@ -500,4 +494,53 @@ pub fn run_head_only(
         best_val_top1: result.best_val_top1,
         ..outcome(false)
     })
+}
+
+/// How a finished run of either mode ends.
+pub(crate) struct RunEnd<'a> {
+    pub run_dir: &'a Path,
+    pub classes: &'a [String],
+    /// Validation (or, without validation clips, training) results.
+    pub evaluation: &'a Evaluation,
+    /// Lines that go before the report (settings worth restating, caveats).
+    pub preface: String,
+    pub model_path: &'a Path,
+    pub epochs: usize,
+    pub best_val_top1: Option<f64>,
+    pub elapsed_s: f64,
+}
+
+/// Writes `confusion.csv` and `report.txt`, logs and sends the report and the Done event.
+/// Returns where the model went (`--output`, else the run's model).
+pub(crate) fn finish_run(
+    job: &TrainJob,
+    end: RunEnd<'_>,
+    log: &mut MetricsLog,
+    on_event: &mut impl FnMut(JobEvent),
+) -> Result<PathBuf, TrainError> {
+    let csv = end.evaluation.confusion.to_csv(end.classes);
+    write_run_file(end.run_dir, "confusion.csv", csv.as_bytes())?;
+    let report = end.preface + &end.evaluation.report(end.classes);
+    write_run_file(end.run_dir, "report.txt", report.as_bytes())?;
+    on_event(JobEvent::Report {
+        text: report,
+        confusion_csv: csv,
+        class_names: end.classes.to_vec(),
+        model_path: end.model_path.to_path_buf(),
+        run_dir: end.run_dir.to_path_buf(),
+    });
+    let output = job
+        .output
+        .clone()
+        .unwrap_or_else(|| end.model_path.to_path_buf());
+    let done = TrainEvent::Done {
+        output: output.clone(),
+        run_dir: end.run_dir.to_path_buf(),
+        epochs: end.epochs,
+        best_val_top1: end.best_val_top1,
+        elapsed_s: end.elapsed_s,
+    };
+    log.write(&done)?;
+    on_event(JobEvent::Train(done));
+    Ok(output)
 }
