@@ -15,18 +15,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use burn::tensor::{Device, FloatDType, TensorData};
+use common::train::{demo_data, events, interrupt_after_first_step, of_kind};
 use common::{build, fixture, kineto, s, v2_store};
 use kineto::checkpoint::ParamTensor;
 use kineto::checkpoint::file::open_checkpoint;
 use kineto::checkpoint::keys::Role;
 use kineto::model::{Form, ModelKind};
-use kineto::train::demo::{DemoOptions, generate};
 use kineto::train::distill::{DmlWeights, KdWeights, Targets, dml_loss, kd_loss};
 use kineto::train::full::{FullStepOptions, FullTrainer, StepOutcome, dml_step, kd_step};
 
@@ -251,24 +249,6 @@ fn run(args: &[String]) -> std::process::Output {
     kineto(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
-fn events(run_dir: &Path) -> Vec<serde_json::Value> {
-    let log = std::fs::read_to_string(run_dir.join("metrics.jsonl")).expect("metrics.jsonl");
-    log.lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json line"))
-        .map(|mut v| {
-            let o = v.as_object_mut().expect("object");
-            for k in ["elapsed_s", "clips_per_s", "output", "run_dir"] {
-                o.remove(k);
-            }
-            v
-        })
-        .collect()
-}
-
-fn of_kind<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
-    events.iter().filter(|v| v["event"] == kind).collect()
-}
-
 fn term(step: &serde_json::Value, key: &str) -> f64 {
     step["terms"][key]
         .as_f64()
@@ -293,14 +273,7 @@ fn close(a: f64, b: f64) -> bool {
 fn dml_and_kd_runs_log_their_terms_checkpoint_and_resume() {
     let root = tmp("loop");
     let data = root.join("data");
-    let opts = DemoOptions {
-        classes: 2,
-        clips_per_class: 4,
-        seconds: 1.0,
-        seed: 3,
-        force: false,
-    };
-    generate(&data, &opts, |_, _, _| {}).expect("demo data");
+    demo_data(&data, 2, 4, 3);
     let w8 = fixture("pptsmv2/w8.pdparams");
     let dml_args = |run_dir: &Path| {
         let mut args = train_args(&data, run_dir);
@@ -395,35 +368,8 @@ fn dml_and_kd_runs_log_their_terms_checkpoint_and_resume() {
 
     // The same DML run cut by Ctrl-C after its first step, then resumed: same numbers.
     let cut = root.join("dml-cut");
-    let mut args = dml_args(&cut);
-    args.push("--json".into());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kineto"))
-        .args(&args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn kineto");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut signalled = false;
-    for line in lines.by_ref() {
-        if line.expect("stdout line").contains("\"event\":\"step\"") {
-            let kill = Command::new("kill")
-                .args(["-INT", &child.id().to_string()])
-                .status()
-                .expect("kill");
-            assert!(kill.success());
-            signalled = true;
-            break;
-        }
-    }
-    assert!(signalled, "no step event before the end");
-    for line in lines {
-        let _ = line;
-    }
     assert_eq!(
-        child.wait().expect("wait").code(),
+        interrupt_after_first_step(&dml_args(&cut)),
         Some(130),
         "Ctrl-C exits 130"
     );

@@ -16,15 +16,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
+use common::train::{demo_data, events, interrupt_after_first_step, of_kind};
 use common::{fixture, kineto, s};
 use kineto::checkpoint::file::open_checkpoint;
 use kineto::checkpoint::keys::Role;
 use kineto::model::Form;
-use kineto::train::demo::{DemoOptions, generate};
 
 fn tmp(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("kineto-full-{tag}-{}", std::process::id()));
@@ -34,17 +32,6 @@ fn tmp(tag: &str) -> PathBuf {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn demo(dir: &Path, seed: u64) {
-    let opts = DemoOptions {
-        classes: 2,
-        clips_per_class: 4,
-        seconds: 1.0,
-        seed,
-        force: false,
-    };
-    generate(dir, &opts, |_, _, _| {}).expect("demo data");
 }
 
 /// The `train` arguments every run here shares.
@@ -69,30 +56,11 @@ fn train_args<'a>(data: &'a Path, weights: &'a Path, run_dir: &'a Path) -> Vec<&
     ]
 }
 
-/// The events of metrics.jsonl without timings and paths.
-fn events(run_dir: &Path) -> Vec<serde_json::Value> {
-    let log = std::fs::read_to_string(run_dir.join("metrics.jsonl")).expect("metrics.jsonl");
-    log.lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json line"))
-        .map(|mut v| {
-            let o = v.as_object_mut().expect("object");
-            for k in ["elapsed_s", "clips_per_s", "output", "run_dir"] {
-                o.remove(k);
-            }
-            v
-        })
-        .collect()
-}
-
-fn of_kind<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
-    events.iter().filter(|v| v["event"] == kind).collect()
-}
-
 #[test]
 fn full_fine_tuning_lowers_the_loss_and_exports_a_fused_model() {
     let root = tmp("learn");
     let data = root.join("data");
-    demo(&data, 3);
+    demo_data(&data, 2, 4, 3);
     let weights = fixture("pptsmv2/w8.pdparams");
     let run_dir = root.join("run");
     let mut args = train_args(&data, &weights, &run_dir);
@@ -212,7 +180,7 @@ fn full_fine_tuning_lowers_the_loss_and_exports_a_fused_model() {
 fn resume_after_ctrl_c_matches_an_uninterrupted_run() {
     let root = tmp("resume");
     let data = root.join("data");
-    demo(&data, 4);
+    demo_data(&data, 2, 4, 4);
     let weights = fixture("pptsmv2/w8.pdparams");
     let seeded = |run_dir: &Path| {
         let mut args: Vec<String> = train_args(&data, &weights, run_dir)
@@ -236,35 +204,11 @@ fn resume_after_ctrl_c_matches_an_uninterrupted_run() {
 
     // The same run, interrupted by SIGINT after its first step, then resumed.
     let cut = root.join("cut");
-    let mut args = seeded(&cut);
-    args.push("--json".into());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kineto"))
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn kineto");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut signalled = false;
-    for line in lines.by_ref() {
-        let line = line.expect("stdout line");
-        if line.contains("\"event\":\"step\"") {
-            let kill = Command::new("kill")
-                .args(["-INT", &child.id().to_string()])
-                .status()
-                .expect("kill");
-            assert!(kill.success());
-            signalled = true;
-            break;
-        }
-    }
-    assert!(signalled, "no step event before the end");
-    for line in lines {
-        let _ = line;
-    }
-    let status = child.wait().expect("wait");
-    assert_eq!(status.code(), Some(130), "Ctrl-C exits 130");
+    assert_eq!(
+        interrupt_after_first_step(&seeded(&cut)),
+        Some(130),
+        "Ctrl-C exits 130"
+    );
     assert!(cut.join("latest.state.json").exists(), "latest saved");
     let partial = events(&cut);
     assert!(
@@ -299,7 +243,7 @@ fn resume_after_ctrl_c_matches_an_uninterrupted_run() {
 fn freeze_stages_keeps_the_prefix_bit_identical() {
     let root = tmp("freeze");
     let data = root.join("data");
-    demo(&data, 6);
+    demo_data(&data, 2, 4, 6);
     let weights = fixture("pptsmv2/w8.pdparams");
 
     // Refusals first: one line, exit 2, nothing written.

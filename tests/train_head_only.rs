@@ -7,10 +7,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::train::demo_data;
 use common::{fixture, kineto, s};
 use kineto::checkpoint::file::open_checkpoint;
 use kineto::checkpoint::keys::Role;
-use kineto::train::demo::{DemoOptions, generate};
 
 fn tmp(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("kineto-train-{tag}-{}", std::process::id()));
@@ -39,14 +39,7 @@ fn epoch_metrics(run_dir: &Path) -> Vec<serde_json::Value> {
 fn head_only_learns_demo_classes_and_reuses_its_feature_cache() {
     let root = tmp("head");
     let data = root.join("data");
-    let opts = DemoOptions {
-        classes: 4,
-        clips_per_class: 8,
-        seconds: 1.0,
-        seed: 3,
-        force: false,
-    };
-    generate(&data, &opts, |_, _, _| {}).expect("demo data");
+    demo_data(&data, 4, 8, 3);
     let weights = fixture("pptsmv2/w8.pdparams");
     let run_dir = root.join("run");
     let output = root.join("out.safetensors");

@@ -1,0 +1,69 @@
+//! Helpers for the training tests: demo data, metrics.jsonl, Ctrl-C mid-run.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use kineto::train::demo::{DemoOptions, DemoSummary, generate};
+
+/// `classes` x `clips_per_class` one-second demo clips in `dir`.
+pub fn demo_data(dir: &Path, classes: usize, clips_per_class: usize, seed: u64) -> DemoSummary {
+    let opts = DemoOptions {
+        classes,
+        clips_per_class,
+        seconds: 1.0,
+        seed,
+        force: false,
+    };
+    generate(dir, &opts, |_, _, _| {}).expect("demo data")
+}
+
+/// The events of a run's metrics.jsonl without timings and paths (which differ between runs).
+pub fn events(run_dir: &Path) -> Vec<serde_json::Value> {
+    let log = std::fs::read_to_string(run_dir.join("metrics.jsonl")).expect("metrics.jsonl");
+    log.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json line"))
+        .map(|mut v| {
+            let o = v.as_object_mut().expect("object");
+            for k in ["elapsed_s", "clips_per_s", "output", "run_dir"] {
+                o.remove(k);
+            }
+            v
+        })
+        .collect()
+}
+
+/// The events of one kind ("step", "epoch", "done").
+pub fn of_kind<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    events.iter().filter(|v| v["event"] == kind).collect()
+}
+
+/// Runs `kineto ARGS --json`, sends SIGINT (Ctrl-C) when the first step event appears, and
+/// returns the exit code.
+pub fn interrupt_after_first_step(args: &[String]) -> Option<i32> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kineto"))
+        .args(args)
+        .arg("--json")
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kineto");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut signalled = false;
+    for line in lines.by_ref() {
+        if line.expect("stdout line").contains("\"event\":\"step\"") {
+            let kill = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .expect("kill");
+            assert!(kill.success());
+            signalled = true;
+            break;
+        }
+    }
+    assert!(signalled, "no step event before the end");
+    lines.for_each(drop);
+    child.wait().expect("wait").code()
+}
