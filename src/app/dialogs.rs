@@ -34,6 +34,8 @@ pub enum Purpose {
     ExportProject(ProjectExport),
     /// The Train tab's data folder.
     TrainData,
+    /// A weights file to write (the Train tab's export).
+    ExportWeights,
 }
 
 #[derive(Debug)]
@@ -117,11 +119,9 @@ impl Dialogs {
         self.ask(Purpose::TrainData, Kind::PickFolder);
     }
 
-    /// A weights file to write. The answer comes back as [`Purpose::ImportWeights`] (which
-    /// picks the weights filter of the native dialog), so this is for a panel's own
-    /// [`Dialogs`] (the Train tab's export), never for the app's, which would load the file.
+    /// A weights file to write.
     pub fn save_weights(&mut self, name: &'static str) {
-        self.ask(Purpose::ImportWeights, Kind::Save(name));
+        self.ask(Purpose::ExportWeights, Kind::Save(name));
     }
 
     /// The backend, for a panel that keeps its own [`Dialogs`].
@@ -187,7 +187,9 @@ fn native_dialog(purpose: Purpose, kind: Kind) -> Vec<PathBuf> {
     let dialog = rfd::FileDialog::new();
     let dialog = match purpose {
         Purpose::Open => dialog.add_filter("Videos", VIDEO_EXTENSIONS),
-        Purpose::ImportWeights => dialog.add_filter("Weights", &["pdparams", "safetensors"]),
+        Purpose::ImportWeights | Purpose::ExportWeights => {
+            dialog.add_filter("Weights", &["pdparams", "safetensors"])
+        }
         Purpose::LabelFile => dialog.add_filter("Label lists", &["txt", "csv"]),
         Purpose::ExportResults(ResultsFormat::Csv) | Purpose::ExportProject(ProjectExport::Csv) => {
             dialog.add_filter("CSV", &["csv"])

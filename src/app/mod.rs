@@ -239,6 +239,8 @@ impl KinetoApp {
             P::ExportResults(format) => self.batch.export(&mut self.shared, format, &first),
             P::ExportProject(kind) => self.labelling.export(&mut self.shared, kind, &first),
             P::TrainData => self.train.set_data(&first),
+            // Asked by the Train tab through its own `Dialogs`, which routes the answer.
+            P::ExportWeights => {}
         }
     }
 
