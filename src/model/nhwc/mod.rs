@@ -284,10 +284,6 @@ impl NhwcPpTsmV2 {
         })
     }
 
-    pub fn num_classes(&self) -> usize {
-        self.fc.n()
-    }
-
     /// Width of the pooled features the classifier sees (1280).
     pub fn feature_dim(&self) -> usize {
         self.last_conv.n()
