@@ -6,9 +6,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-/// Cancels a job; checked by workers between frames, forwards and steps.
+/// Cancels (or pauses) a job; checked by workers between frames, forwards and steps.
 #[derive(Clone, Debug, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
+pub struct CancelToken(Arc<TokenState>);
+
+#[derive(Debug, Default)]
+struct TokenState {
+    cancelled: AtomicBool,
+    paused: AtomicBool,
+}
+
+/// How often a paused worker looks whether it may go on.
+const PAUSE_POLL: Duration = Duration::from_millis(50);
 
 impl CancelToken {
     pub fn new() -> Self {
@@ -16,11 +25,31 @@ impl CancelToken {
     }
 
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.0.cancelled.store(true, Ordering::SeqCst);
     }
 
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.0.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Asks the worker to stop at its next checkpoint (a training step) until `resume`.
+    pub fn pause(&self) {
+        self.0.paused.store(true, Ordering::SeqCst);
+    }
+
+    pub fn resume(&self) {
+        self.0.paused.store(false, Ordering::SeqCst);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.0.paused.load(Ordering::SeqCst)
+    }
+
+    /// Blocks while paused; returns at once when cancelled (a paused job can be cancelled).
+    pub fn wait_while_paused(&self) {
+        while self.is_paused() && !self.is_cancelled() {
+            std::thread::sleep(PAUSE_POLL);
+        }
     }
 }
 
@@ -125,6 +154,34 @@ impl<T> LatestSlot<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_paused_worker_waits_until_resumed_or_cancelled() {
+        let token = CancelToken::new();
+        token.pause();
+        let worker = {
+            let token = token.clone();
+            std::thread::spawn(move || {
+                token.wait_while_paused();
+                token.is_cancelled()
+            })
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!worker.is_finished(), "still waiting while paused");
+        token.resume();
+        assert!(!worker.join().unwrap_or(true), "resumed, not cancelled");
+
+        token.pause();
+        let worker = {
+            let token = token.clone();
+            std::thread::spawn(move || {
+                token.wait_while_paused();
+                token.is_cancelled()
+            })
+        };
+        token.cancel();
+        assert!(worker.join().unwrap_or(false), "cancel ends the wait");
+    }
 
     #[test]
     fn latest_value_wins_and_replacements_are_counted() {

@@ -238,7 +238,29 @@ fn full_fine_tuning_from_the_panel_cancel_resume_fused_refusal_kd_and_export() {
     let progress = h.state().train.progress_text().expect("progress");
     assert!(progress.starts_with("epoch 1/1, step "), "{progress}");
 
-    // Cancel: the run stops between steps and saves `latest`; Resume is offered.
+    // Pause: the worker finishes the step in flight, then takes no further step.
+    let at_click = h.state().train.step_points();
+    h.get_by_label("Pause").click();
+    h.step();
+    h.step();
+    assert!(h.state().train.is_paused());
+    h.get_by_label_contains("paused (Continue goes on");
+    let paused_at = Instant::now();
+    run_until(
+        &mut h,
+        Duration::from_secs(30),
+        "three paused seconds",
+        |_| paused_at.elapsed() > Duration::from_secs(3),
+    );
+    let steps = h.state().train.step_points();
+    assert!(
+        steps <= at_click + 1,
+        "no step while paused: {at_click} -> {steps}"
+    );
+    h.get_by_label("Continue");
+
+    // Cancel (while paused): the run stops between steps and saves `latest`; Resume is
+    // offered.
     h.get_by_label("Cancel").click();
     run_until(&mut h, Duration::from_secs(60), "the cancel", |h| {
         !h.state().train.is_running()

@@ -771,6 +771,22 @@ impl TrainingPanel {
         }
     }
 
+    /// Whether the running job is paused (it stops at its next step until continued).
+    pub fn is_paused(&self) -> bool {
+        self.job.as_ref().is_some_and(|job| job.cancel.is_paused())
+    }
+
+    /// Pauses the running job at its next step, or lets a paused one go on.
+    pub fn toggle_pause(&mut self) {
+        if let Some(job) = &self.job {
+            if job.cancel.is_paused() {
+                job.cancel.resume();
+            } else {
+                job.cancel.pause();
+            }
+        }
+    }
+
     /// Applies the worker messages that arrived since the last frame.
     pub fn drain(&mut self) {
         let picked = self.dialogs.as_mut().map(Dialogs::poll).unwrap_or_default();
@@ -1397,6 +1413,15 @@ impl TrainingPanel {
                 self.start(shared, notify.clone());
             }
             let can_cancel = running && self.state != TrainState::Cancelling;
+            let paused = self.is_paused();
+            let pause_label = if paused { "Continue" } else { "Pause" };
+            if ui
+                .add_enabled(can_cancel, egui::Button::new(pause_label))
+                .on_hover_text("stop after the current step and keep everything in memory")
+                .clicked()
+            {
+                self.toggle_pause();
+            }
             if ui
                 .add_enabled(can_cancel, egui::Button::new("Cancel"))
                 .clicked()
@@ -1415,6 +1440,9 @@ impl TrainingPanel {
             }
             match &self.state {
                 TrainState::Idle => {}
+                TrainState::Running if paused => {
+                    ui.label("paused (Continue goes on, Cancel stops)");
+                }
                 TrainState::Running => {
                     ui.spinner();
                     let what = match &self.plan {

@@ -1465,6 +1465,7 @@ pub fn run_full(
             .collect();
         let mut loader = Loader::spawn(clips, spec, workers, batch.max(2))?;
         for b in first..iterations {
+            cancel.wait_while_paused();
             if cancel.is_cancelled() {
                 drop(loader);
                 state.batch = b;

@@ -276,6 +276,7 @@ pub fn extract_features(
         .map(|s| (s, true))
         .chain(val.iter().map(|s| (s, false)));
     for (i, (sample, is_train)) in all.enumerate() {
+        cancel.wait_while_paused();
         if cancel.is_cancelled() {
             break;
         }
@@ -529,6 +530,7 @@ pub fn train_head(
     let mut batch_x = Vec::with_capacity(opts.batch_size * dim);
     let mut grad_w = vec![0.0f32; head.weight.len()];
     for epoch in 0..opts.epochs {
+        cancel.wait_while_paused();
         if cancel.is_cancelled() {
             cancelled = true;
             break;
