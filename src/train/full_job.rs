@@ -61,7 +61,7 @@ use super::full::{FullStepOptions, FullTrainer, dml_step, kd_step};
 use super::head_only::{Head, ModelOrigin, store_with_head, write_trained_store};
 use super::job::{
     DataCheck, HeadOnlyOutcome, JobDevice, JobEvent, RunEnd, TrainJob, default_run_dir_for,
-    finish_run, open_split, probe, resolve_num_seg,
+    finish_run, open_split, probe_and_report, resolve_num_seg,
 };
 use super::metrics::{Evaluation, TrainEvent, argmax};
 use super::run::{MetricsLog, WarmupCosine, prepare_run_dir, write_run_file};
@@ -1240,19 +1240,7 @@ pub fn run_full(
         val,
         broken: probed_broken,
         summary,
-    } = probe(dataset.clone(), train, val);
-    on_event(JobEvent::Summary {
-        data: job.data.clone(),
-        notes: dataset.notes.clone(),
-        summary: summary.clone(),
-        broken: probed_broken.clone(),
-    });
-    if let Some(empty) = summary.classes.iter().find(|c| c.train == 0) {
-        return Err(TrainError::EmptyClass {
-            path: job.data.clone(),
-            class: empty.name.clone(),
-        });
-    }
+    } = probe_and_report(job, dataset.clone(), train, val, &mut on_event)?;
 
     // The model and the optimiser state.
     let open_latest = |file: &str| -> Result<Recognizer, TrainError> {

@@ -250,6 +250,30 @@ pub(crate) fn open_split(
 }
 
 /// Probes every clip and drops the broken ones from both halves.
+/// `probe`, then the Summary event; a class left without training clips is an error.
+pub(crate) fn probe_and_report(
+    job: &TrainJob,
+    dataset: Dataset,
+    train: Vec<Sample>,
+    val: Vec<Sample>,
+    on_event: &mut impl FnMut(JobEvent),
+) -> Result<DataCheck, TrainError> {
+    let check = probe(dataset, train, val);
+    on_event(JobEvent::Summary {
+        data: job.data.clone(),
+        notes: check.dataset.notes.clone(),
+        summary: check.summary.clone(),
+        broken: check.broken.clone(),
+    });
+    if let Some(empty) = check.summary.classes.iter().find(|c| c.train == 0) {
+        return Err(TrainError::EmptyClass {
+            path: job.data.clone(),
+            class: empty.name.clone(),
+        });
+    }
+    Ok(check)
+}
+
 pub(crate) fn probe(dataset: Dataset, train: Vec<Sample>, val: Vec<Sample>) -> DataCheck {
     let all: Vec<Sample> = train.iter().chain(&val).cloned().collect();
     let (_, broken) = check_decodable(&all, |_, _| {});
@@ -357,19 +381,7 @@ pub fn run_head_only(
         val,
         mut broken,
         summary,
-    } = probe(dataset.clone(), train, val);
-    on_event(JobEvent::Summary {
-        data: job.data.clone(),
-        notes: dataset.notes.clone(),
-        summary: summary.clone(),
-        broken: broken.clone(),
-    });
-    if let Some(empty) = summary.classes.iter().find(|c| c.train == 0) {
-        return Err(TrainError::EmptyClass {
-            path: job.data.clone(),
-            class: empty.name.clone(),
-        });
-    }
+    } = probe_and_report(job, dataset.clone(), train, val, &mut on_event)?;
 
     let opts = HeadOnlyOptions {
         epochs: job.epochs,
