@@ -18,7 +18,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::train::{demo_data, events, interrupt_after_first_step, of_kind};
+use common::train::{classify_demo_clip, demo_data, events, interrupt_after_first_step, of_kind};
 use common::{fixture, kineto, s};
 use kineto::checkpoint::file::open_checkpoint;
 use kineto::checkpoint::keys::Role;
@@ -128,35 +128,7 @@ fn full_fine_tuning_lowers_the_loss_and_exports_a_fused_model() {
     assert_eq!(model.class_names.as_ref(), Some(&classes));
 
     // classify runs the result (224, the test pipeline) and answers with a new class.
-    let clip = std::fs::read_dir(data.join("bars_scroll"))
-        .expect("class folder")
-        .flatten()
-        .map(|e| e.path())
-        .min()
-        .expect("a clip");
-    let classified = kineto(&[
-        "--device",
-        "cpu",
-        "classify",
-        s(&clip),
-        "--weights",
-        s(&model_path),
-        "--frames",
-        "8",
-        "--format",
-        "json",
-    ]);
-    assert!(
-        classified.status.success(),
-        "classify: {}",
-        text(&classified.stderr)
-    );
-    let records: serde_json::Value =
-        serde_json::from_slice(&classified.stdout).expect("classify json");
-    let top1 = records[0]["top_k"][0]["label"]
-        .as_str()
-        .expect("top-1 label")
-        .to_string();
+    let top1 = classify_demo_clip(&data, &model_path);
     assert!(classes.contains(&top1), "top-1 {top1} is not a new class");
 
     // A fused checkpoint cannot be fine-tuned: one line, exit 2, before any work.

@@ -7,7 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::train::demo_data;
+use common::train::{classify_demo_clip, demo_data};
 use common::{fixture, kineto, s};
 use kineto::checkpoint::file::open_checkpoint;
 use kineto::checkpoint::keys::Role;
@@ -116,36 +116,8 @@ fn head_only_learns_demo_classes_and_reuses_its_feature_cache() {
         ]
     );
     assert_eq!(ckpt.arch.num_classes, 4);
-    let clip = std::fs::read_dir(data.join("bars_scroll"))
-        .expect("class folder")
-        .flatten()
-        .map(|e| e.path())
-        .min()
-        .expect("a clip");
     // The exported model carries its class names: no --labels needed.
-    let classified = kineto(&[
-        "--device",
-        "cpu",
-        "classify",
-        s(&clip),
-        "--weights",
-        s(&output),
-        "--frames",
-        "8",
-        "--format",
-        "json",
-    ]);
-    assert!(
-        classified.status.success(),
-        "classify: {}",
-        text(&classified.stderr)
-    );
-    let records: serde_json::Value =
-        serde_json::from_slice(&classified.stdout).expect("classify json");
-    let top1 = records[0]["top_k"][0]["label"]
-        .as_str()
-        .expect("top-1 label")
-        .to_string();
+    let top1 = classify_demo_clip(&data, &output);
     assert!(names.contains(&top1), "top-1 {top1} is not a new class");
 
     // Warm: the same run folder, the same seed -> no decoding, the same metrics.

@@ -67,3 +67,37 @@ pub fn interrupt_after_first_step(args: &[String]) -> Option<i32> {
     lines.for_each(drop);
     child.wait().expect("wait").code()
 }
+
+/// `kineto classify` of the first `bars_scroll` clip of demo data with `weights` (8 frames,
+/// CPU): the top-1 label.
+pub fn classify_demo_clip(data: &Path, weights: &Path) -> String {
+    let clip = std::fs::read_dir(data.join("bars_scroll"))
+        .expect("class folder")
+        .flatten()
+        .map(|e| e.path())
+        .min()
+        .expect("a clip");
+    let classified = super::kineto(&[
+        "--device",
+        "cpu",
+        "classify",
+        super::s(&clip),
+        "--weights",
+        super::s(weights),
+        "--frames",
+        "8",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        classified.status.success(),
+        "classify: {}",
+        super::stderr(&classified)
+    );
+    let records: serde_json::Value =
+        serde_json::from_slice(&classified.stdout).expect("classify json");
+    records[0]["top_k"][0]["label"]
+        .as_str()
+        .expect("top-1 label")
+        .to_string()
+}
