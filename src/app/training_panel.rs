@@ -194,9 +194,10 @@ fn distill_hint(distill: Distill) -> &'static str {
         Distill::Dml => {
             "DML (PaddleVideo's PP-TSMv2 recipe): student and teacher are trained together, \
              each by its own cross-entropy plus the symmetric KL of their predictions (about \
-             twice the work per step). The teacher must be PP-TSMv2 in the training form (a \
-             .pdparams, or a .safetensors saved without fusing); its classifier is replaced \
-             for the data's classes unless it already has them."
+             twice the work per step with a PP-TSMv2 teacher; a PP-TSM ResNet-50 teacher, as \
+             PaddleVideo uses, costs about ten times the student's step). The teacher must be \
+             in the training form (a .pdparams, or a .safetensors saved without fusing); its \
+             classifier is replaced for the data's classes unless it already has them."
         }
         Distill::Kd => {
             "KD: a frozen teacher's softened predictions guide the student: loss = (1 - A) CE + \

@@ -96,8 +96,9 @@ pub struct TrainArgs {
     #[arg(long, value_enum, value_name = "MODE")]
     pub distill: Option<DistillArg>,
     /// The --distill teacher: a catalog name or a .pdparams / .safetensors file (of a DML
-    /// .pdparams, its Teacher). dml: PP-TSMv2 in the training form (its classifier is replaced
-    /// for the data's classes unless it already has them by name); kd: PP-TSMv2 or PP-TSM
+    /// .pdparams, its Teacher). dml: PP-TSMv2 or PP-TSM ResNet-50 (PaddleVideo's teacher) in the
+    /// training form (its classifier is replaced for the data's classes unless it already has
+    /// them by name); kd: PP-TSMv2 or PP-TSM
     /// ResNet-50, any form, already trained on the data's classes (e.g. a kineto train model).
     #[arg(long, value_name = "WEIGHTS")]
     pub teacher: Option<String>,

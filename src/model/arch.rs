@@ -23,6 +23,14 @@ impl ModelKind {
             ModelKind::PptsmResnet => "pptsm_resnet",
         }
     }
+
+    /// The width of the pre-fc features (the classifier's input).
+    pub fn feature_dim(self) -> usize {
+        match self {
+            ModelKind::PptsmV2 => super::pptsm_v2::CLASS_EXPAND,
+            ModelKind::PptsmResnet => super::resnet_tsm::FEATURE_CHANNELS,
+        }
+    }
 }
 
 /// Training form: BatchNorm layers and rep branches as PaddleVideo trains them. Fused form:

@@ -7,7 +7,8 @@ use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor};
 
 use super::layers::{
-    Act, BatchNorm, Conv, Linear, Trace, global_avg_pool, segment_mean, temporal_shift,
+    Act, BatchNorm, BatchStats, Conv, Linear, Normalization, Trace, global_avg_pool, segment_mean,
+    temporal_shift,
 };
 
 /// Bottleneck blocks per stage.
@@ -52,7 +53,9 @@ impl ResConvBn {
         }
     }
 
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    /// The forward with BatchNorm in the given mode; `name` is this layer's PaddleVideo name
+    /// without `backbone.` (its BatchNorm is `{name}._batch_norm`).
+    fn forward_with(&self, x: Tensor<4>, norm: &mut Normalization<'_>, name: &str) -> Tensor<4> {
         let x = if self.avg_pool_first {
             // Ceil mode with exclusive counts = pad the odd edge and let the pool divide by the
             // number of real pixels in each window.
@@ -66,7 +69,7 @@ impl ResConvBn {
         };
         let x = self._conv.forward(x);
         let x = match &self._batch_norm {
-            Some(bn) => bn.forward(x),
+            Some(bn) => bn.forward_with(x, norm, &format!("{name}._batch_norm")),
             None => x,
         };
         self.act.apply(x)
@@ -84,13 +87,22 @@ pub struct Bottleneck {
 }
 
 impl Bottleneck {
-    fn forward(&self, x: Tensor<4>, num_seg: usize) -> Tensor<4> {
+    /// `name` is the block's PaddleVideo name, `bb_{s}_{i}`.
+    fn forward(
+        &self,
+        x: Tensor<4>,
+        num_seg: usize,
+        norm: &mut Normalization<'_>,
+        name: &str,
+    ) -> Tensor<4> {
         let shifted = temporal_shift(x.clone(), num_seg);
         let y = self
-            .conv2
-            .forward(self.conv1.forward(self.conv0.forward(shifted)));
+            .conv0
+            .forward_with(shifted, norm, &format!("{name}.conv0"));
+        let y = self.conv1.forward_with(y, norm, &format!("{name}.conv1"));
+        let y = self.conv2.forward_with(y, norm, &format!("{name}.conv2"));
         let short = match &self.short {
-            Some(proj) => proj.forward(x),
+            Some(proj) => proj.forward_with(x, norm, &format!("{name}.short")),
             None => x,
         };
         Act::LeakyRelu.apply(short + y)
@@ -160,9 +172,36 @@ impl ResNetTsm {
 
     /// `[N, 2048]`: the mean over segments of each frame's pooled last-stage feature.
     pub fn features(&self, x: Tensor<4>, num_seg: usize, trace: &mut Trace) -> Tensor<2> {
-        let x = self
-            .conv1_3
-            .forward(self.conv1_2.forward(self.conv1_1.forward(x)));
+        self.features_with(x, num_seg, trace, &mut Normalization::Running)
+    }
+
+    /// Train mode (Paddle's `model.train()`) with the head's dropout off (p = 0, as for
+    /// PP-TSMv2: Paddle's dropout RNG cannot be reproduced): `[N, 2048]` features and
+    /// `[N, classes]` logits; every BatchNorm normalises with its batch statistics, which are
+    /// appended to `stats` (names without `backbone.`, e.g. `bb_0_0.conv0._batch_norm`).
+    pub fn forward_train(
+        &self,
+        x: Tensor<4>,
+        num_seg: usize,
+        stats: &mut BatchStats,
+        trace: &mut Trace,
+    ) -> (Tensor<2>, Tensor<2>) {
+        let features = self.features_with(x, num_seg, trace, &mut Normalization::Batch(stats));
+        let logits = self.head.fc.forward(features.clone());
+        trace.record("logits", &logits);
+        (features, logits)
+    }
+
+    fn features_with(
+        &self,
+        x: Tensor<4>,
+        num_seg: usize,
+        trace: &mut Trace,
+        norm: &mut Normalization<'_>,
+    ) -> Tensor<2> {
+        let x = self.conv1_1.forward_with(x, norm, "conv1_1");
+        let x = self.conv1_2.forward_with(x, norm, "conv1_2");
+        let x = self.conv1_3.forward_with(x, norm, "conv1_3");
         let x = max_pool2d(
             x,
             MaxPoolOptions::new([3, 3])
@@ -172,8 +211,8 @@ impl ResNetTsm {
         trace.record("stem", &x);
         let mut x = x;
         for (s, stage) in self.stages.iter().enumerate() {
-            for block in stage {
-                x = block.forward(x, num_seg);
+            for (i, block) in stage.iter().enumerate() {
+                x = block.forward(x, num_seg, norm, &format!("bb_{s}_{i}"));
             }
             trace.record(format!("res{}", s + 2), &x);
         }

@@ -1,5 +1,6 @@
-//! Full fine-tuning of PP-TSMv2 in its training form (BatchNorm layers and rep branches), one
-//! step as PaddleVideo's `tasks/train.py` runs it:
+//! Full fine-tuning of a model in its training form (PP-TSMv2 with BatchNorm layers and rep
+//! branches; PP-TSM's ResNet as PaddleVideo's DML teacher), one step as PaddleVideo's
+//! `tasks/train.py` runs it:
 //!
 //! 1. train-mode forward: every BatchNorm normalises with the batch mean and the biased batch
 //!    variance (gradients flow through both), dropout off (the fixtures set p = 0; Paddle's
@@ -9,7 +10,8 @@
 //!    gradient (`Σ logits·dL/dlogits` has the same parameter gradients as the loss);
 //! 3. Paddle's `Momentum` (Nesterov 0.9) with L2 1e-4 *added to the gradient*, BatchNorm weights
 //!    and biases exempt (their `ParamAttr(regularizer=L2Decay(0.0))`), every other parameter
-//!    decayed, the fc bias included; parameters that got no gradient are left untouched;
+//!    decayed, PP-TSMv2's fc bias included (PP-TSM's `ppTSMHead` exempts its fc bias and gives
+//!    its fc lr x5 weight / x10 bias); parameters that got no gradient are left untouched;
 //! 4. the running statistics: `running = m·running + (1 − m)·batch` with m = 0.9, the variance
 //!    with the biased batch variance (Paddle's convention, unlike PyTorch's).
 //!
@@ -50,21 +52,22 @@ use super::optim::Momentum;
 use crate::checkpoint::ParamStore;
 use crate::checkpoint::load::store_from_module;
 use crate::model::layers::{BatchStats, Trace};
-use crate::model::pptsm_v2::PpTsmV2;
 use crate::model::{Form, ModelKind, Network, Recognizer, paddle_key};
 
-/// The learning-rate multipliers PaddleVideo's ParamAttrs give (only the 16f temporal
-/// attention's fc has any: weight ×5, bias ×10).
-const LR_MULTIPLIERS: [(&str, f64); 2] = [
+/// The learning-rate multipliers PaddleVideo's ParamAttrs give: PP-TSMv2's 16f temporal
+/// attention fc and PP-TSM's `ppTSMHead` fc (weight ×5, bias ×10 in both).
+const LR_MULTIPLIERS: [(&str, f64); 4] = [
     ("backbone.global_attention.fc.weight", 5.0),
     ("backbone.global_attention.fc.bias", 10.0),
+    ("head.fc.weight", 5.0),
+    ("head.fc.bias", 10.0),
 ];
 
 #[derive(Debug, thiserror::Error)]
 pub enum FullTrainError {
     #[error(
-        "full fine-tuning needs PP-TSMv2 in its training form (BatchNorm layers and rep \
-         branches); this model is {0}"
+        "full fine-tuning needs a model in its training form (BatchNorm layers, and PP-TSMv2's \
+         rep branches); this model is {0}"
     )]
     Unsupported(String),
     #[error("a training batch is [N, T, 3, H, W] with N, T >= 1 and H, W >= 32; got {0:?}")]
@@ -83,6 +86,8 @@ pub enum FullTrainError {
     Update(String),
     #[error("--freeze-stages takes 0 to {max} stages, not {got}")]
     FreezeStages { got: usize, max: usize },
+    #[error("freezing stages is implemented for PP-TSMv2 only, not {}", .0.as_str())]
+    FreezeUnsupported(ModelKind),
 }
 
 /// The most stages [`FullTrainer::set_freeze_stages`] freezes (all four of PP-LCNetV2's).
@@ -181,11 +186,13 @@ impl std::fmt::Debug for TrainForward {
     }
 }
 
-/// A PP-TSMv2 (training form) being fine-tuned: its parameters as autodiff leaves in the chosen
-/// precision, and the optimiser's velocities.
+/// A model in its training form being fine-tuned (PP-TSMv2, or PP-TSM's ResNet as a DML
+/// teacher): its parameters as autodiff leaves in the chosen precision, and the optimiser's
+/// velocities.
 #[derive(Debug)]
 pub struct FullTrainer {
-    network: PpTsmV2,
+    network: Network,
+    kind: ModelKind,
     /// The autodiff device every tensor of the step lives on.
     device: Device,
     dtype: FloatDType,
@@ -196,7 +203,7 @@ pub struct FullTrainer {
 }
 
 impl FullTrainer {
-    /// Takes over `model` (PP-TSMv2, training form) and casts its parameters to `dtype`.
+    /// Takes over `model` (training form) and casts its parameters to `dtype`.
     pub fn new(
         model: Recognizer,
         dtype: FloatDType,
@@ -205,19 +212,23 @@ impl FullTrainer {
         if !matches!(dtype, FloatDType::F32 | FloatDType::F64) {
             return Err(FullTrainError::DType(dtype));
         }
-        let name = model.arch.display_name();
-        let network = match model.network {
-            Network::V2(net) if model.arch.form == Form::Training => net,
-            _ => return Err(FullTrainError::Unsupported(name)),
-        };
-        let device = network.fc.bias.val().device().autodiff();
-        let network = network.map(&mut Trainable {
+        if model.arch.form != Form::Training {
+            return Err(FullTrainError::Unsupported(model.arch.display_name()));
+        }
+        let kind = model.arch.model;
+        let device = match &model.network {
+            Network::V2(net) => net.fc.bias.val().device(),
+            Network::Resnet(net) => net.head.fc.bias.val().device(),
+        }
+        .autodiff();
+        let network = model.network.map(&mut Trainable {
             dtype,
-            path: Vec::new(),
+            path: KeyPath::new(kind),
             frozen: 0,
         });
         Ok(Self {
             network,
+            kind,
             device,
             dtype,
             options,
@@ -240,10 +251,13 @@ impl FullTrainer {
                 max: MAX_FREEZE_STAGES,
             });
         }
+        if stages > 0 && self.kind != ModelKind::PptsmV2 {
+            return Err(FullTrainError::FreezeUnsupported(self.kind));
+        }
         self.frozen = stages;
         self.network = self.network.clone().map(&mut Trainable {
             dtype: self.dtype,
-            path: Vec::new(),
+            path: KeyPath::new(self.kind),
             frozen: stages,
         });
         self.velocity.retain(|key, _| !is_frozen_key(key, stages));
@@ -338,9 +352,10 @@ impl FullTrainer {
         let frames = Tensor::<5>::from_data(clips, (&self.device, DType::from(self.dtype)))
             .reshape([n * t, c, h, w]);
         let mut stats = BatchStats::default();
-        let (features, logits) =
-            self.network
-                .forward_train_frozen(frames, t, self.frozen, &mut stats, trace);
+        let (features, logits) = match &self.network {
+            Network::V2(net) => net.forward_train_frozen(frames, t, self.frozen, &mut stats, trace),
+            Network::Resnet(net) => net.forward_train(frames, t, &mut stats, trace),
+        };
         let classes = logits.dims()[1];
         let logits_host = host(&logits, "logits")?;
         Ok(TrainForward {
@@ -408,7 +423,7 @@ impl FullTrainer {
             lr,
             device: &self.device,
             dtype: self.dtype,
-            path: Vec::new(),
+            path: KeyPath::new(self.kind),
             grads_out: BTreeMap::new(),
             untouched: Vec::new(),
             problems: Vec::new(),
@@ -471,7 +486,8 @@ impl FullTrainer {
         if n == 0 || t == 0 || c != 3 || h < 32 || w < 32 {
             return Err(FullTrainError::InputShape(dims.to_vec()));
         }
-        if let Some(expected) = self.network.attention_segments()
+        if let Network::V2(net) = &self.network
+            && let Some(expected) = net.attention_segments()
             && expected != t
         {
             return Err(FullTrainError::NumSeg { expected, got: t });
@@ -481,7 +497,15 @@ impl FullTrainer {
 
     /// The number of classes of the fc.
     pub fn classes(&self) -> usize {
-        self.network.fc.bias.dims()[0]
+        match &self.network {
+            Network::V2(net) => net.fc.bias.dims()[0],
+            Network::Resnet(net) => net.head.fc.bias.dims()[0],
+        }
+    }
+
+    /// Which architecture this trainer trains.
+    pub fn model_kind(&self) -> ModelKind {
+        self.kind
     }
 
     /// The optimiser's velocities by PaddleVideo key (f64; parameters that never got a
@@ -526,7 +550,7 @@ impl FullTrainer {
     /// Every parameter and running statistic by PaddleVideo key, in f64 (exact).
     pub fn parameters(&self) -> Result<BTreeMap<String, HostTensor>, FullTrainError> {
         let mut collector = HostCollector {
-            path: Vec::new(),
+            path: KeyPath::new(self.kind),
             out: BTreeMap::new(),
             problems: Vec::new(),
         };
@@ -540,7 +564,7 @@ impl FullTrainer {
     /// The current weights as a float32 store (canonical keys), e.g. for saving; like
     /// [`Recognizer::to_store`], without the rep-fused `dw_conv` keys the training form ignores.
     pub fn to_store(&self) -> ParamStore {
-        store_from_module(&self.network, |path| paddle_key(ModelKind::PptsmV2, path))
+        store_from_module(&self.network, |path| paddle_key(self.kind, path))
     }
 }
 
@@ -651,10 +675,20 @@ fn is_running_stat(key: &str) -> bool {
     key.ends_with("._mean") || key.ends_with("._variance")
 }
 
-/// BatchNorm weights and biases: PaddleVideo's `ConvBNLayer` gives them L2Decay(0.0). Every
-/// BatchNorm of PP-TSMv2 is a `ConvBNLayer`'s `bn`.
-fn is_batch_norm_affine(key: &str) -> bool {
-    key.ends_with(".bn.weight") || key.ends_with(".bn.bias")
+/// Whether L2 decay applies to `key`: not to BatchNorm weights and biases (both models'
+/// `ConvBNLayer`s give them L2Decay(0.0); every BatchNorm is a `ConvBNLayer`'s `bn` in
+/// PP-TSMv2, `_batch_norm` in PP-TSM) nor to `ppTSMHead`'s fc bias (L2Decay(0.0) too).
+/// PP-TSMv2's fc bias is decayed (plain `Linear`).
+fn is_decayed(key: &str) -> bool {
+    let batch_norm_affine = [
+        ".bn.weight",
+        ".bn.bias",
+        "._batch_norm.weight",
+        "._batch_norm.bias",
+    ]
+    .iter()
+    .any(|suffix| key.ends_with(suffix));
+    !batch_norm_affine && key != "head.fc.bias"
 }
 
 fn lr_multiplier(key: &str) -> f64 {
@@ -694,25 +728,52 @@ fn leaf<const D: usize>(
     }
 }
 
+/// Where a module walk is, as a PaddleVideo key (the walks below map every parameter by it).
+struct KeyPath {
+    kind: ModelKind,
+    segments: Vec<String>,
+}
+
+impl KeyPath {
+    fn new(kind: ModelKind) -> Self {
+        Self {
+            kind,
+            segments: Vec::new(),
+        }
+    }
+
+    fn enter(&mut self, name: &str) {
+        self.segments.push(name.to_string());
+    }
+
+    fn exit(&mut self) {
+        self.segments.pop();
+    }
+
+    fn key(&self) -> String {
+        paddle_key(self.kind, &self.segments.join("."))
+    }
+}
+
 /// Casts every parameter to the trainer's dtype with autodiff on; all but the running
 /// statistics and the frozen parameters become gradient-retaining leaves.
 struct Trainable {
     dtype: FloatDType,
-    path: Vec<String>,
+    path: KeyPath,
     frozen: usize,
 }
 
 impl ModuleMapper for Trainable {
     fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
+        self.path.enter(name);
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
+        self.path.exit();
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let key = paddle_key(ModelKind::PptsmV2, &self.path.join("."));
+        let key = self.path.key();
         let (id, tensor, _) = param.consume();
         // A fresh leaf: off any earlier graph, then cast, then tracked.
         let tensor = tensor.without_autodiff().cast(self.dtype).autodiff();
@@ -736,7 +797,7 @@ struct Update<'a> {
     lr: f64,
     device: &'a Device,
     dtype: FloatDType,
-    path: Vec<String>,
+    path: KeyPath,
     grads_out: BTreeMap<String, HostTensor>,
     untouched: Vec<String>,
     problems: Vec<FullTrainError>,
@@ -784,10 +845,10 @@ impl Update<'_> {
         };
         let grad = host(&grad, key)?;
         let mut p = host(value, key)?.data;
-        let decay = if is_batch_norm_affine(key) {
-            0.0
-        } else {
+        let decay = if is_decayed(key) {
             self.options.weight_decay
+        } else {
+            0.0
         };
         let mut velocity = self
             .velocity
@@ -809,15 +870,15 @@ impl Update<'_> {
 
 impl ModuleMapper for Update<'_> {
     fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
+        self.path.enter(name);
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
+        self.path.exit();
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let key = paddle_key(ModelKind::PptsmV2, &self.path.join("."));
+        let key = self.path.key();
         let (id, value, _) = param.consume();
         match self.new_value(&key, &value) {
             Ok(Some(data)) => {
@@ -835,22 +896,22 @@ impl ModuleMapper for Update<'_> {
 }
 
 struct HostCollector {
-    path: Vec<String>,
+    path: KeyPath,
     out: BTreeMap<String, HostTensor>,
     problems: Vec<FullTrainError>,
 }
 
 impl ModuleVisitor for HostCollector {
     fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
+        self.path.enter(name);
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
+        self.path.exit();
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let key = paddle_key(ModelKind::PptsmV2, &self.path.join("."));
+        let key = self.path.key();
         match host(&param.val(), &key) {
             Ok(t) => {
                 self.out.insert(key, t);
@@ -865,16 +926,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decay_exempts_batch_norm_only() {
-        assert!(is_batch_norm_affine("backbone.stem.0.bn.weight"));
-        assert!(is_batch_norm_affine(
-            "backbone.stages.2.5.pw_conv_2.bn.bias"
-        ));
-        assert!(!is_batch_norm_affine("backbone.fc.bias"));
-        assert!(!is_batch_norm_affine("backbone.stages.2.0.se.conv1.bias"));
+    fn decay_exempts_batch_norm_and_the_pptsm_head_bias() {
+        assert!(!is_decayed("backbone.stem.0.bn.weight"));
+        assert!(!is_decayed("backbone.stages.2.5.pw_conv_2.bn.bias"));
+        assert!(is_decayed("backbone.fc.bias"));
+        assert!(is_decayed("backbone.stages.2.0.se.conv1.bias"));
+        assert!(!is_decayed("backbone.bb_0_0.conv0._batch_norm.weight"));
+        assert!(!is_decayed("backbone.conv1_1._batch_norm.bias"));
+        assert!(is_decayed("backbone.bb_3_2.conv2._conv.weight"));
+        assert!(is_decayed("head.fc.weight"));
+        assert!(!is_decayed("head.fc.bias"));
         assert!(is_running_stat("backbone.stem.0.bn._variance"));
         assert_eq!(lr_multiplier("backbone.fc.weight"), 1.0);
         assert_eq!(lr_multiplier("backbone.global_attention.fc.bias"), 10.0);
+        assert_eq!(lr_multiplier("head.fc.weight"), 5.0);
+        assert_eq!(lr_multiplier("head.fc.bias"), 10.0);
     }
 
     #[test]

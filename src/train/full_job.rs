@@ -29,7 +29,8 @@
 //!   (epoch, batch, step, partial epoch sums, sha256 of both files), written at every epoch end
 //!   and when cancelled; `best.safetensors` by val top-1. The final model is
 //!   `model.safetensors` in the fused form with the class names (what `kineto classify` runs).
-//! - **Distillation** ([`DistillJob`]): `Dml` trains a PP-TSMv2 teacher (training form) with
+//! - **Distillation** ([`DistillJob`]): `Dml` trains a teacher (training form: PP-TSM
+//!   ResNet-50 as in PaddleVideo's recipe, or another PP-TSMv2) with
 //!   the student, both on the same mixed batch, by PaddleVideo's DML loss ([`dml_step`]; each
 //!   model its own velocities, one schedule); the teacher is checkpointed beside `latest` as
 //!   `latest_teacher.safetensors` + `latest_teacher.optim.bin` (named in the state), and
@@ -696,14 +697,11 @@ fn start_model(
     seed: u64,
     device: &ComputeDevice,
 ) -> Result<Recognizer, TrainError> {
-    let head = Head::init(FEATURE_DIM, classes, seed);
+    let head = Head::init(checkpoint.arch.model.feature_dim(), classes, seed);
     let store = store_with_head(checkpoint, &head)?;
     Recognizer::from_store(&store, &device.device)
         .map_err(|e| TrainError::Invalid(format!("{}: {e}", checkpoint.path.display())))
 }
-
-/// PP-TSMv2's pre-fc feature width.
-const FEATURE_DIM: usize = 1280;
 
 /// The start checkpoint, which must be PP-TSMv2 in the training form.
 fn open_training_checkpoint(weights: &Path) -> Result<Checkpoint, TrainError> {
@@ -745,7 +743,6 @@ fn check_teacher(
     num_seg: usize,
 ) -> Result<(), TrainError> {
     let path = teacher.path.display();
-    let name = teacher.arch.display_name();
     if let Some(fixed) = teacher.arch.num_seg
         && fixed != num_seg
     {
@@ -756,14 +753,6 @@ fn check_teacher(
     }
     match distill.mode {
         DistillMode::Dml => {
-            if teacher.arch.model != ModelKind::PptsmV2 {
-                return Err(TrainError::Invalid(format!(
-                    "{path}: --distill dml with a {name} teacher is not supported (DML trains \
-                     the teacher too, and Kineto has no training-mode forward for ResNet); use \
-                     a PP-TSMv2 teacher, or --distill kd with a teacher that knows the data's \
-                     classes"
-                )));
-            }
             if teacher.arch.form == Form::Fused {
                 return Err(TrainError::Invalid(format!(
                     "{path}: is in the fused inference form; --distill dml trains the teacher \

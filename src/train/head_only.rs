@@ -143,10 +143,7 @@ fn file_identity(path: &Path) -> Option<(u64, u128)> {
 
 /// The feature dimension of the engine's network.
 pub fn feature_dim(engine: &Engine) -> usize {
-    match engine.model.arch.model {
-        ModelKind::PptsmV2 => 1280,
-        ModelKind::PptsmResnet => 2048,
-    }
+    engine.model.arch.model.feature_dim()
 }
 
 /// The cache key for `engine` (loaded from `weights`) at `num_seg`.
