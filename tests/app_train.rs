@@ -2,7 +2,8 @@
 //! library, the fixture PP-TSMv2 8f weights on the CPU, head-only training on the panel's own
 //! thread, live curves, the report, "Use this model" (the loaded model switches to the new
 //! classes), a cancel during feature extraction, and full fine-tuning (per-step curve points,
-//! cancel saving `latest`, Resume to the end, the fused start weights refused in one line),
+//! cancel saving `latest`, Resume in a restarted app with the run's earlier curve points, the
+//! fused start weights refused in one line),
 //! then distillation from the panel (a DML teacher in the fused form refused in one line, KD
 //! from the finished run's model with its `ce` / `kd` loss terms) and "Export..." through the
 //! scripted dialog to a `.pdparams` the library reads back.
@@ -281,7 +282,24 @@ fn full_fine_tuning_from_the_panel_cancel_resume_fused_refusal_kd_and_export() {
             >= 1
     );
 
-    // Resume: the steps go on from the checkpoint to the end of the epoch, then the report.
+    // Resume in a restarted app (a fresh panel that only knows the run folder): the curves
+    // show the run from its first step (the run's history), then the steps go on from the
+    // checkpoint to the end of the epoch, then the report.
+    drop(h);
+    let mut h = harness_dialogs(&fixture("pptsmv2/w8.pdparams"), 2, dialogs.clone());
+    run_until(&mut h, Duration::from_secs(120), "the model", |h| {
+        h.state().shared.model().is_some()
+    });
+    h.state_mut().tab = Tab::Train;
+    h.step();
+    h.get_by_label("Full fine-tuning").click();
+    h.step();
+    h.state_mut().train.set_data(&data);
+    h.state_mut().train.set_run_dir(&run);
+    h.state_mut().train.set_epochs(1, 2);
+    h.state_mut().train.set_full_options(64, true);
+    h.step();
+    assert_eq!(h.state().train.step_points(), 0);
     h.get_by_label("Resume").click();
     run_until(&mut h, Duration::from_secs(300), "the resumed run", |h| {
         !h.state().train.is_running()

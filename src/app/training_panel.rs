@@ -880,6 +880,14 @@ impl TrainingPanel {
                 }
                 self.extract_note = Some(note);
             }
+            JobEvent::History(events) => {
+                // The resumed run's curves from its start, whatever this panel showed before.
+                self.curves = Curves::default();
+                self.epochs_seen = 0;
+                for event in events {
+                    self.on_event(JobEvent::Train(event));
+                }
+            }
             JobEvent::Train(TrainEvent::Step {
                 epoch,
                 step,

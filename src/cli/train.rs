@@ -396,7 +396,8 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs) -> CliResult {
             }
         }
         JobEvent::Report { text, .. } => say(global, text.trim_end()),
-        JobEvent::Failed(_) | JobEvent::Cancelled => {}
+        // The history is in metrics.jsonl already; the terminal shows the new steps.
+        JobEvent::History(_) | JobEvent::Failed(_) | JobEvent::Cancelled => {}
     };
     let outcome = if args.head_only {
         run_head_only(&job, &cancel, on_event)

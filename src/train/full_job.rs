@@ -1326,11 +1326,13 @@ pub fn run_full(
     let schedule = WarmupCosine::recipe(job.epochs, job.batch_size, job.lr);
     let mut log = if job.resume {
         let (epoch, step) = (state.epoch, state.step);
-        MetricsLog::resume(&run_dir, |v| match v["event"].as_str() {
+        let (log, history) = MetricsLog::resume(&run_dir, |v| match v["event"].as_str() {
             Some("step") => v["step"].as_u64().is_some_and(|s| s as usize <= step),
             Some("epoch") => v["epoch"].as_u64().is_some_and(|e| e as usize <= epoch),
             _ => false,
-        })?
+        })?;
+        on_event(JobEvent::History(history));
+        log
     } else {
         let settings_json = json!({
             "mode": "full",

@@ -179,6 +179,9 @@ pub enum JobEvent {
     },
     /// A step, epoch or done event (as written to `metrics.jsonl`).
     Train(TrainEvent),
+    /// A resumed run's events so far (its `metrics.jsonl` up to the checkpoint it continues
+    /// from), sent once before its first new step, so that curves can show the whole run.
+    History(Vec<TrainEvent>),
     /// The model and the report are written.
     Report {
         /// `report.txt`: top-1/top-5, the confusion matrix, per-class accuracy.

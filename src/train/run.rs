@@ -116,27 +116,33 @@ impl MetricsLog {
     /// Continues the log of a resumed run: keeps the lines `keep` accepts (the events up to
     /// the checkpoint the run resumes from; lines that are not JSON are dropped), rewrites the
     /// file atomically, and appends from there.
+    ///
+    /// Also returns the kept events (those that parse as [`TrainEvent`]s), the run's history.
     pub fn resume(
         dir: &Path,
         keep: impl Fn(&serde_json::Value) -> bool,
-    ) -> Result<Self, TrainError> {
+    ) -> Result<(Self, Vec<TrainEvent>), TrainError> {
         let path = dir.join("metrics.jsonl");
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(TrainError::io(&path, e)),
         };
-        let kept: String = text
+        let kept: Vec<&str> = text
             .lines()
             .filter(|line| serde_json::from_str::<serde_json::Value>(line).is_ok_and(|v| keep(&v)))
-            .map(|line| format!("{line}\n"))
             .collect();
+        let history = kept
+            .iter()
+            .filter_map(|line| serde_json::from_str::<TrainEvent>(line).ok())
+            .collect();
+        let kept: String = kept.iter().map(|line| format!("{line}\n")).collect();
         write_file_atomic(&path, kept.as_bytes()).map_err(|e| TrainError::io(&path, e))?;
         let file = OpenOptions::new()
             .append(true)
             .open(&path)
             .map_err(|e| TrainError::io(&path, e))?;
-        Ok(Self { path, file })
+        Ok((Self { path, file }, history))
     }
 
     pub fn write(&mut self, event: &TrainEvent) -> Result<(), TrainError> {
