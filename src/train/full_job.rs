@@ -697,7 +697,7 @@ fn start_model(
     seed: u64,
     device: &ComputeDevice,
 ) -> Result<Recognizer, TrainError> {
-    let head = Head::init(checkpoint.arch.model.feature_dim(), classes, seed);
+    let head = Head::for_model(checkpoint.arch.model, classes, seed);
     let store = store_with_head(checkpoint, &head)?;
     Recognizer::from_store(&store, &device.device)
         .map_err(|e| TrainError::Invalid(format!("{}: {e}", checkpoint.path.display())))

@@ -356,6 +356,33 @@ impl Head {
         }
     }
 
+    /// The new classifier of a model PaddleVideo fine-tunes: PP-TSMv2's fc is a plain `Linear`
+    /// ([`Head::init`]); PP-TSM's `ppTSMHead.init_weights` draws the weight from N(0, 0.01²)
+    /// and zeroes the bias. Seeded.
+    pub fn for_model(model: ModelKind, classes: usize, seed: u64) -> Self {
+        let dim = model.feature_dim();
+        match model {
+            ModelKind::PptsmV2 => Self::init(dim, classes, seed),
+            ModelKind::PptsmResnet => {
+                let mut rng = StdRng::seed_from_u64(seed ^ 0x6865_6164);
+                // Box-Muller: one standard normal from two uniforms in (0, 1].
+                let mut normal = || {
+                    let (u, v) = (1.0 - rng.random::<f64>(), rng.random::<f64>());
+                    (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+                };
+                let weight = (0..dim * classes)
+                    .map(|_| (0.01 * normal()) as f32)
+                    .collect();
+                Self {
+                    dim,
+                    classes,
+                    weight,
+                    bias: vec![0.0; classes],
+                }
+            }
+        }
+    }
+
     /// Logits `[N, classes]` of features `[N, dim]`.
     pub fn logits(&self, features: &[f32]) -> Vec<f32> {
         let n = features.len() / self.dim.max(1);
@@ -751,6 +778,28 @@ pub fn write_trained_store(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_classifiers_follow_each_models_initialiser() {
+        let v2 = Head::for_model(ModelKind::PptsmV2, 5, 9);
+        assert_eq!(v2.weight, Head::init(1280, 5, 9).weight);
+        let r50 = Head::for_model(ModelKind::PptsmResnet, 5, 9);
+        assert_eq!((r50.dim, r50.weight.len()), (2048, 2048 * 5));
+        assert!(r50.bias.iter().all(|&b| b == 0.0));
+        let n = r50.weight.len() as f64;
+        let mean = r50.weight.iter().map(|&w| f64::from(w)).sum::<f64>() / n;
+        let std = (r50
+            .weight
+            .iter()
+            .map(|&w| (f64::from(w) - mean).powi(2))
+            .sum::<f64>()
+            / n)
+            .sqrt();
+        assert!(
+            mean.abs() < 5e-4 && (std - 0.01).abs() < 5e-4,
+            "N(0, 0.01²)? {mean} {std}"
+        );
+    }
 
     /// Two separable blobs are learnt, and the same seed gives the same head.
     #[test]
