@@ -88,6 +88,7 @@ fn bench_train_times_a_full_fine_tuning_step() {
     ]);
     assert_eq!(v["case"], "train");
     assert_eq!(v["precision"], "f32");
+    assert_eq!(v["path"], "nhwc");
     assert_eq!(v["size"], 32);
     assert!(v["median_ms"].as_f64().unwrap_or(-1.0) > 0.0, "{v}");
 }

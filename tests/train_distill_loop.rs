@@ -556,7 +556,7 @@ fn resnet_teacher_step_matches_finite_differences_and_the_head_recipe() {
         let param = store.get(key).expect("param");
         let v = param.data[i];
         let h = (v.abs() * 1e-6).max(1e-7);
-        let mut shifted = |value: f32| {
+        let shifted = |value: f32| {
             let mut data = param.data.clone();
             data[i] = value;
             let mut s = store.clone();

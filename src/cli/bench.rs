@@ -3,7 +3,8 @@
 //!
 //! `--case live` times the player's sliding-window update (one new frame's per-frame layers +
 //! the temporal part, from cached per-frame maps) beside the full forward; `--case train` times
-//! one full fine-tuning step (train-mode forward, backward, update; f32, batch 1); `--case all`
+//! one full fine-tuning step (train-mode forward, backward, update; f32, batch 1; on the CPU
+//! path for PP-TSMv2, `KINETO_CPU_PATH=burn` for burn's autodiff); `--case all`
 //! runs inference (8f/16f, threads 1 and 2, batch 1 and 8), the live update and training steps
 //! (224 and 112), as one JSON array with `--json`.
 //!
@@ -393,7 +394,8 @@ fn bench_train(
         "batch": c.batch,
         "size": c.size,
         "device": "cpu",
-        "backend": "flex (autodiff)",
+        "backend": if trainer.path_name() == "nhwc" { "cpu" } else { "flex (autodiff)" },
+        "path": trainer.path_name(),
         "precision": "f32",
         "threads": device.threads,
         "runs": times.len(),
@@ -448,7 +450,7 @@ fn print_report(report: &serde_json::Value, as_json: bool) {
             "live window update (full forward {} ms)",
             field("full_forward_median_ms")
         ),
-        "train" => "training step (f32)".to_string(),
+        "train" => format!("training step (f32, {} path)", field("path")),
         _ => "forward".to_string(),
     };
     println!(

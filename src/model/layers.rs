@@ -340,6 +340,10 @@ impl Trace {
         Self::default()
     }
 
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
     pub fn record<const D: usize>(&mut self, name: impl Into<String>, x: &Tensor<D>) {
         if self.enabled {
             self.records.push((name.into(), x.to_data()));

@@ -43,6 +43,7 @@
 //! [`Momentum`], shared with head-only training) and is rounded back to the trainer's dtype.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{DType, Device, FloatDType, Gradients, Tensor, TensorData};
@@ -52,6 +53,7 @@ use super::optim::Momentum;
 use crate::checkpoint::ParamStore;
 use crate::checkpoint::load::store_from_module;
 use crate::model::layers::{BatchStats, Trace};
+use crate::model::nhwc::train::{NhwcTrainError, NhwcTrainNet, TrainPass};
 use crate::model::{Form, ModelKind, Network, Recognizer, paddle_key};
 
 /// The learning-rate multipliers PaddleVideo's ParamAttrs give: PP-TSMv2's 16f temporal
@@ -168,16 +170,27 @@ pub struct StepOutcome {
     pub untouched: Vec<String>,
 }
 
-/// A train-mode forward whose autodiff graph is kept until
+/// A train-mode forward whose autodiff graph (or the CPU path's tape) is kept until
 /// [`FullTrainer::backward_and_update`] consumes it.
 pub struct TrainForward {
-    logits_tensor: Tensor<2>,
-    features: Tensor<2>,
-    stats: BatchStats,
+    pass: Pass,
     /// `[N, classes]` on the host (f64).
     pub logits: HostTensor,
     n: usize,
     classes: usize,
+}
+
+/// What the backward of a forward needs. (One per step, so the variants' sizes are moot.)
+#[allow(clippy::large_enum_variant)]
+enum Pass {
+    /// burn's autodiff graph, from the logits.
+    Burn {
+        logits: Tensor<2>,
+        features: Tensor<2>,
+        stats: BatchStats,
+    },
+    /// Kineto's channels-last CPU path (PP-TSMv2, float32).
+    Nhwc(TrainPass),
 }
 
 impl std::fmt::Debug for TrainForward {
@@ -200,6 +213,8 @@ pub struct FullTrainer {
     velocity: HashMap<String, Vec<f64>>,
     /// How many stages (with the stem) are frozen; 0 trains everything.
     frozen: usize,
+    /// Whether steps run Kineto's channels-last CPU path instead of burn's autodiff.
+    cpu_path: bool,
 }
 
 impl FullTrainer {
@@ -226,6 +241,10 @@ impl FullTrainer {
             path: KeyPath::new(kind),
             frozen: 0,
         });
+        let cpu_path = kind == ModelKind::PptsmV2
+            && dtype == FloatDType::F32
+            && device.clone().without_autodiff() == Device::flex()
+            && std::env::var("KINETO_CPU_PATH").as_deref() != Ok("burn");
         Ok(Self {
             network,
             kind,
@@ -234,7 +253,25 @@ impl FullTrainer {
             options,
             velocity: HashMap::new(),
             frozen: 0,
+            cpu_path,
         })
+    }
+
+    /// Which implementation runs the steps: "nhwc" (Kineto's channels-last CPU path, the
+    /// default for PP-TSMv2 in float32 on the CPU) or "burn" (autodiff; float64, ResNet, GPUs,
+    /// traced steps, and `KINETO_CPU_PATH=burn`).
+    pub fn path_name(&self) -> &'static str {
+        if self.cpu_path { "nhwc" } else { "burn" }
+    }
+
+    /// Switches the CPU path off (burn's autodiff, e.g. to compare the two) or back on where
+    /// it applies (PP-TSMv2, float32, CPU). Returns whether it is on.
+    pub fn set_cpu_path(&mut self, enabled: bool) -> bool {
+        self.cpu_path = enabled
+            && self.kind == ModelKind::PptsmV2
+            && self.dtype == FloatDType::F32
+            && self.device.clone().without_autodiff() == Device::flex();
+        self.cpu_path
     }
 
     pub fn dtype(&self) -> FloatDType {
@@ -348,7 +385,12 @@ impl FullTrainer {
         clips: TensorData,
         trace: &mut Trace,
     ) -> Result<TrainForward, FullTrainError> {
-        let [n, t, c, h, w] = self.check_shape(clips.shape().as_slice())?;
+        let dims = self.check_shape(clips.shape().as_slice())?;
+        // Traces record burn's activations: a traced step stays on burn.
+        if self.cpu_path && !trace.is_enabled() {
+            return self.forward_nhwc(clips, dims);
+        }
+        let [n, t, c, h, w] = dims;
         let frames = Tensor::<5>::from_data(clips, (&self.device, DType::from(self.dtype)))
             .reshape([n * t, c, h, w]);
         let mut stats = BatchStats::default();
@@ -359,11 +401,43 @@ impl FullTrainer {
         let classes = logits.dims()[1];
         let logits_host = host(&logits, "logits")?;
         Ok(TrainForward {
-            logits_tensor: logits,
-            features,
-            stats,
+            pass: Pass::Burn {
+                logits,
+                features,
+                stats,
+            },
             logits: logits_host,
             n,
+            classes,
+        })
+    }
+
+    /// The forward on the channels-last CPU path, from the current weights (packed anew:
+    /// they change every step).
+    fn forward_nhwc(
+        &self,
+        clips: TensorData,
+        dims: [usize; 5],
+    ) -> Result<TrainForward, FullTrainError> {
+        let data = clips
+            .try_into_vec_as::<f32>()
+            .map_err(|e| FullTrainError::Readback {
+                what: "clips".into(),
+                problem: format!("{e:?}"),
+            })?;
+        let net = NhwcTrainNet::from_store(&self.to_store(), dims[1]).map_err(nhwc_error)?;
+        let pass = Arc::new(net)
+            .forward(&data, dims, self.frozen)
+            .map_err(nhwc_error)?;
+        let classes = pass.logits().len() / dims[0];
+        let logits = HostTensor {
+            shape: vec![dims[0], classes],
+            data: pass.logits().iter().map(|&v| f64::from(v)).collect(),
+        };
+        Ok(TrainForward {
+            pass: Pass::Nhwc(pass),
+            logits,
+            n: dims[0],
             classes,
         })
     }
@@ -379,9 +453,7 @@ impl FullTrainer {
         lr: f64,
     ) -> Result<StepOutcome, FullTrainError> {
         let TrainForward {
-            logits_tensor,
-            features,
-            stats,
+            pass,
             logits: logits_host,
             n,
             classes,
@@ -397,22 +469,52 @@ impl FullTrainer {
                 "the logit gradient is not finite ({v})"
             )));
         }
-        let seed = Tensor::<2>::from_data(
-            TensorData::new(dlogits.clone(), [n, classes]),
-            (&self.device, DType::from(self.dtype)),
-        );
-        let grads = (logits_tensor * seed).sum().backward();
-
-        let batch_stats = stats
-            .layers
-            .iter()
-            .map(|s| {
-                let key = format!("backbone.{}", s.name);
-                let mean = host(&s.mean, &key)?.data;
-                let variance = host(&s.variance, &key)?.data;
-                Ok((key, HostBatchStat { mean, variance }))
-            })
-            .collect::<Result<BTreeMap<_, _>, FullTrainError>>()?;
+        let (grads, batch_stats, features) = match pass {
+            Pass::Burn {
+                logits,
+                features,
+                stats,
+            } => {
+                let seed = Tensor::<2>::from_data(
+                    TensorData::new(dlogits.clone(), [n, classes]),
+                    (&self.device, DType::from(self.dtype)),
+                );
+                let grads = (logits * seed).sum().backward();
+                let batch_stats = stats
+                    .layers
+                    .iter()
+                    .map(|s| {
+                        let key = format!("backbone.{}", s.name);
+                        let mean = host(&s.mean, &key)?.data;
+                        let variance = host(&s.variance, &key)?.data;
+                        Ok((key, HostBatchStat { mean, variance }))
+                    })
+                    .collect::<Result<BTreeMap<_, _>, FullTrainError>>()?;
+                let features = host(&features, "features")?;
+                (GradSource::Burn(grads), batch_stats, features)
+            }
+            Pass::Nhwc(pass) => {
+                let widen = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
+                let batch_stats = pass
+                    .batch_stats()
+                    .into_iter()
+                    .map(|(key, mean, variance)| {
+                        let stat = HostBatchStat {
+                            mean: widen(&mean),
+                            variance: widen(&variance),
+                        };
+                        (key, stat)
+                    })
+                    .collect();
+                let features = HostTensor {
+                    shape: vec![n, pass.features().len() / n],
+                    data: widen(pass.features()),
+                };
+                let seed: Vec<f32> = dlogits.iter().map(|&v| v as f32).collect();
+                let grads = pass.backward(&seed).map_err(nhwc_error)?;
+                (GradSource::Host(grads), batch_stats, features)
+            }
+        };
 
         let mut update = Update {
             grads: &grads,
@@ -438,7 +540,7 @@ impl FullTrainer {
         self.network = network;
         Ok(StepOutcome {
             loss,
-            features: host(&features, "features")?,
+            features,
             logits: logits_host,
             dlogits: HostTensor {
                 shape: vec![n, classes],
@@ -787,8 +889,35 @@ impl ModuleMapper for Trainable {
 }
 
 /// The update of one step, applied while walking the module (paths give the PaddleVideo keys).
+/// Where a step's gradients are: burn's autodiff result, or the CPU path's host arrays by key.
+enum GradSource {
+    Burn(Gradients),
+    Host(BTreeMap<String, Vec<f32>>),
+}
+
+impl GradSource {
+    /// The gradient of the parameter `key` (with value `value`), if it got one.
+    fn get<const D: usize>(
+        &self,
+        key: &str,
+        value: &Tensor<D>,
+    ) -> Result<Option<HostTensor>, FullTrainError> {
+        match self {
+            GradSource::Burn(grads) => value.grad(grads).map(|g| host(&g, key)).transpose(),
+            GradSource::Host(grads) => Ok(grads.get(key).map(|g| HostTensor {
+                shape: value.dims().to_vec(),
+                data: g.iter().map(|&v| f64::from(v)).collect(),
+            })),
+        }
+    }
+}
+
+fn nhwc_error(e: NhwcTrainError) -> FullTrainError {
+    FullTrainError::Update(format!("CPU path: {e}"))
+}
+
 struct Update<'a> {
-    grads: &'a Gradients,
+    grads: &'a GradSource,
     batch_stats: &'a BTreeMap<String, HostBatchStat>,
     velocity: &'a HashMap<String, Vec<f64>>,
     /// The new velocities, committed only when the whole update succeeded.
@@ -839,11 +968,10 @@ impl Update<'_> {
                     .collect(),
             ));
         }
-        let Some(grad) = value.grad(self.grads) else {
+        let Some(grad) = self.grads.get(key, value)? else {
             self.untouched.push(key.to_string());
             return Ok(None);
         };
-        let grad = host(&grad, key)?;
         let mut p = host(value, key)?.data;
         let decay = if is_decayed(key) {
             self.options.weight_decay

@@ -10,6 +10,7 @@
 
 pub mod gemm;
 pub mod kernels;
+pub mod train;
 
 use burn::module::Param;
 use burn::tensor::Tensor;
