@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::{Device, FloatDType, TensorData};
+use common::compare::max_abs;
 use common::train::{demo_data, events, interrupt_after_first_step, of_kind};
 use common::{build, fixture, kineto, r50_store, s, v2_store};
 use kineto::checkpoint::file::open_checkpoint;
@@ -60,10 +61,6 @@ fn trainer(fc_bias_shift: Option<u64>) -> FullTrainer {
     let model = build(&store, Form::Training, &Device::flex());
     FullTrainer::new(model, FloatDType::F32, FullStepOptions::default())
         .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn max_abs(v: &[f64]) -> f64 {
-    v.iter().fold(0.0, |m, x| m.max(x.abs()))
 }
 
 /// The fc gradients of `outcome` are those its `dlogits` imply.

@@ -18,6 +18,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use burn::tensor::{Device, FloatDType, TensorData};
+use common::compare::{l2_relative, leading_block, max_abs, max_abs_diff};
 use common::{build, fixture, v2_store};
 use kineto::checkpoint::ParamStore;
 use kineto::model::Form;
@@ -63,50 +64,6 @@ impl Reference {
             .iter()
             .filter_map(move |(k, a)| Some((k.strip_prefix(prefix)?, a)))
     }
-}
-
-/// The leading block of `data` (shape `shape`) with shape `want` (each dimension `0..want[i]`):
-/// how the fixture stores its sliced tensors (`[0:32]` of the rows, `[:, 0:48]` of the fc).
-fn leading_block(data: &[f64], shape: &[usize], want: &[usize]) -> Vec<f64> {
-    assert_eq!(shape.len(), want.len(), "rank {shape:?} vs {want:?}");
-    assert!(
-        want.iter().zip(shape).all(|(w, s)| w <= s),
-        "{want:?} does not fit in {shape:?}"
-    );
-    let total: usize = want.iter().product();
-    let mut out = Vec::with_capacity(total);
-    let mut index = vec![0usize; want.len()];
-    for _ in 0..total {
-        let flat = index.iter().zip(shape).fold(0, |acc, (&i, &s)| acc * s + i);
-        out.push(data[flat]);
-        for d in (0..want.len()).rev() {
-            index[d] += 1;
-            if index[d] < want[d] {
-                break;
-            }
-            index[d] = 0;
-        }
-    }
-    out
-}
-
-fn max_abs(v: &[f64]) -> f64 {
-    v.iter().fold(0.0, |m, x| m.max(x.abs()))
-}
-
-fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter().zip(b).fold(0.0, |m, (x, y)| m.max((x - y).abs()))
-}
-
-fn l2_relative(ours: &[f64], reference: &[f64]) -> f64 {
-    let diff: f64 = ours
-        .iter()
-        .zip(reference)
-        .map(|(a, b)| (a - b).powi(2))
-        .sum();
-    let norm: f64 = reference.iter().map(|b| b * b).sum();
-    (diff / norm).sqrt()
 }
 
 /// Worst ratio of error to tolerance over a group, with the worst entry's name and error.

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use burn::tensor::{Device, FloatDType, TensorData};
+use common::compare::{l2_relative, leading_block, max_abs, max_abs_diff};
 use common::{build, fixture, v2_store};
 use kineto::checkpoint::{ParamStore, ParamTensor};
 use kineto::model::init::random_store;
@@ -20,48 +21,8 @@ use kineto::npy::{NpyArray, read_npz_f64};
 use kineto::train::distill::{Targets, cross_entropy};
 use kineto::train::full::{FullStepOptions, FullTrainer, StepOutcome};
 
-fn max_abs(v: &[f64]) -> f64 {
-    v.iter().fold(0.0, |m, x| m.max(x.abs()))
-}
-
-fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter().zip(b).fold(0.0, |m, (x, y)| m.max((x - y).abs()))
-}
-
-fn l2_relative(ours: &[f64], reference: &[f64]) -> f64 {
-    assert_eq!(ours.len(), reference.len(), "length mismatch");
-    let diff: f64 = ours
-        .iter()
-        .zip(reference)
-        .map(|(a, b)| (a - b).powi(2))
-        .sum();
-    let norm: f64 = reference.iter().map(|b| b * b).sum();
-    (diff / norm.max(f64::MIN_POSITIVE)).sqrt()
-}
-
 fn f64s(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| f64::from(x)).collect()
-}
-
-/// The leading block of `data` (shape `shape`) with shape `want`: how the fixture stores its
-/// sliced gradients.
-fn leading_block(data: &[f64], shape: &[usize], want: &[usize]) -> Vec<f64> {
-    let total: usize = want.iter().product();
-    let mut out = Vec::with_capacity(total);
-    let mut index = vec![0usize; want.len()];
-    for _ in 0..total {
-        let flat = index.iter().zip(shape).fold(0, |acc, (&i, &s)| acc * s + i);
-        out.push(data[flat]);
-        for d in (0..want.len()).rev() {
-            index[d] += 1;
-            if index[d] < want[d] {
-                break;
-            }
-            index[d] = 0;
-        }
-    }
-    out
 }
 
 /// The worst error of a group of checks (each asserted against its tolerance).

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod compare;
 pub mod train;
 
 use std::path::{Path, PathBuf};

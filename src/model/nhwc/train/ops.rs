@@ -601,19 +601,8 @@ pub fn temporal_shift_backward(
             let src = |f: usize| &dy[f * frame_len..(f + 1) * frame_len];
             let previous = (t > 0).then(|| src(frame - 1));
             let next = (t + 1 < num_seg).then(|| src(frame + 1));
-            let current = src(frame);
-            for (p, d) in dst.chunks_exact_mut(c).enumerate() {
-                let at = p * c;
-                match next {
-                    Some(next) => d[..c1].copy_from_slice(&next[at..at + c1]),
-                    None => d[..c1].fill(0.0),
-                }
-                match previous {
-                    Some(prev) => d[c1..c2].copy_from_slice(&prev[at + c1..at + c2]),
-                    None => d[c1..c2].fill(0.0),
-                }
-                d[c2..].copy_from_slice(&current[at + c2..at + c]);
-            }
+            // The adjoint of the shift is the shift with the neighbours swapped.
+            kernels::shift_frame(next, src(frame), previous, c, (c1, c2), dst);
         });
     out
 }
