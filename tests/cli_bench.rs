@@ -89,6 +89,26 @@ fn bench_train_times_a_full_fine_tuning_step() {
     assert_eq!(v["case"], "train");
     assert_eq!(v["precision"], "f32");
     assert_eq!(v["path"], "nhwc");
+    assert_eq!(v["freeze_stages"], 0);
     assert_eq!(v["size"], 32);
     assert!(v["median_ms"].as_f64().unwrap_or(-1.0) > 0.0, "{v}");
+    let frozen = bench_json(&[
+        "--case",
+        "train",
+        "--frames",
+        "2",
+        "--size",
+        "32",
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+        "--freeze-stages",
+        "4",
+    ]);
+    assert_eq!(frozen["freeze_stages"], 4);
+    assert!(
+        frozen["median_ms"].as_f64().unwrap_or(-1.0) > 0.0,
+        "{frozen}"
+    );
 }

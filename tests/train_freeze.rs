@@ -6,13 +6,13 @@
 //!   and the fc get gradients and change;
 //! - with the 16f temporal attention, N = 2 trains the attention and N = 3 freezes it; N = 4
 //!   leaves only last_conv and the fc; out-of-range N is refused;
-//! - N = 0 set explicitly is the unfrozen step, bit for bit;
-//! - (ignored, run by hand) step times at 64x64 for N = 0, 2, 4.
+//! - N = 0 set explicitly is the unfrozen step, bit for bit.
+//!
+//! Step times with frozen stages: `kineto bench --case train --freeze-stages N`.
 
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use burn::tensor::{Device, FloatDType, TensorData};
 use common::{build, v2_store};
@@ -189,32 +189,4 @@ fn freeze_zero_is_the_unfrozen_step() {
     assert_eq!(a.grads, b.grads);
     assert_eq!(a.batch_stats, b.batch_stats);
     assert_eq!(params(&plain), params(&zero));
-}
-
-/// Step times at `--size 64` (batch 2, 8 frames) for N = 0, 2, 4:
-/// `cargo test --test train_freeze -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn step_times_at_64() {
-    for n in [0, 2, 4] {
-        let mut trainer = trainer(false);
-        trainer
-            .set_freeze_stages(n)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut times = Vec::new();
-        for i in 0..4 {
-            let start = Instant::now();
-            trainer
-                .step(clips(2, 8, 64), &[1, 2], 0.01)
-                .unwrap_or_else(|e| panic!("{e}"));
-            if i > 0 {
-                times.push(start.elapsed().as_secs_f64());
-            }
-        }
-        let mean = times.iter().sum::<f64>() / times.len() as f64;
-        println!(
-            "--freeze-stages {n}: {:.0} ms per step ({times:?})",
-            1e3 * mean
-        );
-    }
 }

@@ -75,6 +75,10 @@ pub struct BenchArgs {
     /// Input height and width.
     #[arg(long, default_value_t = 224)]
     pub size: usize,
+    /// `--case train`: freeze the stem and the first N stages, as `kineto train
+    /// --freeze-stages N` does.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub freeze_stages: usize,
     /// Time this checkpoint (a catalog name or a file) instead of the plain PP-TSMv2 with
     /// random weights (fused form for inference; training form for `--case train`).
     #[arg(long, value_name = "NAME|FILE")]
@@ -376,6 +380,9 @@ fn bench_train(
     let classes = model.arch.num_classes;
     let mut trainer = FullTrainer::new(model, FloatDType::F32, FullStepOptions::default())
         .map_err(|e| Failure::fatal(anyhow!("{e}")))?;
+    trainer
+        .set_freeze_stages(args.freeze_stages)
+        .map_err(|e| Failure::fatal(anyhow!("{e}")))?;
     let dims = [c.batch, c.frames, 3, c.size, c.size];
     let input = synthetic_clip(dims.iter().product());
     let labels: Vec<usize> = (0..c.batch).map(|i| i % classes).collect();
@@ -396,6 +403,7 @@ fn bench_train(
         "device": "cpu",
         "backend": if trainer.path_name() == "nhwc" { "cpu" } else { "flex (autodiff)" },
         "path": trainer.path_name(),
+        "freeze_stages": trainer.freeze_stages(),
         "precision": "f32",
         "threads": device.threads,
         "runs": times.len(),
