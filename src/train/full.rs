@@ -41,6 +41,13 @@
 //!
 //! The optimiser update runs on the host in f64 (one implementation of Paddle's rule,
 //! [`Momentum`], shared with head-only training) and is rounded back to the trainer's dtype.
+//!
+//! Where the forward and backward run ([`FullTrainer::path_name`]): a float32 PP-TSMv2 on the
+//! CPU uses Kineto's channels-last training path ([`crate::model::nhwc::train`]: the same step
+//! written by hand, about 6x faster than burn's autodiff here), packed from the current weights
+//! at every step; float64 (the parity tests), the ResNet teacher, GPUs, traced steps and
+//! `KINETO_CPU_PATH=burn` use burn's autodiff. Both give the update, statistics and events
+//! described above.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -241,11 +248,7 @@ impl FullTrainer {
             path: KeyPath::new(kind),
             frozen: 0,
         });
-        let cpu_path = kind == ModelKind::PptsmV2
-            && dtype == FloatDType::F32
-            && device.clone().without_autodiff() == Device::flex()
-            && std::env::var("KINETO_CPU_PATH").as_deref() != Ok("burn");
-        Ok(Self {
+        let mut trainer = Self {
             network,
             kind,
             device,
@@ -253,8 +256,10 @@ impl FullTrainer {
             options,
             velocity: HashMap::new(),
             frozen: 0,
-            cpu_path,
-        })
+            cpu_path: false,
+        };
+        trainer.set_cpu_path(std::env::var("KINETO_CPU_PATH").as_deref() != Ok("burn"));
+        Ok(trainer)
     }
 
     /// Which implementation runs the steps: "nhwc" (Kineto's channels-last CPU path, the
