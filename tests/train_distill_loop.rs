@@ -439,6 +439,9 @@ fn dml_and_kd_runs_log_their_terms_checkpoint_and_resume() {
     args.extend(["--distill", "kd", "--teacher", s(&w8)].map(str::to_string));
     assert_refused(&run(&args), &["w8.pdparams", "400 classes"]);
     let mut args = train_args(&data, &refused);
+    args.extend(["--distill", "kd", "--teacher", s(&w8), "--dml-weight", "2"].map(str::to_string));
+    assert_refused(&run(&args), &["--dml-weight", "dml"]);
+    let mut args = train_args(&data, &refused);
     args.extend(["--head-only", "--distill", "dml", "--teacher", s(&w8)].map(str::to_string));
     // (--size is refused with --head-only too; drop it to see the --distill refusal.)
     let pos = args.iter().position(|a| a == "--size").expect("--size");
@@ -452,13 +455,39 @@ fn dml_and_kd_runs_log_their_terms_checkpoint_and_resume() {
     let mut args = train_args(&data, &r50_dir);
     set_arg(&mut args, "--frames", "4");
     set_arg(&mut args, "--size", "32");
-    args.extend(["--epochs", "1", "--distill", "dml", "--teacher", s(&r50)].map(str::to_string));
+    args.extend(
+        [
+            "--epochs",
+            "1",
+            "--distill",
+            "dml",
+            "--teacher",
+            s(&r50),
+            "--dml-weight",
+            "0.5",
+        ]
+        .map(str::to_string),
+    );
     let out = run(&args);
     assert!(out.status.success(), "DML with R50: {}", text(&out.stderr));
     for step in of_kind(&events(&r50_dir), "step") {
-        let (ce_t, dml) = (term(step, "ce_teacher"), term(step, "dml"));
+        let (ce, ce_t, dml) = (
+            term(step, "ce"),
+            term(step, "ce_teacher"),
+            term(step, "dml"),
+        );
+        let loss = step["loss"].as_f64().expect("loss");
         assert!(ce_t.is_finite() && dml.is_finite() && dml >= 0.0, "{step}");
+        assert!(
+            (loss - (ce + ce_t + 0.5 * dml)).abs() <= 1e-9 * loss.abs(),
+            "--dml-weight 0.5: total {loss} is not ce + ce_teacher + 0.5·dml: {step}"
+        );
     }
+    let settings: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(r50_dir.join("settings.json")).expect("settings"),
+    )
+    .expect("settings json");
+    assert_eq!(settings["job"]["distill"]["dml_weight"], 0.5);
     let teacher = open_checkpoint(&r50_dir.join("latest_teacher.safetensors"), Role::Student)
         .expect("latest_teacher loads");
     assert_eq!(teacher.arch.model, ModelKind::PptsmResnet);

@@ -30,8 +30,8 @@ use crate::progress::{CancelToken, Notify};
 use crate::train::dataset::DatasetSummary;
 use crate::train::full::MAX_FREEZE_STAGES;
 use crate::train::full_job::{
-    DistillJob, DistillMode, FULL_SIZE, KD_TEMPERATURE, KD_WEIGHT, LATEST, LATEST_STATE,
-    resume_job, run_full, short_side_for,
+    DML_WEIGHT, DistillJob, DistillMode, FULL_SIZE, KD_TEMPERATURE, KD_WEIGHT, LATEST,
+    LATEST_STATE, resume_job, run_full, short_side_for,
 };
 use crate::train::job::{
     HeadOnlyOutcome, JobDevice, JobEvent, TrainJob, check_data, default_run_dir_for, run_head_only,
@@ -105,11 +105,13 @@ struct Form {
     mixup: bool,
     /// Full fine-tuning: the stem and this many stages keep their weights (0: train all).
     freeze_stages: usize,
-    /// Full fine-tuning: distillation, its teacher (a file), KD's temperature and weight.
+    /// Full fine-tuning: distillation, its teacher (a file), KD's temperature and weight,
+    /// DML's KL weight.
     distill: Distill,
     teacher: String,
     temperature: f64,
     kd_weight: f64,
+    dml_weight: f64,
 }
 
 impl Default for Form {
@@ -133,6 +135,7 @@ impl Default for Form {
             teacher: String::new(),
             temperature: KD_TEMPERATURE,
             kd_weight: KD_WEIGHT,
+            dml_weight: DML_WEIGHT,
         }
     }
 }
@@ -177,12 +180,16 @@ impl Form {
         if !(0.0..=1.0).contains(&self.kd_weight) {
             return Err("the KD weight must be in [0, 1]".into());
         }
+        if !(self.dml_weight.is_finite() && self.dml_weight >= 0.0) {
+            return Err("the DML KL weight must be a number >= 0".into());
+        }
         Ok(Some(DistillJob {
             mode,
             teacher: teacher.to_string(),
             teacher_path: PathBuf::from(teacher),
             temperature: self.temperature,
             kd_weight: self.kd_weight,
+            dml_weight: self.dml_weight,
         }))
     }
 }
@@ -251,7 +258,7 @@ impl Plan {
                     .file_name()
                     .map_or_else(|| d.teacher.clone(), |n| n.to_string_lossy().into_owned());
                 match d.mode {
-                    DistillMode::Dml => format!("DML with {name}"),
+                    DistillMode::Dml => format!("DML with {name} (KL weight {})", d.dml_weight),
                     DistillMode::Kd => format!(
                         "KD from {name} (T {}, weight {})",
                         d.temperature, d.kd_weight
@@ -1370,6 +1377,20 @@ impl TrainingPanel {
                             .range(0.0..=1.0)
                             .speed(0.01)
                             .max_decimals(3),
+                    );
+                    ui.end_row();
+                }
+                if self.form.distill == Distill::Dml {
+                    ui.label("KL weight");
+                    ui.add(
+                        egui::DragValue::new(&mut self.form.dml_weight)
+                            .range(0.0..=100.0)
+                            .speed(0.01)
+                            .max_decimals(3),
+                    )
+                    .on_hover_text(
+                        "the weight of the symmetric KL term; both cross-entropies weigh 1 \
+                         (PaddleVideo: 1)",
                     );
                     ui.end_row();
                 }

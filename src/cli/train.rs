@@ -1,7 +1,7 @@
 //! `kineto train DATA [--head-only] [--weights W] [--epochs N] [--batch-size B] [--lr LR]
 //! [--frames 8|16] [--size S] [--no-mixup] [--val DATA | --val-split F] [--labels FILE]
 //! [--output OUT] [--run-dir DIR] [--resume DIR] [--seed S] [--json]
-//! [--distill dml|kd --teacher W [--temperature T] [--kd-weight A]] [--freeze-stages N]`
+//! [--distill dml|kd --teacher W [--temperature T] [--kd-weight A] [--dml-weight W]] [--freeze-stages N]`
 //!
 //! Full fine-tuning (PaddleVideo's PP-TSMv2 recipe: training-form model, train-mode
 //! BatchNorm, Mixup, Momentum + Nesterov + L2, warm-up + cosine), or with `--head-only` a new
@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use anyhow::anyhow;
 use kineto::train::TrainError;
 use kineto::train::full_job::{
-    DistillJob, DistillMode, KD_TEMPERATURE, KD_WEIGHT, resume_job, run_full,
+    DML_WEIGHT, DistillJob, DistillMode, KD_TEMPERATURE, KD_WEIGHT, resume_job, run_full,
 };
 use kineto::train::job::{JobDevice, JobEvent, TrainJob, default_run_dir_for, run_head_only};
 use kineto::train::metrics::TrainEvent;
@@ -108,6 +108,10 @@ pub struct TrainArgs {
     /// --distill kd: the weight A of the KD term, in [0, 1] [default: 0.5].
     #[arg(long, value_name = "A")]
     pub kd_weight: Option<f64>,
+    /// --distill dml: the weight W of the symmetric KL term, >= 0 (both cross-entropies weigh
+    /// 1; PaddleVideo's recipe is 1) [default: 1].
+    #[arg(long, value_name = "W")]
+    pub dml_weight: Option<f64>,
     /// Full fine-tuning: freeze the stem and the first N of the backbone's 4 stages
     /// (stages.0 to stages.N-1; from N = 3 on also the 16-frame temporal attention, which runs
     /// before stages.2). Frozen layers get no updates and no weight decay, their BatchNorm uses
@@ -146,8 +150,11 @@ fn check_distill_args(args: &TrainArgs) -> Result<(), Failure> {
         Some(DistillArg::Dml) if kd_only => {
             fail("--temperature and --kd-weight apply to --distill kd, not dml")
         }
-        None if args.teacher.is_some() || kd_only => {
-            fail("--teacher, --temperature and --kd-weight need --distill dml|kd")
+        Some(DistillArg::Kd) if args.dml_weight.is_some() => {
+            fail("--dml-weight applies to --distill dml, not kd")
+        }
+        None if args.teacher.is_some() || kd_only || args.dml_weight.is_some() => {
+            fail("--teacher, --temperature, --kd-weight and --dml-weight need --distill dml|kd")
         }
         _ => {
             if let Some(t) = args.temperature
@@ -159,6 +166,11 @@ fn check_distill_args(args: &TrainArgs) -> Result<(), Failure> {
                 && !(0.0..=1.0).contains(&a)
             {
                 return fail("--kd-weight must be in [0, 1]");
+            }
+            if let Some(w) = args.dml_weight
+                && !(w.is_finite() && w >= 0.0)
+            {
+                return fail("--dml-weight must be a number >= 0");
             }
             Ok(())
         }
@@ -270,6 +282,7 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs) -> CliResult {
                     teacher_path: resolve_weights(teacher, global)?.path,
                     temperature: args.temperature.unwrap_or(KD_TEMPERATURE),
                     kd_weight: args.kd_weight.unwrap_or(KD_WEIGHT),
+                    dml_weight: args.dml_weight.unwrap_or(DML_WEIGHT),
                 }),
                 _ => None,
             };

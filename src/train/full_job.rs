@@ -92,6 +92,8 @@ pub const LATEST_TEACHER_OPTIM: &str = "latest_teacher.optim.bin";
 /// Classic KD defaults: temperature and the KD term's weight A in `(1 − A)·CE + A·KD`.
 pub const KD_TEMPERATURE: f64 = 4.0;
 pub const KD_WEIGHT: f64 = 0.5;
+/// DML's default weight of the symmetric KL term (PaddleVideo's: every term 1.0).
+pub const DML_WEIGHT: f64 = 1.0;
 /// PaddleVideo's `MIX: {name: Mixup, alpha: 0.2}`.
 pub const MIXUP_ALPHA: f64 = 0.2;
 /// PaddleVideo's training crop; `size` may be smaller for speed.
@@ -178,6 +180,8 @@ pub struct DistillJob {
     pub temperature: f64,
     /// KD only: A in `(1 − A)·CE + A·T²·KL(p_t^T ‖ p_s^T)`, in [0, 1].
     pub kd_weight: f64,
+    /// DML only: the weight of the symmetric KL term (both cross-entropies weigh 1), >= 0.
+    pub dml_weight: f64,
 }
 
 impl DistillJob {
@@ -190,6 +194,7 @@ impl DistillJob {
             teacher_path,
             temperature: KD_TEMPERATURE,
             kd_weight: KD_WEIGHT,
+            dml_weight: DML_WEIGHT,
         }
     }
 
@@ -202,6 +207,11 @@ impl DistillJob {
     }
 
     fn validate(&self) -> Result<(), TrainError> {
+        if !(self.dml_weight.is_finite() && self.dml_weight >= 0.0) {
+            return Err(TrainError::Invalid(
+                "--dml-weight must be a number >= 0".into(),
+            ));
+        }
         if self.mode == DistillMode::Kd {
             if !(self.temperature.is_finite() && self.temperature > 0.0) {
                 return Err(TrainError::Invalid(
@@ -226,6 +236,8 @@ pub struct DistillSettings {
     /// KD only.
     pub temperature: Option<f64>,
     pub kd_weight: Option<f64>,
+    /// DML only (absent in runs from before it existed: 1.0).
+    pub dml_weight: Option<f64>,
 }
 
 impl FullSettings {
@@ -331,6 +343,7 @@ pub fn resume_job(run_dir: &Path, device: JobDevice) -> Result<TrainJob, TrainEr
         teacher_path: d.teacher_path,
         temperature: d.temperature.unwrap_or(KD_TEMPERATURE),
         kd_weight: d.kd_weight.unwrap_or(KD_WEIGHT),
+        dml_weight: d.dml_weight.unwrap_or(DML_WEIGHT),
     });
     job.run_dir = Some(run_dir.to_path_buf());
     job.device = device;
@@ -818,7 +831,10 @@ fn kd_engine(checkpoint: &Checkpoint, device: &ComputeDevice) -> Result<Engine, 
 enum Distiller {
     None,
     /// The teacher is trained by the same step.
-    Dml(Box<FullTrainer>),
+    Dml {
+        teacher: Box<FullTrainer>,
+        weights: DmlWeights,
+    },
     /// Frozen: its logits come from `kd_engine`.
     Kd {
         temperature: f64,
@@ -1083,8 +1099,8 @@ fn distill_step(
                 logits: o.logits.data,
             })
         }
-        Distiller::Dml(teacher) => {
-            let d = dml_step(trainer, teacher, clips, targets, DmlWeights::default(), lr)?;
+        Distiller::Dml { teacher, weights } => {
+            let d = dml_step(trainer, teacher, clips, targets, *weights, lr)?;
             Ok(Stepped {
                 loss: d.total,
                 terms: vec![
@@ -1163,6 +1179,7 @@ pub fn run_full(
             teacher_sha256: file_sha256(&d.teacher_path)?,
             temperature: (d.mode == DistillMode::Kd).then_some(d.temperature),
             kd_weight: (d.mode == DistillMode::Kd).then_some(d.kd_weight),
+            dml_weight: (d.mode == DistillMode::Dml).then_some(d.dml_weight),
         }),
         None => None,
     };
@@ -1300,7 +1317,13 @@ pub fn run_full(
                     ))
                 })?;
             }
-            Distiller::Dml(Box::new(teacher))
+            Distiller::Dml {
+                teacher: Box::new(teacher),
+                weights: DmlWeights {
+                    dml: d.dml_weight,
+                    ..DmlWeights::default()
+                },
+            }
         }
         (Some(d), _) if d.mode == DistillMode::Kd => Distiller::Kd {
             temperature: d.temperature,
@@ -1345,10 +1368,14 @@ pub fn run_full(
             "optimizer": {"momentum": 0.9, "nesterov": true, "weight_decay": 1e-4},
             "distill_loss": match &distiller {
                 Distiller::None => serde_json::Value::Null,
-                Distiller::Dml(_) => json!({
+                Distiller::Dml { weights, .. } => json!({
                     "mode": "dml",
                     "total": "ce_student·CE(student) + ce_teacher·CE(teacher) + dml·symmetric KL",
-                    "weights": {"ce_student": 1.0, "ce_teacher": 1.0, "dml": 1.0},
+                    "weights": {
+                        "ce_student": weights.ce_student,
+                        "ce_teacher": weights.ce_teacher,
+                        "dml": weights.dml,
+                    },
                 }),
                 Distiller::Kd { temperature, weights } => json!({
                     "mode": "kd",
@@ -1404,7 +1431,7 @@ pub fn run_full(
     };
     let save = |trainer: &FullTrainer, distiller: &Distiller, state: &mut RunState| {
         let teacher = match (distiller, &teacher_saver) {
-            (Distiller::Dml(t), Some(s)) => Some((s, &**t)),
+            (Distiller::Dml { teacher, .. }, Some(s)) => Some((s, &**teacher)),
             _ => None,
         };
         save_latest(&saver, trainer, teacher, state)
