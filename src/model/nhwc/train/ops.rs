@@ -610,18 +610,15 @@ pub fn temporal_shift_backward(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::nhwc::kernels::pseudo_random;
 
     /// The sums do not depend on how rayon schedules them: 1, 2 and 4 threads agree bit
     /// for bit (what makes a resumed run repeat the uninterrupted one).
     #[test]
     fn weight_grad_is_bitwise_the_same_on_any_thread_count() {
         let (m, k, n) = (3000, 24, 40);
-        let x: Vec<f32> = (0..m * k)
-            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 31.0)
-            .collect();
-        let dz: Vec<f32> = (0..m * n)
-            .map(|i| ((i * 53 % 97) as f32 - 48.0) / 29.0)
-            .collect();
+        let x = pseudo_random(m * k, 7);
+        let dz = pseudo_random(m * n, 8);
         let on = |threads: usize| {
             rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
@@ -632,18 +629,6 @@ mod tests {
         let one = on(1);
         assert_eq!(one, on(2));
         assert_eq!(one, on(4));
-    }
-
-    fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..n)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                (state % 2001) as f32 / 1000.0 - 1.0
-            })
-            .collect()
     }
 
     fn dot(a: &[f32], b: &[f32]) -> f64 {
