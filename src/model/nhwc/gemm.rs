@@ -156,7 +156,8 @@ unsafe fn tile_avx2(w: &PackedMatrix, x: &[f32], out: &mut [f32], relu: bool) {
 
 /// One register block's operands, as raw pointers: `rows[r]` points at `k` values of `x`,
 /// `panel` at `k * NR` packed weights, `bias` at `NR` values, `dst` at `MR` rows of `NR`
-/// values `dst_stride` apart.
+/// values `dst_stride` apart. The block starts from `dst` instead of `bias` when `accumulate`
+/// (a later slice of a long `k`), and applies the ReLU only when `relu` (the last slice).
 struct Block<const MR: usize> {
     rows: [*const f32; MR],
     k: usize,
@@ -164,12 +165,18 @@ struct Block<const MR: usize> {
     bias: *const f32,
     dst: *mut f32,
     dst_stride: usize,
+    accumulate: bool,
     relu: bool,
 }
 
-/// A tile of rows against every panel: the panel (`k * NR` values) stays in L1 while the
-/// tile's rows pass over it in blocks of `MR`. Full blocks are written in place; the ragged
-/// edges (last rows, last columns) go through a small buffer.
+/// Bytes of a panel's slice of `k`: it stays in L1 (with the rows' slices) while every
+/// register block of a tile passes over it.
+const PANEL_SLICE_BYTES: usize = 16 * 1024;
+
+/// A tile of rows against every panel. `k` is cut into slices whose part of a panel fits
+/// L1; for each slice the tile's rows pass over it in blocks of `MR`, later slices adding to
+/// what the earlier ones stored. Full blocks are written in place; the ragged edges (last
+/// rows, last columns) go through a small buffer.
 #[inline(always)]
 fn tile<const MR: usize, const NR: usize>(
     w: &PackedMatrix,
@@ -181,34 +188,46 @@ fn tile<const MR: usize, const NR: usize>(
     let (k, n) = (w.k, w.n);
     let rows = x.len() / k;
     assert!(out.len() >= rows * n && w.panels.len() >= n.div_ceil(NR) * k * NR);
+    let slices = (k * NR * 4).div_ceil(PANEL_SLICE_BYTES).max(1);
+    let slice_len = k.div_ceil(slices);
     let mut edge = [[0.0f32; NR]; MR];
     for (p, panel) in w.panels.chunks_exact(k * NR).enumerate() {
         let col0 = p * NR;
         let cols = (n - col0).min(NR);
-        for r0 in (0..rows).step_by(MR) {
-            let valid = (rows - r0).min(MR);
-            let full = valid == MR && cols == NR;
-            // Rows past the end repeat the last row; their results are not stored.
-            let first = x[r0 * k..(r0 + valid) * k].as_ptr();
-            // SAFETY: row r0 + min(r, valid - 1) lies inside the slice just taken.
-            let row_at = |r: usize| unsafe { first.add(r.min(valid - 1) * k) };
-            let block = Block {
-                rows: std::array::from_fn(row_at),
-                k,
-                panel: panel.as_ptr(),
-                bias: w.bias[col0..col0 + NR].as_ptr(),
-                dst: if full {
-                    out[r0 * n + col0..].as_mut_ptr()
-                } else {
-                    edge.as_mut_ptr().cast::<f32>()
-                },
-                dst_stride: if full { n } else { NR },
-                relu,
-            };
-            kernel(&block);
-            if !full {
-                for (r, values) in edge.iter().enumerate().take(valid) {
-                    out[(r0 + r) * n + col0..][..cols].copy_from_slice(&values[..cols]);
+        for k0 in (0..k).step_by(slice_len) {
+            let kc = (k - k0).min(slice_len);
+            let accumulate = k0 > 0;
+            for r0 in (0..rows).step_by(MR) {
+                let valid = (rows - r0).min(MR);
+                let full = valid == MR && cols == NR;
+                // Rows past the end repeat the last row; their results are not stored.
+                let first = x[r0 * k + k0..(r0 + valid - 1) * k + k0 + kc].as_ptr();
+                // SAFETY: row r0 + min(r, valid - 1)'s slice lies inside the slice just taken.
+                let row_at = |r: usize| unsafe { first.add(r.min(valid - 1) * k) };
+                if !full && accumulate {
+                    for (r, values) in edge.iter_mut().enumerate().take(valid) {
+                        values[..cols].copy_from_slice(&out[(r0 + r) * n + col0..][..cols]);
+                    }
+                }
+                let block = Block {
+                    rows: std::array::from_fn(row_at),
+                    k: kc,
+                    panel: panel[k0 * NR..].as_ptr(),
+                    bias: w.bias[col0..col0 + NR].as_ptr(),
+                    dst: if full {
+                        out[r0 * n + col0..].as_mut_ptr()
+                    } else {
+                        edge.as_mut_ptr().cast::<f32>()
+                    },
+                    dst_stride: if full { n } else { NR },
+                    accumulate,
+                    relu: relu && k0 + kc == k,
+                };
+                kernel(&block);
+                if !full {
+                    for (r, values) in edge.iter().enumerate().take(valid) {
+                        out[(r0 + r) * n + col0..][..cols].copy_from_slice(&values[..cols]);
+                    }
                 }
             }
         }
@@ -222,8 +241,13 @@ fn block_portable<const MR: usize, const NR: usize>(block: &Block<MR>) {
         let panel = std::slice::from_raw_parts(block.panel, block.k * NR);
         let bias = std::slice::from_raw_parts(block.bias, NR);
         let mut acc = [[0.0f32; NR]; MR];
-        for row in acc.iter_mut() {
-            row.copy_from_slice(bias);
+        for (r, row) in acc.iter_mut().enumerate() {
+            if block.accumulate {
+                let dst = std::slice::from_raw_parts(block.dst.add(r * block.dst_stride), NR);
+                row.copy_from_slice(dst);
+            } else {
+                row.copy_from_slice(bias);
+            }
         }
         for (r, acc_row) in acc.iter_mut().enumerate() {
             let x = std::slice::from_raw_parts(block.rows[r], block.k);
@@ -257,9 +281,14 @@ mod x86 {
         // SAFETY (whole body): `tile` built the pointers from slices long enough for k values
         // per row, k * 16 packed weights, 16 bias values and 6 destination rows of 16.
         unsafe {
-            let b0 = _mm256_loadu_ps(block.bias);
-            let b1 = _mm256_loadu_ps(block.bias.add(8));
-            let mut acc = [[b0, b1]; 6];
+            let start = |r: usize| match block.accumulate {
+                true => block.dst.add(r * block.dst_stride),
+                false => block.bias.cast_mut(),
+            };
+            let mut acc: [[__m256; 2]; 6] = std::array::from_fn(|r| {
+                let s = start(r);
+                [_mm256_loadu_ps(s), _mm256_loadu_ps(s.add(8))]
+            });
             let mut w = block.panel;
             for p in 0..block.k {
                 let w0 = _mm256_loadu_ps(w);
@@ -290,9 +319,14 @@ mod x86 {
         let rows = block.rows;
         // SAFETY (whole body): as `block_avx2`, with 12 rows and 32 columns.
         unsafe {
-            let b0 = _mm512_loadu_ps(block.bias);
-            let b1 = _mm512_loadu_ps(block.bias.add(16));
-            let mut acc = [[b0, b1]; 12];
+            let start = |r: usize| match block.accumulate {
+                true => block.dst.add(r * block.dst_stride),
+                false => block.bias.cast_mut(),
+            };
+            let mut acc: [[__m512; 2]; 12] = std::array::from_fn(|r| {
+                let s = start(r);
+                [_mm512_loadu_ps(s), _mm512_loadu_ps(s.add(16))]
+            });
             let mut w = block.panel;
             for p in 0..block.k {
                 let w0 = _mm512_loadu_ps(w);
@@ -322,12 +356,13 @@ mod x86 {
 mod tests {
     use super::*;
 
-    const SHAPES: [(usize, usize, usize); 6] = [
+    const SHAPES: [(usize, usize, usize); 7] = [
         (1, 1, 1),
         (7, 27, 32),
         (13, 64, 130),
         (40, 3, 17),
         (5, 300, 33),
+        (13, 1030, 40),
         (25, 16, 64),
     ];
 
