@@ -93,13 +93,24 @@ pub fn im2col_nchw(x: &[f32], input: Shape, kernel: usize, stride: usize, out: S
             let (ky0, ky1) = inside_taps(oy, stride, kernel, input.h);
             for (ox, p) in dst.chunks_exact_mut(patch).enumerate() {
                 let (kx0, kx1) = inside_taps(ox, stride, kernel, input.w);
+                let ix0 = ox * stride + kx0 - pad;
+                if kernel == 3 && kx1 - kx0 == 3 && ky1 - ky0 == 3 {
+                    // Inside the frame (most pixels): every tap, no zeros.
+                    let at = (oy * stride - pad) * input.w + ix0;
+                    for (ci, dst) in p.chunks_exact_mut(9).enumerate() {
+                        let plane_in = &frame_in[ci * plane..(ci + 1) * plane];
+                        for (ky, d) in dst.chunks_exact_mut(3).enumerate() {
+                            d.copy_from_slice(&plane_in[at + ky * input.w..][..3]);
+                        }
+                    }
+                    continue;
+                }
                 p.fill(0.0);
                 // Copy the rectangle of taps inside the input, one contiguous run per row.
                 for ci in 0..input.c {
                     for ky in ky0..ky1 {
                         let iy = oy * stride + ky - pad;
-                        let ix = ox * stride + kx0 - pad;
-                        let src = &frame_in[ci * plane + iy * input.w + ix..][..kx1 - kx0];
+                        let src = &frame_in[ci * plane + iy * input.w + ix0..][..kx1 - kx0];
                         p[(ci * kernel + ky) * kernel + kx0..][..kx1 - kx0].copy_from_slice(src);
                     }
                 }
@@ -135,6 +146,11 @@ fn depthwise_impl(
     assert!(kernel % 2 == 1 && kernel <= 7, "odd kernels up to 7x7");
     assert!(weight.len() == kernel * kernel * input.c && bias.len() == input.c);
     let row_len = shape.w * shape.c;
+    let grouped = if simd {
+        grouped_taps(weight, kernel * kernel, input.c)
+    } else {
+        Vec::new()
+    };
     out[..shape.values()]
         .par_chunks_mut(row_len)
         .enumerate()
@@ -146,6 +162,7 @@ fn depthwise_impl(
                 frame_in,
                 input,
                 weight,
+                grouped: &grouped,
                 bias,
                 kernel,
                 stride,
@@ -160,10 +177,25 @@ fn depthwise_impl(
     shape
 }
 
+/// `[taps, c]` weights -> `[c / 8, taps, 8]`: the taps of 8 channels in one contiguous run
+/// (a tap-major run of a wide layer puts every tap `c` apart, a power of two that maps them
+/// all onto the same few L1 sets).
+fn grouped_taps(weight: &[f32], taps: usize, c: usize) -> Vec<f32> {
+    let mut grouped = Vec::with_capacity(c / 8 * taps * 8);
+    for g in 0..c / 8 {
+        for tap in 0..taps {
+            grouped.extend_from_slice(&weight[tap * c + 8 * g..][..8]);
+        }
+    }
+    grouped
+}
+
 struct DwRow<'a> {
     frame_in: &'a [f32],
     input: Shape,
+    /// `[taps, c]`, and for the SIMD rows the same as `grouped_taps`.
     weight: &'a [f32],
+    grouped: &'a [f32],
     bias: &'a [f32],
     kernel: usize,
     stride: usize,
@@ -235,154 +267,158 @@ mod x86 {
 
     use super::{DwRow, inside_taps};
 
-    /// The taps of one output pixel: input rows `rows`, each starting at `row_start(ky)`
-    /// (input offset, weight offset) with `width` taps `c` apart; the next pixel's input is
-    /// `next_pixel` further.
-    struct Taps<'a, F: Fn(usize) -> (usize, usize)> {
-        rows: std::ops::Range<usize>,
-        row_start: &'a F,
-        width: usize,
-        c: usize,
-        next_pixel: usize,
-    }
-
-    /// 32 channels of `P` neighbouring pixels (1 or 2): bias, every tap, ReLU, one store per
-    /// vector. `src`, `wts` and `bias` point at the block's first channel.
-    #[inline(always)]
-    unsafe fn block32<const P: usize>(
+    /// Where a strip reads: the frame and weights at its channel block, the input rows
+    /// `rows` (`first_row` is the input row of tap row 0, possibly above the frame), and the
+    /// input column of its first pixel's tap 0 (left of the frame at its left edge).
+    struct Strip {
         src: *const f32,
         wts: *const f32,
         bias: *const f32,
-        taps: &Taps<'_, impl Fn(usize) -> (usize, usize)>,
+        c: usize,
+        width: usize,
+        rows: std::ops::Range<usize>,
+        first_row: isize,
+        first_col: isize,
         dst: *mut f32,
+    }
+
+    /// `P` neighbouring output pixels x `V` vectors of 8 channels of a `K`-wide, stride-`S`
+    /// depthwise conv: each tap's weights are loaded once for the `P` pixels, whose
+    /// accumulators stay in registers from the bias to the ReLU and the one store. `CHECKED`
+    /// strips skip the taps left or right of the frame; the others read only inside it.
+    #[inline(always)]
+    unsafe fn strip<
+        const K: usize,
+        const S: usize,
+        const P: usize,
+        const V: usize,
+        const CHECKED: bool,
+    >(
+        at: &Strip,
     ) {
-        // SAFETY: the caller passes pointers and taps inside the frame, the weights and the
-        // output row (see dw_row_avx2).
+        // SAFETY (whole body): `dw_row` builds strips whose rows lie inside the frame, whose
+        // columns lie inside it (or are checked against `width` here), whose weights lie
+        // inside the grouped weights and whose P pixels lie inside the output row.
         unsafe {
-            let b = [
-                _mm256_loadu_ps(bias),
-                _mm256_loadu_ps(bias.add(8)),
-                _mm256_loadu_ps(bias.add(16)),
-                _mm256_loadu_ps(bias.add(24)),
-            ];
+            let b: [__m256; V] = std::array::from_fn(|v| _mm256_loadu_ps(at.bias.add(8 * v)));
             let mut acc = [b; P];
-            for ky in taps.rows.clone() {
-                let (at, tap) = (taps.row_start)(ky);
-                for j in 0..taps.width {
-                    let s = src.add(at + j * taps.c);
-                    let w = wts.add(tap + j * taps.c);
-                    for i in 0..4 {
-                        let wv = _mm256_loadu_ps(w.add(8 * i));
-                        for (p, a) in acc.iter_mut().enumerate() {
-                            let v = _mm256_loadu_ps(s.add(p * taps.next_pixel + 8 * i));
-                            a[i] = _mm256_fmadd_ps(v, wv, a[i]);
+            for ky in at.rows.clone() {
+                let iy = (at.first_row + ky as isize) as usize;
+                let row = at.src.add(iy * at.width * at.c);
+                for kx in 0..K {
+                    let w: [__m256; V] = std::array::from_fn(|v| {
+                        _mm256_loadu_ps(at.wts.add((v * K * K + ky * K + kx) * 8))
+                    });
+                    for (p, a) in acc.iter_mut().enumerate() {
+                        let ix = at.first_col + (p * S + kx) as isize;
+                        // A negative column wraps to a huge one.
+                        if CHECKED && ix as usize >= at.width {
+                            continue;
+                        }
+                        let px = row.add(ix as usize * at.c);
+                        for v in 0..V {
+                            let x = _mm256_loadu_ps(px.add(8 * v));
+                            a[v] = _mm256_fmadd_ps(x, w[v], a[v]);
                         }
                     }
                 }
             }
             let zero = _mm256_setzero_ps();
             for (p, a) in acc.iter().enumerate() {
-                for (i, v) in a.iter().enumerate() {
-                    _mm256_storeu_ps(dst.add(p * taps.c + 8 * i), _mm256_max_ps(*v, zero));
+                for (v, a) in a.iter().enumerate() {
+                    _mm256_storeu_ps(at.dst.add(p * at.c + 8 * v), _mm256_max_ps(*a, zero));
                 }
             }
         }
     }
 
-    /// One output row of the depthwise conv. 32 channels at a time (4 ymm accumulators take
-    /// every tap of a pixel in registers before a single store), then 8, then one. Channel
-    /// blocks are the outer loop, so a block's weights and input rows stay in L1 while the
-    /// row's pixels pass over them.
+    /// One output row of the depthwise conv, 8 channels at a time: the pixels whose taps
+    /// all lie inside the frame in strips of 7, 4, 2 and 1, the edge pixels one by one with
+    /// their taps checked; the last `c % 8` channels one by one.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn dw_row_avx2(args: &DwRow<'_>, out_row: &mut [f32]) {
+        match (args.kernel, args.stride) {
+            (3, 1) => unsafe { dw_row::<3, 1>(args, out_row) },
+            (3, 2) => unsafe { dw_row::<3, 2>(args, out_row) },
+            (5, 1) => unsafe { dw_row::<5, 1>(args, out_row) },
+            (5, 2) => unsafe { dw_row::<5, 2>(args, out_row) },
+            _ => super::dw_row_portable(args, out_row),
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dw_row<const K: usize, const S: usize>(args: &DwRow<'_>, out_row: &mut [f32]) {
         let DwRow {
             frame_in,
             input,
             weight,
+            grouped,
             bias,
-            kernel,
-            stride,
             oy,
+            ..
         } = *args;
         let c = input.c;
         let ow = out_row.len() / c;
-        let pad = (kernel - 1) / 2;
-        // The taps inside the input form a rectangle: rows ky0..ky1 for this output row,
-        // columns kx0..kx0 + width for pixel ox.
-        let (ky0, ky1) = inside_taps(oy, stride, kernel, input.h);
-        // Offsets of tap (ky, kx0) in the input and the weights, for channel 0; the row's
-        // other taps follow at steps of c.
-        let geometry = |ox: usize| {
-            let (kx0, kx1) = inside_taps(ox, stride, kernel, input.w);
-            let ix = ox * stride + kx0 - pad;
-            let row_start = move |ky: usize| {
-                let iy = oy * stride + ky - pad;
-                ((iy * input.w + ix) * c, (ky * kernel + kx0) * c)
-            };
-            (row_start, kx1 - kx0)
+        let pad = (K - 1) / 2;
+        let (ky0, ky1) = inside_taps(oy, S, K, input.h);
+        assert!(frame_in.len() >= input.h * input.w * c && weight.len() >= K * K * c);
+        assert!(grouped.len() >= c / 8 * K * K * 8);
+        let out = out_row.as_mut_ptr();
+        let strip_at = |c0: usize, ox: usize| Strip {
+            src: frame_in[c0..].as_ptr(),
+            wts: grouped[c0 / 8 * K * K * 8..].as_ptr(),
+            bias: bias[c0..].as_ptr(),
+            c,
+            width: input.w,
+            rows: ky0..ky1,
+            first_row: (oy * S) as isize - pad as isize,
+            first_col: (ox * S) as isize - pad as isize,
+            dst: out.wrapping_add(ox * c + c0),
         };
-        let zero = _mm256_setzero_ps();
-        let src = frame_in.as_ptr();
-        let wts = weight.as_ptr();
-        let mut c0 = 0;
-        // SAFETY (both SIMD loops): inside_taps keeps every read inside `frame_in`
-        // (h * w * c values) and `weight` (k * k * c), channels stay below c, and pixel ox's
-        // c outputs lie inside `out_row` (ow * c values).
-        while c0 + 32 <= c {
-            let mut ox = 0;
-            while ox < ow {
-                let (row_start, width) = geometry(ox);
-                // Two neighbouring pixels with the same taps share each weight load, and eight
-                // independent accumulators hide the FMA latency better than four.
-                let pair = ox + 1 < ow
-                    && inside_taps(ox, stride, kernel, input.w)
-                        == inside_taps(ox + 1, stride, kernel, input.w);
-                let dst = out_row[ox * c + c0..].as_mut_ptr();
-                let taps = Taps {
-                    rows: ky0..ky1,
-                    row_start: &row_start,
-                    width,
-                    c,
-                    next_pixel: stride * c,
-                };
-                unsafe {
-                    if pair {
-                        block32::<2>(src.add(c0), wts.add(c0), bias.as_ptr().add(c0), &taps, dst);
-                    } else {
-                        block32::<1>(src.add(c0), wts.add(c0), bias.as_ptr().add(c0), &taps, dst);
-                    }
+        // Pixels lo..hi read only inside the frame.
+        let lo = pad.div_ceil(S).min(ow);
+        let hi = ((input.w + pad).saturating_sub(K) / S + 1).clamp(lo, ow);
+        // Every 16-channel group (and a last group of 8) of the strip of `$p` pixels at `$ox`.
+        macro_rules! run {
+            ($ox:expr, $p:literal, $checked:literal) => {
+                let mut c0 = 0;
+                while c0 + 16 <= c {
+                    // SAFETY: 16 channels below c and pixels below ow (see `strip`).
+                    unsafe { strip::<K, S, $p, 2, $checked>(&strip_at(c0, $ox)) };
+                    c0 += 16;
                 }
-                ox += if pair { 2 } else { 1 };
-            }
-            c0 += 32;
-        }
-        while c0 + 8 <= c {
-            for ox in 0..ow {
-                let (row_start, width) = geometry(ox);
-                unsafe {
-                    let mut acc = _mm256_loadu_ps(bias.as_ptr().add(c0));
-                    for ky in ky0..ky1 {
-                        let (at, tap) = row_start(ky);
-                        for j in 0..width {
-                            let v = _mm256_loadu_ps(src.add(at + j * c + c0));
-                            let w = _mm256_loadu_ps(wts.add(tap + j * c + c0));
-                            acc = _mm256_fmadd_ps(v, w, acc);
-                        }
-                    }
-                    let dst = out_row.as_mut_ptr().add(ox * c + c0);
-                    _mm256_storeu_ps(dst, _mm256_max_ps(acc, zero));
+                if c0 + 8 <= c {
+                    // SAFETY: as above, 8 channels.
+                    unsafe { strip::<K, S, $p, 1, $checked>(&strip_at(c0, $ox)) };
                 }
-            }
-            c0 += 8;
+            };
         }
+        for ox in (0..lo).chain(hi..ow) {
+            run!(ox, 1, true);
+        }
+        let mut ox = lo;
+        while ox + 4 <= hi {
+            run!(ox, 4, false);
+            ox += 4;
+        }
+        if ox + 2 <= hi {
+            run!(ox, 2, false);
+            ox += 2;
+        }
+        if ox < hi {
+            run!(ox, 1, false);
+        }
+        let c0 = c / 8 * 8;
         for ch in c0..c {
             for ox in 0..ow {
-                let (row_start, width) = geometry(ox);
+                let (kx0, kx1) = inside_taps(ox, S, K, input.w);
                 let mut acc = bias[ch];
                 for ky in ky0..ky1 {
-                    let (at, tap) = row_start(ky);
-                    for j in 0..width {
-                        acc += frame_in[at + j * c + ch] * weight[tap + j * c + ch];
+                    let iy = oy * S + ky - pad;
+                    for kx in kx0..kx1 {
+                        let ix = ox * S + kx - pad;
+                        acc +=
+                            frame_in[(iy * input.w + ix) * c + ch] * weight[(ky * K + kx) * c + ch];
                     }
                 }
                 out_row[ox * c + ch] = acc.max(0.0);
@@ -545,6 +581,9 @@ mod tests {
             (3, 2, 8, 8, 3),
             (5, 1, 4, 4, 33),
             (5, 1, 6, 5, 72),
+            (3, 1, 3, 13, 24),
+            (5, 2, 9, 15, 40),
+            (7, 1, 9, 9, 8),
         ] {
             let s = Shape { frames: 2, h, w, c };
             let x = pseudo_random(s.values(), 1);
