@@ -225,8 +225,10 @@ pub struct NhwcPpTsmV2 {
     per_frame: Vec<Block>,
     /// `GlobalAttention`'s fc (`[T, T]`, bias `[T]`), if the checkpoint has it.
     attention: Option<(Vec<f32>, Vec<f32>)>,
-    /// Stages 3-4, after the temporal shift.
-    temporal: Vec<Block>,
+    /// Stage 3, after the temporal shift: run frame by frame.
+    stage3: Vec<Block>,
+    /// Stage 4: run on all frames at once.
+    stage4: Vec<Block>,
     /// Last 1x1 conv `[1024, 1280]`, no bias.
     last_conv: PackedMatrix,
     /// The classifier `[1280, classes]` + bias.
@@ -249,9 +251,13 @@ impl NhwcPpTsmV2 {
         let stem_channels = shape[0];
         let patch = shape[1] * shape[2] * shape[3];
         let mut per_frame = vec![Block::from_module(&net.stem_dw)?];
-        let mut temporal = Vec::new();
+        let (mut stage3, mut stage4) = (Vec::new(), Vec::new());
         for (s, stage) in net.stages.iter().enumerate() {
-            let target = if s < 2 { &mut per_frame } else { &mut temporal };
+            let target = match s {
+                0 | 1 => &mut per_frame,
+                2 => &mut stage3,
+                _ => &mut stage4,
+            };
             for block in stage {
                 target.push(Block::from_module(block)?);
             }
@@ -269,7 +275,8 @@ impl NhwcPpTsmV2 {
             stem: PackedMatrix::new(&stem_weight, Some(&stem_bias), patch, stem_channels),
             per_frame,
             attention,
-            temporal,
+            stage3,
+            stage4,
             last_conv: PackedMatrix::new(
                 &transposed(&last, last_out, last_in),
                 None,
@@ -348,19 +355,7 @@ impl NhwcPpTsmV2 {
             self.apply_attention(&mut x, shape, num_seg, weight, bias);
         }
         x = kernels::temporal_shift(&x, shape, num_seg, shift_channels(shape.c, num_seg));
-        // After the shift every layer works on each frame alone: frames go through them one by
-        // one (in parallel), each frame's activations staying in L2.
-        let one = Shape { frames: 1, ..shape };
-        let per_frame: Vec<Vec<f32>> = x
-            .par_chunks(one.values())
-            .map(|frame| {
-                let mut data = kernels::buffer(one.values());
-                data.copy_from_slice(frame);
-                self.frame_shares(data, one)
-            })
-            .collect();
-        kernels::recycle(x);
-        let shares = per_frame.concat();
+        let shares = self.frame_shares(x, shape);
         let width = self.feature_dim();
         shares
             .chunks_exact(num_seg * width)
@@ -373,8 +368,38 @@ impl NhwcPpTsmV2 {
 
     /// Stages 3-4 on shifted maps, pooling, the last conv + ReLU and the dropout scale: each
     /// frame's share `[frames, 1280]` of its clip's features (which are their mean).
-    fn frame_shares(&self, mut x: Vec<f32>, mut shape: Shape) -> Vec<f32> {
-        for block in &self.temporal {
+    ///
+    /// Stage 3 runs frame by frame (in parallel), each frame's activations staying in L2;
+    /// stage 4 runs on all frames at once, so that its 6 MB of weights pass through the cache
+    /// once rather than once per frame.
+    fn frame_shares(&self, x: Vec<f32>, shape: Shape) -> Vec<f32> {
+        if shape.frames == 0 {
+            return Vec::new();
+        }
+        let one = Shape { frames: 1, ..shape };
+        let stage3: Vec<(Vec<f32>, Shape)> = x
+            .par_chunks(one.values())
+            .map(|frame| {
+                let mut data = kernels::buffer(one.values());
+                data.copy_from_slice(frame);
+                let mut frame_shape = one;
+                for block in &self.stage3 {
+                    (data, frame_shape) = block.forward(data, frame_shape);
+                }
+                (data, frame_shape)
+            })
+            .collect();
+        kernels::recycle(x);
+        let mut shape = Shape {
+            frames: shape.frames,
+            ..stage3[0].1
+        };
+        let mut x = kernels::buffer(shape.values());
+        for (dst, (frame, _)) in x.chunks_exact_mut(stage3[0].0.len()).zip(stage3) {
+            dst.copy_from_slice(&frame);
+            kernels::recycle(frame);
+        }
+        for block in &self.stage4 {
             (x, shape) = block.forward(x, shape);
         }
         let pooled = kernels::channel_means(&x, shape);
