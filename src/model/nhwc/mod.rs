@@ -1,6 +1,7 @@
 //! PP-TSMv2's CPU inference path: the fused network (BatchNorm folded, rep branches merged) run
-//! channels-last on host memory, with every 1x1 convolution as one GEMM over all pixels of all
-//! frames and the depthwise convolutions vectorised across channels (`kernels`).
+//! channels-last on host memory, with every 1x1 convolution as one GEMM over the pixels of a
+//! frame (of all frames in stage 4) and the depthwise convolutions vectorised across channels
+//! (`kernels`).
 //!
 //! Built from a loaded fused [`PpTsmV2`] (the weights' one source of truth: the same strict,
 //! by-name load as every other path); the parity tests run it against PaddleVideo's fixtures.
