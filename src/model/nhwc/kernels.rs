@@ -332,9 +332,9 @@ mod x86 {
         }
     }
 
-    /// One output row of the depthwise conv, 8 channels at a time: the pixels whose taps
-    /// all lie inside the frame in strips of 7, 4, 2 and 1, the edge pixels one by one with
-    /// their taps checked; the last `c % 8` channels one by one.
+    /// One output row of the depthwise conv: strips of 4, 2 and 1 pixels x 16 channels (and
+    /// a last 8), checking their taps only where they reach past the frame's edges; the last
+    /// `c % 8` channels one by one.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn dw_row_avx2(args: &DwRow<'_>, out_row: &mut [f32]) {
         match (args.kernel, args.stride) {
@@ -393,20 +393,30 @@ mod x86 {
                 }
             };
         }
-        for ox in (0..lo).chain(hi..ow) {
-            run!(ox, 1, true);
-        }
-        let mut ox = lo;
-        while ox + 4 <= hi {
-            run!(ox, 4, false);
+        // Strips of 4, then 2, then 1 pixel; those that reach past lo..hi check their taps.
+        let mut ox = 0;
+        while ox + 4 <= ow {
+            if ox >= lo && ox + 4 <= hi {
+                run!(ox, 4, false);
+            } else {
+                run!(ox, 4, true);
+            }
             ox += 4;
         }
-        if ox + 2 <= hi {
-            run!(ox, 2, false);
+        if ox + 2 <= ow {
+            if ox >= lo && ox + 2 <= hi {
+                run!(ox, 2, false);
+            } else {
+                run!(ox, 2, true);
+            }
             ox += 2;
         }
-        if ox < hi {
-            run!(ox, 1, false);
+        if ox < ow {
+            if ox >= lo && ox < hi {
+                run!(ox, 1, false);
+            } else {
+                run!(ox, 1, true);
+            }
         }
         let c0 = c / 8 * 8;
         for ch in c0..c {
