@@ -130,7 +130,48 @@ pub fn depthwise_relu(
     stride: usize,
     out: &mut [f32],
 ) -> Shape {
-    depthwise_impl(x, input, (weight, bias), (kernel, stride), out, true)
+    depthwise_impl(
+        x,
+        input,
+        (weight, bias),
+        (kernel, stride),
+        out,
+        DwPath::detect(),
+    )
+}
+
+/// How the depthwise rows run: the portable reference, or strips of `lanes`-wide vectors.
+#[derive(Clone, Copy)]
+enum DwPath {
+    Reference,
+    Lanes {
+        lanes: usize,
+        /// SAFETY: only chosen where the CPU has the features it was compiled for.
+        row: unsafe fn(&DwRow<'_>, &mut [f32]),
+    },
+}
+
+impl DwPath {
+    fn detect() -> DwPath {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return DwPath::Lanes {
+                    lanes: 16,
+                    row: x86::dw_row_avx512,
+                };
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return DwPath::Lanes {
+                    lanes: 8,
+                    row: x86::dw_row_avx2,
+                };
+            }
+        }
+        DwPath::Reference
+    }
 }
 
 fn depthwise_impl(
@@ -139,17 +180,16 @@ fn depthwise_impl(
     (weight, bias): (&[f32], &[f32]),
     (kernel, stride): (usize, usize),
     out: &mut [f32],
-    simd: bool,
+    path: DwPath,
 ) -> Shape {
     let shape = input.strided(kernel, stride, input.c);
     assert!(x.len() >= input.values() && out.len() >= shape.values());
     assert!(kernel % 2 == 1 && kernel <= 7, "odd kernels up to 7x7");
     assert!(weight.len() == kernel * kernel * input.c && bias.len() == input.c);
     let row_len = shape.w * shape.c;
-    let grouped = if simd {
-        grouped_taps(weight, kernel * kernel, input.c)
-    } else {
-        Vec::new()
+    let grouped = match path {
+        DwPath::Lanes { lanes, .. } => grouped_taps(weight, kernel * kernel, input.c, lanes),
+        DwPath::Reference => Vec::new(),
     };
     out[..shape.values()]
         .par_chunks_mut(row_len)
@@ -168,23 +208,23 @@ fn depthwise_impl(
                 stride,
                 oy,
             };
-            if simd {
-                dispatch_dw_row(&args, out_row);
-            } else {
-                dw_row_portable(&args, out_row);
+            match path {
+                // SAFETY: `detect` (or a test) chose a row function this CPU can run.
+                DwPath::Lanes { row, .. } => unsafe { row(&args, out_row) },
+                DwPath::Reference => dw_row_portable(&args, out_row),
             }
         });
     shape
 }
 
-/// `[taps, c]` weights -> `[c / 8, taps, 8]`: the taps of 8 channels in one contiguous run
-/// (a tap-major run of a wide layer puts every tap `c` apart, a power of two that maps them
-/// all onto the same few L1 sets).
-fn grouped_taps(weight: &[f32], taps: usize, c: usize) -> Vec<f32> {
-    let mut grouped = Vec::with_capacity(c / 8 * taps * 8);
-    for g in 0..c / 8 {
+/// `[taps, c]` weights -> `[c / lanes, taps, lanes]`: the taps of one vector of channels in
+/// one contiguous run (a tap-major run of a wide layer puts every tap `c` apart, a power of
+/// two that maps them all onto the same few L1 sets).
+fn grouped_taps(weight: &[f32], taps: usize, c: usize, lanes: usize) -> Vec<f32> {
+    let mut grouped = Vec::with_capacity(c / lanes * taps * lanes);
+    for g in 0..c / lanes {
         for tap in 0..taps {
-            grouped.extend_from_slice(&weight[tap * c + 8 * g..][..8]);
+            grouped.extend_from_slice(&weight[tap * c + lanes * g..][..lanes]);
         }
     }
     grouped
@@ -200,16 +240,6 @@ struct DwRow<'a> {
     kernel: usize,
     stride: usize,
     oy: usize,
-}
-
-fn dispatch_dw_row(args: &DwRow<'_>, out_row: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has the features this copy was compiled for.
-        unsafe { x86::dw_row_avx2(args, out_row) };
-        return;
-    }
-    dw_row_portable(args, out_row);
 }
 
 /// The taps of output pixel `ox` that fall inside the input: `(tap index, input column)`.
@@ -261,179 +291,250 @@ fn inside_taps(o: usize, stride: usize, kernel: usize, size: usize) -> (usize, u
     (k0, k1.max(k0))
 }
 
+/// The vector operations of the depthwise strips for one register width of `N` channels.
+/// The strips are written once over this trait and compiled per instruction set (every
+/// method inlines into the caller's `target_feature` copy).
+trait Lanes: Copy {
+    const N: usize;
+    /// SAFETY: `p` points at `N` readable values.
+    unsafe fn load(p: *const f32) -> Self;
+    /// SAFETY: `p` points at `N` writable values.
+    unsafe fn store_relu(self, p: *mut f32);
+    /// `self * w + acc`, fused.
+    unsafe fn mul_add(self, w: Self, acc: Self) -> Self;
+}
+
+/// Where a strip reads: the frame and weights at its channel group, the input rows `rows`
+/// (`first_row` is the input row of tap row 0, possibly above the frame), and the input
+/// column of its first pixel's tap 0 (left of the frame at its left edge).
+struct Strip {
+    src: *const f32,
+    wts: *const f32,
+    bias: *const f32,
+    c: usize,
+    width: usize,
+    rows: std::ops::Range<usize>,
+    first_row: isize,
+    first_col: isize,
+    dst: *mut f32,
+}
+
+/// `P` neighbouring output pixels x `V` vectors of channels of a `K`-wide, stride-`S`
+/// depthwise conv: each tap's weights are loaded once for the `P` pixels, whose accumulators
+/// stay in registers from the bias to the ReLU and the one store. `CHECKED` strips skip the
+/// taps left or right of the frame; the others read only inside it.
+#[inline(always)]
+unsafe fn strip<
+    L: Lanes,
+    const K: usize,
+    const S: usize,
+    const P: usize,
+    const V: usize,
+    const CHECKED: bool,
+>(
+    at: &Strip,
+) {
+    // SAFETY (whole body): `dw_row_lanes` builds strips whose rows lie inside the frame, whose
+    // columns lie inside it (or are checked against `width` here), whose weights lie inside
+    // the grouped weights and whose P pixels lie inside the output row.
+    unsafe {
+        let b: [L; V] = std::array::from_fn(|v| L::load(at.bias.add(L::N * v)));
+        let mut acc = [b; P];
+        for ky in at.rows.clone() {
+            let iy = (at.first_row + ky as isize) as usize;
+            let row = at.src.add(iy * at.width * at.c);
+            for kx in 0..K {
+                let w: [L; V] =
+                    std::array::from_fn(|v| L::load(at.wts.add((v * K * K + ky * K + kx) * L::N)));
+                for (p, a) in acc.iter_mut().enumerate() {
+                    let ix = at.first_col + (p * S + kx) as isize;
+                    // A negative column wraps to a huge one.
+                    if CHECKED && ix as usize >= at.width {
+                        continue;
+                    }
+                    let px = row.add(ix as usize * at.c);
+                    for v in 0..V {
+                        a[v] = L::load(px.add(L::N * v)).mul_add(w[v], a[v]);
+                    }
+                }
+            }
+        }
+        for (p, a) in acc.iter().enumerate() {
+            for (v, a) in a.iter().enumerate() {
+                a.store_relu(at.dst.add(p * at.c + L::N * v));
+            }
+        }
+    }
+}
+
+/// One output row of the depthwise conv in vectors of `L`: strips of 4, 2 and 1 pixels x
+/// 2 vectors of channels (and a last single vector), checking their taps only where they
+/// reach past the frame's edges; the last `c % L::N` channels one by one.
+///
+/// SAFETY: the CPU has the features `L`'s operations need; `args.grouped` is
+/// `grouped_taps(.., L::N)`.
+#[inline(always)]
+unsafe fn dw_row_lanes<L: Lanes>(args: &DwRow<'_>, out_row: &mut [f32]) {
+    // SAFETY: as this function's.
+    unsafe {
+        match (args.kernel, args.stride) {
+            (3, 1) => dw_row_strips::<L, 3, 1>(args, out_row),
+            (3, 2) => dw_row_strips::<L, 3, 2>(args, out_row),
+            (5, 1) => dw_row_strips::<L, 5, 1>(args, out_row),
+            (5, 2) => dw_row_strips::<L, 5, 2>(args, out_row),
+            _ => dw_row_portable(args, out_row),
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn dw_row_strips<L: Lanes, const K: usize, const S: usize>(
+    args: &DwRow<'_>,
+    out_row: &mut [f32],
+) {
+    let DwRow {
+        frame_in,
+        input,
+        weight,
+        grouped,
+        bias,
+        oy,
+        ..
+    } = *args;
+    let (c, n) = (input.c, L::N);
+    let ow = out_row.len() / c;
+    let pad = (K - 1) / 2;
+    let (ky0, ky1) = inside_taps(oy, S, K, input.h);
+    assert!(frame_in.len() >= input.h * input.w * c && weight.len() >= K * K * c);
+    assert!(grouped.len() >= c / n * K * K * n);
+    let out = out_row.as_mut_ptr();
+    let strip_at = |c0: usize, ox: usize| Strip {
+        src: frame_in[c0..].as_ptr(),
+        wts: grouped[c0 / n * K * K * n..].as_ptr(),
+        bias: bias[c0..].as_ptr(),
+        c,
+        width: input.w,
+        rows: ky0..ky1,
+        first_row: (oy * S) as isize - pad as isize,
+        first_col: (ox * S) as isize - pad as isize,
+        dst: out.wrapping_add(ox * c + c0),
+    };
+    // Pixels lo..hi read only inside the frame.
+    let lo = pad.div_ceil(S).min(ow);
+    let hi = ((input.w + pad).saturating_sub(K) / S + 1).clamp(lo, ow);
+    // Every group of 2 vectors of channels (and a last single vector) of the strip of `$p`
+    // pixels at `$ox`.
+    macro_rules! run {
+        ($ox:expr, $p:literal, $checked:literal) => {
+            let mut c0 = 0;
+            while c0 + 2 * n <= c {
+                // SAFETY: channels below c and pixels below ow (see `strip`).
+                unsafe { strip::<L, K, S, $p, 2, $checked>(&strip_at(c0, $ox)) };
+                c0 += 2 * n;
+            }
+            if c0 + n <= c {
+                // SAFETY: as above, one vector.
+                unsafe { strip::<L, K, S, $p, 1, $checked>(&strip_at(c0, $ox)) };
+            }
+        };
+    }
+    // Strips of 4, then 2, then 1 pixel; those that reach past lo..hi check their taps.
+    let mut ox = 0;
+    while ox + 4 <= ow {
+        if ox >= lo && ox + 4 <= hi {
+            run!(ox, 4, false);
+        } else {
+            run!(ox, 4, true);
+        }
+        ox += 4;
+    }
+    if ox + 2 <= ow {
+        if ox >= lo && ox + 2 <= hi {
+            run!(ox, 2, false);
+        } else {
+            run!(ox, 2, true);
+        }
+        ox += 2;
+    }
+    if ox < ow {
+        if ox >= lo && ox < hi {
+            run!(ox, 1, false);
+        } else {
+            run!(ox, 1, true);
+        }
+    }
+    for ch in c / n * n..c {
+        for ox in 0..ow {
+            let (kx0, kx1) = inside_taps(ox, S, K, input.w);
+            let mut acc = bias[ch];
+            for ky in ky0..ky1 {
+                let iy = oy * S + ky - pad;
+                for kx in kx0..kx1 {
+                    let ix = ox * S + kx - pad;
+                    acc += frame_in[(iy * input.w + ix) * c + ch] * weight[(ky * K + kx) * c + ch];
+                }
+            }
+            out_row[ox * c + ch] = acc.max(0.0);
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{DwRow, inside_taps};
+    use super::{DwRow, Lanes, dw_row_lanes};
 
-    /// Where a strip reads: the frame and weights at its channel block, the input rows
-    /// `rows` (`first_row` is the input row of tap row 0, possibly above the frame), and the
-    /// input column of its first pixel's tap 0 (left of the frame at its left edge).
-    struct Strip {
-        src: *const f32,
-        wts: *const f32,
-        bias: *const f32,
-        c: usize,
-        width: usize,
-        rows: std::ops::Range<usize>,
-        first_row: isize,
-        first_col: isize,
-        dst: *mut f32,
-    }
+    #[derive(Clone, Copy)]
+    struct Avx2(__m256);
 
-    /// `P` neighbouring output pixels x `V` vectors of 8 channels of a `K`-wide, stride-`S`
-    /// depthwise conv: each tap's weights are loaded once for the `P` pixels, whose
-    /// accumulators stay in registers from the bias to the ReLU and the one store. `CHECKED`
-    /// strips skip the taps left or right of the frame; the others read only inside it.
-    #[inline(always)]
-    unsafe fn strip<
-        const K: usize,
-        const S: usize,
-        const P: usize,
-        const V: usize,
-        const CHECKED: bool,
-    >(
-        at: &Strip,
-    ) {
-        // SAFETY (whole body): `dw_row` builds strips whose rows lie inside the frame, whose
-        // columns lie inside it (or are checked against `width` here), whose weights lie
-        // inside the grouped weights and whose P pixels lie inside the output row.
-        unsafe {
-            let b: [__m256; V] = std::array::from_fn(|v| _mm256_loadu_ps(at.bias.add(8 * v)));
-            let mut acc = [b; P];
-            for ky in at.rows.clone() {
-                let iy = (at.first_row + ky as isize) as usize;
-                let row = at.src.add(iy * at.width * at.c);
-                for kx in 0..K {
-                    let w: [__m256; V] = std::array::from_fn(|v| {
-                        _mm256_loadu_ps(at.wts.add((v * K * K + ky * K + kx) * 8))
-                    });
-                    for (p, a) in acc.iter_mut().enumerate() {
-                        let ix = at.first_col + (p * S + kx) as isize;
-                        // A negative column wraps to a huge one.
-                        if CHECKED && ix as usize >= at.width {
-                            continue;
-                        }
-                        let px = row.add(ix as usize * at.c);
-                        for v in 0..V {
-                            let x = _mm256_loadu_ps(px.add(8 * v));
-                            a[v] = _mm256_fmadd_ps(x, w[v], a[v]);
-                        }
-                    }
-                }
-            }
-            let zero = _mm256_setzero_ps();
-            for (p, a) in acc.iter().enumerate() {
-                for (v, a) in a.iter().enumerate() {
-                    _mm256_storeu_ps(at.dst.add(p * at.c + 8 * v), _mm256_max_ps(*a, zero));
-                }
-            }
+    // SAFETY (every method): only reached from `dw_row_avx2`, compiled with AVX2 and FMA.
+    impl Lanes for Avx2 {
+        const N: usize = 8;
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Avx2(unsafe { _mm256_loadu_ps(p) })
+        }
+        #[inline(always)]
+        unsafe fn store_relu(self, p: *mut f32) {
+            unsafe { _mm256_storeu_ps(p, _mm256_max_ps(self.0, _mm256_setzero_ps())) }
+        }
+        #[inline(always)]
+        unsafe fn mul_add(self, w: Self, acc: Self) -> Self {
+            Avx2(unsafe { _mm256_fmadd_ps(self.0, w.0, acc.0) })
         }
     }
 
-    /// One output row of the depthwise conv: strips of 4, 2 and 1 pixels x 16 channels (and
-    /// a last 8), checking their taps only where they reach past the frame's edges; the last
-    /// `c % 8` channels one by one.
+    #[derive(Clone, Copy)]
+    struct Avx512(__m512);
+
+    // SAFETY (every method): only reached from `dw_row_avx512`, compiled with AVX-512F.
+    impl Lanes for Avx512 {
+        const N: usize = 16;
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Avx512(unsafe { _mm512_loadu_ps(p) })
+        }
+        #[inline(always)]
+        unsafe fn store_relu(self, p: *mut f32) {
+            unsafe { _mm512_storeu_ps(p, _mm512_max_ps(self.0, _mm512_setzero_ps())) }
+        }
+        #[inline(always)]
+        unsafe fn mul_add(self, w: Self, acc: Self) -> Self {
+            Avx512(unsafe { _mm512_fmadd_ps(self.0, w.0, acc.0) })
+        }
+    }
+
+    /// SAFETY: the CPU has AVX2 and FMA; `args.grouped` is grouped by 8.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn dw_row_avx2(args: &DwRow<'_>, out_row: &mut [f32]) {
-        match (args.kernel, args.stride) {
-            (3, 1) => unsafe { dw_row::<3, 1>(args, out_row) },
-            (3, 2) => unsafe { dw_row::<3, 2>(args, out_row) },
-            (5, 1) => unsafe { dw_row::<5, 1>(args, out_row) },
-            (5, 2) => unsafe { dw_row::<5, 2>(args, out_row) },
-            _ => super::dw_row_portable(args, out_row),
-        }
+        unsafe { dw_row_lanes::<Avx2>(args, out_row) }
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn dw_row<const K: usize, const S: usize>(args: &DwRow<'_>, out_row: &mut [f32]) {
-        let DwRow {
-            frame_in,
-            input,
-            weight,
-            grouped,
-            bias,
-            oy,
-            ..
-        } = *args;
-        let c = input.c;
-        let ow = out_row.len() / c;
-        let pad = (K - 1) / 2;
-        let (ky0, ky1) = inside_taps(oy, S, K, input.h);
-        assert!(frame_in.len() >= input.h * input.w * c && weight.len() >= K * K * c);
-        assert!(grouped.len() >= c / 8 * K * K * 8);
-        let out = out_row.as_mut_ptr();
-        let strip_at = |c0: usize, ox: usize| Strip {
-            src: frame_in[c0..].as_ptr(),
-            wts: grouped[c0 / 8 * K * K * 8..].as_ptr(),
-            bias: bias[c0..].as_ptr(),
-            c,
-            width: input.w,
-            rows: ky0..ky1,
-            first_row: (oy * S) as isize - pad as isize,
-            first_col: (ox * S) as isize - pad as isize,
-            dst: out.wrapping_add(ox * c + c0),
-        };
-        // Pixels lo..hi read only inside the frame.
-        let lo = pad.div_ceil(S).min(ow);
-        let hi = ((input.w + pad).saturating_sub(K) / S + 1).clamp(lo, ow);
-        // Every 16-channel group (and a last group of 8) of the strip of `$p` pixels at `$ox`.
-        macro_rules! run {
-            ($ox:expr, $p:literal, $checked:literal) => {
-                let mut c0 = 0;
-                while c0 + 16 <= c {
-                    // SAFETY: 16 channels below c and pixels below ow (see `strip`).
-                    unsafe { strip::<K, S, $p, 2, $checked>(&strip_at(c0, $ox)) };
-                    c0 += 16;
-                }
-                if c0 + 8 <= c {
-                    // SAFETY: as above, 8 channels.
-                    unsafe { strip::<K, S, $p, 1, $checked>(&strip_at(c0, $ox)) };
-                }
-            };
-        }
-        // Strips of 4, then 2, then 1 pixel; those that reach past lo..hi check their taps.
-        let mut ox = 0;
-        while ox + 4 <= ow {
-            if ox >= lo && ox + 4 <= hi {
-                run!(ox, 4, false);
-            } else {
-                run!(ox, 4, true);
-            }
-            ox += 4;
-        }
-        if ox + 2 <= ow {
-            if ox >= lo && ox + 2 <= hi {
-                run!(ox, 2, false);
-            } else {
-                run!(ox, 2, true);
-            }
-            ox += 2;
-        }
-        if ox < ow {
-            if ox >= lo && ox < hi {
-                run!(ox, 1, false);
-            } else {
-                run!(ox, 1, true);
-            }
-        }
-        let c0 = c / 8 * 8;
-        for ch in c0..c {
-            for ox in 0..ow {
-                let (kx0, kx1) = inside_taps(ox, S, K, input.w);
-                let mut acc = bias[ch];
-                for ky in ky0..ky1 {
-                    let iy = oy * S + ky - pad;
-                    for kx in kx0..kx1 {
-                        let ix = ox * S + kx - pad;
-                        acc +=
-                            frame_in[(iy * input.w + ix) * c + ch] * weight[(ky * K + kx) * c + ch];
-                    }
-                }
-                out_row[ox * c + ch] = acc.max(0.0);
-            }
-        }
+    /// SAFETY: the CPU has AVX-512F; `args.grouped` is grouped by 16.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn dw_row_avx512(args: &DwRow<'_>, out_row: &mut [f32]) {
+        unsafe { dw_row_lanes::<Avx512>(args, out_row) }
     }
 }
 
@@ -583,6 +684,32 @@ mod tests {
         out
     }
 
+    /// 16 lanes in portable code: the strips' geometry at the AVX-512 width (grouping,
+    /// offsets, edges), on any machine.
+    #[derive(Clone, Copy)]
+    struct Portable16([f32; 16]);
+
+    impl Lanes for Portable16 {
+        const N: usize = 16;
+        unsafe fn load(p: *const f32) -> Self {
+            Portable16(unsafe { p.cast::<[f32; 16]>().read_unaligned() })
+        }
+        unsafe fn store_relu(self, p: *mut f32) {
+            unsafe {
+                p.cast::<[f32; 16]>()
+                    .write_unaligned(self.0.map(|v| v.max(0.0)))
+            }
+        }
+        unsafe fn mul_add(self, w: Self, acc: Self) -> Self {
+            Portable16(std::array::from_fn(|i| self.0[i].mul_add(w.0[i], acc.0[i])))
+        }
+    }
+
+    fn dw_row_portable16(args: &DwRow<'_>, out_row: &mut [f32]) {
+        // SAFETY: portable operations; the weights were grouped by 16.
+        unsafe { dw_row_lanes::<Portable16>(args, out_row) }
+    }
+
     #[test]
     fn depthwise_matches_its_definition_for_odd_sizes_and_strides() {
         for (k, stride, h, w, c) in [
@@ -594,6 +721,7 @@ mod tests {
             (3, 1, 3, 13, 24),
             (5, 2, 9, 15, 40),
             (7, 1, 9, 9, 8),
+            (3, 2, 9, 10, 48),
         ] {
             let s = Shape { frames: 2, h, w, c };
             let x = pseudo_random(s.values(), 1);
@@ -601,14 +729,22 @@ mod tests {
             let b = pseudo_random(c, 3);
             let o = s.strided(k, stride, c);
             let reference = depthwise_reference(&x, s, &wt, &b, k, stride);
-            for simd in [true, false] {
+            let paths = [
+                ("detected", DwPath::detect()),
+                ("reference", DwPath::Reference),
+                (
+                    "portable 16 lanes",
+                    DwPath::Lanes {
+                        lanes: 16,
+                        row: dw_row_portable16,
+                    },
+                ),
+            ];
+            for (name, path) in paths {
                 let mut out = vec![f32::NAN; o.values()];
-                depthwise_impl(&x, s, (&wt, &b), (k, stride), &mut out, simd);
+                depthwise_impl(&x, s, (&wt, &b), (k, stride), &mut out, path);
                 for (a, r) in out.iter().zip(&reference) {
-                    assert!(
-                        (a - r).abs() < 1e-5,
-                        "k{k} s{stride} simd {simd}: {a} vs {r}"
-                    );
+                    assert!((a - r).abs() < 1e-5, "k{k} s{stride} {name}: {a} vs {r}");
                 }
             }
         }
