@@ -6,10 +6,14 @@
 //! 100 000; k and n = 32..1024), the weights never change, and the bias and ReLU can be applied
 //! while the results are still in registers. The kernel broadcasts one value of `x` at a time
 //! against a panel of `NR` packed weight columns and keeps an `MR x NR` block of outputs in
-//! registers (written as plain arrays that LLVM keeps in vector registers, compiled once per
-//! instruction set and chosen at run time).
+//! registers (written once over `simd::Lanes`, compiled per instruction set and chosen at run
+//! time).
 
 use rayon::prelude::*;
+
+#[cfg(target_arch = "x86_64")]
+use super::simd;
+use super::simd::Lanes;
 
 /// Target bytes of `x` rows per task: the row tile stays in L2 while every panel passes over it.
 const TILE_BYTES: usize = 96 * 1024;
@@ -140,7 +144,7 @@ impl PackedMatrix {
 unsafe fn tile_avx512(w: &PackedMatrix, x: &[f32], out: &mut [f32], relu: bool) {
     tile::<12, 32>(w, x, out, relu, |block| {
         // SAFETY: this function only runs where AVX-512F is present; `tile` checked the block.
-        unsafe { x86::block_avx512(block) }
+        unsafe { block_lanes::<simd::Avx512, 12>(block) }
     });
 }
 
@@ -150,7 +154,7 @@ unsafe fn tile_avx2(w: &PackedMatrix, x: &[f32], out: &mut [f32], relu: bool) {
     tile::<6, 16>(w, x, out, relu, |block| {
         // SAFETY: this function only runs where AVX2 and FMA are present; `tile` checked the
         // block.
-        unsafe { x86::block_avx2(block) }
+        unsafe { block_lanes::<simd::Avx2, 6>(block) }
     });
 }
 
@@ -266,88 +270,46 @@ fn block_portable<const MR: usize, const NR: usize>(block: &Block<MR>) {
     }
 }
 
-/// The register blocks written with intrinsics: the weight vectors of a step stay in registers
-/// across the rows, and the bias and ReLU are applied before the single store.
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use std::arch::x86_64::*;
-
-    use super::Block;
-
-    /// 6 rows x 16 columns: 12 accumulators + 2 weight vectors + 1 broadcast of 16 ymm.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn block_avx2(block: &Block<6>) {
-        let rows = block.rows;
-        // SAFETY (whole body): `tile` built the pointers from slices long enough for k values
-        // per row, k * 16 packed weights, 16 bias values and 6 destination rows of 16.
-        unsafe {
-            let start = |r: usize| match block.accumulate {
-                true => block.dst.add(r * block.dst_stride),
-                false => block.bias.cast_mut(),
-            };
-            let mut acc: [[__m256; 2]; 6] = std::array::from_fn(|r| {
-                let s = start(r);
-                [_mm256_loadu_ps(s), _mm256_loadu_ps(s.add(8))]
-            });
-            let mut w = block.panel;
-            for p in 0..block.k {
-                let w0 = _mm256_loadu_ps(w);
-                let w1 = _mm256_loadu_ps(w.add(8));
-                for (c, row) in acc.iter_mut().zip(rows) {
-                    let v = _mm256_broadcast_ss(&*row.add(p));
-                    c[0] = _mm256_fmadd_ps(v, w0, c[0]);
-                    c[1] = _mm256_fmadd_ps(v, w1, c[1]);
-                }
-                w = w.add(16);
+/// The register block over vectors of `L` (`NR = 2 * L::N` columns): the weight vectors of a
+/// step stay in registers across the rows, and the bias and ReLU are applied before the
+/// single store. AVX2: 6 rows x 16 columns, 12 accumulators + 2 weight vectors + 1 broadcast
+/// of 16 ymm; AVX-512: 12 x 32, 24 + 2 + 1 of 32 zmm.
+///
+/// SAFETY: the CPU has the features `L` needs; `tile` built the pointers from slices long
+/// enough for k values per row, k * NR packed weights, NR bias values and MR destination rows
+/// of NR.
+#[inline(always)]
+unsafe fn block_lanes<L: Lanes, const MR: usize>(block: &Block<MR>) {
+    let rows = block.rows;
+    // SAFETY: as this function's.
+    unsafe {
+        let start = |r: usize| match block.accumulate {
+            true => block.dst.add(r * block.dst_stride),
+            false => block.bias.cast_mut(),
+        };
+        let mut acc: [[L; 2]; MR] = std::array::from_fn(|r| {
+            let s = start(r);
+            [L::load(s), L::load(s.add(L::N))]
+        });
+        let mut w = block.panel;
+        for p in 0..block.k {
+            let w0 = L::load(w);
+            let w1 = L::load(w.add(L::N));
+            for (c, row) in acc.iter_mut().zip(rows) {
+                let v = L::splat(*row.add(p));
+                c[0] = v.mul_add(w0, c[0]);
+                c[1] = v.mul_add(w1, c[1]);
             }
-            let zero = _mm256_setzero_ps();
-            for (r, [mut a, mut b]) in acc.into_iter().enumerate() {
-                if block.relu {
-                    a = _mm256_max_ps(a, zero);
-                    b = _mm256_max_ps(b, zero);
-                }
-                let dst = block.dst.add(r * block.dst_stride);
-                _mm256_storeu_ps(dst, a);
-                _mm256_storeu_ps(dst.add(8), b);
-            }
+            w = w.add(2 * L::N);
         }
-    }
-
-    /// 12 rows x 32 columns: 24 accumulators + 2 weight vectors + 1 broadcast of 32 zmm.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn block_avx512(block: &Block<12>) {
-        let rows = block.rows;
-        // SAFETY (whole body): as `block_avx2`, with 12 rows and 32 columns.
-        unsafe {
-            let start = |r: usize| match block.accumulate {
-                true => block.dst.add(r * block.dst_stride),
-                false => block.bias.cast_mut(),
-            };
-            let mut acc: [[__m512; 2]; 12] = std::array::from_fn(|r| {
-                let s = start(r);
-                [_mm512_loadu_ps(s), _mm512_loadu_ps(s.add(16))]
-            });
-            let mut w = block.panel;
-            for p in 0..block.k {
-                let w0 = _mm512_loadu_ps(w);
-                let w1 = _mm512_loadu_ps(w.add(16));
-                for (c, row) in acc.iter_mut().zip(rows) {
-                    let v = _mm512_set1_ps(*row.add(p));
-                    c[0] = _mm512_fmadd_ps(v, w0, c[0]);
-                    c[1] = _mm512_fmadd_ps(v, w1, c[1]);
-                }
-                w = w.add(32);
+        for (r, [mut a, mut b]) in acc.into_iter().enumerate() {
+            if block.relu {
+                a = a.relu();
+                b = b.relu();
             }
-            let zero = _mm512_setzero_ps();
-            for (r, [mut a, mut b]) in acc.into_iter().enumerate() {
-                if block.relu {
-                    a = _mm512_max_ps(a, zero);
-                    b = _mm512_max_ps(b, zero);
-                }
-                let dst = block.dst.add(r * block.dst_stride);
-                _mm512_storeu_ps(dst, a);
-                _mm512_storeu_ps(dst.add(16), b);
-            }
+            let dst = block.dst.add(r * block.dst_stride);
+            a.store(dst);
+            b.store(dst.add(L::N));
         }
     }
 }
@@ -417,8 +379,8 @@ mod tests {
         }
     }
 
-    /// The AVX-512 geometry (12 x 32 blocks, 32-wide panels) through the portable block: the
-    /// tiling and edge handling that the AVX-512 kernel relies on, on any machine.
+    /// The AVX-512 geometry (12 x 32 blocks, 32-wide panels) through the register block over
+    /// portable 16-lane vectors: the AVX-512 kernel's tiling, offsets and edges, on any machine.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn avx512_geometry_tiles_and_edges_are_right() {
@@ -427,7 +389,10 @@ mod tests {
             for relu in [false, true] {
                 let packed = PackedMatrix::for_isa(Isa::Avx512, &ops.1, Some(&ops.2), k, n);
                 let mut out = vec![f32::NAN; m * n];
-                tile::<12, 32>(&packed, &ops.0, &mut out, relu, block_portable::<12, 32>);
+                tile::<12, 32>(&packed, &ops.0, &mut out, relu, |block| {
+                    // SAFETY: portable operations; `tile` checked the block.
+                    unsafe { block_lanes::<crate::model::nhwc::simd::Portable16, 12>(block) }
+                });
                 check(&out, &ops, (m, k, n), relu);
             }
         }

@@ -9,6 +9,8 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
+use super::simd::Lanes;
+
 thread_local! {
     /// Activation buffers given back after use, reused by the next layer or forward pass:
     /// large fresh allocations cost a page fault per 4 KiB and a zero fill on every pass.
@@ -291,19 +293,6 @@ fn inside_taps(o: usize, stride: usize, kernel: usize, size: usize) -> (usize, u
     (k0, k1.max(k0))
 }
 
-/// The vector operations of the depthwise strips for one register width of `N` channels.
-/// The strips are written once over this trait and compiled per instruction set (every
-/// method inlines into the caller's `target_feature` copy).
-trait Lanes: Copy {
-    const N: usize;
-    /// SAFETY: `p` points at `N` readable values.
-    unsafe fn load(p: *const f32) -> Self;
-    /// SAFETY: `p` points at `N` writable values.
-    unsafe fn store_relu(self, p: *mut f32);
-    /// `self * w + acc`, fused.
-    unsafe fn mul_add(self, w: Self, acc: Self) -> Self;
-}
-
 /// Where a strip reads: the frame and weights at its channel group, the input rows `rows`
 /// (`first_row` is the input row of tap row 0, possibly above the frame), and the input
 /// column of its first pixel's tap 0 (left of the frame at its left edge).
@@ -361,7 +350,7 @@ unsafe fn strip<
         }
         for (p, a) in acc.iter().enumerate() {
             for (v, a) in a.iter().enumerate() {
-                a.store_relu(at.dst.add(p * at.c + L::N * v));
+                a.relu().store(at.dst.add(p * at.c + L::N * v));
             }
         }
     }
@@ -481,49 +470,8 @@ unsafe fn dw_row_strips<L: Lanes, const K: usize, const S: usize>(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use std::arch::x86_64::*;
-
-    use super::{DwRow, Lanes, dw_row_lanes};
-
-    #[derive(Clone, Copy)]
-    struct Avx2(__m256);
-
-    // SAFETY (every method): only reached from `dw_row_avx2`, compiled with AVX2 and FMA.
-    impl Lanes for Avx2 {
-        const N: usize = 8;
-        #[inline(always)]
-        unsafe fn load(p: *const f32) -> Self {
-            Avx2(unsafe { _mm256_loadu_ps(p) })
-        }
-        #[inline(always)]
-        unsafe fn store_relu(self, p: *mut f32) {
-            unsafe { _mm256_storeu_ps(p, _mm256_max_ps(self.0, _mm256_setzero_ps())) }
-        }
-        #[inline(always)]
-        unsafe fn mul_add(self, w: Self, acc: Self) -> Self {
-            Avx2(unsafe { _mm256_fmadd_ps(self.0, w.0, acc.0) })
-        }
-    }
-
-    #[derive(Clone, Copy)]
-    struct Avx512(__m512);
-
-    // SAFETY (every method): only reached from `dw_row_avx512`, compiled with AVX-512F.
-    impl Lanes for Avx512 {
-        const N: usize = 16;
-        #[inline(always)]
-        unsafe fn load(p: *const f32) -> Self {
-            Avx512(unsafe { _mm512_loadu_ps(p) })
-        }
-        #[inline(always)]
-        unsafe fn store_relu(self, p: *mut f32) {
-            unsafe { _mm512_storeu_ps(p, _mm512_max_ps(self.0, _mm512_setzero_ps())) }
-        }
-        #[inline(always)]
-        unsafe fn mul_add(self, w: Self, acc: Self) -> Self {
-            Avx512(unsafe { _mm512_fmadd_ps(self.0, w.0, acc.0) })
-        }
-    }
+    use super::{DwRow, dw_row_lanes};
+    use crate::model::nhwc::simd::{Avx2, Avx512};
 
     /// SAFETY: the CPU has AVX2 and FMA; `args.grouped` is grouped by 8.
     #[target_feature(enable = "avx2,fma")]
@@ -684,30 +632,9 @@ mod tests {
         out
     }
 
-    /// 16 lanes in portable code: the strips' geometry at the AVX-512 width (grouping,
-    /// offsets, edges), on any machine.
-    #[derive(Clone, Copy)]
-    struct Portable16([f32; 16]);
-
-    impl Lanes for Portable16 {
-        const N: usize = 16;
-        unsafe fn load(p: *const f32) -> Self {
-            Portable16(unsafe { p.cast::<[f32; 16]>().read_unaligned() })
-        }
-        unsafe fn store_relu(self, p: *mut f32) {
-            unsafe {
-                p.cast::<[f32; 16]>()
-                    .write_unaligned(self.0.map(|v| v.max(0.0)))
-            }
-        }
-        unsafe fn mul_add(self, w: Self, acc: Self) -> Self {
-            Portable16(std::array::from_fn(|i| self.0[i].mul_add(w.0[i], acc.0[i])))
-        }
-    }
-
     fn dw_row_portable16(args: &DwRow<'_>, out_row: &mut [f32]) {
         // SAFETY: portable operations; the weights were grouped by 16.
-        unsafe { dw_row_lanes::<Portable16>(args, out_row) }
+        unsafe { dw_row_lanes::<crate::model::nhwc::simd::Portable16>(args, out_row) }
     }
 
     #[test]

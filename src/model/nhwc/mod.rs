@@ -11,6 +11,7 @@
 
 pub mod gemm;
 pub mod kernels;
+mod simd;
 pub mod train;
 
 use burn::module::Param;

@@ -1,0 +1,111 @@
+//! The vector operations of the CPU kernels (`gemm`'s register blocks, `kernels`' depthwise
+//! strips) for one register width. Each kernel is written once over [`Lanes`] and compiled
+//! per instruction set: every method is `#[inline(always)]` and inlines into the caller's
+//! `#[target_feature]` copy, which must enable what the type needs.
+
+/// `N` lanes of `f32`.
+///
+/// SAFETY (every method): the CPU has the features of the implementing type; pointers point
+/// at `N` readable (`load`) or writable (`store`) values.
+pub(crate) trait Lanes: Copy {
+    const N: usize;
+    unsafe fn load(p: *const f32) -> Self;
+    unsafe fn splat(v: f32) -> Self;
+    unsafe fn store(self, p: *mut f32);
+    /// `self * w + acc`, fused (one rounding).
+    unsafe fn mul_add(self, w: Self, acc: Self) -> Self;
+    /// `max(self, 0)`.
+    unsafe fn relu(self) -> Self;
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86::{Avx2, Avx512};
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::Lanes;
+
+    /// 8 lanes; needs AVX2 and FMA.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Avx2(__m256);
+
+    impl Lanes for Avx2 {
+        const N: usize = 8;
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Avx2(unsafe { _mm256_loadu_ps(p) })
+        }
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> Self {
+            Avx2(unsafe { _mm256_set1_ps(v) })
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe { _mm256_storeu_ps(p, self.0) }
+        }
+        #[inline(always)]
+        unsafe fn mul_add(self, w: Self, acc: Self) -> Self {
+            Avx2(unsafe { _mm256_fmadd_ps(self.0, w.0, acc.0) })
+        }
+        #[inline(always)]
+        unsafe fn relu(self) -> Self {
+            Avx2(unsafe { _mm256_max_ps(self.0, _mm256_setzero_ps()) })
+        }
+    }
+
+    /// 16 lanes; needs AVX-512F.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Avx512(__m512);
+
+    impl Lanes for Avx512 {
+        const N: usize = 16;
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Avx512(unsafe { _mm512_loadu_ps(p) })
+        }
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> Self {
+            Avx512(unsafe { _mm512_set1_ps(v) })
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe { _mm512_storeu_ps(p, self.0) }
+        }
+        #[inline(always)]
+        unsafe fn mul_add(self, w: Self, acc: Self) -> Self {
+            Avx512(unsafe { _mm512_fmadd_ps(self.0, w.0, acc.0) })
+        }
+        #[inline(always)]
+        unsafe fn relu(self) -> Self {
+            Avx512(unsafe { _mm512_max_ps(self.0, _mm512_setzero_ps()) })
+        }
+    }
+}
+
+/// 16 lanes in portable code, for tests: a kernel's geometry at the AVX-512 width (offsets,
+/// grouping, edges) checked on any machine.
+#[cfg(test)]
+#[derive(Clone, Copy)]
+pub(crate) struct Portable16([f32; 16]);
+
+#[cfg(test)]
+impl Lanes for Portable16 {
+    const N: usize = 16;
+    unsafe fn load(p: *const f32) -> Self {
+        Portable16(unsafe { p.cast::<[f32; 16]>().read_unaligned() })
+    }
+    unsafe fn splat(v: f32) -> Self {
+        Portable16([v; 16])
+    }
+    unsafe fn store(self, p: *mut f32) {
+        unsafe { p.cast::<[f32; 16]>().write_unaligned(self.0) }
+    }
+    unsafe fn mul_add(self, w: Self, acc: Self) -> Self {
+        Portable16(std::array::from_fn(|i| self.0[i].mul_add(w.0[i], acc.0[i])))
+    }
+    unsafe fn relu(self) -> Self {
+        Portable16(self.0.map(|v| v.max(0.0)))
+    }
+}
