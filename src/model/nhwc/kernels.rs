@@ -83,13 +83,25 @@ impl Shape {
 /// The 3x3 stride-2 stem convolution's patches: NCHW frames `[frames, 3, h, w]` ->
 /// `[out pixels, 3 * k * k]`, patch index `(ci * k + ky) * k + kx` (a conv weight's layout).
 pub fn im2col_nchw(x: &[f32], input: Shape, kernel: usize, stride: usize, out: Shape) -> Vec<f32> {
+    im2col_nchw_rows(x, input, (kernel, stride), out, 0..out.frames * out.h)
+}
+
+/// `im2col_nchw` for the output rows `rows` (counted across frames) only.
+pub fn im2col_nchw_rows(
+    x: &[f32],
+    input: Shape,
+    (kernel, stride): (usize, usize),
+    out: Shape,
+    rows: std::ops::Range<usize>,
+) -> Vec<f32> {
     let pad = (kernel - 1) / 2;
     let patch = input.c * kernel * kernel;
-    let mut cols = buffer(out.pixels() * patch);
+    let mut cols = buffer(rows.len() * out.w * patch);
     let plane = input.h * input.w;
     cols.par_chunks_mut(out.w * patch)
         .enumerate()
-        .for_each(|(row, dst)| {
+        .for_each(|(i, dst)| {
+            let row = rows.start + i;
             let (frame, oy) = (row / out.h, row % out.h);
             let frame_in = &x[frame * input.c * plane..(frame + 1) * input.c * plane];
             let (ky0, ky1) = inside_taps(oy, stride, kernel, input.h);

@@ -23,6 +23,9 @@ use super::pptsm_v2::{PpTsmV2, RepDepthwiseSeparable, SeModule};
 use gemm::PackedMatrix;
 use kernels::Shape;
 
+/// Output rows of the stem per band of patches (112 x 27 values each: 8 rows are 97 KiB).
+const STEM_BAND_ROWS: usize = 8;
+
 /// `downscale_in_infer` dropout of p = 0.2 at inference (as `pptsm_v2`).
 const DROPOUT_KEEP: f32 = 0.8;
 
@@ -339,10 +342,17 @@ impl NhwcPpTsmV2 {
             c: 3,
         };
         let stem_shape = input.strided(3, 2, self.stem.n());
-        let cols = kernels::im2col_nchw(frame, input, 3, 2, stem_shape);
         let mut x = kernels::buffer(stem_shape.values());
-        self.stem.apply(&cols, stem_shape.pixels(), true, &mut x);
-        kernels::recycle(cols);
+        // The stem's patches a band of rows at a time, each band's patches still in L2 when
+        // the GEMM reads them.
+        let row_len = stem_shape.w * stem_shape.c;
+        for (band, out) in x.chunks_mut(STEM_BAND_ROWS * row_len).enumerate() {
+            let rows = band * STEM_BAND_ROWS..band * STEM_BAND_ROWS + out.len() / row_len;
+            let pixels = rows.len() * stem_shape.w;
+            let cols = kernels::im2col_nchw_rows(frame, input, (3, 2), stem_shape, rows);
+            self.stem.apply(&cols, pixels, true, out);
+            kernels::recycle(cols);
+        }
         let mut shape = stem_shape;
         for block in &self.per_frame {
             (x, shape) = block.forward(x, shape);
