@@ -17,34 +17,33 @@ thread_local! {
     static SPARE: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// How many spare buffers a thread keeps.
-const SPARE_BUFFERS: usize = 8;
+/// How many spare buffers a thread keeps (a forward pass has about 15 sizes in flight), and
+/// how many bytes at most.
+const SPARE_BUFFERS: usize = 32;
+const SPARE_BYTES: usize = 256 << 20;
 
 /// A buffer of `len` values whose contents are unspecified (a reused buffer keeps old values):
-/// for outputs that the kernel overwrites entirely.
+/// for outputs that the kernel overwrites entirely. Spares are reused only at their exact
+/// length, so that reuse never fills (a best fit by capacity zero-filled 67 MB per 8-frame
+/// forward pass growing shorter buffers).
 pub fn buffer(len: usize) -> Vec<f32> {
     let reused = SPARE.with(|spare| {
         let mut spare = spare.borrow_mut();
-        let best = (0..spare.len())
-            .filter(|&i| spare[i].capacity() >= len)
-            .min_by_key(|&i| spare[i].capacity())?;
-        Some(spare.swap_remove(best))
+        let latest = spare.iter().rposition(|v| v.len() == len)?;
+        Some(spare.remove(latest))
     });
-    let mut v = reused.unwrap_or_default();
-    v.resize(len, 0.0);
-    v
+    reused.unwrap_or_else(|| vec![0.0; len])
 }
 
-/// Gives a buffer back for reuse (the largest ones are kept).
+/// Gives a buffer back for reuse (the least recently given back go first).
 pub fn recycle(v: Vec<f32>) {
     SPARE.with(|spare| {
         let mut spare = spare.borrow_mut();
         spare.push(v);
-        if spare.len() > SPARE_BUFFERS {
-            let smallest = (0..spare.len()).min_by_key(|&i| spare[i].capacity());
-            if let Some(i) = smallest {
-                spare.swap_remove(i);
-            }
+        while spare.len() > SPARE_BUFFERS
+            || spare.iter().map(|v| v.len() * 4).sum::<usize>() > SPARE_BYTES
+        {
+            spare.remove(0);
         }
     });
 }
