@@ -366,8 +366,16 @@ impl NhwcPpTsmV2 {
         if let Some((weight, bias)) = &self.attention {
             self.apply_attention(&mut x, shape, num_seg, weight, bias);
         }
-        x = kernels::temporal_shift(&x, shape, num_seg, shift_channels(shape.c, num_seg));
-        let shares = self.frame_shares(x, shape);
+        let split = shift_channels(shape.c, num_seg);
+        let frame_len = shape.h * shape.w * shape.c;
+        let frame = |f: usize| &x[f * frame_len..(f + 1) * frame_len];
+        let shares = self.frame_shares(shape, |f, dst| {
+            let t = f % num_seg;
+            let previous = (t > 0).then(|| frame(f - 1));
+            let next = (t + 1 < num_seg).then(|| frame(f + 1));
+            kernels::shift_frame(previous, frame(f), next, shape.c, split, dst);
+        });
+        kernels::recycle(x);
         let width = self.feature_dim();
         shares
             .chunks_exact(num_seg * width)
@@ -378,22 +386,23 @@ impl NhwcPpTsmV2 {
             .collect()
     }
 
-    /// Stages 3-4 on shifted maps, pooling, the last conv + ReLU and the dropout scale: each
-    /// frame's share `[frames, 1280]` of its clip's features (which are their mean).
+    /// Stages 3-4 on the shifted maps of `shape.frames` frames, pooling, the last conv + ReLU
+    /// and the dropout scale: each frame's share `[frames, 1280]` of its clip's features (which
+    /// are their mean). `shifted(f, dst)` writes frame f's shifted maps into `dst`.
     ///
     /// Stage 3 runs frame by frame (in parallel), each frame's activations staying in L2;
     /// stage 4 runs on all frames at once, so that its 6 MB of weights pass through the cache
     /// once rather than once per frame.
-    fn frame_shares(&self, x: Vec<f32>, shape: Shape) -> Vec<f32> {
+    fn frame_shares(&self, shape: Shape, shifted: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
         if shape.frames == 0 {
             return Vec::new();
         }
         let one = Shape { frames: 1, ..shape };
-        let stage3: Vec<(Vec<f32>, Shape)> = x
-            .par_chunks(one.values())
-            .map(|frame| {
+        let stage3: Vec<(Vec<f32>, Shape)> = (0..shape.frames)
+            .into_par_iter()
+            .map(|f| {
                 let mut data = kernels::buffer(one.values());
-                data.copy_from_slice(frame);
+                shifted(f, &mut data);
                 let mut frame_shape = one;
                 for block in &self.stage3 {
                     (data, frame_shape) = block.forward(data, frame_shape);
@@ -401,7 +410,6 @@ impl NhwcPpTsmV2 {
                 (data, frame_shape)
             })
             .collect();
-        kernels::recycle(x);
         let mut shape = Shape {
             frames: shape.frames,
             ..stage3[0].1
@@ -443,16 +451,16 @@ impl NhwcPpTsmV2 {
             frames: 1,
             ..current.shape
         };
-        let mut shifted = kernels::buffer(shape.values());
-        kernels::shift_frame(
-            previous.map(|m| m.data.as_slice()),
-            &current.data,
-            next.map(|m| m.data.as_slice()),
-            shape.c,
-            shift_channels(shape.c, num_seg),
-            &mut shifted,
-        );
-        self.frame_shares(shifted, shape)
+        self.frame_shares(shape, |_, dst| {
+            kernels::shift_frame(
+                previous.map(|m| m.data.as_slice()),
+                &current.data,
+                next.map(|m| m.data.as_slice()),
+                shape.c,
+                shift_channels(shape.c, num_seg),
+                dst,
+            )
+        })
     }
 
     /// A clip's features from its frames' shares: their mean.
