@@ -457,7 +457,7 @@ unsafe fn dw_row_strips<L: Lanes, const K: usize, const S: usize>(
     let hi = ((input.w + pad).saturating_sub(K) / S + 1).clamp(lo, ow);
     // Every group of 2 vectors of channels (and a last single vector) of the strip of `$p`
     // pixels at `$ox`.
-    macro_rules! run {
+    macro_rules! groups {
         ($ox:expr, $p:literal, $checked:literal) => {
             let mut c0 = 0;
             while c0 + 2 * n <= c {
@@ -471,30 +471,28 @@ unsafe fn dw_row_strips<L: Lanes, const K: usize, const S: usize>(
             }
         };
     }
-    // Strips of 4, then 2, then 1 pixel; those that reach past lo..hi check their taps.
+    // The strip of `$p` pixels at `$ox`, checking its taps if it reaches past lo..hi.
+    macro_rules! run_strip {
+        ($ox:expr, $p:literal) => {
+            if $ox >= lo && hi.saturating_sub($ox) >= $p {
+                groups!($ox, $p, false);
+            } else {
+                groups!($ox, $p, true);
+            }
+        };
+    }
+    // Strips of 4, then 2, then 1 pixel.
     let mut ox = 0;
     while ox + 4 <= ow {
-        if ox >= lo && ox + 4 <= hi {
-            run!(ox, 4, false);
-        } else {
-            run!(ox, 4, true);
-        }
+        run_strip!(ox, 4);
         ox += 4;
     }
     if ox + 2 <= ow {
-        if ox >= lo && ox + 2 <= hi {
-            run!(ox, 2, false);
-        } else {
-            run!(ox, 2, true);
-        }
+        run_strip!(ox, 2);
         ox += 2;
     }
     if ox < ow {
-        if ox >= lo && ox < hi {
-            run!(ox, 1, false);
-        } else {
-            run!(ox, 1, true);
-        }
+        run_strip!(ox, 1);
     }
     for ch in c / n * n..c {
         for ox in 0..ow {
