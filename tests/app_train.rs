@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::app::run_until;
@@ -24,11 +24,8 @@ use kineto::checkpoint::keys::Role;
 use kineto::checkpoint::pdparams::read_pdparams;
 use kineto::train::demo::{DemoOptions, generate};
 
-fn tmp(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kineto-app-train-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+fn tmp(tag: &str) -> common::ScratchDir {
+    common::ScratchDir::new(&format!("app-train-{tag}"))
 }
 
 fn demo(dir: &Path, clips_per_class: usize) -> Vec<String> {

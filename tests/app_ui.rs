@@ -15,11 +15,8 @@ use kineto::app::settings::{DeviceSetting, Settings};
 use kineto::app::{AppOptions, DialogBackend, KinetoApp, Tab};
 use kineto::video::synth::{ClipSpec, Codec, Container, synth_clip};
 
-fn tmp(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kineto-app-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+fn tmp(tag: &str) -> common::ScratchDir {
+    common::ScratchDir::new(&format!("app-{tag}"))
 }
 
 fn test_settings(weights: &Path) -> Settings {
@@ -130,7 +127,7 @@ fn a_dropped_folder_fills_the_table_and_labels_are_saved_and_exported() {
 
     h.input_mut()
         .dropped_files
-        .push(std::sync::Arc::new(Dropped(dir.clone())));
+        .push(std::sync::Arc::new(Dropped(dir.to_path_buf())));
     run_until(&mut h, Duration::from_secs(240), "the batch", |h| {
         h.state().batch.records.iter().all(Option::is_some) && !h.state().batch.records.is_empty()
     });

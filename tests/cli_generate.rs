@@ -1,8 +1,11 @@
 //! `kineto generate man|completions|cli-reference`: the packaging files generated from the clap
 //! definition, and the README's CLI reference, which must match `--help` exactly.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
+
+mod common;
+use common::ScratchDir;
 
 const START: &str = "<!-- cli-reference:start -->";
 const END: &str = "<!-- cli-reference:end -->";
@@ -52,11 +55,8 @@ fn command_paths() -> Vec<Vec<String>> {
     out
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kineto-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp_dir(name: &str) -> ScratchDir {
+    ScratchDir::new(name)
 }
 
 #[test]

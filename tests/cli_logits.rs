@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
 use kineto::checkpoint::pdparams::read_pdparams;
@@ -11,14 +11,8 @@ use kineto::checkpoint::pdparams::write_pdparams;
 use kineto::checkpoint::{ParamStore, ParamTensor};
 use kineto::npy::{read_npy_f32, write_npy_f32};
 
-fn tmp() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "kineto-cli-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+fn tmp() -> common::ScratchDir {
+    common::ScratchDir::new(&format!("cli-{}", rand_suffix()))
 }
 
 fn rand_suffix() -> u128 {

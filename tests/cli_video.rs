@@ -3,18 +3,13 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::*;
 use kineto::infer::topk::top_k_indices;
 use kineto::npy::read_npy_f32;
 use kineto::video::synth::{ClipSpec, Codec, Container, broken_variants, synth_clip};
 
-fn tmp(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kineto-video-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+fn tmp(tag: &str) -> common::ScratchDir {
+    common::ScratchDir::new(&format!("video-{tag}"))
 }
 
 /// ImageNet std per channel: a difference in normalised units times std*255 is grey levels.

@@ -14,10 +14,8 @@ use kineto::train::demo::{MANIFEST, MAX_CLASSES, class_names};
 use kineto::video::decode::FrameDecoder;
 use kineto::video::probe::probe;
 
-fn tmp(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kineto-demo-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+fn tmp(tag: &str) -> common::ScratchDir {
+    common::ScratchDir::absent(&format!("demo-{tag}"))
 }
 
 /// Relative path -> bytes of every file under `dir`.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use common::*;
@@ -28,17 +28,12 @@ fn kineto(args: &[&str]) -> Output {
         .expect("run kineto")
 }
 
-fn tmp(tag: &str) -> PathBuf {
+fn tmp(tag: &str) -> common::ScratchDir {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!(
-        "kineto-export-{tag}-{}-{nanos}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+    common::ScratchDir::new(&format!("export-{tag}-{nanos}"))
 }
 
 fn ok(out: Output) -> Output {

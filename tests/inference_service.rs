@@ -16,9 +16,7 @@ use kineto::video::synth::{ClipSpec, Codec, Container, synth_clip};
 
 #[test]
 fn jobs_finish_while_live_requests_keep_coming() {
-    let dir = std::env::temp_dir().join(format!("kineto-service-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = common::ScratchDir::new("service");
     let clip: PathBuf = dir.join("ball.mp4");
     synth_clip(&clip, &ClipSpec::new(Container::Mp4, Codec::H264, 100)).expect("clip");
 

@@ -66,10 +66,8 @@ fn check(export: &Path, references: &[&Path]) {
     assert!(stdout.contains("; 0 differences"), "{stdout}");
 }
 
-fn tmp() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kineto-paddle-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+fn tmp() -> common::ScratchDir {
+    common::ScratchDir::new("paddle")
 }
 
 #[test]

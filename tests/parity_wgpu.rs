@@ -55,8 +55,7 @@ fn r50_at_64_on_wgpu() {
 /// and says so on stderr; the numbers are the same.
 #[test]
 fn cli_logits_on_the_gpu_device() {
-    let dir = std::env::temp_dir().join(format!("kineto-wgpu-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = common::ScratchDir::new("wgpu-cli");
     let arrays = npz("pptsmv2/act64_8f.npz");
     let x = npz_get(&arrays, "input");
     let input = dir.join("in.npy");

@@ -19,7 +19,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use burn::tensor::{Device, FloatDType, TensorData};
@@ -213,10 +213,8 @@ fn distillation_steps_seed_the_backwards_with_the_distill_gradients() {
     assert!(err.to_string().contains("teacher logits"), "{err}");
 }
 
-fn tmp(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kineto-distill-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+fn tmp(tag: &str) -> common::ScratchDir {
+    common::ScratchDir::absent(&format!("distill-{tag}"))
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -16,7 +16,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::train::{classify_demo_clip, demo_data, events, interrupt_after_first_step, of_kind};
 use common::{fixture, kineto, s};
@@ -24,10 +24,8 @@ use kineto::checkpoint::file::open_checkpoint;
 use kineto::checkpoint::keys::Role;
 use kineto::model::Form;
 
-fn tmp(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kineto-full-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+fn tmp(tag: &str) -> common::ScratchDir {
+    common::ScratchDir::absent(&format!("full-{tag}"))
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -5,17 +5,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::train::{classify_demo_clip, demo_data};
 use common::{fixture, kineto, s};
 use kineto::checkpoint::file::open_checkpoint;
 use kineto::checkpoint::keys::Role;
 
-fn tmp(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kineto-train-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+fn tmp(tag: &str) -> common::ScratchDir {
+    common::ScratchDir::absent(&format!("train-{tag}"))
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -202,20 +202,18 @@ fn serve(
 // ------------------------------------------------------------------ helpers
 
 struct Env {
-    dir: PathBuf,
+    dir: common::ScratchDir,
     catalog: PathBuf,
     cache: PathBuf,
     server: Server,
 }
 
-fn tmp(tag: &str) -> PathBuf {
+fn tmp(tag: &str) -> common::ScratchDir {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!("kineto-dl-{tag}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+    common::ScratchDir::new(&format!("dl-{tag}-{nanos}"))
 }
 
 fn bytes(rel: &str) -> Arc<Vec<u8>> {

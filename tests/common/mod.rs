@@ -150,3 +150,51 @@ pub fn s(p: &Path) -> &str {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// A scratch folder `kineto-{tag}-{pid}` under the system's temp dir, removed with its
+/// contents when dropped, so that test runs leave nothing behind; a failing test keeps it for
+/// inspection.
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    /// An empty folder (a stale one from an earlier run is cleared).
+    pub fn new(tag: &str) -> Self {
+        let dir = Self::absent(tag);
+        std::fs::create_dir_all(&dir.0).expect("create a scratch folder");
+        dir
+    }
+
+    /// A path where nothing exists yet, for a command that creates it.
+    pub fn absent(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("kineto-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Self(dir)
+    }
+}
+
+impl std::ops::Deref for ScratchDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for ScratchDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for ScratchDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
