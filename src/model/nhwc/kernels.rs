@@ -571,13 +571,25 @@ pub fn temporal_shift(x: &[f32], shape: Shape, num_seg: usize, split: (usize, us
     out.par_chunks_mut(frame_len)
         .enumerate()
         .for_each(|(frame, dst)| {
-            let t = frame % num_seg;
-            let src = |f: usize| &x[f * frame_len..(f + 1) * frame_len];
-            let previous = (t > 0).then(|| src(frame - 1));
-            let next = (t + 1 < num_seg).then(|| src(frame + 1));
-            shift_frame(previous, src(frame), next, shape.c, split, dst);
+            let (previous, current, next) = clip_neighbours(x, frame_len, num_seg, frame);
+            shift_frame(previous, current, next, shape.c, split, dst);
         });
     out
+}
+
+/// Frame `f` of `x` (frames of `frame_len` values, in clips of `num_seg`) with the frames
+/// before and after it in its clip (`None` at the clip's ends).
+pub fn clip_neighbours(
+    x: &[f32],
+    frame_len: usize,
+    num_seg: usize,
+    f: usize,
+) -> (Option<&[f32]>, &[f32], Option<&[f32]>) {
+    let frame = |f: usize| &x[f * frame_len..(f + 1) * frame_len];
+    let t = f % num_seg;
+    let previous = (t > 0).then(|| frame(f - 1));
+    let next = (t + 1 < num_seg).then(|| frame(f + 1));
+    (previous, frame(f), next)
 }
 
 /// One frame of the temporal shift from its neighbours (`None` past the clip's ends), all

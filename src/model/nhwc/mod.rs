@@ -368,12 +368,9 @@ impl NhwcPpTsmV2 {
         }
         let split = shift_channels(shape.c, num_seg);
         let frame_len = shape.h * shape.w * shape.c;
-        let frame = |f: usize| &x[f * frame_len..(f + 1) * frame_len];
         let shares = self.frame_shares(shape, |f, dst| {
-            let t = f % num_seg;
-            let previous = (t > 0).then(|| frame(f - 1));
-            let next = (t + 1 < num_seg).then(|| frame(f + 1));
-            kernels::shift_frame(previous, frame(f), next, shape.c, split, dst);
+            let (previous, current, next) = kernels::clip_neighbours(&x, frame_len, num_seg, f);
+            kernels::shift_frame(previous, current, next, shape.c, split, dst);
         });
         kernels::recycle(x);
         let width = self.feature_dim();

@@ -597,12 +597,9 @@ pub fn temporal_shift_backward(
     out.par_chunks_mut(frame_len)
         .enumerate()
         .for_each(|(frame, dst)| {
-            let t = frame % num_seg;
-            let src = |f: usize| &dy[f * frame_len..(f + 1) * frame_len];
-            let previous = (t > 0).then(|| src(frame - 1));
-            let next = (t + 1 < num_seg).then(|| src(frame + 1));
+            let (previous, current, next) = kernels::clip_neighbours(dy, frame_len, num_seg, frame);
             // The adjoint of the shift is the shift with the neighbours swapped.
-            kernels::shift_frame(next, src(frame), previous, c, (c1, c2), dst);
+            kernels::shift_frame(next, current, previous, c, (c1, c2), dst);
         });
     out
 }
