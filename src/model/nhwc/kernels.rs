@@ -324,7 +324,7 @@ fn dw_row_portable(args: &DwRow<'_>, out_row: &mut [f32]) {
 
 /// The taps `k0..k1` of a "same"-padded kernel at output position `o` that read inside an
 /// input of `size`.
-fn inside_taps(o: usize, stride: usize, kernel: usize, size: usize) -> (usize, usize) {
+pub(crate) fn inside_taps(o: usize, stride: usize, kernel: usize, size: usize) -> (usize, usize) {
     let pad = (kernel - 1) / 2;
     let start = o * stride;
     let k0 = pad.saturating_sub(start);

@@ -6,7 +6,7 @@
 use rayon::prelude::*;
 
 use crate::model::nhwc::gemm::PackedMatrix;
-use crate::model::nhwc::kernels::{self, Shape};
+use crate::model::nhwc::kernels::{self, Shape, inside_taps};
 
 /// Rows of `x` and `dY` per weight-gradient product: the packed `dY` rows (`rows x 16`
 /// values per panel) stay in L1 while every column of `x` passes over them.
@@ -125,16 +125,6 @@ where
 
 pub fn add_into(acc: &mut [f32], x: &[f32]) {
     acc.iter_mut().zip(x).for_each(|(a, &b)| *a += b);
-}
-
-/// The taps `k0..k1` of a "same"-padded kernel at output position `o` that read inside an
-/// input of `size`.
-fn inside_taps(o: usize, stride: usize, kernel: usize, size: usize) -> (usize, usize) {
-    let pad = (kernel - 1) / 2;
-    let start = o * stride;
-    let k0 = pad.saturating_sub(start);
-    let k1 = (size + pad).saturating_sub(start).min(kernel);
-    (k0, k1.max(k0))
 }
 
 /// A depthwise convolution's geometry: one frame in, one frame out.
