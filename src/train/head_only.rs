@@ -342,12 +342,22 @@ pub struct Head {
 impl Head {
     /// Paddle's `Linear` default: Xavier-uniform weight, zero bias; seeded.
     pub fn init(dim: usize, classes: usize, seed: u64) -> Self {
-        let mut rng = StdRng::seed_from_u64(seed ^ 0x6865_6164);
         let limit = (6.0 / (dim + classes) as f64).sqrt();
-        let weight = (0..dim * classes)
-            .map(|_| (rng.random::<f64>() * 2.0 - 1.0) * limit)
-            .map(|v| v as f32)
-            .collect();
+        Self::drawn(dim, classes, seed, |rng| {
+            (rng.random::<f64>() * 2.0 - 1.0) * limit
+        })
+    }
+
+    /// A head whose weights are drawn one by one by `draw` from a generator seeded with `seed`,
+    /// and whose bias is zero.
+    fn drawn(
+        dim: usize,
+        classes: usize,
+        seed: u64,
+        mut draw: impl FnMut(&mut StdRng) -> f64,
+    ) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x6865_6164);
+        let weight = (0..dim * classes).map(|_| draw(&mut rng) as f32).collect();
         Self {
             dim,
             classes,
@@ -363,23 +373,11 @@ impl Head {
         let dim = model.feature_dim();
         match model {
             ModelKind::PptsmV2 => Self::init(dim, classes, seed),
-            ModelKind::PptsmResnet => {
-                let mut rng = StdRng::seed_from_u64(seed ^ 0x6865_6164);
-                // Box-Muller: one standard normal from two uniforms in (0, 1].
-                let mut normal = || {
-                    let (u, v) = (1.0 - rng.random::<f64>(), rng.random::<f64>());
-                    (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-                };
-                let weight = (0..dim * classes)
-                    .map(|_| (0.01 * normal()) as f32)
-                    .collect();
-                Self {
-                    dim,
-                    classes,
-                    weight,
-                    bias: vec![0.0; classes],
-                }
-            }
+            // Box-Muller: one standard normal from two uniforms in (0, 1].
+            ModelKind::PptsmResnet => Self::drawn(dim, classes, seed, |rng| {
+                let (u, v) = (1.0 - rng.random::<f64>(), rng.random::<f64>());
+                0.01 * ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos())
+            }),
         }
     }
 
