@@ -4,6 +4,7 @@
 mod common;
 
 use std::path::Path;
+use std::process::Command;
 
 use common::*;
 use kineto::checkpoint::pdparams::read_pdparams;
@@ -22,27 +23,37 @@ fn rand_suffix() -> u128 {
         .unwrap_or(0)
 }
 
+/// Every instruction-set cap gives the fixture's logits: a CPU with AVX-512 runs the 16-lane
+/// kernels by default, and `KINETO_CPU_SIMD` makes it run the AVX2 and the portable ones too
+/// (a cap above what the CPU has changes nothing).
 #[test]
-fn logits_match_the_fixture_on_cpu() {
+fn logits_match_the_fixture_on_cpu_with_every_kernel_width() {
     let dir = tmp();
-    let out_path = dir.join("logits.npy");
-    let out = kineto(&[
-        "logits",
-        "--device",
-        "cpu",
-        "--weights",
-        s(&fixture("pptsmv2/w8.pdparams")),
-        "--input",
-        s(&fixture("video/example_8f_input.npy")),
-        "--output",
-        s(&out_path),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(out.stdout.is_empty(), "logits prints nothing on stdout");
-    let ours = read_npy_f32(&out_path).expect("output npy");
-    assert_eq!(ours.shape, vec![1, 400]);
-    let d = max_abs_diff(&ours.data, &npy("pptsmv2/logits224_8f_fused.npy").data);
-    assert!(d <= 1e-4, "{d:e}");
+    for cap in ["avx512", "avx2", "portable"] {
+        let out_path = dir.join(format!("logits-{cap}.npy"));
+        let out = Command::new(env!("CARGO_BIN_EXE_kineto"))
+            .args([
+                "logits",
+                "--device",
+                "cpu",
+                "--weights",
+                s(&fixture("pptsmv2/w8.pdparams")),
+                "--input",
+                s(&fixture("video/example_8f_input.npy")),
+                "--output",
+                s(&out_path),
+            ])
+            .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+            .env("KINETO_CPU_SIMD", cap)
+            .output()
+            .expect("run kineto");
+        assert!(out.status.success(), "{cap}: {}", stderr(&out));
+        assert!(out.stdout.is_empty(), "logits prints nothing on stdout");
+        let ours = read_npy_f32(&out_path).expect("output npy");
+        assert_eq!(ours.shape, vec![1, 400]);
+        let d = max_abs_diff(&ours.data, &npy("pptsmv2/logits224_8f_fused.npy").data);
+        assert!(d <= 1e-4, "{cap}: {d:e}");
+    }
 }
 
 #[test]

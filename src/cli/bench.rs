@@ -436,6 +436,7 @@ fn report(
         "device": engine.device.kind,
         "backend": engine.device.backend,
         "path": engine.path_name(),
+        "cpu_simd": kineto::model::nhwc::simd().name(),
         "adapter": engine.device.adapter,
         "threads": engine.device.threads,
         "runs": args.runs,

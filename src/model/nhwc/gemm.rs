@@ -12,8 +12,8 @@
 use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
-use super::simd;
-use super::simd::Lanes;
+use super::simd::{Avx2, Avx512};
+use super::simd::{Lanes, Simd, simd};
 
 /// Target bytes of `x` rows per task: the row tile stays in L2 while every panel passes over it.
 const TILE_BYTES: usize = 96 * 1024;
@@ -29,18 +29,13 @@ enum Isa {
 
 impl Isa {
     fn detect() -> Isa {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return Isa::Avx512;
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return Isa::Avx2;
-            }
+        match simd() {
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512 => Isa::Avx512,
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2 => Isa::Avx2,
+            _ => Isa::Portable,
         }
-        Isa::Portable
     }
 
     /// Rows x columns of the register block: `MR * NR / lanes` accumulators plus the weight
@@ -144,7 +139,7 @@ impl PackedMatrix {
 unsafe fn tile_avx512(w: &PackedMatrix, x: &[f32], out: &mut [f32], relu: bool) {
     tile::<12, 32>(w, x, out, relu, |block| {
         // SAFETY: this function only runs where AVX-512F is present; `tile` checked the block.
-        unsafe { block_lanes::<simd::Avx512, 12>(block) }
+        unsafe { block_lanes::<Avx512, 12, 2>(block) }
     });
 }
 
@@ -154,7 +149,7 @@ unsafe fn tile_avx2(w: &PackedMatrix, x: &[f32], out: &mut [f32], relu: bool) {
     tile::<6, 16>(w, x, out, relu, |block| {
         // SAFETY: this function only runs where AVX2 and FMA are present; `tile` checked the
         // block.
-        unsafe { block_lanes::<simd::Avx2, 6>(block) }
+        unsafe { block_lanes::<Avx2, 6, 2>(block) }
     });
 }
 
@@ -270,8 +265,8 @@ fn block_portable<const MR: usize, const NR: usize>(block: &Block<MR>) {
     }
 }
 
-/// The register block over vectors of `L` (`NR = 2 * L::N` columns): the weight vectors of a
-/// step stay in registers across the rows, and the bias and ReLU are applied before the
+/// The register block over `NV` vectors of `L` (`NR = NV * L::N` columns): the weight vectors
+/// of a step stay in registers across the rows, and the bias and ReLU are applied before the
 /// single store. AVX2: 6 rows x 16 columns, 12 accumulators + 2 weight vectors + 1 broadcast
 /// of 16 ymm; AVX-512: 12 x 32, 24 + 2 + 1 of 32 zmm.
 ///
@@ -279,7 +274,7 @@ fn block_portable<const MR: usize, const NR: usize>(block: &Block<MR>) {
 /// enough for k values per row, k * NR packed weights, NR bias values and MR destination rows
 /// of NR.
 #[inline(always)]
-unsafe fn block_lanes<L: Lanes, const MR: usize>(block: &Block<MR>) {
+unsafe fn block_lanes<L: Lanes, const MR: usize, const NV: usize>(block: &Block<MR>) {
     let rows = block.rows;
     // SAFETY: as this function's.
     unsafe {
@@ -287,29 +282,29 @@ unsafe fn block_lanes<L: Lanes, const MR: usize>(block: &Block<MR>) {
             true => block.dst.add(r * block.dst_stride),
             false => block.bias.cast_mut(),
         };
-        let mut acc: [[L; 2]; MR] = std::array::from_fn(|r| {
+        let mut acc: [[L; NV]; MR] = std::array::from_fn(|r| {
             let s = start(r);
-            [L::load(s), L::load(s.add(L::N))]
+            std::array::from_fn(|v| L::load(s.add(v * L::N)))
         });
         let mut w = block.panel;
         for p in 0..block.k {
-            let w0 = L::load(w);
-            let w1 = L::load(w.add(L::N));
+            let wv: [L; NV] = std::array::from_fn(|v| L::load(w.add(v * L::N)));
             for (c, row) in acc.iter_mut().zip(rows) {
-                let v = L::splat(*row.add(p));
-                c[0] = v.mul_add(w0, c[0]);
-                c[1] = v.mul_add(w1, c[1]);
+                let x = L::splat(*row.add(p));
+                for (c, &wv) in c.iter_mut().zip(&wv) {
+                    *c = x.mul_add(wv, *c);
+                }
             }
-            w = w.add(2 * L::N);
+            w = w.add(NV * L::N);
         }
-        for (r, [mut a, mut b]) in acc.into_iter().enumerate() {
-            if block.relu {
-                a = a.relu();
-                b = b.relu();
-            }
+        for (r, vectors) in acc.into_iter().enumerate() {
             let dst = block.dst.add(r * block.dst_stride);
-            a.store(dst);
-            b.store(dst.add(L::N));
+            for (v, mut a) in vectors.into_iter().enumerate() {
+                if block.relu {
+                    a = a.relu();
+                }
+                a.store(dst.add(v * L::N));
+            }
         }
     }
 }
@@ -391,7 +386,7 @@ mod tests {
                 let mut out = vec![f32::NAN; m * n];
                 tile::<12, 32>(&packed, &ops.0, &mut out, relu, |block| {
                     // SAFETY: portable operations; `tile` checked the block.
-                    unsafe { block_lanes::<crate::model::nhwc::simd::Portable16, 12>(block) }
+                    unsafe { block_lanes::<crate::model::nhwc::simd::Portable16, 12, 2>(block) }
                 });
                 check(&out, &ops, (m, k, n), relu);
             }

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::simd::Lanes;
+use super::simd::{Lanes, Simd, simd};
 
 thread_local! {
     /// Activation buffers given back after use, reused by the next layer or forward pass:
@@ -166,24 +166,19 @@ enum DwPath {
 
 impl DwPath {
     fn detect() -> DwPath {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return DwPath::Lanes {
-                    lanes: 16,
-                    row: x86::dw_row_avx512,
-                };
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return DwPath::Lanes {
-                    lanes: 8,
-                    row: x86::dw_row_avx2,
-                };
-            }
+        match simd() {
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512 => DwPath::Lanes {
+                lanes: 16,
+                row: x86::dw_row_avx512,
+            },
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2 => DwPath::Lanes {
+                lanes: 8,
+                row: x86::dw_row_avx2,
+            },
+            _ => DwPath::Reference,
         }
-        DwPath::Reference
     }
 }
 

@@ -14,6 +14,8 @@ pub mod kernels;
 mod simd;
 pub mod train;
 
+pub use simd::{Simd, simd};
+
 use burn::module::Param;
 use burn::tensor::Tensor;
 use rayon::prelude::*;

@@ -18,6 +18,56 @@ pub(crate) trait Lanes: Copy {
     unsafe fn relu(self) -> Self;
 }
 
+/// The vector instruction sets the CPU kernels are compiled for, narrowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Simd {
+    /// Plain Rust loops (what the compiler vectorises for the baseline target).
+    Portable,
+    /// 8 lanes: AVX2 + FMA.
+    Avx2,
+    /// 16 lanes: AVX-512F.
+    Avx512,
+}
+
+impl Simd {
+    pub fn name(self) -> &'static str {
+        match self {
+            Simd::Portable => "portable",
+            Simd::Avx2 => "avx2",
+            Simd::Avx512 => "avx512",
+        }
+    }
+}
+
+/// The widest instruction set the CPU has, capped by the environment variable
+/// `KINETO_CPU_SIMD` (`avx512`, `avx2` or `portable`): the cap times and tests the narrower
+/// kernels on a wide CPU. Read once per process; an unknown value is ignored.
+pub fn simd() -> Simd {
+    static CHOSEN: std::sync::OnceLock<Simd> = std::sync::OnceLock::new();
+    *CHOSEN.get_or_init(|| {
+        let cap = match std::env::var("KINETO_CPU_SIMD").as_deref() {
+            Ok("portable") => Simd::Portable,
+            Ok("avx2") => Simd::Avx2,
+            _ => Simd::Avx512,
+        };
+        cpu_simd().min(cap)
+    })
+}
+
+fn cpu_simd() -> Simd {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return Simd::Avx512;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Simd::Avx2;
+        }
+    }
+    Simd::Portable
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(crate) use x86::{Avx2, Avx512};
 
