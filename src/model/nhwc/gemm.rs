@@ -18,36 +18,13 @@ use super::simd::{Lanes, Simd, simd};
 /// Target bytes of `x` rows per task: the row tile stays in L2 while every panel passes over it.
 const TILE_BYTES: usize = 96 * 1024;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Isa {
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    Portable,
-}
-
-impl Isa {
-    fn detect() -> Isa {
-        match simd() {
-            #[cfg(target_arch = "x86_64")]
-            Simd::Avx512 => Isa::Avx512,
-            #[cfg(target_arch = "x86_64")]
-            Simd::Avx2 => Isa::Avx2,
-            _ => Isa::Portable,
-        }
-    }
-
-    /// Rows x columns of the register block: `MR * NR / lanes` accumulators plus the weight
-    /// vectors and one broadcast must fit the register file (16 ymm, 32 zmm, 16 xmm).
-    fn block(self) -> (usize, usize) {
-        match self {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => (12, 32),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => (6, 16),
-            Isa::Portable => (4, 8),
-        }
+/// Rows x columns of the register block: `MR * NR / lanes` accumulators plus the weight
+/// vectors and one broadcast must fit the register file (16 ymm, 32 zmm, 16 xmm).
+fn block(simd: Simd) -> (usize, usize) {
+    match simd {
+        Simd::Avx512 => (12, 32),
+        Simd::Avx2 => (6, 16),
+        Simd::Portable => (4, 8),
     }
 }
 
@@ -58,18 +35,18 @@ pub struct PackedMatrix {
     bias: Vec<f32>,
     k: usize,
     n: usize,
-    isa: Isa,
+    simd: Simd,
 }
 
 impl PackedMatrix {
     /// `weight` is `[k, n]` row-major; `bias` is `[n]` (zeros when absent).
     pub fn new(weight: &[f32], bias: Option<&[f32]>, k: usize, n: usize) -> Self {
-        Self::for_isa(Isa::detect(), weight, bias, k, n)
+        Self::for_simd(simd(), weight, bias, k, n)
     }
 
-    fn for_isa(isa: Isa, weight: &[f32], bias: Option<&[f32]>, k: usize, n: usize) -> Self {
+    fn for_simd(simd: Simd, weight: &[f32], bias: Option<&[f32]>, k: usize, n: usize) -> Self {
         assert_eq!(weight.len(), k * n, "weight is not [k, n]");
-        let (_, nr) = isa.block();
+        let (_, nr) = block(simd);
         let panel_count = n.div_ceil(nr);
         let mut panels = vec![0.0f32; panel_count * k * nr];
         for (p, panel) in panels.chunks_exact_mut(k * nr).enumerate() {
@@ -88,7 +65,7 @@ impl PackedMatrix {
             bias: padded_bias,
             k,
             n,
-            isa,
+            simd,
         }
     }
 
@@ -104,7 +81,7 @@ impl PackedMatrix {
     /// current pool.
     pub fn apply(&self, x: &[f32], m: usize, relu: bool, out: &mut [f32]) {
         assert!(x.len() >= m * self.k && out.len() >= m * self.n);
-        let (mr, _) = self.isa.block();
+        let (mr, _) = block(self.simd);
         let rows_per_tile = (TILE_BYTES / (self.k * 4)).max(mr) / mr * mr;
         let x = &x[..m * self.k];
         let out = &mut out[..m * self.n];
@@ -123,13 +100,13 @@ impl PackedMatrix {
     }
 
     fn tile(&self, x: &[f32], out: &mut [f32], relu: bool) {
-        match self.isa {
-            // SAFETY: `detect` found the features these copies are compiled for.
+        match self.simd {
+            // SAFETY: `simd()` found the features these copies are compiled for.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => unsafe { tile_avx512(self, x, out, relu) },
+            Simd::Avx512 => unsafe { tile_avx512(self, x, out, relu) },
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { tile_avx2(self, x, out, relu) },
-            Isa::Portable => tile::<4, 8>(self, x, out, relu, block_portable::<4, 8>),
+            Simd::Avx2 => unsafe { tile_avx2(self, x, out, relu) },
+            _ => tile::<4, 8>(self, x, out, relu, block_portable::<4, 8>),
         }
     }
 }
@@ -357,15 +334,15 @@ mod tests {
 
     #[test]
     fn matches_the_definition_for_ragged_shapes_on_every_available_kernel() {
-        let mut isas = vec![Isa::Portable];
-        if Isa::detect() != Isa::Portable {
-            isas.push(Isa::detect());
+        let mut widths = vec![Simd::Portable];
+        if simd() != Simd::Portable {
+            widths.push(simd());
         }
         for (m, k, n) in SHAPES {
             let ops = operands(m, k, n);
-            for &isa in &isas {
+            for &width in &widths {
                 for relu in [false, true] {
-                    let packed = PackedMatrix::for_isa(isa, &ops.1, Some(&ops.2), k, n);
+                    let packed = PackedMatrix::for_simd(width, &ops.1, Some(&ops.2), k, n);
                     let mut out = vec![f32::NAN; m * n];
                     packed.apply(&ops.0, m, relu, &mut out);
                     check(&out, &ops, (m, k, n), relu);
@@ -382,7 +359,7 @@ mod tests {
         for (m, k, n) in SHAPES {
             let ops = operands(m, k, n);
             for relu in [false, true] {
-                let packed = PackedMatrix::for_isa(Isa::Avx512, &ops.1, Some(&ops.2), k, n);
+                let packed = PackedMatrix::for_simd(Simd::Avx512, &ops.1, Some(&ops.2), k, n);
                 let mut out = vec![f32::NAN; m * n];
                 tile::<12, 32>(&packed, &ops.0, &mut out, relu, |block| {
                     // SAFETY: portable operations; `tile` checked the block.

@@ -7,7 +7,6 @@ use rayon::prelude::*;
 
 use crate::model::nhwc::gemm::PackedMatrix;
 use crate::model::nhwc::kernels::{self, Shape, inside_taps};
-use crate::model::nhwc::{Simd, simd};
 
 /// Rows of `x` and `dY` per weight-gradient product: the packed `dY` rows (`rows x 16`
 /// values per panel) stay in L1 while every column of `x` passes over them.
@@ -256,7 +255,7 @@ trait Kernel {
 /// Runs `kernel` in its AVX2 + FMA copy where the CPU has them.
 fn dispatch(kernel: impl Kernel) {
     #[cfg(target_arch = "x86_64")]
-    if simd() >= Simd::Avx2 {
+    if crate::model::nhwc::simd() >= crate::model::nhwc::Simd::Avx2 {
         // SAFETY: the CPU has the features `with_avx2` is compiled for.
         unsafe { with_avx2(kernel) };
         return;
