@@ -622,6 +622,7 @@ pub fn shift_frame(
 }
 
 /// `y[j] = b[j] + sum_i x[i] w[i, j]` for a small dense layer (`w` is `[in, out]`).
+#[inline(always)]
 pub fn dense(x: &[f32], w: &[f32], b: Option<&[f32]>, out_dim: usize) -> Vec<f32> {
     let mut y = b.map_or_else(|| vec![0.0; out_dim], <[f32]>::to_vec);
     for (&xi, row) in x.iter().zip(w.chunks_exact(out_dim)) {

@@ -163,17 +163,38 @@ impl Excitation {
 
     fn apply(&self, x: &mut [f32], shape: Shape) {
         let means = kernels::channel_means(x, shape);
-        let scales: Vec<f32> = means
-            .chunks_exact(shape.c)
-            .flat_map(|mean| {
-                let mut hidden = kernels::dense(mean, &self.w1, Some(&self.b1), self.squeezed);
-                hidden.iter_mut().for_each(|v| *v = v.max(0.0));
-                let mut scale = kernels::dense(&hidden, &self.w2, Some(&self.b2), shape.c);
-                scale.iter_mut().for_each(|v| *v = kernels::sigmoid(*v));
-                scale
-            })
-            .collect();
+        let mut scales = vec![0.0; means.len()];
+        simd::dispatch(ExcitationScales {
+            excitation: self,
+            means: &means,
+            scales: &mut scales,
+        });
         kernels::scale_channels(x, shape, &scales);
+    }
+}
+
+/// The two fc layers of [`Excitation`] for each frame's channel means, in a vectorised copy.
+struct ExcitationScales<'a> {
+    excitation: &'a Excitation,
+    means: &'a [f32],
+    scales: &'a mut [f32],
+}
+
+impl simd::Kernel for ExcitationScales<'_> {
+    #[inline(always)]
+    fn run(self) {
+        let se = self.excitation;
+        let c = se.b2.len();
+        for (mean, scale) in self
+            .means
+            .chunks_exact(c)
+            .zip(self.scales.chunks_exact_mut(c))
+        {
+            let mut hidden = kernels::dense(mean, &se.w1, Some(&se.b1), se.squeezed);
+            hidden.iter_mut().for_each(|v| *v = v.max(0.0));
+            scale.copy_from_slice(&kernels::dense(&hidden, &se.w2, Some(&se.b2), c));
+            scale.iter_mut().for_each(|v| *v = kernels::sigmoid(*v));
+        }
     }
 }
 

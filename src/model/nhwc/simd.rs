@@ -1,7 +1,9 @@
 //! The vector operations of the CPU kernels (`gemm`'s register blocks, `kernels`' depthwise
 //! strips) for one register width. Each kernel is written once over [`Lanes`] and compiled
 //! per instruction set: every method is `#[inline(always)]` and inlines into the caller's
-//! `#[target_feature]` copy, which must enable what the type needs.
+//! `#[target_feature]` copy, which must enable what the type needs. Also here: which
+//! instruction set the kernels use ([`simd`]), and [`dispatch`] for plain loops that only need
+//! compiling for AVX2.
 
 /// `N` lanes of `f32`.
 ///
@@ -66,6 +68,29 @@ fn cpu_simd() -> Simd {
         }
     }
     Simd::Portable
+}
+
+/// Work whose loops are plain Rust, compiled once more for AVX2 + FMA: `run` is
+/// `#[inline(always)]`, so LLVM vectorises its loops for the features of the copy it lands in.
+pub(crate) trait Kernel {
+    fn run(self);
+}
+
+/// Runs `kernel` in its AVX2 + FMA copy where [`simd`] allows them.
+pub(crate) fn dispatch(kernel: impl Kernel) {
+    #[cfg(target_arch = "x86_64")]
+    if simd() >= Simd::Avx2 {
+        // SAFETY: the CPU has the features `with_avx2` is compiled for.
+        unsafe { with_avx2(kernel) };
+        return;
+    }
+    kernel.run();
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn with_avx2(kernel: impl Kernel) {
+    kernel.run();
 }
 
 #[cfg(target_arch = "x86_64")]

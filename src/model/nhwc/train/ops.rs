@@ -7,6 +7,7 @@ use rayon::prelude::*;
 
 use crate::model::nhwc::gemm::PackedMatrix;
 use crate::model::nhwc::kernels::{self, Shape, inside_taps};
+use crate::model::nhwc::simd::{Kernel, dispatch};
 
 /// Rows of `x` and `dY` per weight-gradient product: the packed `dY` rows (`rows x 16`
 /// values per panel) stay in L1 while every column of `x` passes over them.
@@ -244,29 +245,6 @@ pub fn depthwise_backward(
         }
         None => ordered_sum(input.frames, taps, |f, acc| frame(f, None, acc)),
     }
-}
-
-/// A kernel whose `run` is compiled once more for AVX2 + FMA: `run` is `#[inline(always)]`, so
-/// its channel loops (plain Rust) are vectorised for the features of the function it lands in.
-trait Kernel {
-    fn run(self);
-}
-
-/// Runs `kernel` in its AVX2 + FMA copy where the CPU has them.
-fn dispatch(kernel: impl Kernel) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::model::nhwc::simd() >= crate::model::nhwc::Simd::Avx2 {
-        // SAFETY: the CPU has the features `with_avx2` is compiled for.
-        unsafe { with_avx2(kernel) };
-        return;
-    }
-    kernel.run();
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn with_avx2(kernel: impl Kernel) {
-    kernel.run();
 }
 
 /// One frame of [`depthwise`].
