@@ -343,9 +343,11 @@ impl NhwcPpTsmV2 {
             },
             |(_, s)| *s,
         );
-        let mut data = Vec::with_capacity(count * shape.values());
-        for (maps, _) in per_frame {
-            data.extend_from_slice(&maps);
+        // From the spare buffers, like every activation (`features_from_maps` gives it back).
+        let frame_values = shape.values();
+        let mut data = kernels::buffer(count * frame_values);
+        for (i, (maps, _)) in per_frame.into_iter().enumerate() {
+            data[i * frame_values..][..frame_values].copy_from_slice(&maps);
             kernels::recycle(maps);
         }
         FrameMaps {
@@ -520,9 +522,10 @@ impl NhwcPpTsmV2 {
         let Some(first) = frames.first() else {
             return Vec::new();
         };
-        let mut data = Vec::with_capacity(frames.len() * first.data.len());
-        for maps in frames {
-            data.extend_from_slice(&maps.data);
+        let frame_values = first.data.len();
+        let mut data = kernels::buffer(frames.len() * frame_values);
+        for (i, maps) in frames.iter().enumerate() {
+            data[i * frame_values..][..frame_values].copy_from_slice(&maps.data);
         }
         let maps = FrameMaps {
             data,
