@@ -198,6 +198,17 @@ impl simd::Kernel for ExcitationScales<'_> {
     }
 }
 
+/// Frames' activations of equal length, one after another, in a spare buffer (the forward
+/// pass gives it back, like every activation).
+fn concatenated(frames: &[&[f32]]) -> Vec<f32> {
+    let len = frames.first().map_or(0, |f| f.len());
+    let mut out = kernels::buffer(frames.len() * len);
+    for (dst, frame) in out.chunks_exact_mut(len.max(1)).zip(frames) {
+        dst.copy_from_slice(frame);
+    }
+    out
+}
+
 /// `RepDepthwiseSeparable` in the fused form.
 struct Block {
     depthwise: Depthwise,
@@ -343,11 +354,13 @@ impl NhwcPpTsmV2 {
             },
             |(_, s)| *s,
         );
-        // From the spare buffers, like every activation (`features_from_maps` gives it back).
-        let frame_values = shape.values();
-        let mut data = kernels::buffer(count * frame_values);
-        for (i, (maps, _)) in per_frame.into_iter().enumerate() {
-            data[i * frame_values..][..frame_values].copy_from_slice(&maps);
+        let data = concatenated(
+            &per_frame
+                .iter()
+                .map(|(m, _)| m.as_slice())
+                .collect::<Vec<_>>(),
+        );
+        for (maps, _) in per_frame {
             kernels::recycle(maps);
         }
         FrameMaps {
@@ -436,9 +449,8 @@ impl NhwcPpTsmV2 {
             frames: shape.frames,
             ..stage3[0].1
         };
-        let mut x = kernels::buffer(shape.values());
-        for (dst, (frame, _)) in x.chunks_exact_mut(stage3[0].0.len()).zip(stage3) {
-            dst.copy_from_slice(&frame);
+        let mut x = concatenated(&stage3.iter().map(|(f, _)| f.as_slice()).collect::<Vec<_>>());
+        for (frame, _) in stage3 {
             kernels::recycle(frame);
         }
         for block in &self.stage4 {
@@ -522,11 +534,7 @@ impl NhwcPpTsmV2 {
         let Some(first) = frames.first() else {
             return Vec::new();
         };
-        let frame_values = first.data.len();
-        let mut data = kernels::buffer(frames.len() * frame_values);
-        for (i, maps) in frames.iter().enumerate() {
-            data[i * frame_values..][..frame_values].copy_from_slice(&maps.data);
-        }
+        let data = concatenated(&frames.iter().map(|m| m.data.as_slice()).collect::<Vec<_>>());
         let maps = FrameMaps {
             data,
             shape: Shape {
