@@ -1,10 +1,15 @@
 //! Small primitives the workers share with whoever drives them (the CLI or the app): a
-//! cancellation token, a wake-up callback, and a one-slot mailbox where the latest value wins.
+//! cancellation token, a wake-up callback, a one-slot mailbox where the latest value wins, and
+//! [`Task`], background work on a named thread whose outcome (or panic) comes back by channel.
 //! No egui types: the app passes a `Notify` that requests a repaint.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, unbounded};
 
 /// Cancels (or pauses) a job; checked by workers between frames, forwards and steps.
 #[derive(Clone, Debug, Default)]
@@ -151,6 +156,141 @@ impl<T> LatestSlot<T> {
     }
 }
 
+/// A message from a [`Task`]'s thread: progress `M` while it works, then its outcome once
+/// (`Err`: the work panicked, with the panic's message).
+#[derive(Debug)]
+pub enum TaskMsg<T, M> {
+    Progress(M),
+    Done(Result<T, String>),
+}
+
+/// What a [`Task`]'s work gets: the cancel token and a way to report progress (each message
+/// wakes whoever drives the task).
+pub struct TaskContext<T, M> {
+    tx: Sender<TaskMsg<T, M>>,
+    notify: Notify,
+    cancel: CancelToken,
+}
+
+impl<T, M> TaskContext<T, M> {
+    pub fn send(&self, message: M) {
+        // A driver that stopped listening has dropped the task: nothing to tell.
+        let _ = self.tx.send(TaskMsg::Progress(message));
+        self.notify.notify();
+    }
+
+    pub fn cancel(&self) -> &CancelToken {
+        &self.cancel
+    }
+}
+
+/// Background work on a named thread (the one way the app and the services start one-off
+/// work: the file dialog, the data check, exports, training, the demo set). Messages and the
+/// outcome come back over a channel, `notify` after each; a panic in the work becomes an
+/// `Err` outcome instead of a silent death. Dropping the task cancels it and waits up to its
+/// grace period for the thread, then lets it finish on its own.
+pub struct Task<T, M = ()> {
+    rx: Receiver<TaskMsg<T, M>>,
+    cancel: CancelToken,
+    thread: Option<JoinHandle<()>>,
+    grace: Duration,
+}
+
+impl<T: Send + 'static, M: Send + 'static> Task<T, M> {
+    /// Starts `work` on a thread called `name` with a fresh cancel token.
+    pub fn spawn(
+        name: &str,
+        notify: Notify,
+        work: impl FnOnce(&TaskContext<T, M>) -> T + Send + 'static,
+    ) -> std::io::Result<Self> {
+        Self::spawn_with(name, CancelToken::new(), notify, work)
+    }
+
+    /// Starts `work` with the caller's cancel token (a CLI's Ctrl-C token, say).
+    pub fn spawn_with(
+        name: &str,
+        cancel: CancelToken,
+        notify: Notify,
+        work: impl FnOnce(&TaskContext<T, M>) -> T + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = unbounded();
+        let context = TaskContext {
+            tx,
+            notify,
+            cancel: cancel.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                let outcome = catch_unwind(AssertUnwindSafe(|| work(&context)))
+                    .map_err(|panic| panic_text(panic.as_ref()));
+                let _ = context.tx.send(TaskMsg::Done(outcome));
+                context.notify.notify();
+            })?;
+        Ok(Self {
+            rx,
+            cancel,
+            thread: Some(thread),
+            grace: Duration::ZERO,
+        })
+    }
+}
+
+impl<T, M> Task<T, M> {
+    /// How long dropping the task waits for its thread after cancelling it.
+    pub fn with_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    pub fn cancel_token(&self) -> &CancelToken {
+        &self.cancel
+    }
+
+    /// Up to `max` messages that arrived (the outcome last), without waiting.
+    pub fn drain(&self, max: usize) -> Vec<TaskMsg<T, M>> {
+        self.rx.try_iter().take(max).collect()
+    }
+
+    /// The next message, waiting for it; `None` once the thread is gone.
+    pub fn recv(&self) -> Option<TaskMsg<T, M>> {
+        self.rx.recv().ok()
+    }
+
+    /// The outcome if it arrived (progress messages are skipped), without waiting.
+    pub fn try_outcome(&self) -> Option<Result<T, String>> {
+        self.rx.try_iter().find_map(|msg| match msg {
+            TaskMsg::Done(outcome) => Some(outcome),
+            TaskMsg::Progress(_) => None,
+        })
+    }
+}
+
+impl<T, M> Drop for Task<T, M> {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        let deadline = Instant::now() + self.grace;
+        while !thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if thread.is_finished() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The text of a panic payload (`panic!` with a string literal or a formatted message).
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,5 +358,35 @@ mod tests {
         let seen = token.clone();
         token.cancel();
         assert!(seen.is_cancelled());
+    }
+
+    #[test]
+    fn a_task_reports_progress_then_its_outcome_or_its_panic() {
+        let task = Task::spawn("kineto-test-task", Notify::none(), |ctx| {
+            ctx.send(1u8);
+            ctx.send(2u8);
+            7u32
+        })
+        .expect("spawn");
+        let mut seen = Vec::new();
+        let outcome = loop {
+            match task.recv().expect("message") {
+                TaskMsg::Progress(m) => seen.push(m),
+                TaskMsg::Done(outcome) => break outcome,
+            }
+        };
+        assert_eq!(seen, vec![1, 2]);
+        assert_eq!(outcome, Ok(7));
+
+        let task: Task<u32> = Task::spawn("kineto-test-panic", Notify::none(), |_| {
+            panic!("boom {}", 3)
+        })
+        .expect("spawn");
+        let outcome = loop {
+            if let TaskMsg::Done(outcome) = task.recv().expect("message") {
+                break outcome;
+            }
+        };
+        assert_eq!(outcome, Err("boom 3".to_string()));
     }
 }

@@ -5,7 +5,7 @@ mod common;
 
 use common::fixture;
 use kineto::npy::{NpyArray, read_npz_f64};
-use kineto::train::distill::{
+use kineto::train::losses::{
     DmlWeights, KdWeights, Targets, cross_entropy, dml_loss, dml_term, kd_loss, kd_term,
 };
 

@@ -30,9 +30,9 @@ use kineto::checkpoint::file::open_checkpoint;
 use kineto::checkpoint::keys::Role;
 use kineto::checkpoint::{ParamStore, ParamTensor};
 use kineto::model::{Form, ModelKind};
-use kineto::train::distill::{DmlWeights, KdWeights, Targets, dml_loss, kd_loss};
-use kineto::train::full::{FullStepOptions, FullTrainer, StepOutcome, dml_step, kd_step};
+use kineto::train::losses::{DmlWeights, KdWeights, Targets, dml_loss, kd_loss};
 use kineto::train::optim::Momentum;
+use kineto::train::trainer::{FullStepOptions, FullTrainer, StepOutcome, dml_step, kd_step};
 
 /// A smooth deterministic clip batch `[n, 8, 3, 64, 64]`.
 fn clips(n: usize) -> TensorData {

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use burn::tensor::{Device, FloatDType, TensorData};
 use common::{build, v2_store};
 use kineto::model::Form;
-use kineto::train::full::{FullStepOptions, FullTrainer, HostTensor, is_frozen_key};
+use kineto::train::trainer::{FullStepOptions, FullTrainer, HostTensor, is_frozen_key};
 
 fn trainer(attention: bool) -> FullTrainer {
     let model = build(&v2_store(attention), Form::Training, &Device::flex());

@@ -261,9 +261,9 @@ fn freeze_stages_keeps_the_prefix_bit_identical() {
         report.starts_with("frozen (--freeze-stages 2): the stem and stages.0-1"),
         "{report}"
     );
-    let resumed = kineto::train::full_job::resume_job(
+    let resumed = kineto::train::checkpoints::resume_job(
         &run_dir,
-        kineto::train::job::TrainJob::new(&data, &weights).device,
+        kineto::train::spec::TrainJob::new(&data, &weights).device,
     )
     .expect("resume_job");
     assert_eq!(resumed.freeze_stages, 2);

@@ -24,9 +24,9 @@ use kineto::checkpoint::ParamStore;
 use kineto::model::Form;
 use kineto::model::layers::Trace;
 use kineto::npy::{NpyArray, read_npz_f64};
-use kineto::train::distill::{Targets, cross_entropy};
-use kineto::train::full::{FullStepOptions, FullTrainer, HostTensor, StepOutcome};
-use kineto::train::run::WarmupCosine;
+use kineto::train::losses::{Targets, cross_entropy};
+use kineto::train::optim::WarmupCosine;
+use kineto::train::trainer::{FullStepOptions, FullTrainer, HostTensor, StepOutcome};
 
 const FIXTURE: &str = "train/step64_8f.npz";
 const CLASSES: usize = 400;

@@ -18,8 +18,8 @@ use kineto::model::layers::Trace;
 use kineto::model::nhwc::train::NhwcTrainNet;
 use kineto::model::{Arch, Form, ModelKind, Recognizer};
 use kineto::npy::{NpyArray, read_npz_f64};
-use kineto::train::distill::{Targets, cross_entropy};
-use kineto::train::full::{FullStepOptions, FullTrainer, StepOutcome};
+use kineto::train::losses::{Targets, cross_entropy};
+use kineto::train::trainer::{FullStepOptions, FullTrainer, StepOutcome};
 
 fn f64s(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| f64::from(x)).collect()

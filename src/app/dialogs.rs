@@ -1,5 +1,5 @@
-//! File dialogs without blocking the UI: rfd runs on a short-lived thread and its answer comes
-//! back through a channel. Tests script the answers instead.
+//! File dialogs without blocking the UI: rfd runs in a [`Task`] (a short-lived named thread)
+//! and its answer comes back through a channel. Tests script the answers instead.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
-use crate::progress::{Notify, lock};
+use crate::progress::{Notify, Task, lock};
 
 /// Export formats of batch results.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +80,8 @@ pub struct Dialogs {
     notify: Notify,
     /// One dialog at a time.
     open: bool,
+    /// The native dialog's thread while it is open.
+    native: Option<Task<()>>,
 }
 
 const VIDEO_EXTENSIONS: &[&str] = &[
@@ -95,6 +97,7 @@ impl Dialogs {
             rx,
             notify,
             open: false,
+            native: None,
         }
     }
 
@@ -152,6 +155,12 @@ impl Dialogs {
         let picked: Vec<Picked> = self.rx.try_iter().collect();
         if !picked.is_empty() {
             self.open = false;
+            self.native = None;
+        }
+        // A dialog whose thread died answers nothing; the next one may open.
+        if let Some(Err(_)) = self.native.as_ref().and_then(Task::try_outcome) {
+            self.open = false;
+            self.native = None;
         }
         picked
     }
@@ -169,15 +178,12 @@ impl Dialogs {
             }
             DialogBackend::Native => {
                 let tx = self.tx.clone();
-                let notify = self.notify.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("kineto-dialog".into())
-                    .spawn(move || {
-                        let paths = native_dialog(purpose, kind);
-                        let _ = tx.send(Picked { purpose, paths });
-                        notify.notify();
-                    });
+                let spawned = Task::spawn("kineto-dialog", self.notify.clone(), move |_| {
+                    let paths = native_dialog(purpose, kind);
+                    let _ = tx.send(Picked { purpose, paths });
+                });
                 self.open = spawned.is_ok();
+                self.native = spawned.ok();
             }
         }
     }

@@ -1,7 +1,9 @@
-//! The desktop window: a player with live labels and a timeline, batch classification, and
-//! labelling. The UI thread only draws and sends commands; the player, the inference service,
-//! the project saver and file dialogs run on their own threads and wake the UI through
-//! `Notify` (a repaint request) after every message.
+//! The desktop window: a player with live labels and a timeline, batch classification,
+//! labelling and training. The UI thread only draws and sends commands: the player, the
+//! inference service, the project saver and the training service are library services, and
+//! one-off work (file dialogs, the data check, exports, the demo set) runs in
+//! [`crate::progress::Task`]s; each wakes the UI through `Notify` (a repaint request) after
+//! every message. No file here starts a thread (ARCHITECTURE.md).
 
 mod batch_panel;
 mod dialogs;

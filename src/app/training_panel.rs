@@ -1,49 +1,40 @@
 //! The Train tab: a folder of class folders in, a classifier out, in one of two modes:
-//! head-only ([`crate::train::job::run_head_only`]: the backbone stays frozen, its features
-//! are cached, a new classifier is trained) or full fine-tuning
-//! ([`crate::train::full_job::run_full`]: every layer, PaddleVideo's recipe; a cancel saves
-//! the `latest` checkpoint and "Resume" continues the run through
-//! [`crate::train::full_job::resume_job`]; with a teacher, DML or KD as
-//! [`crate::train::job::TrainJob::distill`]). After a finished run "Export..." writes the model
-//! (`.safetensors`) or PaddleVideo's `.pdparams` (from the run's training-form `latest`) on a
-//! worker; the teacher and export files come from the panel's own [`Dialogs`] (the app's
-//! backend). The data check and the run go on their own
-//! threads; their messages come back through crossbeam channels (with a repaint request after
-//! each) and are drained a bounded number per frame, so the UI never waits on them. Dropping
-//! the panel (closing the window) cancels a run.
+//! head-only (the backbone stays frozen, its features are cached, a new classifier is trained)
+//! or full fine-tuning (every layer, PaddleVideo's recipe; a cancel saves the `latest`
+//! checkpoint and "Resume" continues the run; with a teacher, DML or KD). The panel draws the
+//! form and sends requests: the run is the library's [`TrainingService`], the data check and
+//! the export are [`Task`]s, and their updates are drained a bounded number per frame, so the
+//! UI never waits on them; every refusal is the library's message. After a finished run
+//! "Export..." writes the model (`.safetensors`) or PaddleVideo's `.pdparams` (from the run's
+//! training-form `latest`); the teacher and export files come from the panel's own
+//! [`Dialogs`] (the app's backend). Dropping the panel (closing the window) cancels a run.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, bounded, unbounded};
 use eframe::egui;
 use egui_plot::{Legend, Line, Plot, Points};
 
 use super::dialogs::Dialogs;
 use super::workers::Shared;
-use crate::checkpoint::file::{Format, open_checkpoint};
-use crate::checkpoint::keys::Role;
-use crate::model::{Form as WeightsForm, ModelKind};
-use crate::progress::{CancelToken, Notify};
+use crate::checkpoint::file::Format;
+use crate::progress::{CancelToken, Notify, Task};
+use crate::train::checkpoints::{LATEST, is_resumable};
+use crate::train::data_check::check_data;
 use crate::train::dataset::DatasetSummary;
-use crate::train::full::MAX_FREEZE_STAGES;
-use crate::train::full_job::{
-    DML_WEIGHT, DistillJob, DistillMode, FULL_SIZE, KD_TEMPERATURE, KD_WEIGHT, LATEST,
-    LATEST_STATE, resume_job, run_full, short_side_for,
-};
-use crate::train::job::{
-    HeadOnlyOutcome, JobDevice, JobEvent, TrainJob, check_data, default_run_dir_for, run_head_only,
-};
+use crate::train::loader::short_side_for;
 use crate::train::metrics::TrainEvent;
+use crate::train::run_folder::default_run_dir_for;
+use crate::train::service::{JobKind, TrainRequest, TrainUpdate, TrainingService};
+use crate::train::spec::{
+    DML_WEIGHT, DistillJob, DistillMode, FULL_SIZE, JobDevice, JobEvent, KD_TEMPERATURE, KD_WEIGHT,
+    MIN_SIZE, TrainJob,
+};
+use crate::train::trainer::MAX_FREEZE_STAGES;
 use crate::weights::export::{ExportRequest, export};
 
 /// At most this many job messages are applied per frame.
 const EVENTS_PER_FRAME: usize = 256;
-
-/// The smallest training crop of full fine-tuning (as [`run_full`] accepts).
-const MIN_SIZE: u32 = 32;
 
 /// Where the run stands.
 #[derive(Clone, Debug, PartialEq)]
@@ -174,19 +165,11 @@ impl Form {
         if teacher.is_empty() {
             return Err("distillation needs a teacher: choose its weights file".into());
         }
-        if !(self.temperature.is_finite() && self.temperature > 0.0) {
-            return Err("the KD temperature must be a positive number".into());
-        }
-        if !(0.0..=1.0).contains(&self.kd_weight) {
-            return Err("the KD weight must be in [0, 1]".into());
-        }
-        if !(self.dml_weight.is_finite() && self.dml_weight >= 0.0) {
-            return Err("the DML KL weight must be a number >= 0".into());
-        }
         Ok(Some(DistillJob {
             mode,
             teacher: teacher.to_string(),
             teacher_path: PathBuf::from(teacher),
+            teacher_sha256: String::new(),
             temperature: self.temperature,
             kd_weight: self.kd_weight,
             dml_weight: self.dml_weight,
@@ -214,17 +197,6 @@ fn distill_hint(distill: Distill) -> &'static str {
     }
 }
 
-/// What the worker runs.
-enum Launch {
-    Head(Box<TrainJob>),
-    Full(Box<TrainJob>),
-    /// A full run continued from its `latest` checkpoint, with its own settings.
-    Resume {
-        run_dir: PathBuf,
-        device: Box<JobDevice>,
-    },
-}
-
 /// The run as the worker set it up (for a resumed run: from the run's own settings).
 #[derive(Clone, Debug)]
 struct Plan {
@@ -242,58 +214,18 @@ struct Plan {
 }
 
 impl Plan {
-    fn of(job: &TrainJob, full: bool, resumed: bool) -> Self {
+    fn of(job: &TrainJob, kind: JobKind) -> Self {
         Self {
-            full,
-            resumed,
+            full: kind != JobKind::HeadOnly,
+            resumed: kind == JobKind::Resumed,
             epochs: job.epochs,
             batch: job.batch_size,
             frames: job.frames,
             size: job.size,
             mixup: job.mixup,
             freeze_stages: job.freeze_stages,
-            distill: job.distill.as_ref().map(|d| {
-                let name = d
-                    .teacher_path
-                    .file_name()
-                    .map_or_else(|| d.teacher.clone(), |n| n.to_string_lossy().into_owned());
-                match d.mode {
-                    DistillMode::Dml => format!("DML with {name} (KL weight {})", d.dml_weight),
-                    DistillMode::Kd => format!(
-                        "KD from {name} (T {}, weight {})",
-                        d.temperature, d.kd_weight
-                    ),
-                }
-            }),
+            distill: job.distill.as_ref().map(DistillJob::describe),
             run_dir: job.run_dir.clone().unwrap_or_default(),
-        }
-    }
-}
-
-/// A message from the training thread.
-enum Msg {
-    Plan(Plan),
-    Job(JobEvent),
-}
-
-/// A running job: dropping it cancels it (and waits a moment for its thread).
-struct RunningJob {
-    rx: Receiver<Msg>,
-    cancel: CancelToken,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for RunningJob {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-        if let Some(thread) = self.thread.take() {
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while !thread.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            if thread.is_finished() {
-                let _ = thread.join();
-            }
         }
     }
 }
@@ -339,10 +271,10 @@ pub struct TrainingPanel {
     data: String,
     form: Form,
     state: TrainState,
-    check: Option<Receiver<Result<SummaryView, String>>>,
+    check: Option<Task<Result<SummaryView, String>>>,
     check_error: Option<String>,
     summary: Option<SummaryView>,
-    job: Option<RunningJob>,
+    job: Option<TrainingService>,
     plan: Option<Plan>,
     /// The run folder of the running / last run.
     run_folder: Option<PathBuf>,
@@ -363,7 +295,7 @@ pub struct TrainingPanel {
     dialogs: Option<Dialogs>,
     asked: Option<Asked>,
     /// A running export: its one-line outcome comes back here.
-    exporting: Option<Receiver<Result<String, String>>>,
+    exporting: Option<Task<Result<String, String>>>,
     /// The last export's outcome (one line).
     export_outcome: Option<Result<String, String>>,
     /// Wakes the UI (set at the first frame).
@@ -397,74 +329,6 @@ impl Default for TrainingPanel {
             export_outcome: None,
             notify: None,
         }
-    }
-}
-
-/// Full fine-tuning starts from PP-TSMv2 in the training form: other weights are refused in
-/// one line (in the panel's words, not the CLI's) before any work starts.
-fn check_training_form(weights: &Path) -> Result<(), String> {
-    let checkpoint = open_checkpoint(weights, Role::Student).map_err(|e| e.to_string())?;
-    let name = weights.file_name().map_or_else(
-        || weights.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    if checkpoint.arch.model != ModelKind::PptsmV2 {
-        return Err(format!(
-            "{name} is {}; full fine-tuning supports PP-TSMv2 only, or choose Head only",
-            checkpoint.arch.display_name()
-        ));
-    }
-    if checkpoint.arch.form == WeightsForm::Fused {
-        return Err(format!(
-            "{name} is in the fused (inference) form; full fine-tuning needs the training form \
-             (a .pdparams, or a .safetensors saved without fusing), or choose Head only"
-        ));
-    }
-    Ok(())
-}
-
-/// Runs `launch` on the calling thread (the panel's worker).
-fn run_launch(
-    launch: Launch,
-    cancel: &CancelToken,
-    send: &dyn Fn(Msg),
-) -> Result<HeadOnlyOutcome, String> {
-    let to_job = |e: JobEvent| send(Msg::Job(e));
-    match launch {
-        Launch::Head(job) => {
-            send(Msg::Plan(Plan::of(&job, false, false)));
-            run_head_only(&job, cancel, to_job).map_err(|e| e.to_string())
-        }
-        Launch::Full(job) => {
-            check_training_form(&job.weights_path)?;
-            send(Msg::Plan(Plan::of(&job, true, false)));
-            run_full(&job, cancel, to_job).map_err(|e| e.to_string())
-        }
-        Launch::Resume { run_dir, device } => {
-            let job = resume_job(&run_dir, *device).map_err(|e| e.to_string())?;
-            send(Msg::Plan(Plan::of(&job, true, true)));
-            run_full(&job, cancel, to_job).map_err(|e| e.to_string())
-        }
-    }
-}
-
-/// A full run folder with a `latest` checkpoint of an unfinished run.
-fn is_resumable(dir: &Path) -> bool {
-    let read = |name: &str| {
-        std::fs::read_to_string(dir.join(name))
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-    };
-    let (Some(settings), Some(state)) = (read("settings.json"), read(LATEST_STATE)) else {
-        return false;
-    };
-    if settings["mode"] != "full" {
-        return false;
-    }
-    // A finished run has nothing left to continue.
-    match (state["epoch"].as_u64(), settings["job"]["epochs"].as_u64()) {
-        (Some(done), Some(all)) => done < all,
-        _ => true,
     }
 }
 
@@ -652,25 +516,18 @@ impl TrainingPanel {
         let mut job = TrainJob::new(PathBuf::from(data), PathBuf::new());
         job.val_split = self.form.val_split;
         job.seed = self.form.seed;
-        let (tx, rx) = bounded(1);
-        let spawned = std::thread::Builder::new()
-            .name("kineto-train-check".into())
-            .spawn(move || {
-                let outcome =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check_data(&job)))
-                        .map_err(|_| "the data check crashed".to_string())
-                        .and_then(|r| r.map_err(|e| e.to_string()))
-                        .map(|c| SummaryView {
-                            summary: c.summary,
-                            broken: c.broken,
-                            notes: c.dataset.notes,
-                        });
-                let _ = tx.send(outcome);
-                notify.notify();
-            });
+        let spawned = Task::spawn("kineto-train-check", notify, move |_| {
+            check_data(&job)
+                .map(|c| SummaryView {
+                    summary: c.summary,
+                    broken: c.broken,
+                    notes: c.dataset.notes,
+                })
+                .map_err(|e| e.to_string())
+        });
         match spawned {
-            Ok(_) => {
-                self.check = Some(rx);
+            Ok(task) => {
+                self.check = Some(task);
                 self.check_error = None;
             }
             Err(e) => shared.error(format!("cannot start the data check: {e}")),
@@ -689,15 +546,15 @@ impl TrainingPanel {
                 return;
             }
         };
-        let launch = match self.form.mode {
-            Mode::HeadOnly => Launch::Head(Box::new(job)),
-            Mode::Full => Launch::Full(Box::new(job)),
+        let request = match self.form.mode {
+            Mode::HeadOnly => TrainRequest::HeadOnly(Box::new(job)),
+            Mode::Full => TrainRequest::Full(Box::new(job)),
         };
         self.frames = self.form.frames;
         self.reset_run(false);
         // Named by the worker's plan, once the start weights are accepted.
         self.run_folder = None;
-        self.spawn(launch, notify);
+        self.spawn(request, notify);
     }
 
     /// Continues the full run in the resumable run folder from its `latest` checkpoint, with
@@ -713,8 +570,8 @@ impl TrainingPanel {
         let same = self.run_folder.as_deref() == Some(run_dir.as_path());
         self.reset_run(same);
         self.run_folder = Some(run_dir.clone());
-        let device = Box::new(self.device(shared));
-        self.spawn(Launch::Resume { run_dir, device }, notify);
+        let device = self.device(shared);
+        self.spawn(TrainRequest::Resume { run_dir, device }, notify);
     }
 
     /// Clears what the last run showed (its curves too unless `keep_curves`).
@@ -733,40 +590,13 @@ impl TrainingPanel {
         self.export_outcome = None;
     }
 
-    fn spawn(&mut self, launch: Launch, notify: Notify) {
-        let (tx, rx) = unbounded();
-        let cancel = CancelToken::new();
-        let token = cancel.clone();
-        let spawned = std::thread::Builder::new()
-            .name("kineto-train".into())
-            .spawn(move || {
-                let send = |msg: Msg| {
-                    let _ = tx.send(msg);
-                    notify.notify();
-                };
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run_launch(launch, &token, &send)
-                }));
-                let end = match outcome {
-                    Ok(Ok(o)) if o.cancelled => Some(JobEvent::Cancelled),
-                    Ok(Ok(_)) => None,
-                    Ok(Err(e)) => Some(JobEvent::Failed(e)),
-                    Err(_) => Some(JobEvent::Failed("the training job crashed".into())),
-                };
-                if let Some(event) = end {
-                    send(Msg::Job(event));
-                }
-            });
-        match spawned {
-            Ok(thread) => {
-                self.job = Some(RunningJob {
-                    rx,
-                    cancel,
-                    thread: Some(thread),
-                });
+    fn spawn(&mut self, request: TrainRequest, notify: Notify) {
+        match TrainingService::start(request, CancelToken::new(), notify) {
+            Ok(service) => {
+                self.job = Some(service);
                 self.state = TrainState::Running;
             }
-            Err(e) => self.state = TrainState::Failed(format!("cannot start training: {e}")),
+            Err(e) => self.state = TrainState::Failed(e.to_string()),
         }
     }
 
@@ -774,23 +604,25 @@ impl TrainingPanel {
     /// between steps, after which it saves `latest`).
     pub fn cancel(&mut self) {
         if let Some(job) = &self.job {
-            job.cancel.cancel();
+            job.cancel_token().cancel();
             self.state = TrainState::Cancelling;
         }
     }
 
     /// Whether the running job is paused (it stops at its next step until continued).
     pub fn is_paused(&self) -> bool {
-        self.job.as_ref().is_some_and(|job| job.cancel.is_paused())
+        self.job
+            .as_ref()
+            .is_some_and(|job| job.cancel_token().is_paused())
     }
 
     /// Pauses the running job at its next step, or lets a paused one go on.
     pub fn toggle_pause(&mut self) {
         if let Some(job) = &self.job {
-            if job.cancel.is_paused() {
-                job.cancel.resume();
+            if job.cancel_token().is_paused() {
+                job.cancel_token().resume();
             } else {
-                job.cancel.pause();
+                job.cancel_token().pause();
             }
         }
     }
@@ -809,17 +641,13 @@ impl TrainingPanel {
                 None => {}
             }
         }
-        if let Some(rx) = &self.exporting
-            && let Ok(outcome) = rx.try_recv()
-        {
+        if let Some(outcome) = self.exporting.as_ref().and_then(Task::try_outcome) {
             self.exporting = None;
-            self.export_outcome = Some(outcome);
+            self.export_outcome = Some(outcome.and_then(|r| r));
         }
-        if let Some(rx) = &self.check
-            && let Ok(outcome) = rx.try_recv()
-        {
+        if let Some(outcome) = self.check.as_ref().and_then(Task::try_outcome) {
             self.check = None;
-            match outcome {
+            match outcome.and_then(|r| r) {
                 Ok(view) => self.summary = Some(view),
                 Err(e) => self.check_error = Some(e),
             }
@@ -827,20 +655,27 @@ impl TrainingPanel {
         let Some(job) = &self.job else {
             return;
         };
-        let messages: Vec<Msg> = job.rx.try_iter().take(EVENTS_PER_FRAME).collect();
         let mut finished = false;
-        for msg in messages {
-            finished |= match msg {
-                Msg::Plan(plan) => {
+        for update in job.try_updates(EVENTS_PER_FRAME) {
+            match update {
+                TrainUpdate::Started(job, kind) => {
+                    let plan = Plan::of(&job, kind);
                     if let Some(frames) = plan.frames {
                         self.frames = frames;
                     }
                     self.run_folder = Some(plan.run_dir.clone());
                     self.plan = Some(plan);
-                    false
                 }
-                Msg::Job(event) => self.on_event(event),
-            };
+                TrainUpdate::Event(event) => self.on_event(event),
+                TrainUpdate::Finished(outcome) => {
+                    self.state = match outcome {
+                        Ok(o) if o.cancelled => TrainState::Cancelled,
+                        Ok(_) => TrainState::Done,
+                        Err(e) => TrainState::Failed(e.to_string()),
+                    };
+                    finished = true;
+                }
+            }
         }
         if finished {
             self.job = None;
@@ -848,8 +683,8 @@ impl TrainingPanel {
         }
     }
 
-    /// Applies one event; true when the job is over.
-    fn on_event(&mut self, event: JobEvent) -> bool {
+    /// Applies one event of the running job.
+    fn on_event(&mut self, event: JobEvent) {
         match event {
             JobEvent::Summary {
                 summary,
@@ -938,10 +773,7 @@ impl TrainingPanel {
                 }
                 self.epochs_seen += 1;
             }
-            JobEvent::Train(TrainEvent::Done { .. }) => {
-                self.state = TrainState::Done;
-                return true;
-            }
+            JobEvent::Train(TrainEvent::Done { .. }) => self.state = TrainState::Done,
             JobEvent::Report {
                 text,
                 class_names,
@@ -956,16 +788,7 @@ impl TrainingPanel {
                     class_names,
                 });
             }
-            JobEvent::Failed(e) => {
-                self.state = TrainState::Failed(e);
-                return true;
-            }
-            JobEvent::Cancelled => {
-                self.state = TrainState::Cancelled;
-                return true;
-            }
         }
-        false
     }
 
     /// Makes the trained model the app's model (the player's live labels switch to it).
@@ -1008,46 +831,35 @@ impl TrainingPanel {
             _ => report.model_path.clone(),
         };
         let output = output.to_path_buf();
-        let notify = self.notify.clone();
-        let (tx, rx) = bounded(1);
-        let spawned = std::thread::Builder::new()
-            .name("kineto-train-export".into())
-            .spawn(move || {
-                let request = ExportRequest {
-                    source: &source,
-                    source_name: None,
-                    catalog_num_seg: None,
-                    output: &output,
-                    format: Some(format),
-                    fused: false,
-                    teacher: false,
-                    labels: None,
-                };
-                let outcome =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| export(&request)))
-                        .map_err(|_| "the export crashed".to_string())
-                        .and_then(|r| r.map_err(|e| e.to_string()))
-                        .map(|r| {
-                            let names = r
-                                .class_names
-                                .map(|n| format!(", {n} class names"))
-                                .unwrap_or_default();
-                            format!(
-                                "wrote {} ({}, {} form, {} tensors{names})",
-                                r.output.display(),
-                                r.format.as_str(),
-                                r.form.as_str(),
-                                r.tensors
-                            )
-                        });
-                let _ = tx.send(outcome);
-                if let Some(notify) = notify {
-                    notify.notify();
-                }
-            });
+        let notify = self.notify.clone().unwrap_or_else(Notify::none);
+        let spawned = Task::spawn("kineto-train-export", notify, move |_| {
+            let request = ExportRequest {
+                source: &source,
+                source_name: None,
+                catalog_num_seg: None,
+                output: &output,
+                format: Some(format),
+                fused: false,
+                teacher: false,
+                labels: None,
+            };
+            export(&request).map_err(|e| e.to_string()).map(|r| {
+                let names = r
+                    .class_names
+                    .map(|n| format!(", {n} class names"))
+                    .unwrap_or_default();
+                format!(
+                    "wrote {} ({}, {} form, {} tensors{names})",
+                    r.output.display(),
+                    r.format.as_str(),
+                    r.form.as_str(),
+                    r.tensors
+                )
+            })
+        });
         match spawned {
-            Ok(_) => {
-                self.exporting = Some(rx);
+            Ok(task) => {
+                self.exporting = Some(task);
                 self.export_outcome = None;
             }
             Err(e) => self.export_outcome = Some(Err(format!("cannot start the export: {e}"))),

@@ -12,11 +12,10 @@ use super::dialogs::Dialogs;
 use super::settings::Settings;
 use crate::infer::service::{InferenceService, LoadedModel, ServiceEvent};
 use crate::labels::project::{Project, ProjectSaver, SaveEvent};
-use crate::progress::Notify;
+use crate::progress::{Notify, Task};
 use crate::train::demo::{DemoOptions, generate};
 use crate::video::player::{Player, PlayerCmd, PlayerOptions};
 use crate::weights::catalog::{Catalog, EntryKind};
-use crossbeam_channel::Receiver;
 
 /// At most this many worker messages are applied per frame (the rest wait for the next one).
 const EVENTS_PER_FRAME: usize = 256;
@@ -58,7 +57,7 @@ pub struct Shared {
     pub catalog_names: Vec<String>,
     pub settings_requested: bool,
     /// Demo clips being written (first run without weights); the answer is the folder.
-    pub demo: Option<Receiver<Result<PathBuf, String>>>,
+    pub demo: Option<Task<Result<PathBuf, String>>>,
 }
 
 impl Shared {
@@ -246,31 +245,29 @@ impl Shared {
         let dir = directories::ProjectDirs::from("", "", "kineto")
             .map(|d| d.data_dir().join("demo-data"))
             .unwrap_or_else(|| std::env::temp_dir().join("kineto-demo-data"));
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let ctx = ctx.clone();
-        let spawned = std::thread::Builder::new()
-            .name("kineto-demo-data".into())
-            .spawn(move || {
-                let options = DemoOptions {
-                    classes: 4,
-                    clips_per_class: 6,
-                    seconds: 3.0,
-                    seed: 0,
-                    force: false,
-                };
-                let outcome = if dir.join(crate::train::demo::MANIFEST).exists() {
-                    Ok(dir)
-                } else {
-                    generate(&dir, &options, |_, _, _| ctx.request_repaint())
-                        .map(|summary| summary.dir)
-                        .map_err(|e| e.to_string())
-                };
-                let _ = tx.send(outcome);
-                ctx.request_repaint();
-            });
+        let repaint = {
+            let ctx = ctx.clone();
+            Notify::new(move || ctx.request_repaint())
+        };
+        let progress = repaint.clone();
+        let spawned = Task::spawn("kineto-demo-data", repaint, move |_| {
+            let options = DemoOptions {
+                classes: 4,
+                clips_per_class: 6,
+                seconds: 3.0,
+                seed: 0,
+                force: false,
+            };
+            if dir.join(crate::train::demo::MANIFEST).exists() {
+                return Ok(dir);
+            }
+            generate(&dir, &options, |_, _, _| progress.notify())
+                .map(|summary| summary.dir)
+                .map_err(|e| e.to_string())
+        });
         match spawned {
-            Ok(_) => {
-                self.demo = Some(rx);
+            Ok(task) => {
+                self.demo = Some(task);
                 self.toast("writing demo clips…");
             }
             Err(e) => self.error(format!("cannot start the demo-data worker: {e}")),
@@ -279,9 +276,9 @@ impl Shared {
 
     /// The demo folder once it is written.
     pub fn demo_ready(&mut self) -> Option<PathBuf> {
-        let outcome = self.demo.as_ref()?.try_recv().ok()?;
+        let outcome = self.demo.as_ref()?.try_outcome()?;
         self.demo = None;
-        match outcome {
+        match outcome.and_then(|r| r) {
             Ok(dir) => Some(dir),
             Err(e) => {
                 self.error(e);

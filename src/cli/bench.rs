@@ -27,7 +27,7 @@ use kineto::infer::engine::{Engine, store_in_form};
 use kineto::model::init::random_store;
 use kineto::model::nhwc::FrameMaps;
 use kineto::model::{Arch, Form, ModelKind, Recognizer};
-use kineto::train::full::{FullStepOptions, FullTrainer};
+use kineto::train::trainer::{FullStepOptions, FullTrainer};
 use serde_json::json;
 
 use super::{CliResult, Failure, GlobalArgs, resolve_device, resolve_weights};

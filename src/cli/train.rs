@@ -18,12 +18,16 @@ use std::cell::RefCell;
 use std::path::PathBuf;
 
 use anyhow::anyhow;
+use kineto::progress::Notify;
 use kineto::train::TrainError;
-use kineto::train::full_job::{
-    DML_WEIGHT, DistillJob, DistillMode, KD_TEMPERATURE, KD_WEIGHT, resume_job, run_full,
-};
-use kineto::train::job::{JobDevice, JobEvent, TrainJob, default_run_dir_for, run_head_only};
+use kineto::train::checkpoints::resume_job;
 use kineto::train::metrics::TrainEvent;
+use kineto::train::run_folder::default_run_dir_for;
+use kineto::train::service::{TrainRequest, TrainUpdate, TrainingService};
+use kineto::train::spec::{
+    DML_WEIGHT, DistillJob, DistillMode, FULL_SIZE, JobDevice, JobEvent, KD_TEMPERATURE, KD_WEIGHT,
+    TrainJob,
+};
 
 use super::progress::Progress;
 use super::{CliResult, Failure, GlobalArgs, interrupt_token, resolve_device, resolve_weights};
@@ -182,7 +186,7 @@ fn check_freeze_args(args: &TrainArgs) -> Result<(), Failure> {
     let Some(n) = args.freeze_stages else {
         return Ok(());
     };
-    let max = kineto::train::full::MAX_FREEZE_STAGES;
+    let max = kineto::train::trainer::MAX_FREEZE_STAGES;
     let text = if args.head_only {
         "--freeze-stages applies to full fine-tuning; --head-only already freezes the whole \
          backbone"
@@ -280,6 +284,7 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs) -> CliResult {
                     },
                     teacher: teacher.clone(),
                     teacher_path: resolve_weights(teacher, global)?.path,
+                    teacher_sha256: String::new(),
                     temperature: args.temperature.unwrap_or(KD_TEMPERATURE),
                     kd_weight: args.kd_weight.unwrap_or(KD_WEIGHT),
                     dml_weight: args.dml_weight.unwrap_or(DML_WEIGHT),
@@ -302,7 +307,7 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs) -> CliResult {
                 run_dir: Some(run_dir),
                 output: args.output.clone(),
                 device: JobDevice::Resolved(device),
-                size: args.size.unwrap_or(kineto::train::full_job::FULL_SIZE),
+                size: args.size.unwrap_or(FULL_SIZE),
                 mixup: !args.no_mixup,
                 resume: false,
                 distill,
@@ -410,13 +415,17 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs) -> CliResult {
         }
         JobEvent::Report { text, .. } => say(global, text.trim_end()),
         // The history is in metrics.jsonl already; the terminal shows the new steps.
-        JobEvent::History(_) | JobEvent::Failed(_) | JobEvent::Cancelled => {}
+        JobEvent::History(_) => {}
     };
-    let outcome = if args.head_only {
-        run_head_only(&job, &cancel, on_event)
+    let request = if args.head_only {
+        TrainRequest::HeadOnly(Box::new(job.clone()))
     } else {
-        run_full(&job, &cancel, on_event)
+        TrainRequest::Full(Box::new(job.clone()))
     };
+    let outcome = follow(
+        TrainingService::start(request, cancel, Notify::none()).map_err(fatal)?,
+        on_event,
+    );
     if let Some(p) = progress.borrow_mut().take() {
         p.finish();
     }
@@ -443,6 +452,24 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs) -> CliResult {
         ),
     );
     Ok(())
+}
+
+/// Hands the service's events to `on_event` until the job's outcome.
+fn follow(
+    service: TrainingService,
+    mut on_event: impl FnMut(JobEvent),
+) -> Result<kineto::train::spec::TrainOutcome, TrainError> {
+    while let Some(update) = service.wait_update() {
+        match update {
+            TrainUpdate::Started(..) => {}
+            TrainUpdate::Event(event) => on_event(event),
+            TrainUpdate::Finished(outcome) => return outcome,
+        }
+    }
+    Err(TrainError::Crashed {
+        what: "the training job",
+        message: "its thread ended without an outcome".into(),
+    })
 }
 
 fn fatal(e: TrainError) -> Failure {

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
 
 use super::classify::{ClassifyRecord, Sampling, classify_prepared, prepare};
-use super::engine::{Engine, panic_message};
+use super::engine::Engine;
 use crate::progress::CancelToken;
+use crate::progress::panic_text;
 
 /// File extensions taken from folders (any case). Files named explicitly are always taken.
 pub const VIDEO_EXTENSIONS: &[&str] = &[
@@ -73,7 +74,7 @@ pub fn classify_files(
                     break;
                 }
                 let prepared = catch_unwind(AssertUnwindSafe(|| prepare(path, sampling, false)))
-                    .map_err(|p| panic_message(&p));
+                    .map_err(|p| panic_text(p.as_ref()));
                 if tx.send((i, prepared)).is_err() {
                     break;
                 }

@@ -222,7 +222,7 @@ impl Engine {
         match self.device.install(|| catch_unwind(AssertUnwindSafe(f))) {
             Ok(Ok(values)) => Ok(values),
             Ok(Err(message)) => Err(backend_error(message)),
-            Err(panic) => Err(backend_error(panic_message(&panic))),
+            Err(panic) => Err(backend_error(crate::progress::panic_text(panic.as_ref()))),
         }
     }
 
@@ -247,12 +247,4 @@ fn nhwc_path(model: &Recognizer, device: &ComputeDevice) -> Option<NhwcPpTsmV2> 
         Network::V2(net) if wanted => NhwcPpTsmV2::from_network(net).ok(),
         _ => None,
     }
-}
-
-pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "the backend panicked".to_string())
 }

@@ -67,22 +67,28 @@ impl Default for DemoOptions {
 impl DemoOptions {
     pub fn validate(&self) -> Result<(), TrainError> {
         if !(2..=MAX_CLASSES).contains(&self.classes) {
-            return Err(TrainError::Invalid(format!(
-                "--classes must be between 2 and {MAX_CLASSES}, not {}",
-                self.classes
-            )));
+            return Err(TrainError::bad_option(
+                "--classes",
+                format!("must be between 2 and {MAX_CLASSES}, not {}", self.classes),
+            ));
         }
         if !(1..=MAX_CLIPS_PER_CLASS).contains(&self.clips_per_class) {
-            return Err(TrainError::Invalid(format!(
-                "--clips-per-class must be between 1 and {MAX_CLIPS_PER_CLASS}, not {}",
-                self.clips_per_class
-            )));
+            return Err(TrainError::bad_option(
+                "--clips-per-class",
+                format!(
+                    "must be between 1 and {MAX_CLIPS_PER_CLASS}, not {}",
+                    self.clips_per_class
+                ),
+            ));
         }
         if !(self.seconds.is_finite() && self.seconds > 0.0 && self.seconds <= MAX_SECONDS) {
-            return Err(TrainError::Invalid(format!(
-                "--seconds must be more than 0 and at most {MAX_SECONDS}, not {}",
-                self.seconds
-            )));
+            return Err(TrainError::bad_option(
+                "--seconds",
+                format!(
+                    "must be more than 0 and at most {MAX_SECONDS}, not {}",
+                    self.seconds
+                ),
+            ));
         }
         Ok(())
     }
@@ -710,7 +716,10 @@ mod tests {
                 ..DemoOptions::default()
             };
             let e = plan(&opts).err();
-            assert!(matches!(e, Some(TrainError::Invalid(_))), "{opts:?}: {e:?}");
+            assert!(
+                matches!(e, Some(TrainError::BadOption { .. })),
+                "{opts:?}: {e:?}"
+            );
         }
     }
 

@@ -1,23 +1,55 @@
-//! Training data: datasets (class folders or PaddleVideo list files), stratified splits, the
-//! decodability check, and the synthetic demo set (`kineto demo-data`).
+//! Training: a new classifier on a frozen backbone (head-only) or PaddleVideo's full
+//! fine-tuning recipe (optionally distilled from a teacher), as one library service that the
+//! CLI (`kineto train`) and the app's Train tab both drive.
+//!
+//! Layers, each file importing only those above it in this list:
+//! - the pieces: [`dataset`] (class folders, list files, splits, the decodability check),
+//!   [`metrics`] (events, confusion, reports), [`losses`] (CE, DML, KD), [`optim`] (Momentum,
+//!   the warm-up + cosine schedule), [`trainer`] (the train-mode step of the whole network),
+//!   [`seeds`], [`mixup`], [`demo`] (the synthetic demo set);
+//! - [`spec`]: what a job is and says (the serialisable [`spec::TrainJob`], its distillation,
+//!   events, the data check, the outcome); it imports no job;
+//! - the parts of a run: [`data_check`], [`run_folder`] (settings, `metrics.jsonl`, reports),
+//!   [`model_file`] (trained models as safetensors), [`features`] and [`head`] (head-only),
+//!   [`loader`] (decode workers), [`evaluate`], [`checkpoints`] (the start weights' checks,
+//!   `latest`/`best`, resume), [`teacher`] (DML / KD);
+//! - the jobs: [`head_only_job`], [`full_job`];
+//! - [`service`]: runs a job on a named thread with cancel, pause and events.
 
+pub mod checkpoints;
+pub mod data_check;
 pub mod dataset;
 pub mod demo;
-pub mod distill;
-pub mod full;
+pub mod evaluate;
+pub mod features;
 pub mod full_job;
-pub mod head_only;
-pub mod job;
+pub mod head;
+pub mod head_only_job;
+pub mod loader;
+pub mod losses;
 pub mod metrics;
+pub mod mixup;
+pub mod model_file;
 pub mod optim;
-pub mod run;
+pub mod run_folder;
+pub mod seeds;
+pub mod service;
+pub mod spec;
+pub mod teacher;
+pub mod trainer;
 
 use std::path::PathBuf;
 
+use crate::checkpoint::CheckpointError;
+use crate::checkpoint::file::OpenError;
+use crate::infer::InferError;
 use crate::labels::LabelsError;
 use crate::video::VideoError;
+use crate::weights::WeightsError;
+use trainer::FullTrainError;
 
-/// Why a dataset cannot be read or made. `Display` is one line: `<path>: <problem>`.
+/// Why a training job (or the demo set) cannot start or go on. `Display` is one line, naming
+/// the file or the option concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     /// DATA does not exist.
@@ -49,7 +81,7 @@ pub enum TrainError {
     /// Classes of a separate validation set that the training set does not have, and the like.
     #[error("{}: {problem}", path.display())]
     Classes { path: PathBuf, problem: String },
-    /// A folder that must not be written into.
+    /// A folder or run file that must not be written into, or cannot be resumed from.
     #[error("{}: {problem}", path.display())]
     Target { path: PathBuf, problem: String },
     #[error("{}: {source}", path.display())]
@@ -61,9 +93,76 @@ pub enum TrainError {
     Labels(#[from] LabelsError),
     #[error(transparent)]
     Video(#[from] VideoError),
-    /// A bad option value (no file involved).
-    #[error("{0}")]
-    Invalid(String),
+    /// A weights file that cannot be read or recognised.
+    #[error(transparent)]
+    Checkpoint(#[from] OpenError),
+    /// A weights file that cannot be written.
+    #[error(transparent)]
+    Write(#[from] CheckpointError),
+    /// The compute device, or loading and running an inference model.
+    #[error(transparent)]
+    Infer(#[from] InferError),
+    /// The weights cache (its location, a file's checksum).
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    /// Full fine-tuning from start weights in the fused inference form.
+    #[error(
+        "{}: is in the fused (inference) form, BatchNorm folded into the convolutions; full \
+         fine-tuning needs the training form (a PaddleVideo .pdparams, or safetensors exported \
+         without --fused), or train the head only (--head-only)",
+        path.display()
+    )]
+    FusedStart { path: PathBuf },
+    /// A DML teacher (trained too) in the fused inference form.
+    #[error(
+        "{}: is in the fused inference form; --distill dml trains the teacher too and needs \
+         the training form (a .pdparams, or safetensors exported without --fused)",
+        path.display()
+    )]
+    FusedTeacher { path: PathBuf },
+    /// A model that full fine-tuning cannot train.
+    #[error(
+        "{}: full fine-tuning supports PP-TSMv2 only; this is {model} (train the head only: \
+         --head-only)",
+        path.display()
+    )]
+    UnsupportedModel { path: PathBuf, model: String },
+    /// A teacher that does not fit the mode, the data's classes or the student's frames.
+    #[error("{}: {problem}", path.display())]
+    Teacher { path: PathBuf, problem: String },
+    /// Weights that cannot be built into a network, or a network that cannot be written.
+    #[error("{}: {problem}", path.display())]
+    Model { path: PathBuf, problem: String },
+    /// An option value out of range, or options that cannot go together.
+    #[error("{option} {problem}")]
+    BadOption {
+        option: &'static str,
+        problem: String,
+    },
+    /// A training step failed.
+    #[error("training step: {0}")]
+    Step(#[from] FullTrainError),
+    /// Validation of the current weights failed.
+    #[error("evaluation: {0}")]
+    Evaluation(String),
+    /// No clip of an epoch could be decoded.
+    #[error("no training clip could be decoded")]
+    NoTrainingClips,
+    /// A panic in the job or in one of its workers.
+    #[error("{what} crashed: {message}")]
+    Crashed { what: &'static str, message: String },
+    /// A worker thread could not be started.
+    #[error("cannot start {what}: {source}")]
+    Thread {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    /// A run file that cannot be encoded.
+    #[error("{}: {source}", path.display())]
+    Encode {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
 }
 
 impl TrainError {
@@ -71,6 +170,20 @@ impl TrainError {
         TrainError::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    pub(crate) fn bad_option(option: &'static str, problem: impl Into<String>) -> Self {
+        TrainError::BadOption {
+            option,
+            problem: problem.into(),
+        }
+    }
+
+    pub(crate) fn model(path: impl Into<PathBuf>, problem: impl std::fmt::Display) -> Self {
+        TrainError::Model {
+            path: path.into(),
+            problem: problem.to_string(),
         }
     }
 }

@@ -1,57 +1,22 @@
-//! A training run on disk and the pieces every trainer shares: the run folder (settings,
-//! `metrics.jsonl`, reports), and PaddleVideo's warm-up + cosine learning-rate schedule.
+//! A run folder and what both job kinds write into it: the folder itself (made and proved
+//! writable before any work), atomic run files (`settings.json`, `labels.txt`, ...),
+//! `metrics.jsonl` (appended as events happen, trimmed on resume), and the end of a run
+//! (`confusion.csv`, `report.txt`, the Report and Done events).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-
 use super::TrainError;
-use super::metrics::TrainEvent;
+use serde_json::json;
+
+use super::dataset::DatasetSummary;
+use super::metrics::{Evaluation, TrainEvent};
+use super::spec::{JobEvent, TrainJob};
 use crate::checkpoint::write_file_atomic;
 
-/// PaddleVideo's `CustomWarmupCosineDecay` (`iter_step: True`) on a fractional epoch `e`:
-/// linear from `warmup_start` to `cos(warmup_epochs)` during the warm-up, then
-/// `base·(cos(π·e/max_epochs) + 1)/2` (no restart after the warm-up).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct WarmupCosine {
-    pub warmup_start: f64,
-    pub base: f64,
-    pub warmup_epochs: f64,
-    pub max_epochs: f64,
-}
-
-impl WarmupCosine {
-    /// The PP-TSMv2 recipe scaled to a run: warm-up = 1/12 of the epochs (10 of 120 upstream);
-    /// without `lr`, `cosine_base_lr = 0.01·B/128` and `warmup_start_lr = 0.005·B/128` (the
-    /// 8-GPU x 16 setting scaled to the batch size as PaddleVideo's docs say); with `lr`, that
-    /// base and half of it as the warm-up start.
-    pub fn recipe(epochs: usize, batch_size: usize, lr: Option<f64>) -> Self {
-        let base = lr.unwrap_or(0.01 * batch_size as f64 / 128.0);
-        Self {
-            warmup_start: base / 2.0,
-            base,
-            warmup_epochs: epochs as f64 / 12.0,
-            max_epochs: epochs as f64,
-        }
-    }
-
-    fn cosine(&self, e: f64) -> f64 {
-        self.base * ((std::f64::consts::PI * e / self.max_epochs).cos() + 1.0) / 2.0
-    }
-
-    /// The learning rate at fractional epoch `e` (0 at the first iteration; it grows by
-    /// 1/iterations-per-epoch after every iteration).
-    pub fn lr(&self, e: f64) -> f64 {
-        if e < self.warmup_epochs && self.warmup_epochs > 0.0 {
-            let end = self.cosine(self.warmup_epochs);
-            self.warmup_start + e * (end - self.warmup_start) / self.warmup_epochs
-        } else {
-            self.cosine(e)
-        }
-    }
-}
+/// A run's settings (`settings.json`).
+pub const SETTINGS: &str = "settings.json";
 
 /// `<data dir>/runs/<UTC timestamp>-<DATA name>` (timestamp `YYYYmmddTHHMMSSZ`).
 pub fn default_run_dir(data_dir: &Path, data: &Path) -> PathBuf {
@@ -92,6 +57,41 @@ pub fn write_run_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, T
     let path = dir.join(name);
     write_file_atomic(&path, bytes).map_err(|e| TrainError::io(&path, e))?;
     Ok(path)
+}
+
+/// Writes `settings.json`: the job's own `fields` (an object) plus what every run records:
+/// the classes, the data summary, the broken clips and the Kineto version.
+pub(crate) fn write_settings(
+    run_dir: &Path,
+    mut fields: serde_json::Value,
+    classes: &[String],
+    summary: &DatasetSummary,
+    broken: &[(PathBuf, String)],
+) -> Result<(), TrainError> {
+    let path = run_dir.join(SETTINGS);
+    let encode = |source| TrainError::Encode {
+        path: path.clone(),
+        source,
+    };
+    if let Some(object) = fields.as_object_mut() {
+        object.insert(
+            "classes".into(),
+            serde_json::to_value(classes).map_err(encode)?,
+        );
+        object.insert(
+            "summary".into(),
+            serde_json::to_value(summary).map_err(encode)?,
+        );
+        let broken: Vec<_> = broken
+            .iter()
+            .map(|(p, e)| json!({"path": p, "error": e}))
+            .collect();
+        object.insert("broken".into(), json!(broken));
+        object.insert("kineto_version".into(), json!(env!("CARGO_PKG_VERSION")));
+    }
+    let text = serde_json::to_string_pretty(&fields).map_err(encode)?;
+    write_run_file(run_dir, SETTINGS, text.as_bytes())?;
+    Ok(())
 }
 
 /// `metrics.jsonl`: one event per line, appended and flushed as it happens.
@@ -157,26 +157,63 @@ impl MetricsLog {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// `<data dir>/runs/<UTC time>-<DATA name>`, the data dir being the parent of the weights
+/// cache (`cache_dir` as `--cache-dir` gives it, else the default location).
+pub fn default_run_dir_for(data: &Path, cache_dir: Option<&Path>) -> Result<PathBuf, TrainError> {
+    let cache = crate::weights::cache::Cache::locate(cache_dir)?;
+    let data_dir = cache
+        .weights_dir()
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    Ok(default_run_dir(&data_dir, data))
+}
 
-    #[test]
-    fn paddle_schedule_at_120_epochs() {
-        // PaddleVideo's 8f config: 0.005 -> cos(10) = 0.0098296 over 10 epochs, then cosine.
-        let s = WarmupCosine {
-            warmup_start: 0.005,
-            base: 0.01,
-            warmup_epochs: 10.0,
-            max_epochs: 120.0,
-        };
-        assert!((s.lr(0.0) - 0.005).abs() < 1e-15);
-        assert!((s.lr(10.0) - 0.0098296).abs() < 1e-7);
-        assert!((s.lr(5.0) - (0.005 + 0.5 * (0.0098296291 - 0.005))).abs() < 1e-8);
-        assert!(s.lr(120.0).abs() < 1e-15);
-        let r = WarmupCosine::recipe(12, 16, None);
-        assert_eq!(r.warmup_epochs, 1.0);
-        assert!((r.base - 0.00125).abs() < 1e-15);
-        assert!((r.warmup_start - 0.000625).abs() < 1e-15);
-    }
+/// How a finished run of either kind ends.
+pub(crate) struct RunEnd<'a> {
+    pub run_dir: &'a Path,
+    pub classes: &'a [String],
+    /// Validation (or, without validation clips, training) results.
+    pub evaluation: &'a Evaluation,
+    /// Lines that go before the report (settings worth restating, caveats).
+    pub preface: String,
+    pub model_path: &'a Path,
+    pub epochs: usize,
+    pub best_val_top1: Option<f64>,
+    pub elapsed_s: f64,
+}
+
+/// Writes `confusion.csv` and `report.txt`, logs and sends the report and the Done event.
+/// Returns where the model went (`--output`, else the run's model).
+pub(crate) fn finish_run(
+    job: &TrainJob,
+    end: RunEnd<'_>,
+    log: &mut MetricsLog,
+    on_event: &mut impl FnMut(JobEvent),
+) -> Result<PathBuf, TrainError> {
+    let csv = end.evaluation.confusion.to_csv(end.classes);
+    write_run_file(end.run_dir, "confusion.csv", csv.as_bytes())?;
+    let report = end.preface + &end.evaluation.report(end.classes);
+    write_run_file(end.run_dir, "report.txt", report.as_bytes())?;
+    on_event(JobEvent::Report {
+        text: report,
+        confusion_csv: csv,
+        class_names: end.classes.to_vec(),
+        model_path: end.model_path.to_path_buf(),
+        run_dir: end.run_dir.to_path_buf(),
+    });
+    let output = job
+        .output
+        .clone()
+        .unwrap_or_else(|| end.model_path.to_path_buf());
+    let done = TrainEvent::Done {
+        output: output.clone(),
+        run_dir: end.run_dir.to_path_buf(),
+        epochs: end.epochs,
+        best_val_top1: end.best_val_top1,
+        elapsed_s: end.elapsed_s,
+    };
+    log.write(&done)?;
+    on_event(JobEvent::Train(done));
+    Ok(output)
 }

@@ -55,7 +55,7 @@ use std::sync::Arc;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{DType, Device, FloatDType, Gradients, Tensor, TensorData};
 
-use super::distill::{DmlWeights, KdWeights, Targets, cross_entropy, dml_loss, kd_loss};
+use super::losses::{DmlWeights, KdWeights, Targets, cross_entropy, dml_loss, kd_loss};
 use super::optim::Momentum;
 use crate::checkpoint::ParamStore;
 use crate::checkpoint::load::store_from_module;
