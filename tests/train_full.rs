@@ -18,8 +18,10 @@ mod common;
 
 use std::path::Path;
 
-use common::train::{classify_demo_clip, demo_data, events, interrupt_after_first_step, of_kind};
-use common::{fixture, kineto, s};
+use common::train::{
+    classify_demo_clip, demo_data, events, interrupt_after_first_step_in, of_kind,
+};
+use common::{fixture, kineto, kineto_in, s};
 use kineto::checkpoint::file::open_checkpoint;
 use kineto::checkpoint::keys::Role;
 use kineto::model::Form;
@@ -152,8 +154,8 @@ fn resume_after_ctrl_c_matches_an_uninterrupted_run() {
     let data = root.join("data");
     demo_data(&data, 2, 4, 4);
     let weights = fixture("pptsmv2/w8.pdparams");
-    let seeded = |run_dir: &Path| {
-        let mut args: Vec<String> = train_args(&data, &weights, run_dir)
+    let seeded = |data: &Path, run_dir: &Path| {
+        let mut args: Vec<String> = train_args(data, &weights, run_dir)
             .into_iter()
             .map(str::to_string)
             .collect();
@@ -164,7 +166,7 @@ fn resume_after_ctrl_c_matches_an_uninterrupted_run() {
 
     let whole = root.join("whole");
     let out = kineto(
-        &seeded(&whole)
+        &seeded(&data, &whole)
             .iter()
             .map(String::as_str)
             .collect::<Vec<_>>(),
@@ -172,10 +174,11 @@ fn resume_after_ctrl_c_matches_an_uninterrupted_run() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let reference = events(&whole);
 
-    // The same run, interrupted by SIGINT after its first step, then resumed.
+    // The same run, started with paths relative to its folder, interrupted by SIGINT after its
+    // first step, then resumed from another folder.
     let cut = root.join("cut");
     assert_eq!(
-        interrupt_after_first_step(&seeded(&cut)),
+        interrupt_after_first_step_in(&root, &seeded(Path::new("data"), Path::new("cut"))),
         Some(130),
         "Ctrl-C exits 130"
     );
@@ -186,7 +189,30 @@ fn resume_after_ctrl_c_matches_an_uninterrupted_run() {
         "interrupted too late to test anything: {partial:?}"
     );
 
-    let out = kineto(&["--device", "cpu", "--quiet", "train", "--resume", s(&cut)]);
+    // Options a resume takes from the run are refused, not ignored.
+    let out = kineto(&["train", "--resume", s(&cut), "--epochs", "3", "--seed", "1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("leave out --epochs, --seed"),
+        "{}",
+        text(&out.stderr)
+    );
+    // DATA names the run's data by what it points at (here through `..`).
+    let elsewhere = root.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).expect("mkdir");
+    let data_again = elsewhere.join("..").join("data");
+    let out = kineto_in(
+        &elsewhere,
+        &[
+            "--device",
+            "cpu",
+            "--quiet",
+            "train",
+            s(&data_again),
+            "--resume",
+            s(&cut),
+        ],
+    );
     assert!(out.status.success(), "resume: {}", text(&out.stderr));
     let resumed = events(&cut);
     assert_eq!(resumed.len(), reference.len(), "{resumed:?}");
@@ -206,6 +232,20 @@ fn resume_after_ctrl_c_matches_an_uninterrupted_run() {
         }
     }
     assert_eq!(of_kind(&resumed, "step").len(), 6);
+
+    // A finished run is said to be complete, and its model is left alone.
+    let model = std::fs::read(cut.join("model.safetensors")).expect("model");
+    let out = kineto(&["--device", "cpu", "train", "--resume", s(&cut)]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("already complete"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(cut.join("model.safetensors")).expect("model"),
+        model
+    );
     let _ = std::fs::remove_dir_all(&root);
 }
 

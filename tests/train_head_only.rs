@@ -41,7 +41,7 @@ fn head_only_learns_demo_classes_and_reuses_its_feature_cache() {
     let weights = fixture("pptsmv2/w8.pdparams");
     let run_dir = root.join("run");
     let output = root.join("out.safetensors");
-    let train = |json: bool| {
+    let train = |json: bool, force: bool| {
         let mut args = vec![
             "--device",
             "cpu",
@@ -66,10 +66,13 @@ fn head_only_learns_demo_classes_and_reuses_its_feature_cache() {
         if json {
             args.push("--json");
         }
+        if force {
+            args.push("--force");
+        }
         kineto(&args)
     };
 
-    let cold = train(true);
+    let cold = train(true, false);
     let err = text(&cold.stderr);
     assert!(cold.status.success(), "train failed: {err}");
     assert!(err.contains("32 clips decoded"), "{err}");
@@ -118,9 +121,24 @@ fn head_only_learns_demo_classes_and_reuses_its_feature_cache() {
     let top1 = classify_demo_clip(&data, &output);
     assert!(names.contains(&top1), "top-1 {top1} is not a new class");
 
-    // Warm: the same run folder, the same seed -> no decoding, the same metrics.
+    // The same run folder again: refused before any work unless --force.
     let first = epoch_metrics(&run_dir);
-    let warm = train(false);
+    let model_bytes = std::fs::read(run_dir.join("model.safetensors")).expect("model");
+    let refused = train(false, false);
+    let err = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("holds an earlier run") && err.contains("--resume") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(
+        std::fs::read(run_dir.join("model.safetensors")).expect("model"),
+        model_bytes
+    );
+
+    // Warm, forced: the same run folder, the same seed -> no decoding, the same metrics.
+    let warm = train(false, true);
     let err = text(&warm.stderr);
     assert!(warm.status.success(), "second run failed: {err}");
     assert!(err.contains("0 clips decoded, 32 from the cache"), "{err}");

@@ -1,6 +1,6 @@
 //! `kineto train DATA [--head-only] [--weights W] [--epochs N] [--batch-size B] [--lr LR]
 //! [--frames 8|16] [--size S] [--no-mixup] [--val DATA | --val-split F] [--labels FILE]
-//! [--output OUT] [--run-dir DIR] [--resume DIR] [--seed S] [--json]
+//! [--output OUT] [--run-dir DIR [--force]] [--resume DIR [--lr LR]] [--seed S] [--json]
 //! [--distill dml|kd --teacher W [--temperature T] [--kd-weight A] [--dml-weight W]] [--freeze-stages N]`
 //!
 //! Full fine-tuning (PaddleVideo's PP-TSMv2 recipe: training-form model, train-mode
@@ -26,7 +26,7 @@ use kineto::train::run_folder::default_run_dir_for;
 use kineto::train::service::{TrainRequest, TrainUpdate, TrainingService};
 use kineto::train::spec::{
     DML_WEIGHT, DistillJob, DistillMode, FULL_SIZE, JobDevice, JobEvent, KD_TEMPERATURE, KD_WEIGHT,
-    TrainJob,
+    TrainJob, same_path,
 };
 
 use super::progress::Progress;
@@ -43,18 +43,20 @@ pub struct TrainArgs {
     #[arg(long)]
     pub head_only: bool,
     /// Start weights: a catalog name or a .pdparams / .safetensors file (full fine-tuning:
-    /// the training form, not a fused export).
-    #[arg(long, default_value = kineto::weights::DEFAULT_WEIGHTS)]
-    pub weights: String,
-    #[arg(long, default_value_t = 10)]
-    pub epochs: usize,
+    /// the training form, not a fused export) [default: PPTSMv2_k400_16f_dml_student].
+    #[arg(long)]
+    pub weights: Option<String>,
+    /// [default: 10]
+    #[arg(long)]
+    pub epochs: Option<usize>,
     /// Clips per step [default: 4, head-only 16].
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Base learning rate of the warm-up + cosine schedule (warm-up from half of it over the
     /// first 1/12 of the epochs). Default: full fine-tuning 0.01·B/128, PaddleVideo's 0.01
     /// for its 8 GPUs x 16 clips scaled linearly to the batch size B as its docs say;
-    /// head-only 0.01.
+    /// head-only 0.01. With --resume: the new base learning rate from the checkpoint on
+    /// (recorded in the run's settings.json), e.g. after a loss that was not a finite number.
     #[arg(long)]
     pub lr: Option<f64>,
     /// Frames per clip (num_seg); default: what the checkpoint's attention fixes, else 8.
@@ -74,21 +76,26 @@ pub struct TrainArgs {
     /// A separate validation set (class folders or list file).
     #[arg(long, conflicts_with = "val_split")]
     pub val: Option<PathBuf>,
-    /// Fraction of each class held out for validation (seeded).
-    #[arg(long, default_value_t = 0.1)]
-    pub val_split: f64,
+    /// Fraction of each class held out for validation (seeded) [default: 0.1].
+    #[arg(long)]
+    pub val_split: Option<f64>,
     /// Class names of a list file (or the class order of class folders).
     #[arg(long)]
     pub labels: Option<PathBuf>,
     /// Also write the model here (it is always written into the run folder).
     #[arg(long, short)]
     pub output: Option<PathBuf>,
-    /// The run folder (default: <data dir>/runs/<UTC time>-<DATA name>). Head-only: reusing
-    /// one reuses its feature cache.
+    /// The run folder (default: runs/<UTC time>-<DATA name> beside the weights cache, in
+    /// Kineto's data folder). A folder that holds an earlier run is refused unless --force.
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Write a new run into a --run-dir that holds an earlier one: full fine-tuning replaces
+    /// its checkpoints, model and report; head-only reuses its feature cache.
+    #[arg(long, conflicts_with = "resume")]
+    pub force: bool,
+    /// [default: 0]
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// JSON Lines events on stdout.
     #[arg(long)]
     pub json: bool,
@@ -201,7 +208,40 @@ fn check_freeze_args(args: &TrainArgs) -> Result<(), Failure> {
     Err(Failure::fatal(anyhow!("{text}")))
 }
 
+/// The options a resumed run takes from its own settings: given with --resume, they are refused
+/// rather than ignored.
+fn check_resume_args(args: &TrainArgs) -> Result<(), Failure> {
+    if args.resume.is_none() {
+        return Ok(());
+    }
+    let given: Vec<&str> = [
+        ("--weights", args.weights.is_some()),
+        ("--epochs", args.epochs.is_some()),
+        ("--batch-size", args.batch_size.is_some()),
+        ("--frames", args.frames.is_some()),
+        ("--size", args.size.is_some()),
+        ("--no-mixup", args.no_mixup),
+        ("--val", args.val.is_some()),
+        ("--val-split", args.val_split.is_some()),
+        ("--labels", args.labels.is_some()),
+        ("--output", args.output.is_some()),
+        ("--seed", args.seed.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, set)| set.then_some(flag))
+    .collect();
+    if given.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::fatal(anyhow!(
+        "--resume continues a run with its own settings; leave out {} (a resume takes DATA, \
+         --lr, --json and the global options)",
+        given.join(", ")
+    )))
+}
+
 pub fn run(args: &TrainArgs, global: &GlobalArgs) -> CliResult {
+    check_resume_args(args)?;
     check_distill_args(args)?;
     check_freeze_args(args)?;
     if args.head_only && (args.size.is_some() || args.no_mixup) {
@@ -212,7 +252,9 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs) -> CliResult {
     let batch_size = args
         .batch_size
         .unwrap_or(if args.head_only { 16 } else { 4 });
-    if args.epochs == 0 || batch_size == 0 {
+    let epochs = args.epochs.unwrap_or(10);
+    let val_split = args.val_split.unwrap_or(0.1);
+    if epochs == 0 || batch_size == 0 {
         return Err(Failure::fatal(anyhow!(
             "--epochs and --batch-size must be at least 1"
         )));
@@ -222,15 +264,16 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs) -> CliResult {
     {
         return Err(Failure::fatal(anyhow!("--lr must be a positive number")));
     }
-    if !(0.0..1.0).contains(&args.val_split) {
+    if !(0.0..1.0).contains(&val_split) {
         return Err(Failure::fatal(anyhow!("--val-split must be in [0, 1)")));
     }
     let job = match &args.resume {
         Some(run_dir) => {
             let device = resolve_device(global)?;
-            let job = resume_job(run_dir, JobDevice::Resolved(device)).map_err(fatal)?;
+            let mut job = resume_job(run_dir, JobDevice::Resolved(device)).map_err(fatal)?;
+            job.new_lr = args.lr;
             if let Some(data) = &args.data
-                && data != &job.data
+                && !same_path(data, &job.data)
             {
                 return Err(Failure::fatal(anyhow!(
                     "{}: this run trains on {}, not {}",
@@ -275,7 +318,11 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs) -> CliResult {
                 None => default_run_dir_for(&data, global.cache_dir.as_deref())
                     .map_err(Failure::fatal)?,
             };
-            let weights = resolve_weights(&args.weights, global)?.path;
+            let weights_name = args
+                .weights
+                .clone()
+                .unwrap_or_else(|| kineto::weights::DEFAULT_WEIGHTS.to_string());
+            let weights = resolve_weights(&weights_name, global)?.path;
             let distill = match (args.distill, &args.teacher) {
                 (Some(mode), Some(teacher)) => Some(DistillJob {
                     mode: match mode {
@@ -295,21 +342,23 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs) -> CliResult {
             TrainJob {
                 data,
                 val: args.val.clone(),
-                val_split: args.val_split,
+                val_split,
                 labels: args.labels.clone(),
-                weights: args.weights.clone(),
+                weights: weights_name,
                 weights_path: weights,
                 frames: args.frames,
-                epochs: args.epochs,
+                epochs,
                 batch_size,
                 lr: args.lr,
-                seed: args.seed,
+                seed: args.seed.unwrap_or(0),
                 run_dir: Some(run_dir),
                 output: args.output.clone(),
                 device: JobDevice::Resolved(device),
                 size: args.size.unwrap_or(FULL_SIZE),
                 mixup: !args.no_mixup,
                 resume: false,
+                new_lr: None,
+                force: args.force,
                 distill,
                 freeze_stages: args.freeze_stages.unwrap_or(0),
             }

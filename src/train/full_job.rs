@@ -52,9 +52,9 @@ use serde_json::json;
 
 use super::TrainError;
 use super::checkpoints::{
-    BEST, LATEST, LATEST_OPTIM, LATEST_TEACHER, LATEST_TEACHER_OPTIM, MODEL, RunSettings, RunState,
-    Saver, check_teacher, file_sha256, open_teacher_checkpoint, open_training_checkpoint,
-    read_latest, read_settings, save_latest,
+    BEST, LATEST, LATEST_OPTIM, LATEST_STATE, LATEST_TEACHER, LATEST_TEACHER_OPTIM, MODEL,
+    RunSettings, RunState, Saver, check_teacher, file_sha256, open_teacher_checkpoint,
+    open_training_checkpoint, read_latest, read_settings, save_latest,
 };
 use super::data_check::{open_split, probe_and_report};
 use super::evaluate::evaluate;
@@ -65,8 +65,8 @@ use super::mixup::mixup;
 use super::model_file::start_model;
 use super::optim::WarmupCosine;
 use super::run_folder::{
-    MetricsLog, RunEnd, SETTINGS, default_run_dir_for, finish_run, prepare_run_dir, write_run_file,
-    write_settings,
+    MetricsLog, RunEnd, SETTINGS, check_fresh_run_dir, default_run_dir_for, finish_run,
+    prepare_run_dir, write_run_file, write_settings,
 };
 use super::seeds::{TAG_CLIP, TAG_MIXUP, derive_seed, epoch_order};
 use super::spec::{
@@ -90,6 +90,7 @@ pub fn run_full(
     mut on_event: impl FnMut(JobEvent),
 ) -> Result<TrainOutcome, TrainError> {
     let session = Instant::now();
+    let job = &job.with_absolute_paths();
     job.validate_full()?;
     let (dataset, train, val) = open_split(job)?;
     let run_dir = match &job.run_dir {
@@ -108,6 +109,9 @@ pub fn run_full(
     let num_seg = resolve_num_seg(job.frames, checkpoint.arch.num_seg, &weights)?;
     if let (Some(d), Some(t)) = (&job.distill, &teacher_checkpoint) {
         check_teacher(d, t, &dataset.classes, num_seg)?;
+    }
+    if !job.resume {
+        check_fresh_run_dir(&run_dir, job.force)?;
     }
     prepare_run_dir(&run_dir)?;
     let mut recorded = job.clone();
@@ -131,8 +135,18 @@ pub fn run_full(
                 ),
             });
         }
-        Some(read_latest(&run_dir, is_dml)?)
+        let latest = read_latest(&run_dir, is_dml)?;
+        // A run whose last epoch is saved and whose model is written has nothing left to do.
+        if latest.0.epoch >= job.epochs && run_dir.join(MODEL).is_file() {
+            return Err(TrainError::AlreadyComplete {
+                path: run_dir,
+                epochs: job.epochs,
+            });
+        }
+        Some(latest)
     } else {
+        // A forced new run starts clean: no earlier checkpoint may be resumed with its settings.
+        remove_checkpoints(&run_dir)?;
         None
     };
     let device = job.device.resolve()?;
@@ -230,7 +244,10 @@ pub fn run_full(
             broken.push(b.clone());
         }
     }
-    let schedule = WarmupCosine::recipe(job.epochs, job.batch_size, job.lr);
+    if let Some(lr) = job.new_lr {
+        record_lr_change(&run_dir, lr, state.step, state.epoch)?;
+    }
+    let schedule = WarmupCosine::recipe(job.epochs, job.batch_size, job.new_lr.or(job.lr));
     let mut log = if job.resume {
         let (epoch, step) = (state.epoch, state.step);
         let (log, history) = MetricsLog::resume(&run_dir, |v| match v["event"].as_str() {
@@ -421,6 +438,14 @@ pub fn run_full(
                     });
                 }
             };
+            if !outcome_step.loss.is_finite() {
+                // Nothing of this step is saved: `latest` stays the last good checkpoint.
+                return Err(TrainError::NonFiniteLoss {
+                    step: state.step + 1,
+                    epoch: epoch + 1,
+                    lr,
+                });
+            }
             let logits: Vec<f32> = outcome_step.logits.iter().map(|&v| v as f32).collect();
             let correct = logits
                 .chunks_exact(classes)
@@ -550,6 +575,59 @@ pub fn run_full(
         output: Some(output),
         ..outcome(false, state.epoch, state.best_val_top1)
     })
+}
+
+/// Removes an earlier run's checkpoints, model and report from `run_dir` (a forced new run).
+fn remove_checkpoints(run_dir: &std::path::Path) -> Result<(), TrainError> {
+    for name in [
+        LATEST_STATE,
+        LATEST,
+        LATEST_OPTIM,
+        LATEST_TEACHER,
+        LATEST_TEACHER_OPTIM,
+        BEST,
+        MODEL,
+        "report.txt",
+        "confusion.csv",
+    ] {
+        let path = run_dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(TrainError::io(path, e)),
+        }
+    }
+    Ok(())
+}
+
+/// A resumed run's new base learning rate: `job.lr` becomes it and `lr_changes` records where
+/// it changed, in `settings.json`.
+fn record_lr_change(
+    run_dir: &std::path::Path,
+    lr: f64,
+    step: usize,
+    epoch: usize,
+) -> Result<(), TrainError> {
+    let path = run_dir.join(SETTINGS);
+    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+    let mut settings: serde_json::Value =
+        serde_json::from_str(&text).map_err(|source| TrainError::Encode {
+            path: path.clone(),
+            source,
+        })?;
+    let previous = settings["job"]["lr"].clone();
+    settings["job"]["lr"] = json!(lr);
+    let change = json!({"step": step, "epoch": epoch, "from": previous, "to": lr});
+    match settings["lr_changes"].as_array_mut() {
+        Some(changes) => changes.push(change),
+        None => settings["lr_changes"] = json!([change]),
+    }
+    let text = serde_json::to_string_pretty(&settings).map_err(|source| TrainError::Encode {
+        path: path.clone(),
+        source,
+    })?;
+    write_run_file(run_dir, SETTINGS, text.as_bytes())?;
+    Ok(())
 }
 
 /// `key = stored vs given` of the first field that differs.

@@ -12,8 +12,8 @@ use super::features::{cache_key, extract_features};
 use super::head::{HeadOnlyOptions, train_head};
 use super::model_file::{ModelOrigin, write_model};
 use super::run_folder::{
-    MetricsLog, RunEnd, default_run_dir_for, finish_run, prepare_run_dir, write_run_file,
-    write_settings,
+    MetricsLog, RunEnd, check_fresh_run_dir, default_run_dir_for, finish_run, prepare_run_dir,
+    write_run_file, write_settings,
 };
 use super::spec::{DataCheck, JobEvent, TrainJob, TrainOutcome, resolve_num_seg};
 use crate::checkpoint::file::open_checkpoint;
@@ -31,6 +31,7 @@ pub fn run_head_only(
     mut on_event: impl FnMut(JobEvent),
 ) -> Result<TrainOutcome, TrainError> {
     let start = Instant::now();
+    let job = &job.with_absolute_paths();
     job.validate()?;
     if job.distill.is_some() {
         return Err(TrainError::bad_option(
@@ -43,6 +44,7 @@ pub fn run_head_only(
         Some(d) => d.clone(),
         None => default_run_dir_for(&job.data, None)?,
     };
+    check_fresh_run_dir(&run_dir, job.force)?;
     prepare_run_dir(&run_dir)?;
     let weights = job.weights_path.clone();
     let device = job.device.resolve()?;

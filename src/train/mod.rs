@@ -139,6 +139,20 @@ pub enum TrainError {
         option: &'static str,
         problem: String,
     },
+    /// A resumed run that has nothing left to do.
+    #[error(
+        "{}: the run is already complete ({epochs} of {epochs} epochs; its model is \
+         model.safetensors); start a new run to train more",
+        path.display()
+    )]
+    AlreadyComplete { path: PathBuf, epochs: usize },
+    /// The loss of a step is NaN or infinite: training stops before saving anything of it.
+    #[error(
+        "step {step} (epoch {epoch}): the loss is not a finite number at lr {lr:.3e}; the last \
+         good checkpoint is kept: resume with a smaller learning rate (kineto train --resume \
+         RUN_DIR --lr X)"
+    )]
+    NonFiniteLoss { step: usize, epoch: usize, lr: f64 },
     /// A training step failed.
     #[error("training step: {0}")]
     Step(#[from] FullTrainError),

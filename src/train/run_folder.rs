@@ -31,6 +31,21 @@ pub fn default_run_dir(data_dir: &Path, data: &Path) -> PathBuf {
     data_dir.join("runs").join(format!("{stamp}-{name}"))
 }
 
+/// A new run's folder must be new or empty: one that holds files (an earlier run) is refused
+/// unless `force`, so that no run silently replaces another's model, checkpoints and log.
+pub fn check_fresh_run_dir(dir: &Path, force: bool) -> Result<(), TrainError> {
+    let holds_files = fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some());
+    if holds_files && !force {
+        return Err(TrainError::Target {
+            path: dir.to_path_buf(),
+            problem: "holds an earlier run; continue it with --resume, choose another --run-dir, \
+                      or replace it with --force"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
 /// Creates the run folder (and parents) and proves it writable, before any work starts.
 pub fn prepare_run_dir(dir: &Path) -> Result<(), TrainError> {
     let unwritable = |e: std::io::Error| TrainError::Target {

@@ -111,6 +111,14 @@ pub struct TrainJob {
     /// options come from its `settings.json`; see [`super::checkpoints::resume_job`]).
     #[serde(skip)]
     pub resume: bool,
+    /// Resuming: a new base learning rate from here on (recorded in `settings.json`'s
+    /// `lr_changes`), e.g. after a non-finite loss.
+    #[serde(skip)]
+    pub new_lr: Option<f64>,
+    /// A new run may write into a run folder that holds files (a full run's checkpoints and
+    /// reports are replaced; head-only keeps its feature cache).
+    #[serde(skip)]
+    pub force: bool,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -141,6 +149,8 @@ impl TrainJob {
             run_dir: None,
             device: JobDevice::default(),
             resume: false,
+            new_lr: None,
+            force: false,
         }
     }
 
@@ -152,7 +162,7 @@ impl TrainJob {
         if self.batch_size == 0 {
             return Err(TrainError::bad_option("--batch-size", "must be at least 1"));
         }
-        if let Some(lr) = self.lr
+        if let Some(lr) = self.lr.or(self.new_lr)
             && !(lr.is_finite() && lr > 0.0)
         {
             return Err(TrainError::bad_option("--lr", "must be a positive number"));
@@ -178,6 +188,22 @@ impl TrainJob {
         Ok(())
     }
 
+    /// The job with every path absolute (relative ones against the working folder now), so
+    /// that a run's settings mean the same from any folder.
+    pub fn with_absolute_paths(&self) -> TrainJob {
+        let mut job = self.clone();
+        job.data = absolute(&job.data);
+        job.val = job.val.as_deref().map(absolute);
+        job.labels = job.labels.as_deref().map(absolute);
+        job.weights_path = absolute(&job.weights_path);
+        job.output = job.output.as_deref().map(absolute);
+        job.run_dir = job.run_dir.as_deref().map(absolute);
+        if let Some(d) = &mut job.distill {
+            d.teacher_path = absolute(&d.teacher_path);
+        }
+        job
+    }
+
     /// What full fine-tuning also checks: the training crop.
     pub fn validate_full(&self) -> Result<(), TrainError> {
         self.validate()?;
@@ -189,6 +215,18 @@ impl TrainJob {
         }
         Ok(())
     }
+}
+
+/// `path` made absolute against the working folder (`.` components dropped; links and `..`
+/// kept, so that a linked dataset keeps the name the user gave it).
+pub fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Whether two paths name the same file or folder (compared by what they point at).
+pub fn same_path(a: &Path, b: &Path) -> bool {
+    let resolved = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| absolute(p));
+    resolved(a) == resolved(b)
 }
 
 /// The frames per clip of a run: `--frames`, else what the checkpoint's temporal attention

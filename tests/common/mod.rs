@@ -143,6 +143,16 @@ pub fn kineto(args: &[&str]) -> Output {
         .expect("run kineto")
 }
 
+/// `kineto` run with `dir` as its working folder.
+pub fn kineto_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kineto"))
+        .current_dir(dir)
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .expect("run kineto")
+}
+
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }

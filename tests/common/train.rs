@@ -41,7 +41,13 @@ pub fn of_kind<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde
 /// Runs `kineto ARGS --json`, sends SIGINT (Ctrl-C) when the first step event appears, and
 /// returns the exit code.
 pub fn interrupt_after_first_step(args: &[String]) -> Option<i32> {
+    interrupt_after_first_step_in(Path::new("."), args)
+}
+
+/// [`interrupt_after_first_step`] with `dir` as the working folder.
+pub fn interrupt_after_first_step_in(dir: &Path, args: &[String]) -> Option<i32> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kineto"))
+        .current_dir(dir)
         .args(args)
         .arg("--json")
         .env("XDG_RUNTIME_DIR", std::env::temp_dir())
