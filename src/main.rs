@@ -23,6 +23,17 @@ fn window_request(args: &[OsString]) -> Option<Option<PathBuf>> {
     }
 }
 
+/// Output piped into a program that stops reading (`kineto weights list | head -1`) ends the
+/// command quietly, as command-line tools do, instead of a panic in `println!` (Rust ignores
+/// SIGPIPE by default). The window keeps Rust's default.
+fn restore_sigpipe() {
+    // SAFETY: runs first in `main`, before any other thread exists; `SIG_DFL` is a valid
+    // disposition for `SIGPIPE` and no handler of ours is replaced.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     match window_request(&args) {
@@ -36,11 +47,14 @@ fn main() -> ExitCode {
             match kineto::app::run(video) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("kineto: error: {e:#}");
+                    eprintln!("kineto: error: {}", cli::one_line(&e));
                     ExitCode::from(2)
                 }
             }
         }
-        None => cli::run(),
+        None => {
+            restore_sigpipe();
+            cli::run()
+        }
     }
 }

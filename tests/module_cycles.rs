@@ -1,7 +1,7 @@
 //! The layering holds: no `use` cycle between the top-level modules of `src/`, nor between the
 //! files of `src/train/` (ARCHITECTURE.md). Edges are read from the source text: every
 //! `crate::<module>` path (and, inside `src/train/`, every `super::<file>` path) outside
-//! `#[cfg(test)]` modules. A module's `mod.rs` is its root (it declares every file and holds
+//! `#[cfg(test)]` modules and comments. A module's `mod.rs` is its root (it declares every file and holds
 //! the module's error type), so it is not a node of the file graph.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,13 +22,21 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The file's text without its `#[cfg(test)] mod tests { ... }` (always last in this crate).
+/// The file's code: without its `#[cfg(test)] mod tests { ... }` (always last in this crate)
+/// and without comments (a doc link is no dependency).
 fn library_text(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    match text.find("#[cfg(test)]\nmod tests") {
-        Some(i) => text[..i].to_string(),
-        None => text,
-    }
+    let code = match text.find("#[cfg(test)]\nmod tests") {
+        Some(i) => &text[..i],
+        None => &text,
+    };
+    code.lines()
+        .map(|line| match line.find("//") {
+            Some(i) => &line[..i],
+            None => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The identifiers that follow `prefix` in `text` (`crate::` -> `infer`, `train`, ...).

@@ -62,6 +62,15 @@ pub fn run(video: Option<PathBuf>) -> anyhow::Result<()> {
 
 /// Opens the window with `app_options` (blocks until it is closed).
 pub fn run_with(app_options: AppOptions) -> anyhow::Result<()> {
+    if cfg!(target_os = "linux")
+        && std::env::var_os("WAYLAND_DISPLAY").is_none()
+        && std::env::var_os("DISPLAY").is_none()
+    {
+        anyhow::bail!(
+            "no display (neither WAYLAND_DISPLAY nor DISPLAY is set): run Kineto under X11 or \
+             Wayland, or use the command line (kineto --help)"
+        );
+    }
     let viewport = egui::ViewportBuilder::default()
         .with_title("Kineto")
         .with_app_id("kineto")

@@ -17,7 +17,7 @@ pub struct ClassifyArgs {
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// Labels per clip.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub top_k: usize,
     /// PaddleVideo's dense test mode: 10 clips x 3 crops, logits averaged.
     #[arg(long)]
@@ -41,6 +41,7 @@ pub fn run(args: &ClassifyArgs, global: &GlobalArgs) -> CliResult {
         )));
     }
     let format = args.output.format("table")?;
+    args.output.check_writable()?;
     let (engine, labels, num_seg) = load_engine(&args.model, global)?;
     let sampling = Sampling {
         num_seg,

@@ -19,7 +19,7 @@ mod train;
 mod weights;
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::anyhow;
@@ -202,6 +202,33 @@ impl OutputArgs {
             ))),
         }
     }
+
+    /// Checks before any work that `--output` can be written: its folder exists and takes a
+    /// file (so that a long run never ends in a result that cannot be saved).
+    pub fn check_writable(&self) -> CliResult {
+        let Some(path) = &self.output else {
+            return Ok(());
+        };
+        let cannot = |problem: String| Failure::fatal(anyhow!("{}: {problem}", path.display()));
+        if path.is_dir() {
+            return Err(cannot("is a folder; name a file".into()));
+        }
+        let folder = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        if !folder.is_dir() {
+            return Err(cannot(format!(
+                "cannot write: the folder {} does not exist",
+                folder.display()
+            )));
+        }
+        let probe = folder.join(format!(".kineto-write-test-{}", std::process::id()));
+        std::fs::write(&probe, b"")
+            .map_err(|e| cannot(format!("cannot write into {}: {e}", folder.display())))?;
+        let _ = std::fs::remove_file(&probe);
+        Ok(())
+    }
 }
 
 /// Results to `--output` (atomically) or stdout.
@@ -315,8 +342,22 @@ pub fn run() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure { code, error }) => {
-            eprintln!("kineto: error: {error:#}");
+            eprintln!("kineto: error: {}", one_line(&error));
             ExitCode::from(code)
         }
     }
+}
+
+/// The error and its causes on one line, each said once: a message that already quotes its
+/// cause (most of the library's do) does not repeat it.
+pub fn one_line(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }

@@ -20,7 +20,7 @@ pub struct TimelineArgs {
     /// Step between window starts in seconds.
     #[arg(long, default_value_t = 1.0)]
     pub stride_s: f64,
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub top_k: usize,
     #[command(flatten)]
     pub model: ModelArgs,
@@ -35,6 +35,7 @@ pub fn run(args: &TimelineArgs, global: &GlobalArgs) -> CliResult {
         )));
     }
     let format = args.output.format("json")?;
+    args.output.check_writable()?;
     if format == "table" {
         return Err(Failure::fatal(anyhow!("timeline writes json or csv")));
     }
