@@ -11,11 +11,10 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use serde::Serialize;
-
 use super::InferError;
 use super::engine::Engine;
-use super::topk::{Ranked, top_k};
+use super::topk::top_k;
+use crate::report::{ClassifyRecord, Timings};
 use crate::video::VideoError;
 use crate::video::decode::{FrameDecoder, decode_each};
 use crate::video::frame::{FrameError, RgbFrame};
@@ -263,43 +262,6 @@ fn uniform_clip(
         decode_ms,
         preprocess_ms: total_ms - decode_ms,
     })
-}
-
-/// What `classify` reports for one file (the JSON shape of DESIGN.md section 5).
-#[derive(Clone, Debug, Serialize)]
-pub struct ClassifyRecord {
-    pub path: String,
-    pub status: &'static str,
-    pub error: Option<String>,
-    pub top_k: Vec<Ranked>,
-    pub frames: usize,
-    pub indices: Vec<u32>,
-    pub timings_ms: Timings,
-}
-
-#[derive(Clone, Copy, Debug, Default, Serialize)]
-pub struct Timings {
-    pub decode: f64,
-    pub preprocess: f64,
-    pub infer: f64,
-}
-
-impl ClassifyRecord {
-    pub fn failed(path: &Path, frames: usize, error: String) -> Self {
-        Self {
-            path: path.display().to_string(),
-            status: "error",
-            error: Some(error),
-            top_k: Vec::new(),
-            frames,
-            indices: Vec::new(),
-            timings_ms: Timings::default(),
-        }
-    }
-
-    pub fn is_ok(&self) -> bool {
-        self.error.is_none()
-    }
 }
 
 /// Mean of the views' logits (dense mode averages logits, not softmax, as PaddleVideo does).
