@@ -1,10 +1,58 @@
-//! Classify and timeline results as a table, JSON and CSV (the CLI's output and the app's
-//! exports share these).
+//! Prediction results and their text forms: a ranked class ([`Ranked`]) and what `classify`
+//! reports for one file ([`ClassifyRecord`]), as a table, JSON and CSV (the CLI's output and the
+//! app's exports share these). The data types live here, below `infer` (which produces them) and
+//! `labels` (whose projects store predictions), so both can use them.
 
 use std::fmt::Write as _;
+use std::path::Path;
 
-use crate::infer::classify::ClassifyRecord;
-use crate::infer::topk::Ranked;
+use serde::{Deserialize, Serialize};
+
+/// One class of a prediction: its rank (1 = best), class id, name and softmax score.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ranked {
+    pub rank: usize,
+    pub label_id: usize,
+    pub label: String,
+    pub score: f32,
+}
+
+/// What `classify` reports for one file (the JSON shape of DESIGN.md section 5).
+#[derive(Clone, Debug, Serialize)]
+pub struct ClassifyRecord {
+    pub path: String,
+    pub status: &'static str,
+    pub error: Option<String>,
+    pub top_k: Vec<Ranked>,
+    pub frames: usize,
+    pub indices: Vec<u32>,
+    pub timings_ms: Timings,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Timings {
+    pub decode: f64,
+    pub preprocess: f64,
+    pub infer: f64,
+}
+
+impl ClassifyRecord {
+    pub fn failed(path: &Path, frames: usize, error: String) -> Self {
+        Self {
+            path: path.display().to_string(),
+            status: "error",
+            error: Some(error),
+            top_k: Vec::new(),
+            frames,
+            indices: Vec::new(),
+            timings_ms: Timings::default(),
+        }
+    }
+
+    pub fn is_ok(&self) -> bool {
+        self.error.is_none()
+    }
+}
 
 /// `label:score` pairs joined by `;` (the CSV `top_k` column).
 pub fn top_k_cell(top_k: &[Ranked]) -> String {

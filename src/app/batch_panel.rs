@@ -11,11 +11,10 @@ use super::Shared;
 use super::dialogs::ResultsFormat;
 use crate::checkpoint::write_file_atomic;
 use crate::infer::batch::expand_inputs;
-use crate::infer::classify::ClassifyRecord;
 use crate::infer::service::BatchEvent;
 use crate::labels::project::ClipStatus;
 use crate::progress::CancelToken;
-use crate::report::{classify_csv, classify_json};
+use crate::report::{ClassifyRecord, classify_csv, classify_json};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SortKey {

@@ -11,9 +11,9 @@ use super::Shared;
 use super::Tab;
 use super::batch_panel::{BatchPanel, status_name};
 use super::dialogs::ProjectExport;
-use crate::infer::topk::Ranked;
 use crate::labels::export::{FolderMode, export_class_folders, export_csv, export_list};
 use crate::labels::read_label_file;
+use crate::report::Ranked;
 
 #[derive(Default)]
 pub struct Labelling {

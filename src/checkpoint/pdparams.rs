@@ -8,7 +8,8 @@ use std::fs;
 use std::path::Path;
 
 use super::pickle::{self, ArrayState, DtypeKind, NdArray, Obj, Unpickled};
-use super::{CheckpointError, ParamStore, ParamTensor, printable, shape_numel, write_file_atomic};
+use super::{CheckpointError, ParamStore, ParamTensor, printable, write_file_atomic};
+use crate::model::params::shape_numel;
 
 /// Reads and parses a `.pdparams` file.
 pub fn read_pdparams(path: &Path) -> Result<ParamStore, CheckpointError> {

@@ -30,16 +30,12 @@ use ::safetensors::tensor::{Dtype, SafeTensors, View};
 
 use super::{CheckpointError, ParamStore, ParamTensor, printable, write_file_atomic};
 use crate::model::arch::{Form, ModelKind};
+use crate::video::transform::{INPUT_SIZE, MEAN, SHORT_SIDE, STD};
 
 /// `format` value of Kineto's files.
 pub const FORMAT: &str = "kineto";
 /// The `format_version` this build writes and the newest it reads.
 pub const FORMAT_VERSION: u32 = 1;
-/// PaddleVideo's test pipeline: Scale(256), CenterCrop(224), Normalization(mean, std).
-pub const INPUT_SIZE: usize = 224;
-pub const SHORT_SIDE: usize = 256;
-pub const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-pub const STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// Kineto's metadata, typed.
 #[derive(Clone, Debug, PartialEq)]
@@ -185,8 +181,8 @@ impl KinetoMeta {
             num_classes: number("num_classes")?,
             class_names,
             label_set: m.get("label_set").cloned(),
-            input_size: optional_number("input_size", INPUT_SIZE)?,
-            short_side: optional_number("short_side", SHORT_SIDE)?,
+            input_size: optional_number("input_size", INPUT_SIZE as usize)?,
+            short_side: optional_number("short_side", SHORT_SIDE as usize)?,
             mean: triple("mean", MEAN)?,
             std: triple("std", STD)?,
             provenance,
@@ -344,8 +340,8 @@ mod tests {
             num_classes: 2,
             class_names: Some(vec!["a \"quoted\" name".into(), "ü".into()]),
             label_set: Some("custom".into()),
-            input_size: INPUT_SIZE,
-            short_side: SHORT_SIDE,
+            input_size: INPUT_SIZE as usize,
+            short_side: SHORT_SIDE as usize,
             mean: MEAN,
             std: STD,
             provenance: serde_json::json!({"source": "x.pdparams"}),

@@ -5,10 +5,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
 
-use super::classify::{ClassifyRecord, Sampling, classify_prepared, prepare};
+use super::classify::{Sampling, classify_prepared, prepare};
 use super::engine::Engine;
-use crate::progress::CancelToken;
-use crate::progress::panic_text;
+use crate::progress::{CancelToken, panic_text};
+use crate::report::ClassifyRecord;
 
 /// File extensions taken from folders (any case). Files named explicitly are always taken.
 pub const VIDEO_EXTENSIONS: &[&str] = &[

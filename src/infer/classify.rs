@@ -11,24 +11,19 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use serde::Serialize;
-
 use super::InferError;
 use super::engine::Engine;
-use super::topk::{Ranked, top_k};
+use super::topk::top_k;
+use crate::report::{ClassifyRecord, Timings};
 use crate::video::VideoError;
 use crate::video::decode::{FrameDecoder, decode_each};
 use crate::video::frame::{FrameError, RgbFrame};
 use crate::video::probe::VideoInfo;
 use crate::video::sample::{dense_indices, uniform_indices};
 use crate::video::transform::{
-    Normalize, crop, scale_center_crop, scale_short_side, test_frame_into, three_crop_boxes,
-    to_clip_tensor,
+    INPUT_SIZE, Normalize, SHORT_SIDE, crop, scale_center_crop, scale_short_side, test_frame_into,
+    three_crop_boxes, to_clip_tensor,
 };
-
-/// PaddleVideo's `Scale(short_size=256)` and `CenterCrop(224)` for every PP-TSM config.
-pub const SHORT_SIDE: u32 = 256;
-pub const CROP: u32 = 224;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClassifyError {
@@ -119,7 +114,7 @@ pub fn prepare(
         return Ok(PreparedClip {
             info,
             view_indices: vec![indices],
-            dims: [1, t, 3, CROP as usize, CROP as usize],
+            dims: [1, t, 3, INPUT_SIZE as usize, INPUT_SIZE as usize],
             tensor: clip.tensor,
             frames: clip.frames,
             decode_ms: clip.decode_ms,
@@ -142,13 +137,13 @@ pub fn prepare(
     .map_err(frame_error)?;
     let (w, h) = scaled.first().map_or((0, 0), |f| (f.width, f.height));
     // GroupFullResSample: crops outside, clips inside, so view = crop * 10 + clip.
-    let mut tensor = Vec::with_capacity(30 * t * 3 * (CROP * CROP) as usize);
+    let mut tensor = Vec::with_capacity(30 * t * 3 * (INPUT_SIZE * INPUT_SIZE) as usize);
     let mut view_indices = Vec::with_capacity(30);
-    for (x, y) in three_crop_boxes(w, h, CROP) {
+    for (x, y) in three_crop_boxes(w, h, INPUT_SIZE) {
         for (clip, indices) in dense.views.iter().enumerate() {
             let cropped = scaled[clip * t..(clip + 1) * t]
                 .iter()
-                .map(|f| crop(f, x, y, CROP, CROP))
+                .map(|f| crop(f, x, y, INPUT_SIZE, INPUT_SIZE))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(frame_error)?;
             tensor.extend(to_clip_tensor(&cropped, &norm).map_err(frame_error)?.data);
@@ -159,7 +154,7 @@ pub fn prepare(
     Ok(PreparedClip {
         info,
         view_indices,
-        dims: [views, t, 3, CROP as usize, CROP as usize],
+        dims: [views, t, 3, INPUT_SIZE as usize, INPUT_SIZE as usize],
         tensor,
         frames: None,
         decode_ms,
@@ -176,8 +171,8 @@ struct UniformClip {
 }
 
 /// Decodes the frames at `indices` and transforms each into its slot of the
-/// `[T, 3, CROP, CROP]` tensor as soon as it is decoded (see [`prepare`]). `start` is when
-/// opening the file began.
+/// `[T, 3, INPUT_SIZE, INPUT_SIZE]` tensor as soon as it is decoded (see [`prepare`]). `start`
+/// is when opening the file began.
 fn uniform_clip(
     decoder: &mut FrameDecoder,
     indices: &[u32],
@@ -187,7 +182,7 @@ fn uniform_clip(
     start: Instant,
 ) -> Result<UniformClip, ClassifyError> {
     let path = decoder.info().path.clone();
-    let slot_len = 3 * (CROP * CROP) as usize;
+    let slot_len = 3 * (INPUT_SIZE * INPUT_SIZE) as usize;
     let mut tensor = vec![0.0f32; indices.len() * slot_len];
     // Each distinct index is transformed once, into the slot of its first position; the
     // slots of repeats (videos shorter than num_seg) are copied afterwards.
@@ -209,7 +204,7 @@ fn uniform_clip(
     let inline_time: Mutex<Duration> = Mutex::new(Duration::ZERO);
     let transform = |frame: RgbFrame, slot: Option<&mut [f32]>| {
         if let Some(slot) = slot
-            && let Err(e) = test_frame_into(&frame, SHORT_SIDE, CROP, norm, slot)
+            && let Err(e) = test_frame_into(&frame, SHORT_SIDE, INPUT_SIZE, norm, slot)
             && let Ok(mut f) = failure.lock()
         {
             f.get_or_insert(e);
@@ -267,43 +262,6 @@ fn uniform_clip(
         decode_ms,
         preprocess_ms: total_ms - decode_ms,
     })
-}
-
-/// What `classify` reports for one file (the JSON shape of DESIGN.md section 5).
-#[derive(Clone, Debug, Serialize)]
-pub struct ClassifyRecord {
-    pub path: String,
-    pub status: &'static str,
-    pub error: Option<String>,
-    pub top_k: Vec<Ranked>,
-    pub frames: usize,
-    pub indices: Vec<u32>,
-    pub timings_ms: Timings,
-}
-
-#[derive(Clone, Copy, Debug, Default, Serialize)]
-pub struct Timings {
-    pub decode: f64,
-    pub preprocess: f64,
-    pub infer: f64,
-}
-
-impl ClassifyRecord {
-    pub fn failed(path: &Path, frames: usize, error: String) -> Self {
-        Self {
-            path: path.display().to_string(),
-            status: "error",
-            error: Some(error),
-            top_k: Vec::new(),
-            frames,
-            indices: Vec::new(),
-            timings_ms: Timings::default(),
-        }
-    }
-
-    pub fn is_ok(&self) -> bool {
-        self.error.is_none()
-    }
 }
 
 /// Mean of the views' logits (dense mode averages logits, not softmax, as PaddleVideo does).
@@ -364,7 +322,7 @@ pub fn classify_prepared(
 
 /// Uniform-mode preprocessing of frames already decoded (timeline windows reuse frames).
 pub fn transform_frame(frame: &RgbFrame) -> Result<RgbFrame, FrameError> {
-    scale_center_crop(frame, SHORT_SIDE, CROP)
+    scale_center_crop(frame, SHORT_SIDE, INPUT_SIZE)
 }
 
 #[cfg(test)]

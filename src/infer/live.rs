@@ -16,8 +16,9 @@ use std::time::Instant;
 
 use super::classify::transform_frame;
 use super::engine::Engine;
-use super::topk::{Ranked, top_k};
+use super::topk::top_k;
 use crate::model::nhwc::FrameMaps;
+use crate::report::Ranked;
 use crate::video::decode::FrameDecoder;
 use crate::video::frame::RgbFrame;
 use crate::video::player::FrameRing;

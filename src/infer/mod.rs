@@ -1,4 +1,5 @@
-//! Running a loaded model: devices, the engine, top-k.
+//! Running a loaded model: devices, the engine, top-k, and the jobs built on them (classifying
+//! files, timelines, live labels, the background service). Results are `report`'s types.
 
 pub mod batch;
 pub mod classify;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
 use super::batch::classify_files;
-use super::classify::{ClassifyRecord, Sampling};
+use super::classify::Sampling;
 use super::device::{ComputeDevice, DeviceChoice};
 use super::engine::{Engine, store_in_form};
 use super::live::{LiveCache, LiveRequest, LiveResult, serve};
@@ -21,6 +21,7 @@ use crate::checkpoint::keys::Role;
 use crate::labels::{kinetics400, read_label_file};
 use crate::model::{Form, Recognizer};
 use crate::progress::{CancelToken, LatestSlot, Notify};
+use crate::report::ClassifyRecord;
 use crate::weights::download::{FetchOptions, Progress};
 use crate::weights::resolve::resolve;
 

@@ -11,8 +11,9 @@ use serde::Serialize;
 
 use super::classify::{ClassifyError, transform_frame};
 use super::engine::Engine;
-use super::topk::{Ranked, top_k};
+use super::topk::top_k;
 use crate::progress::CancelToken;
+use crate::report::Ranked;
 use crate::video::decode::FrameDecoder;
 use crate::video::frame::RgbFrame;
 use crate::video::sample::uniform_indices;

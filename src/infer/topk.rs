@@ -1,14 +1,6 @@
 //! Softmax and top-k over one row of logits.
 
-use serde::{Deserialize, Serialize};
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Ranked {
-    pub rank: usize,
-    pub label_id: usize,
-    pub label: String,
-    pub score: f32,
-}
+use crate::report::Ranked;
 
 /// Numerically stable softmax (in f64, rounded to f32).
 pub fn softmax(logits: &[f32]) -> Vec<f32> {

@@ -1,5 +1,8 @@
 //! Label sets: Kinetics-400 built in; files as `name` per line, `id name` per line, or CSV with
-//! a header (`id,name` / `label_id,label`).
+//! a header (`id,name` / `label_id,label`). Also the labelling project ([`project`]: clips, their
+//! labels and stored predictions) and its export to training data ([`export`]).
+//!
+//! Below `infer`: a project's predictions are `report::Ranked`, which `infer` produces.
 
 use std::path::{Path, PathBuf};
 

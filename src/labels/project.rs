@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::checkpoint::write_file_atomic;
-use crate::infer::topk::Ranked;
 use crate::progress::{LatestSlot, Notify, lock};
+use crate::report::Ranked;
 
 /// The `format` value of a project file.
 pub const FORMAT: &str = "kineto-project";

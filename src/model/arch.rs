@@ -3,8 +3,7 @@
 
 use serde::Serialize;
 
-use crate::checkpoint::ParamStore;
-
+use super::params::ParamStore;
 use super::resnet_tsm::stage_depths;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -6,9 +6,8 @@
 //! and `P._conv.weight` + `P._batch_norm.*` (ResNet) become `P.conv.{weight,bias}` /
 //! `P._conv.{weight,bias}`; `B.dw_conv_list.{k}.*` become `B.dw_conv.{weight,bias}`.
 
-use crate::checkpoint::{ParamStore, ParamTensor};
-
 use super::layers::BN_EPSILON;
+use super::params::{ParamStore, ParamTensor};
 
 /// A conv followed by a BatchNorm, folded: `W' = W * g / s`, `b' = beta - mean * g / s` with
 /// `s = sqrt(var + eps)`, per output channel.

@@ -4,9 +4,9 @@
 
 use burn::tensor::Device;
 
+use super::load::store_from_module;
+use super::params::{ParamStore, ParamTensor};
 use super::{Arch, Form, Recognizer, paddle_key};
-use crate::checkpoint::load::store_from_module;
-use crate::checkpoint::{ParamStore, ParamTensor};
 
 /// SplitMix64: tiny, seedable, good enough for weights.
 struct SplitMix(u64);

@@ -2,12 +2,18 @@
 //!
 //! Every struct field is named after PaddleVideo's attribute, so a parameter's path in the module
 //! tree is its checkpoint key; `paddle_key` maps the few places where Rust needs another name.
+//!
+//! The weights themselves are a [`params::ParamStore`] (named f32 arrays), filled into a module
+//! and read back out by [`load`]. Reading and writing them as files is `checkpoint`'s, which
+//! builds on this module; nothing here knows a file format.
 
 pub mod arch;
 pub mod fuse;
 pub mod init;
 pub mod layers;
+pub mod load;
 pub mod nhwc;
+pub mod params;
 pub mod pptsm_v2;
 pub mod resnet_tsm;
 
@@ -16,11 +22,10 @@ use burn::tensor::{Device, Tensor};
 
 pub use arch::{Arch, Form, ModelKind};
 use layers::Trace;
+use load::{StrictLoad, load_strict, store_from_module};
+use params::ParamStore;
 use pptsm_v2::PpTsmV2;
 use resnet_tsm::ResNetTsm;
-
-use crate::checkpoint::ParamStore;
-use crate::checkpoint::load::{StrictLoad, load_strict, store_from_module};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {

@@ -9,10 +9,11 @@ use serde_json::json;
 use super::TrainError;
 use super::head::Head;
 use crate::checkpoint::file::Checkpoint;
-use crate::checkpoint::safetensors::{INPUT_SIZE, KinetoMeta, MEAN, SHORT_SIDE, STD};
+use crate::checkpoint::safetensors::KinetoMeta;
 use crate::checkpoint::{ParamStore, ParamTensor};
 use crate::infer::device::ComputeDevice;
 use crate::model::{Arch, ModelKind, Recognizer};
+use crate::video::transform::{INPUT_SIZE, MEAN, SHORT_SIDE, STD};
 
 /// The fc keys of an architecture: PP-TSMv2 keeps its fc in the backbone.
 pub fn fc_keys(model: ModelKind) -> (&'static str, &'static str) {
@@ -137,8 +138,8 @@ pub fn write_trained_store(
         num_classes: arch.num_classes,
         class_names: Some(class_names.to_vec()),
         label_set,
-        input_size: INPUT_SIZE,
-        short_side: SHORT_SIDE,
+        input_size: INPUT_SIZE as usize,
+        short_side: SHORT_SIDE as usize,
         mean: MEAN,
         std: STD,
         provenance: json!({

@@ -58,8 +58,8 @@ use burn::tensor::{DType, Device, FloatDType, Gradients, Tensor, TensorData};
 use super::losses::{DmlWeights, KdWeights, Targets, cross_entropy, dml_loss, kd_loss};
 use super::optim::Momentum;
 use crate::checkpoint::ParamStore;
-use crate::checkpoint::load::store_from_module;
 use crate::model::layers::{BatchStats, Trace};
+use crate::model::load::store_from_module;
 use crate::model::nhwc::train::{NhwcTrainError, NhwcTrainNet, TrainPass};
 use crate::model::{Form, ModelKind, Network, Recognizer, paddle_key};
 

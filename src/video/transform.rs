@@ -1,10 +1,19 @@
 //! PaddleVideo's image transforms (`loader/pipelines/augmentations.py`, Pillow backend) on
-//! RGB8 frames, and the float32 normalisation into the model's `[T, 3, H, W]` input.
+//! RGB8 frames, and the float32 normalisation into the model's `[T, 3, H, W]` input; the test
+//! pipeline's sizes and ImageNet statistics, which every PP-TSM config uses.
 
 use rand::Rng;
 
 use super::frame::{ClipTensor, FrameError, RgbFrame};
 use super::pillow::{resize_bilinear, resize_bilinear_region};
+
+/// PaddleVideo's test pipeline for every PP-TSM config: `Scale(SHORT_SIDE)`,
+/// `CenterCrop(INPUT_SIZE)`, `Normalization(MEAN, STD)`.
+pub const SHORT_SIDE: u32 = 256;
+pub const INPUT_SIZE: u32 = 224;
+/// ImageNet's per-channel (RGB) mean and std, on 0..1 values.
+pub const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub const STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// PaddleVideo `Scale(short)` with its defaults (`fixed_ratio=True`, Pillow bilinear).
 ///
@@ -328,11 +337,11 @@ pub struct Normalize {
 }
 
 impl Normalize {
-    /// ImageNet mean [0.485, 0.456, 0.406] and std [0.229, 0.224, 0.225] (as float32).
+    /// ImageNet's [`MEAN`] and [`STD`].
     pub fn imagenet() -> Normalize {
         Normalize {
-            mean: [0.485, 0.456, 0.406],
-            std: [0.229, 0.224, 0.225],
+            mean: MEAN,
+            std: STD,
         }
     }
 

@@ -12,11 +12,10 @@ use crate::checkpoint::ParamStore;
 use crate::checkpoint::file::{Checkpoint, Format, open_checkpoint};
 use crate::checkpoint::keys::{Role, reorder};
 use crate::checkpoint::pdparams::write_pdparams;
-use crate::checkpoint::safetensors::{
-    INPUT_SIZE, KinetoMeta, MEAN, SHORT_SIDE, STD, write_safetensors,
-};
+use crate::checkpoint::safetensors::{KinetoMeta, write_safetensors};
 use crate::model::fuse::fuse_store;
 use crate::model::{Form, ModelKind, key_order};
+use crate::video::transform::{INPUT_SIZE, MEAN, SHORT_SIDE, STD};
 
 /// Class names given on the command line (`--labels FILE`).
 #[derive(Clone, Debug)]
@@ -215,8 +214,8 @@ fn metadata(
         num_classes: arch.num_classes,
         class_names,
         label_set,
-        input_size: source_meta.map_or(INPUT_SIZE, |m| m.input_size),
-        short_side: source_meta.map_or(SHORT_SIDE, |m| m.short_side),
+        input_size: source_meta.map_or(INPUT_SIZE as usize, |m| m.input_size),
+        short_side: source_meta.map_or(SHORT_SIDE as usize, |m| m.short_side),
         mean: source_meta.map_or(MEAN, |m| m.mean),
         std: source_meta.map_or(STD, |m| m.std),
         provenance,

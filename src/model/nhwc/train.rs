@@ -19,8 +19,8 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::kernels::{self, Shape};
-use crate::checkpoint::ParamStore;
 use crate::model::layers::{BN_EPSILON, PADDLE_BN_EPSILON, shift_channels};
+use crate::model::params::ParamStore;
 use layers::{
     AttentionTape, BatchNormW, BlockW, PwLayer, SeTape, attention_backward, attention_forward,
     has_prefix, matvec_t, param,

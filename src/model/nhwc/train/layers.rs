@@ -6,8 +6,8 @@ use rayon::prelude::*;
 
 use super::ops::{self, BnInput, Norm, Pointwise};
 use super::{Grads, NhwcTrainError, SHORTCUT_STAGE};
-use crate::checkpoint::ParamStore;
 use crate::model::nhwc::kernels::{self, Shape};
+use crate::model::params::ParamStore;
 
 /// A parameter's values, checked against `expected` (`None` entries are free); returns the
 /// values and the actual shape.

@@ -8,8 +8,8 @@ use std::collections::HashSet;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
 
-use super::{ParamStore, ParamTensor};
-use crate::model::layers::tensor_from_host;
+use super::layers::tensor_from_host;
+use super::params::{ParamStore, ParamTensor};
 
 pub struct StrictLoad<M> {
     pub module: M,
