@@ -1127,7 +1127,8 @@ impl TrainingPanel {
                             .desired_width(240.0)
                             .hint_text("default: runs/ next to the weights cache"),
                     );
-                    if edit.changed() {
+                    // The folder is looked at once typing is done, not on every keystroke.
+                    if edit.lost_focus() {
                         self.refresh_resumable();
                     }
                     ui.end_row();
