@@ -1,6 +1,9 @@
 //! `kineto bench --case preprocess --json` reports what the decode + preprocess comparison
 //! with the anchors' `prep_bench.py` reads (a smoke test, not a timing).
 
+// Test code: a failed unwrap/expect is the test failing (clippy.toml exempts only #[test] fns).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

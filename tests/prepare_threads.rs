@@ -3,6 +3,9 @@
 //! the transforms with decoding. On PaddleVideo's example clip the sampled frames are
 //! decord's exactly and the tensor is the reference pipeline's (decord + Pillow) exactly.
 
+// Test code: a failed unwrap/expect is the test failing (clippy.toml exempts only #[test] fns).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 
 use kineto::infer::classify::{PreparedClip, Sampling, prepare};

@@ -3,6 +3,9 @@
 //! truncated, corrupted and wrong-model variants). Never the internet: the catalog is replaced
 //! with `KINETO_CATALOG`, the cache with `--cache-dir`.
 
+// Test code: a failed unwrap/expect is the test failing (clippy.toml exempts only #[test] fns).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::HashMap;

@@ -62,7 +62,7 @@ impl fmt::Display for ExpectedCount {
 
 /// Element count of `shape` (1 for a 0-d shape); `None` if it overflows.
 /// A zero dimension gives 0 even when the other dimensions would overflow.
-#[deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#[deny(clippy::indexing_slicing)]
 pub fn shape_numel(shape: &[usize]) -> Option<usize> {
     if shape.contains(&0) {
         return Some(0);
@@ -70,7 +70,7 @@ pub fn shape_numel(shape: &[usize]) -> Option<usize> {
     shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
 }
 
-#[deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#[deny(clippy::indexing_slicing)]
 impl ParamTensor {
     /// Checks that `data` holds exactly `product(shape)` values.
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Result<Self, ShapeError> {
@@ -106,7 +106,7 @@ impl PartialEq for ParamStore {
     }
 }
 
-#[deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#[deny(clippy::indexing_slicing)]
 impl ParamStore {
     pub fn new() -> Self {
         Self::default()
@@ -266,7 +266,7 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Makes file-controlled text safe for a one-line message: control
 /// characters are escaped and very long text is cut.
-#[deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#[deny(clippy::indexing_slicing)]
 pub fn printable(s: &str) -> String {
     const MAX_CHARS: usize = 120;
     let mut out = String::new();
