@@ -295,13 +295,24 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 mod tests {
     use super::*;
 
+    /// A named test thread (`std::thread::spawn` is disallowed: clippy.toml).
+    fn spawn<T: Send + 'static>(
+        name: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(f)
+            .expect("spawn a test thread")
+    }
+
     #[test]
     fn a_paused_worker_waits_until_resumed_or_cancelled() {
         let token = CancelToken::new();
         token.pause();
         let worker = {
             let token = token.clone();
-            std::thread::spawn(move || {
+            spawn("paused-worker", move || {
                 token.wait_while_paused();
                 token.is_cancelled()
             })
@@ -314,7 +325,7 @@ mod tests {
         token.pause();
         let worker = {
             let token = token.clone();
-            std::thread::spawn(move || {
+            spawn("paused-worker", move || {
                 token.wait_while_paused();
                 token.is_cancelled()
             })
@@ -338,7 +349,7 @@ mod tests {
     fn take_waits_for_a_value_from_another_thread() {
         let slot = Arc::new(LatestSlot::new());
         let writer = Arc::clone(&slot);
-        let handle = std::thread::spawn(move || writer.put("frame"));
+        let handle = spawn("writer", move || writer.put("frame"));
         assert_eq!(slot.take_timeout(Duration::from_secs(5)), Some("frame"));
         handle.join().expect("writer thread");
     }
@@ -347,7 +358,7 @@ mod tests {
     fn closing_wakes_a_waiter_with_nothing() {
         let slot: Arc<LatestSlot<u8>> = Arc::new(LatestSlot::new());
         let closer = Arc::clone(&slot);
-        let handle = std::thread::spawn(move || closer.close());
+        let handle = spawn("closer", move || closer.close());
         assert_eq!(slot.take_timeout(Duration::from_secs(5)), None);
         handle.join().expect("closer thread");
     }

@@ -1,6 +1,9 @@
 //! The window, driven headless with egui_kittest over the real app state: the real player
 //! (GStreamer), the real inference service (fixture weights on the CPU), the real project saver.
 
+// Test code: a failed unwrap/expect is the test failing (clippy.toml exempts only #[test] fns).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

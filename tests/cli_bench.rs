@@ -1,5 +1,8 @@
 //! `kineto bench --json` reports what the speed comparisons read (a smoke test, not a timing).
 
+// Test code: a failed unwrap/expect is the test failing (clippy.toml exempts only #[test] fns).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 
 #[test]

@@ -1,24 +1,15 @@
 //! `kineto bench --case preprocess --json` reports what the decode + preprocess comparison
 //! with the anchors' `prep_bench.py` reads (a smoke test, not a timing).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+// Test code: a failed unwrap/expect is the test failing (clippy.toml exempts only #[test] fns).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-fn fixture(rel: &str) -> PathBuf {
-    let root = std::env::var_os("KINETO_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
-    let path = root.join(rel);
-    assert!(path.exists(), "missing fixture {}", path.display());
-    path
-}
+mod common;
+
+use common::{fixture, kineto, s};
 
 fn bench(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_kineto"))
-        .arg("bench")
-        .args(args)
-        .output()
-        .expect("run kineto")
+    kineto(&[&["bench"], args].concat())
 }
 
 #[test]
@@ -29,7 +20,7 @@ fn preprocess_bench_json_has_the_documented_fields() {
             "--case",
             "preprocess",
             "--video",
-            video.to_str().expect("utf-8 path"),
+            s(&video),
             "--frames",
             "8",
             "--runs",

@@ -1,6 +1,9 @@
 //! `kineto generate man|completions|cli-reference`: the packaging files generated from the clap
 //! definition, and the README's CLI reference, which must match `--help` exactly.
 
+// Test code: a failed unwrap/expect is the test failing (clippy.toml exempts only #[test] fns).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::process::Command;
 

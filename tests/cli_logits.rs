@@ -1,6 +1,9 @@
 //! `kineto logits` and `kineto weights info` end to end: the real binary on fixture weights,
 //! and every kind of broken checkpoint giving one line, the file's name, and exit code 1.
 
+// Test code: a failed unwrap/expect is the test failing (clippy.toml exempts only #[test] fns).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::Path;

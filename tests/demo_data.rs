@@ -1,6 +1,9 @@
 //! `kineto demo-data`: the folder layout, the JSON summary, clips that probe with the frame
 //! counts asked for, the same files for the same seed, and the refusals (exit 2).
 
+// Test code: a failed unwrap/expect is the test failing (clippy.toml exempts only #[test] fns).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{kineto, s, stderr};

@@ -2,6 +2,9 @@
 //! logits, all bit-identical to each other and within 1e-4 of PaddleVideo's logits; class names
 //! travel in the safetensors metadata; bad combinations fail with one line and no file.
 
+// Test code: a failed unwrap/expect is the test failing (clippy.toml exempts only #[test] fns).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::Path;

@@ -2,6 +2,9 @@
 //! CPU backend: every activation at 64x64, logits at 224, both forms, 8 and 16 frames, with and
 //! without temporal attention.
 
+// Test code: a failed unwrap/expect is the test failing (clippy.toml exempts only #[test] fns).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use burn::tensor::Device;

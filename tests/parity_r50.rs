@@ -1,6 +1,9 @@
 //! PP-TSM ResNet-50 (the teacher / server model) against PaddleVideo's outputs
 //! (`../shared/fixtures/pptsm_r50`) on the CPU backend.
 
+// Test code: a failed unwrap/expect is the test failing (clippy.toml exempts only #[test] fns).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use burn::tensor::Device;

@@ -3,19 +3,15 @@
 //! the transforms with decoding. On PaddleVideo's example clip the sampled frames are
 //! decord's exactly and the tensor is the reference pipeline's (decord + Pillow) exactly.
 
-use std::path::{Path, PathBuf};
+// Test code: a failed unwrap/expect is the test failing (clippy.toml exempts only #[test] fns).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use std::path::Path;
+
+use common::{fixture, npy, npy_u8};
 use kineto::infer::classify::{PreparedClip, Sampling, prepare};
-use kineto::npy::{read_npy_f32, read_npy_u8};
-
-fn fixture(rel: &str) -> PathBuf {
-    let root = std::env::var_os("KINETO_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
-    let path = root.join(rel);
-    assert!(path.exists(), "missing fixture {}", path.display());
-    path
-}
 
 fn prepare_on(threads: usize, path: &Path, frames: usize, dense: bool) -> PreparedClip {
     let pool = rayon::ThreadPoolBuilder::new()
@@ -45,8 +41,7 @@ fn example_clip_is_the_same_on_one_and_two_threads_and_matches_the_reference() {
         assert!(one.frames == two.frames, "{frames}f: kept frames differ");
 
         // The sampled frames are decord's, byte for byte.
-        let raw = read_npy_u8(&fixture(&format!("video/example_{frames}f_frames_rgb.npy")))
-            .expect("frames fixture");
+        let raw = npy_u8(&format!("video/example_{frames}f_frames_rgb.npy"));
         let kept: Vec<u8> = one
             .frames
             .as_ref()
@@ -57,8 +52,7 @@ fn example_clip_is_the_same_on_one_and_two_threads_and_matches_the_reference() {
         assert!(kept == raw.data, "{frames}f: frames differ from decord's");
 
         // ... and the tensor is decord + Pillow + PaddleVideo's normalisation.
-        let want = read_npy_f32(&fixture(&format!("video/example_{frames}f_input.npy")))
-            .expect("input fixture");
+        let want = npy(&format!("video/example_{frames}f_input.npy"));
         assert_eq!(want.data.len(), one.tensor.len());
         let max = one
             .tensor

@@ -17,6 +17,9 @@
 //!   late 3x3 conv, the head), and its update applies `ppTSMHead`'s lr multipliers and decay
 //!   exemptions. About two minutes on 2 busy cores.
 
+// Test code: a failed unwrap/expect is the test failing (clippy.toml exempts only #[test] fns).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::Path;

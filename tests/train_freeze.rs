@@ -10,6 +10,9 @@
 //!
 //! Step times with frozen stages: `kineto bench --case train --freeze-stages N`.
 
+// Test code: a failed unwrap/expect is the test failing (clippy.toml exempts only #[test] fns).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

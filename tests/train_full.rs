@@ -14,6 +14,9 @@
 //!   stages 2-3 and the fc changed; settings.json, `--resume` and the report keep the setting;
 //!   `--head-only` with it and N = 5 are refused with one line and exit 2.
 
+// Test code: a failed unwrap/expect is the test failing (clippy.toml exempts only #[test] fns).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::Path;

@@ -3,6 +3,9 @@
 //! second run in the same run folder takes every feature from the cache (no decoding) and
 //! gives identical metrics. Plus the refusals that come before any work (exit 2).
 
+// Test code: a failed unwrap/expect is the test failing (clippy.toml exempts only #[test] fns).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::Path;

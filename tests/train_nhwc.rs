@@ -3,6 +3,9 @@
 //! `FullTrainer` in float64 on random weights (16 frames with the temporal attention, frozen and
 //! not), plus an ignored timing against `FullTrainer::step` at 224x224.
 
+// Test code: a failed unwrap/expect is the test failing (clippy.toml exempts only #[test] fns).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

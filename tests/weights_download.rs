@@ -3,6 +3,9 @@
 //! truncated, corrupted and wrong-model variants). Never the internet: the catalog is replaced
 //! with `KINETO_CATALOG`, the cache with `--cache-dir`.
 
+// Test code: a failed unwrap/expect is the test failing (clippy.toml exempts only #[test] fns).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::HashMap;
@@ -69,15 +72,21 @@ impl Server {
         let hits = Arc::new(Mutex::new(Vec::new()));
         let routes = Arc::new(routes);
         let log = hits.clone();
-        thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let routes = routes.clone();
-                let log = log.clone();
-                thread::spawn(move || {
-                    let _ = serve(stream, &routes, &log);
-                });
-            }
-        });
+        thread::Builder::new()
+            .name("test-http-server".into())
+            .spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    let routes = routes.clone();
+                    let log = log.clone();
+                    // A connection that cannot get a thread is dropped: the client sees it.
+                    let _ = thread::Builder::new()
+                        .name("test-http-connection".into())
+                        .spawn(move || {
+                            let _ = serve(stream, &routes, &log);
+                        });
+                }
+            })
+            .expect("start the test server's thread");
         Server { addr, hits }
     }
 

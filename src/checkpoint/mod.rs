@@ -120,7 +120,7 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Makes file-controlled text safe for a one-line message: control
 /// characters are escaped and very long text is cut.
-#[deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#[deny(clippy::indexing_slicing)]
 pub fn printable(s: &str) -> String {
     const MAX_CHARS: usize = 120;
     let mut out = String::new();

@@ -14,7 +14,7 @@
 //! - the object count, stack and memo sizes are capped, and every allocation
 //!   whose size the file controls (container items, decoded strings, shapes)
 //!   is charged to a budget proportional to the input length.
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![deny(clippy::indexing_slicing)]
 
 use std::borrow::Cow;
 use std::collections::HashMap;

@@ -163,7 +163,8 @@ pub fn completions(shell: Shell) -> String {
     let mut cmd = Cli::command();
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut cmd, "kineto", &mut out);
-    String::from_utf8(out).expect("clap_complete writes UTF-8")
+    // clap_complete writes UTF-8 (the definition's strings); lossy only guards the type.
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The Markdown CLI reference: `kineto --help`, then every visible subcommand's `--help`

@@ -5,8 +5,6 @@
 //! overwrite an existing file that differs from the clip: the export stops before writing
 //! anything and names the file.
 
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
-
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::fs;

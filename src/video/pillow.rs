@@ -70,53 +70,40 @@ pub fn resize_bilinear_region(
     let cols = x0 as usize..(x0 + cw) as usize;
     let rows = y0 as usize..(y0 + ch) as usize;
 
-    if !need_horizontal && !need_vertical {
-        return Ok(crop_rows(src, w, rows, cols));
-    }
     let vert = need_vertical.then(|| Coeffs::new(h, new_h));
     let horiz = need_horizontal.then(|| Coeffs::new(w, new_w));
-    if horizontal_first {
-        let Some(horiz) = horiz else {
-            // Only the vertical pass runs; columns map one to one.
-            let vert = vert.expect("one pass runs");
-            return Ok(vertical_pass(src, w, cols, &vert, rows, 0));
-        };
-        // Only the source rows that the vertical pass reads are resampled horizontally.
-        let (first_row, last_row) = match &vert {
-            Some(v) => v.span(rows.clone()),
-            None => (rows.start, rows.end),
-        };
-        let tmp = horizontal_pass(src, w, first_row..last_row, &horiz, cols.clone(), 0);
-        match vert {
-            None => Ok(tmp),
-            Some(vert) => Ok(vertical_pass(
+    match (horiz, vert) {
+        (None, None) => Ok(crop_rows(src, w, rows, cols)),
+        // Only the vertical pass runs; columns map one to one.
+        (None, Some(vert)) => Ok(vertical_pass(src, w, cols, &vert, rows, 0)),
+        // Only the horizontal pass runs; rows map one to one.
+        (Some(horiz), None) => Ok(horizontal_pass(src, w, rows, &horiz, cols, 0)),
+        (Some(horiz), Some(vert)) if horizontal_first => {
+            // Only the source rows that the vertical pass reads are resampled horizontally.
+            let (first_row, last_row) = vert.span(rows.clone());
+            let tmp = horizontal_pass(src, w, first_row..last_row, &horiz, cols.clone(), 0);
+            Ok(vertical_pass(
                 &tmp,
                 cols.len(),
                 0..cols.len(),
                 &vert,
                 rows,
                 first_row,
-            )),
+            ))
         }
-    } else {
-        // Vertical first (only when the height shrinks, so `vert` exists); only the source
-        // columns that the horizontal pass reads are resampled vertically.
-        let vert = vert.expect("the height changes");
-        let (first_col, last_col) = match &horiz {
-            Some(hz) => hz.span(cols.clone()),
-            None => (cols.start, cols.end),
-        };
-        let tmp = vertical_pass(src, w, first_col..last_col, &vert, rows.clone(), 0);
-        match horiz {
-            None => Ok(tmp),
-            Some(horiz) => Ok(horizontal_pass(
+        (Some(horiz), Some(vert)) => {
+            // Vertical first; only the source columns that the horizontal pass reads are
+            // resampled vertically.
+            let (first_col, last_col) = horiz.span(cols.clone());
+            let tmp = vertical_pass(src, w, first_col..last_col, &vert, rows.clone(), 0);
+            Ok(horizontal_pass(
                 &tmp,
                 last_col - first_col,
                 0..rows.len(),
                 &horiz,
                 cols,
                 first_col,
-            )),
+            ))
         }
     }
 }

@@ -14,7 +14,7 @@ use kineto::checkpoint::keys::{Role, canonicalize};
 use kineto::checkpoint::pdparams::read_pdparams;
 use kineto::model::fuse::fuse_store;
 use kineto::model::{Form, Recognizer};
-use kineto::npy::{NpyArray, read_npy_f32, read_npz_f32};
+use kineto::npy::{NpyArray, read_npy_f32, read_npy_u8, read_npz_f32};
 
 /// `KINETO_FIXTURES`, else `../shared/fixtures` beside the package. A missing file panics with
 /// its path: fixtures are never skipped.
@@ -30,6 +30,11 @@ pub fn fixture(rel: &str) -> PathBuf {
 pub fn npy(rel: &str) -> NpyArray<f32> {
     let path = fixture(rel);
     read_npy_f32(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A uint8 `.npy` fixture (decoded frames).
+pub fn npy_u8(rel: &str) -> NpyArray<u8> {
+    read_npy_u8(&fixture(rel)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Every float32 array of an `np.savez_compressed` fixture, by key.

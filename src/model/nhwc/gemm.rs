@@ -100,11 +100,16 @@ impl PackedMatrix {
     }
 
     fn tile(&self, x: &[f32], out: &mut [f32], relu: bool) {
+        // `self.simd` is `simd()`'s answer (`new`) or, in this file's tests, Portable: the CPU
+        // has what it names.
         match self.simd {
-            // SAFETY: `simd()` found the features these copies are compiled for.
             #[cfg(target_arch = "x86_64")]
+            // SAFETY: `simd()` detected AVX-512F (with the AVX2 and FMA every such CPU has),
+            // the features `tile_avx512` is compiled for; `tile` checks the slices' lengths.
             Simd::Avx512 => unsafe { tile_avx512(self, x, out, relu) },
             #[cfg(target_arch = "x86_64")]
+            // SAFETY: `simd()` detected AVX2 and FMA, the features `tile_avx2` is compiled for;
+            // `tile` checks the slices' lengths.
             Simd::Avx2 => unsafe { tile_avx2(self, x, out, relu) },
             _ => tile::<4, 8>(self, x, out, relu, block_portable::<4, 8>),
         }
@@ -115,7 +120,9 @@ impl PackedMatrix {
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn tile_avx512(w: &PackedMatrix, x: &[f32], out: &mut [f32], relu: bool) {
     tile::<12, 32>(w, x, out, relu, |block| {
-        // SAFETY: this function only runs where AVX-512F is present; `tile` checked the block.
+        // SAFETY: this function only runs where AVX-512F is present (its contract, upheld by
+        // `PackedMatrix::tile`); `tile` built the block's pointers from slices it indexed, long
+        // enough for k values per row, 12 rows of 32 outputs and a 32-wide panel and bias.
         unsafe { block_lanes::<Avx512, 12, 2>(block) }
     });
 }
@@ -124,8 +131,9 @@ unsafe fn tile_avx512(w: &PackedMatrix, x: &[f32], out: &mut [f32], relu: bool) 
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tile_avx2(w: &PackedMatrix, x: &[f32], out: &mut [f32], relu: bool) {
     tile::<6, 16>(w, x, out, relu, |block| {
-        // SAFETY: this function only runs where AVX2 and FMA are present; `tile` checked the
-        // block.
+        // SAFETY: this function only runs where AVX2 and FMA are present (its contract, upheld
+        // by `PackedMatrix::tile`); `tile` built the block's pointers from slices it indexed,
+        // long enough for k values per row, 6 rows of 16 outputs and a 16-wide panel and bias.
         unsafe { block_lanes::<Avx2, 6, 2>(block) }
     });
 }
@@ -178,7 +186,8 @@ fn tile<const MR: usize, const NR: usize>(
                 let full = valid == MR && cols == NR;
                 // Rows past the end repeat the last row; their results are not stored.
                 let first = x[r0 * k + k0..(r0 + valid - 1) * k + k0 + kc].as_ptr();
-                // SAFETY: row r0 + min(r, valid - 1)'s slice lies inside the slice just taken.
+                // SAFETY: `first` starts row r0's slice of a slice that runs to the end of row
+                // r0 + valid - 1's; min(r, valid - 1) * k stays inside it.
                 let row_at = |r: usize| unsafe { first.add(r.min(valid - 1) * k) };
                 if !full && accumulate {
                     for (r, values) in edge.iter_mut().enumerate().take(valid) {
@@ -212,7 +221,9 @@ fn tile<const MR: usize, const NR: usize>(
 
 /// The portable register block (no SIMD intrinsics; LLVM vectorises what it can).
 fn block_portable<const MR: usize, const NR: usize>(block: &Block<MR>) {
-    // SAFETY: `tile` built the pointers from slices long enough for these reads and writes.
+    // SAFETY: `tile` built the pointers from slices long enough for these reads and writes:
+    // `k` values per row, `k * NR` packed weights, `NR` bias values, and `MR` rows of `NR`
+    // destination values `dst_stride` apart (the whole `edge` buffer or rows of `out`).
     unsafe {
         let panel = std::slice::from_raw_parts(block.panel, block.k * NR);
         let bias = std::slice::from_raw_parts(block.bias, NR);
@@ -253,7 +264,9 @@ fn block_portable<const MR: usize, const NR: usize>(block: &Block<MR>) {
 #[inline(always)]
 unsafe fn block_lanes<L: Lanes, const MR: usize, const NV: usize>(block: &Block<MR>) {
     let rows = block.rows;
-    // SAFETY: as this function's.
+    // SAFETY: the caller has the features `L` needs and built `block` as documented above, so
+    // each load and store below reads or writes `L::N` values inside those slices: row values
+    // at p < k, panel vectors at p * NR + v * N < k * NR, bias or dst rows at v * N < NR.
     unsafe {
         let start = |r: usize| match block.accumulate {
             true => block.dst.add(r * block.dst_stride),
@@ -362,7 +375,8 @@ mod tests {
                 let packed = PackedMatrix::for_simd(Simd::Avx512, &ops.1, Some(&ops.2), k, n);
                 let mut out = vec![f32::NAN; m * n];
                 tile::<12, 32>(&packed, &ops.0, &mut out, relu, |block| {
-                    // SAFETY: portable operations; `tile` checked the block.
+                    // SAFETY: Portable16 needs no CPU feature; `tile` built the block from
+                    // slices long enough for it (12 rows, 32-wide panels).
                     unsafe { block_lanes::<crate::model::nhwc::simd::Portable16, 12, 2>(block) }
                 });
                 check(&out, &ops, (m, k, n), relu);

@@ -225,7 +225,8 @@ fn depthwise_impl(
                 oy,
             };
             match path {
-                // SAFETY: `detect` (or a test) chose a row function this CPU can run.
+                // SAFETY: `detect` (or a test) chose a row function for the features `simd()`
+                // found on this CPU, and `grouped` was grouped by that function's `lanes`.
                 DwPath::Lanes { row, .. } => unsafe { row(&args, out_row) },
                 DwPath::Reference => dw_row_portable(&args, out_row),
             }
@@ -362,7 +363,7 @@ unsafe fn strip<
 >(
     at: &Strip,
 ) {
-    // SAFETY (whole body): `dw_row_lanes` builds strips whose rows lie inside the frame, whose
+    // SAFETY: (whole body) `dw_row_lanes` builds strips whose rows lie inside the frame, whose
     // columns lie inside it (or are checked against `width` here), whose weights lie inside
     // the grouped weights and whose P pixels lie inside the output row.
     unsafe {
@@ -409,7 +410,8 @@ unsafe fn strip<
 /// `grouped_taps(.., L::N)`.
 #[inline(always)]
 unsafe fn dw_row_lanes<L: Lanes>(args: &DwRow<'_>, out_row: &mut [f32]) {
-    // SAFETY: as this function's.
+    // SAFETY: the caller has `L`'s features and grouped the weights by `L::N` (this function's
+    // contract), which is all `dw_row_strips` needs besides the lengths it asserts.
     unsafe {
         match (args.kernel, args.stride) {
             (3, 1) => dw_row_strips::<L, 3, 1>(args, out_row),
@@ -465,12 +467,15 @@ unsafe fn dw_row_strips<L: Lanes, const K: usize, const S: usize>(
         ($ox:expr, $p:literal, $checked:literal) => {
             let mut c0 = 0;
             while c0 + 2 * n <= c {
-                // SAFETY: channels below c and pixels below ow (see `strip`).
+                // SAFETY: `L`'s features are this function's contract; c0 + 2 * n <= c keeps
+                // the strip's channels inside each pixel, `bias` and `grouped` (asserted
+                // above); its pixels end by ow (the loops below), its rows are `inside_taps`',
+                // and its columns lie in lo..hi unless `$checked` makes `strip` test them.
                 unsafe { strip::<L, K, S, $p, 2, $checked>(&strip_at(c0, $ox)) };
                 c0 += 2 * n;
             }
             if c0 + n <= c {
-                // SAFETY: as above, one vector.
+                // SAFETY: as above, with c0 + n <= c for the one vector.
                 unsafe { strip::<L, K, S, $p, 1, $checked>(&strip_at(c0, $ox)) };
             }
         };
@@ -524,12 +529,16 @@ mod x86 {
     /// SAFETY: the CPU has AVX2 and FMA; `args.grouped` is grouped by 8.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn dw_row_avx2(args: &DwRow<'_>, out_row: &mut [f32]) {
+        // SAFETY: this function's contract: AVX2 and FMA (the features of `Avx2`) are present,
+        // and the weights are grouped by 8 (`Avx2::N`).
         unsafe { dw_row_lanes::<Avx2>(args, out_row) }
     }
 
     /// SAFETY: the CPU has AVX-512F; `args.grouped` is grouped by 16.
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub(super) unsafe fn dw_row_avx512(args: &DwRow<'_>, out_row: &mut [f32]) {
+        // SAFETY: this function's contract: AVX-512F (the feature of `Avx512`) is present, and
+        // the weights are grouped by 16 (`Avx512::N`).
         unsafe { dw_row_lanes::<Avx512>(args, out_row) }
     }
 }
@@ -694,7 +703,8 @@ mod tests {
     }
 
     fn dw_row_portable16(args: &DwRow<'_>, out_row: &mut [f32]) {
-        // SAFETY: portable operations; the weights were grouped by 16.
+        // SAFETY: Portable16 needs no CPU feature; the test pairs this row with `lanes: 16`,
+        // so `depthwise_impl` grouped the weights by 16.
         unsafe { dw_row_lanes::<crate::model::nhwc::simd::Portable16>(args, out_row) }
     }
 

@@ -80,7 +80,9 @@ pub(crate) trait Kernel {
 pub(crate) fn dispatch(kernel: impl Kernel) {
     #[cfg(target_arch = "x86_64")]
     if simd() >= Simd::Avx2 {
-        // SAFETY: the CPU has the features `with_avx2` is compiled for.
+        // SAFETY: `simd()` is Avx2 or wider only where `cpu_simd` detected AVX2 and FMA, or
+        // AVX-512F, which every CPU that has it pairs with both (rustc's `avx512f` implies
+        // `avx2` and `fma`): the features `with_avx2` is compiled for.
         unsafe { with_avx2(kernel) };
         return;
     }
@@ -110,22 +112,31 @@ mod x86 {
         const N: usize = 8;
         #[inline(always)]
         unsafe fn load(p: *const f32) -> Self {
+            // SAFETY: the caller has AVX2 (this trait's contract: only the AVX2 copies, chosen
+            // after `simd()` detected it, use this type) and `p` points at 8 readable values;
+            // `loadu` takes any alignment.
             Avx2(unsafe { _mm256_loadu_ps(p) })
         }
         #[inline(always)]
         unsafe fn splat(v: f32) -> Self {
+            // SAFETY: the caller has AVX2 (this trait's contract); no memory is touched.
             Avx2(unsafe { _mm256_set1_ps(v) })
         }
         #[inline(always)]
         unsafe fn store(self, p: *mut f32) {
+            // SAFETY: the caller has AVX2 (this trait's contract) and `p` points at 8 writable
+            // values; `storeu` takes any alignment.
             unsafe { _mm256_storeu_ps(p, self.0) }
         }
         #[inline(always)]
         unsafe fn mul_add(self, w: Self, acc: Self) -> Self {
+            // SAFETY: the caller has FMA (this trait's contract: `simd()` picks Avx2 only where
+            // it detected AVX2 and FMA); registers only.
             Avx2(unsafe { _mm256_fmadd_ps(self.0, w.0, acc.0) })
         }
         #[inline(always)]
         unsafe fn relu(self) -> Self {
+            // SAFETY: the caller has AVX2 (this trait's contract); registers only.
             Avx2(unsafe { _mm256_max_ps(self.0, _mm256_setzero_ps()) })
         }
     }
@@ -138,22 +149,31 @@ mod x86 {
         const N: usize = 16;
         #[inline(always)]
         unsafe fn load(p: *const f32) -> Self {
+            // SAFETY: the caller has AVX-512F (this trait's contract: only the AVX-512 copies,
+            // chosen after `simd()` detected it, use this type) and `p` points at 16 readable
+            // values; `loadu` takes any alignment.
             Avx512(unsafe { _mm512_loadu_ps(p) })
         }
         #[inline(always)]
         unsafe fn splat(v: f32) -> Self {
+            // SAFETY: the caller has AVX-512F (this trait's contract); no memory is touched.
             Avx512(unsafe { _mm512_set1_ps(v) })
         }
         #[inline(always)]
         unsafe fn store(self, p: *mut f32) {
+            // SAFETY: the caller has AVX-512F (this trait's contract) and `p` points at 16
+            // writable values; `storeu` takes any alignment.
             unsafe { _mm512_storeu_ps(p, self.0) }
         }
         #[inline(always)]
         unsafe fn mul_add(self, w: Self, acc: Self) -> Self {
+            // SAFETY: the caller has AVX-512F (this trait's contract), whose 512-bit FMA this
+            // is; registers only.
             Avx512(unsafe { _mm512_fmadd_ps(self.0, w.0, acc.0) })
         }
         #[inline(always)]
         unsafe fn relu(self) -> Self {
+            // SAFETY: the caller has AVX-512F (this trait's contract); registers only.
             Avx512(unsafe { _mm512_max_ps(self.0, _mm512_setzero_ps()) })
         }
     }
@@ -169,12 +189,16 @@ pub(crate) struct Portable16([f32; 16]);
 impl Lanes for Portable16 {
     const N: usize = 16;
     unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: `p` points at 16 readable values (this trait's contract); `read_unaligned`
+        // takes any alignment.
         Portable16(unsafe { p.cast::<[f32; 16]>().read_unaligned() })
     }
     unsafe fn splat(v: f32) -> Self {
         Portable16([v; 16])
     }
     unsafe fn store(self, p: *mut f32) {
+        // SAFETY: `p` points at 16 writable values (this trait's contract); `write_unaligned`
+        // takes any alignment.
         unsafe { p.cast::<[f32; 16]>().write_unaligned(self.0) }
     }
     unsafe fn mul_add(self, w: Self, acc: Self) -> Self {
