@@ -7,6 +7,9 @@
 //! - the window without a display says so in one line (not a path inside winit's sources);
 //! - an error says its cause once (it said "not a pickle (...): not a pickle (...)").
 
+// Test code: a failed unwrap/expect is the test failing (clippy.toml exempts only #[test] fns).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::Read;
