@@ -2,7 +2,8 @@
 //! checkpoints, with PaddleVideo's exact preprocessing.
 //!
 //! Modules, each using only those listed before it (`app` and the binary's `cli` use any):
-//! - `progress`: cancellation, wake-ups and latest-value mailboxes shared by workers;
+//! - `progress`: cancellation, wake-ups, latest-value mailboxes and `Task` (one-off work on a
+//!   named thread) shared by workers;
 //! - `npy`: `.npy` reading and writing;
 //! - `report`: prediction results (ranked classes, per-file records) as a table, JSON and CSV;
 //! - `video`: frames, decoding, sampling, and PaddleVideo's transforms with its preprocessing
@@ -13,8 +14,12 @@
 //!   its architecture detected; atomic file writes;
 //! - `labels`: label sets, labelling projects and their export;
 //! - `weights`: the published checkpoints' catalog, cache, downloads, resolution and export;
-//! - `infer`: devices, the engine, top-k, classification, timelines and live labels;
-//! - `train`: datasets, head-only, distilled and full fine-tuning.
+//! - `infer`: devices, the engine, top-k, classification, timelines, live labels and the
+//!   inference service;
+//! - `train`: datasets, head-only, distilled and full fine-tuning, as one training service;
+//! - `app`: the window (panels draw and send commands to the services above).
+//!
+//! ARCHITECTURE.md at the repository root is the map: layers, forward paths, threads, files.
 
 pub mod app;
 pub mod checkpoint;

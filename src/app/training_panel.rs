@@ -570,7 +570,7 @@ impl TrainingPanel {
         let same = self.run_folder.as_deref() == Some(run_dir.as_path());
         self.reset_run(same);
         self.run_folder = Some(run_dir.clone());
-        let device = self.device(shared);
+        let device = Box::new(self.device(shared));
         self.spawn(TrainRequest::Resume { run_dir, device }, notify);
     }
 

@@ -72,6 +72,10 @@ fn parse_device(s: &str) -> Result<DeviceChoice, String> {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one value per process, parsed once: boxing the arguments would only add a step"
+)]
 pub enum Command {
     /// Top-k labels for video files and folders (PaddleVideo's test pipeline).
     Classify(classify::ClassifyArgs),

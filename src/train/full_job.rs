@@ -65,8 +65,8 @@ use super::mixup::mixup;
 use super::model_file::start_model;
 use super::optim::WarmupCosine;
 use super::run_folder::{
-    MetricsLog, RunEnd, SETTINGS, check_fresh_run_dir, default_run_dir_for, finish_run,
-    prepare_run_dir, write_run_file, write_settings,
+    MetricsLog, RunEnd, SETTINGS, check_fresh_run_dir, finish_run, prepare_run_dir, run_dir_of,
+    write_run_file, write_settings,
 };
 use super::seeds::{TAG_CLIP, TAG_MIXUP, derive_seed, epoch_order};
 use super::spec::{
@@ -93,13 +93,7 @@ pub fn run_full(
     let job = &job.with_absolute_paths();
     job.validate_full()?;
     let (dataset, train, val) = open_split(job)?;
-    let run_dir = match &job.run_dir {
-        Some(d) => d.clone(),
-        None if job.resume => {
-            return Err(TrainError::bad_option("--resume", "needs the run folder"));
-        }
-        None => default_run_dir_for(&job.data, None)?,
-    };
+    let run_dir = run_dir_of(job)?;
     let weights = job.weights_path.clone();
     let checkpoint = open_training_checkpoint(&weights)?;
     let teacher_checkpoint = match &job.distill {

@@ -12,7 +12,7 @@ use super::features::{cache_key, extract_features};
 use super::head::{HeadOnlyOptions, train_head};
 use super::model_file::{ModelOrigin, write_model};
 use super::run_folder::{
-    MetricsLog, RunEnd, check_fresh_run_dir, default_run_dir_for, finish_run, prepare_run_dir,
+    MetricsLog, RunEnd, check_fresh_run_dir, finish_run, prepare_run_dir, run_dir_of,
     write_run_file, write_settings,
 };
 use super::spec::{DataCheck, JobEvent, TrainJob, TrainOutcome, resolve_num_seg};
@@ -40,10 +40,7 @@ pub fn run_head_only(
         ));
     }
     let (dataset, train, val) = open_split(job)?;
-    let run_dir = match &job.run_dir {
-        Some(d) => d.clone(),
-        None => default_run_dir_for(&job.data, None)?,
-    };
+    let run_dir = run_dir_of(job)?;
     check_fresh_run_dir(&run_dir, job.force)?;
     prepare_run_dir(&run_dir)?;
     let weights = job.weights_path.clone();

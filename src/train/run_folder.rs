@@ -184,6 +184,16 @@ pub fn default_run_dir_for(data: &Path, cache_dir: Option<&Path>) -> Result<Path
     Ok(default_run_dir(&data_dir, data))
 }
 
+/// The job's run folder: the one it names, else a new one in the default place (a resume must
+/// name its run).
+pub(crate) fn run_dir_of(job: &TrainJob) -> Result<PathBuf, TrainError> {
+    match &job.run_dir {
+        Some(d) => Ok(d.clone()),
+        None if job.resume => Err(TrainError::bad_option("--resume", "needs the run folder")),
+        None => default_run_dir_for(&job.data, None),
+    }
+}
+
 /// How a finished run of either kind ends.
 pub(crate) struct RunEnd<'a> {
     pub run_dir: &'a Path,

@@ -26,7 +26,10 @@ pub enum TrainRequest {
     /// Every layer, PaddleVideo's recipe (with its distillation, if any).
     Full(Box<TrainJob>),
     /// A full run continued from its `latest` checkpoint, with its own settings.
-    Resume { run_dir: PathBuf, device: JobDevice },
+    Resume {
+        run_dir: PathBuf,
+        device: Box<JobDevice>,
+    },
 }
 
 /// What the job kind is, as the job runs.
@@ -63,7 +66,7 @@ pub fn run(
         TrainRequest::HeadOnly(job) => (job, JobKind::HeadOnly),
         TrainRequest::Full(job) => (job, JobKind::Full),
         TrainRequest::Resume { run_dir, device } => {
-            (Box::new(resume_job(&run_dir, device)?), JobKind::Resumed)
+            (Box::new(resume_job(&run_dir, *device)?), JobKind::Resumed)
         }
     };
     on_msg(TrainMsg::Started(job.clone(), kind));
