@@ -77,16 +77,6 @@ pub fn write_model(
     origin: &ModelOrigin<'_>,
     output: &Path,
 ) -> Result<(), TrainError> {
-    if class_names.len() != head.classes {
-        return Err(TrainError::model(
-            output,
-            format!(
-                "{} class names for {} classes",
-                class_names.len(),
-                head.classes
-            ),
-        ));
-    }
     let store = store_with_head(checkpoint, head)?;
     let parent = checkpoint.meta.as_ref().map(|m| m.provenance.clone());
     write_trained_store(
