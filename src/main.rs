@@ -34,6 +34,33 @@ fn restore_sigpipe() {
     }
 }
 
+/// The subcommand a mistyped word most likely meant (at most two edits away), if any.
+fn nearest_subcommand(word: &str) -> Option<String> {
+    cli::Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .map(|name| (edit_distance(word, &name), name))
+        .filter(|(distance, _)| *distance <= 2)
+        .min()
+        .map(|(_, name)| name)
+}
+
+/// Levenshtein distance between two words (characters inserted, removed or replaced).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let replaced = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = replaced.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     match window_request(&args) {
@@ -41,7 +68,10 @@ fn main() -> ExitCode {
             if let Some(path) = &video
                 && !path.exists()
             {
-                eprintln!("kineto: error: {}: no such file", path.display());
+                let hint = nearest_subcommand(&path.to_string_lossy())
+                    .map(|name| format!(" (did you mean `kineto {name}`?)"))
+                    .unwrap_or_default();
+                eprintln!("kineto: error: {}: no such file{hint}", path.display());
                 return ExitCode::from(2);
             }
             match kineto::app::run(video) {

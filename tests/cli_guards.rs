@@ -5,7 +5,8 @@
 //! - output piped into a reader that stops (`kineto weights list | head -1`) ends quietly,
 //!   without a panic (exit 101 before);
 //! - the window without a display says so in one line (not a path inside winit's sources);
-//! - an error says its cause once (it said "not a pickle (...): not a pickle (...)").
+//! - an error says its cause once (it said "not a pickle (...): not a pickle (...)");
+//! - a mistyped subcommand is answered with the nearest one (it said "clasify: no such file").
 
 // Test code: a failed unwrap/expect is the test failing (clippy.toml exempts only #[test] fns).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -124,4 +125,14 @@ fn an_error_says_its_cause_once() {
             );
         }
     }
+}
+
+#[test]
+fn a_mistyped_subcommand_gets_the_nearest_one() {
+    let out = kineto(&["clasify"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("did you mean `kineto classify`"), "{err}");
+    let out = kineto(&["no-such-clip.mp4"]);
+    assert!(!stderr(&out).contains("did you mean"), "{}", stderr(&out));
 }
