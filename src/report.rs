@@ -14,7 +14,15 @@ pub struct Ranked {
     pub rank: usize,
     pub label_id: usize,
     pub label: String,
+    /// A score that is not a finite number (from NaN or infinite logits) is written as JSON
+    /// `null` and read back as NaN, so that a file holding one still loads.
+    #[serde(deserialize_with = "score_or_nan")]
     pub score: f32,
+}
+
+/// A score, or NaN where the JSON has `null`.
+fn score_or_nan<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f32, D::Error> {
+    Ok(Option::<f32>::deserialize(deserializer)?.unwrap_or(f32::NAN))
 }
 
 /// What `classify` reports for one file (the JSON shape of DESIGN.md section 5).

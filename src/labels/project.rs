@@ -996,6 +996,36 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_prediction_with_a_non_finite_score_saves_and_loads() {
+        let dir = TempDir::new("nan-score");
+        let mut project = Project::new(dir.path(), "mine", vec!["a".into(), "b".into()]);
+        let clip = project.add_clip(&dir.path().join("x.mp4")).unwrap();
+        let ranked = |rank, label_id, label: &str, score| Ranked {
+            rank,
+            label_id,
+            label: label.into(),
+            score,
+        };
+        project
+            .set_prediction(
+                clip,
+                vec![
+                    ranked(1, 0, "a", f32::NAN),
+                    ranked(2, 1, "b", f32::INFINITY),
+                ],
+            )
+            .unwrap();
+        project.save().unwrap();
+        let raw: Value =
+            serde_json::from_str(&fs::read_to_string(project.path()).unwrap()).unwrap();
+        assert!(raw["clips"][0]["prediction"]["top_k"][0]["score"].is_null());
+        let again = Project::load(dir.path()).unwrap().unwrap();
+        let top = &again.clips[0].prediction.as_ref().unwrap().top_k;
+        assert!(top[0].score.is_nan() && top[1].score.is_nan());
+        assert_eq!(again.clips[0].label.as_deref(), Some("a"));
+    }
+
+    #[test]
     fn missing_file_is_none_and_open_or_new_starts_one() {
         let dir = TempDir::new("missing");
         assert!(Project::load(dir.path()).unwrap().is_none());
