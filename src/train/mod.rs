@@ -10,7 +10,7 @@
 //! - [`spec`]: what a job is and says (the serialisable [`spec::TrainJob`], its distillation,
 //!   events, the data check, the outcome); it imports no job;
 //! - the parts of a run: [`data_check`], [`run_folder`] (settings, `metrics.jsonl`, reports),
-//!   [`model_file`] (trained models as safetensors), [`features`] and [`head`] (head-only),
+//!   [`features`] and [`head`] (head-only), [`model_file`] (trained models as safetensors),
 //!   [`loader`] (decode workers), [`evaluate`], [`checkpoints`] (the start weights' checks,
 //!   `latest`/`best`, resume), [`teacher`] (DML / KD);
 //! - the jobs: [`head_only_job`], [`full_job`];
