@@ -95,6 +95,15 @@ pub fn sync_parent_dir(path: &Path) {
     }
 }
 
+/// Proves that files can be created in `dir` (writes and removes a small probe file), so that
+/// long work can refuse an unwritable destination before it starts.
+pub fn check_dir_writable(dir: &Path) -> std::io::Result<()> {
+    let probe = dir.join(format!(".kineto-write-test-{}", std::process::id()));
+    fs::write(&probe, b"ok")?;
+    let _ = fs::remove_file(&probe);
+    Ok(())
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory is written,
 /// fsynced and renamed over `path`, so readers see either the old file or the complete new one.
 /// On any failure the temporary file is removed.

@@ -25,7 +25,7 @@ use std::process::ExitCode;
 use anyhow::anyhow;
 
 use clap::{Parser, Subcommand};
-use kineto::checkpoint::write_file_atomic;
+use kineto::checkpoint::{check_dir_writable, write_file_atomic};
 use kineto::infer::device::{ComputeDevice, DeviceChoice};
 use kineto::weights::WeightsError;
 use kineto::weights::download::{FetchOptions, Progress};
@@ -227,11 +227,8 @@ impl OutputArgs {
                 folder.display()
             )));
         }
-        let probe = folder.join(format!(".kineto-write-test-{}", std::process::id()));
-        std::fs::write(&probe, b"")
-            .map_err(|e| cannot(format!("cannot write into {}: {e}", folder.display())))?;
-        let _ = std::fs::remove_file(&probe);
-        Ok(())
+        check_dir_writable(folder)
+            .map_err(|e| cannot(format!("cannot write into {}: {e}", folder.display())))
     }
 }
 

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::dataset::DatasetSummary;
 use super::metrics::{Evaluation, TrainEvent};
 use super::spec::{JobEvent, TrainJob};
-use crate::checkpoint::write_file_atomic;
+use crate::checkpoint::{check_dir_writable, write_file_atomic};
 
 /// A run's settings (`settings.json`).
 pub const SETTINGS: &str = "settings.json";
@@ -59,12 +59,7 @@ pub fn prepare_run_dir(dir: &Path) -> Result<(), TrainError> {
         });
     }
     fs::create_dir_all(dir).map_err(unwritable)?;
-    let probe = dir.join(format!(".kineto-write-test-{}", std::process::id()));
-    File::create(&probe)
-        .and_then(|mut f| f.write_all(b"ok"))
-        .map_err(unwritable)?;
-    let _ = fs::remove_file(&probe);
-    Ok(())
+    check_dir_writable(dir).map_err(unwritable)
 }
 
 /// Writes a file of the run atomically.
