@@ -23,6 +23,7 @@
 
 pub mod app;
 pub mod checkpoint;
+pub mod files;
 pub mod infer;
 pub mod labels;
 pub mod model;

@@ -244,3 +244,68 @@ fn classify_a_folder_of_generated_and_broken_clips() {
     assert!(errors <= broken_videos, "{text}");
     assert!(!text.contains("notes.txt"));
 }
+
+#[test]
+fn classify_a_folder_with_links_to_itself_and_a_fifo_answers_once_per_clip() {
+    // `a -> .` and `b -> .` made every clip appear ~40 times and hung the walk; a FIFO named
+    // `*.mp4` blocked the decoder's open forever.
+    let dir = tmp("loops");
+    let clips = dir.join("clips");
+    std::fs::create_dir_all(clips.join("sub")).expect("dir");
+    for name in ["one.mp4", "sub/two.mp4"] {
+        let mut spec = ClipSpec::new(Container::Mp4, Codec::H264, 12);
+        spec.width = 64;
+        spec.height = 48;
+        synth_clip(&clips.join(name), &spec).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    std::os::unix::fs::symlink(".", clips.join("a")).expect("link");
+    std::os::unix::fs::symlink(".", clips.join("b")).expect("link");
+    let fifo = clips.join("pipe.mp4");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.expect("mkfifo").success());
+
+    let csv_path = dir.join("out.csv");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kineto"))
+        .args(["classify", "--device", "cpu", "--weights"])
+        .arg(fixture("pptsmv2/w8.pdparams"))
+        .arg(&clips)
+        .arg("--output")
+        .arg(&csv_path)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kineto");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("kineto classify did not answer within 90 s (a hang in the walk or open)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(1), "the FIFO is an error row");
+    let text = std::fs::read_to_string(&csv_path).expect("csv");
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(
+        rows.len(),
+        3,
+        "one row per real clip and one for the FIFO:\n{text}"
+    );
+    assert_eq!(
+        rows.iter().filter(|r| r.contains(",ok,")).count(),
+        2,
+        "{text}"
+    );
+    let fifo_row = rows
+        .iter()
+        .find(|r| r.contains("pipe.mp4"))
+        .expect("FIFO row");
+    assert!(
+        fifo_row.contains(",error,") && fifo_row.contains("FIFO"),
+        "{fifo_row}"
+    );
+}

@@ -13,7 +13,7 @@ use crate::checkpoint::write_file_atomic;
 use crate::infer::batch::expand_inputs;
 use crate::infer::service::BatchEvent;
 use crate::labels::project::ClipStatus;
-use crate::progress::CancelToken;
+use crate::progress::{CancelToken, Task};
 use crate::report::{ClassifyRecord, classify_csv, classify_json};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +36,8 @@ pub enum StatusFilter {
 }
 
 pub struct BatchPanel {
+    /// The folder walk of a batch being started (the dropped paths; the files found).
+    finding: Option<(Vec<PathBuf>, Task<Vec<PathBuf>>)>,
     job: Option<(u64, CancelToken)>,
     pub files: Vec<PathBuf>,
     pub records: Vec<Option<ClassifyRecord>>,
@@ -57,6 +59,7 @@ pub struct BatchPanel {
 impl Default for BatchPanel {
     fn default() -> Self {
         Self {
+            finding: None,
             job: None,
             files: Vec::new(),
             records: Vec::new(),
@@ -106,19 +109,52 @@ impl BatchPanel {
         self.job.is_some() && self.finished.is_none()
     }
 
-    /// Queues every video under `inputs` (recursive, sorted).
+    /// Queues every video under `inputs` (recursive, sorted): folders are walked on a worker,
+    /// then [`BatchPanel::poll`] starts the batch.
     pub fn start(&mut self, shared: &mut Shared, inputs: Vec<PathBuf>) {
-        let files = expand_inputs(&inputs);
-        if files.is_empty() {
-            shared.error("no video files in what was dropped");
-            return;
+        let walked = inputs.clone();
+        let spawned = Task::spawn("kineto-batch-walk", shared.repaint.clone(), move |ctx| {
+            expand_inputs(&walked, Some(ctx.cancel()))
+        });
+        match spawned {
+            // A walk still running is cancelled by dropping its task.
+            Ok(task) => self.finding = Some((inputs, task)),
+            Err(e) => shared.error(format!("cannot start the folder walk: {e}")),
         }
+    }
+
+    /// Whether a folder walk is running (the panel shows "finding videos…").
+    pub fn is_finding(&self) -> bool {
+        self.finding.is_some()
+    }
+
+    /// Starts the batch once its folder walk has ended.
+    pub fn poll(&mut self, shared: &mut Shared) {
+        let Some(outcome) = self.finding.as_ref().and_then(|(_, t)| t.try_outcome()) else {
+            return;
+        };
+        let Some((inputs, task)) = self.finding.take() else {
+            return;
+        };
+        match outcome {
+            Ok(_) if task.cancel_token().is_cancelled() => {}
+            Ok(files) if files.is_empty() => shared.error("no video files in what was dropped"),
+            Ok(files) => self.begin(shared, &inputs, files),
+            Err(e) => shared.error(format!("the folder walk failed: {e}")),
+        }
+    }
+
+    fn begin(&mut self, shared: &mut Shared, inputs: &[PathBuf], files: Vec<PathBuf>) {
         if let Some((_, cancel)) = self.job.take() {
             cancel.cancel();
         }
-        shared.ensure_project(&project_root(&inputs));
+        shared.ensure_project(&project_root(inputs));
         self.project_clips = match shared.project.as_mut() {
-            Some(project) => files.iter().map(|f| project.add_clip(f).ok()).collect(),
+            Some(project) => project
+                .add_clips(&files)
+                .into_iter()
+                .map(Result::ok)
+                .collect(),
             None => vec![None; files.len()],
         };
         self.project_root = shared.project.as_ref().map(|p| p.root.clone());
@@ -134,6 +170,9 @@ impl BatchPanel {
     }
 
     pub fn cancel(&mut self) {
+        if let Some((_, task)) = &self.finding {
+            task.cancel_token().cancel();
+        }
         if let Some((_, cancel)) = &self.job {
             cancel.cancel();
         }
@@ -151,7 +190,7 @@ impl BatchPanel {
         };
         if Some(job) == shared.clip_job {
             if let BatchEvent::Record { record, .. } = event {
-                record_prediction(shared, &record);
+                record_prediction(shared, &record, None);
             }
             return;
         }
@@ -161,7 +200,10 @@ impl BatchPanel {
         match event {
             BatchEvent::Started { .. } => {}
             BatchEvent::Record { index, record, .. } => {
-                record_prediction(shared, &record);
+                let clip = (self.project_root.as_ref())
+                    .filter(|root| shared.project.as_ref().is_some_and(|p| &p.root == *root))
+                    .and_then(|_| self.project_clips.get(index).copied().flatten());
+                record_prediction(shared, &record, clip);
                 if let Some(slot) = self.records.get_mut(index) {
                     *slot = Some(record);
                 }
@@ -270,6 +312,15 @@ impl BatchPanel {
     }
 
     pub fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared, _tab: &mut super::Tab) {
+        if self.finding.is_some() {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label("finding videos…");
+                if ui.button("Cancel").clicked() {
+                    self.cancel();
+                }
+            });
+        }
         if self.files.is_empty() {
             ui.vertical_centered(|ui| {
                 ui.add_space(60.0);
@@ -470,14 +521,15 @@ pub fn status_name(status: Option<ClipStatus>) -> &'static str {
     }
 }
 
-/// Stores a clip's prediction in the project (and saves it).
-fn record_prediction(shared: &mut Shared, record: &ClassifyRecord) {
+/// Stores a clip's prediction in the project (and saves it); `clip` is its index in the
+/// project when known (a batch knows it: no search per record).
+fn record_prediction(shared: &mut Shared, record: &ClassifyRecord, clip: Option<usize>) {
     if !record.is_ok() {
         return;
     }
     let path = PathBuf::from(&record.path);
     if let Some(project) = shared.project.as_mut()
-        && let Some(index) = project.clip_index(&path)
+        && let Some(index) = clip.or_else(|| project.clip_index(&path))
     {
         match project.set_prediction(index, record.top_k.clone()) {
             Ok(()) => shared.save_project(),

@@ -141,6 +141,11 @@ impl KinetoApp {
     /// Opens what the user dropped or picked: one video plays; folders or several files go
     /// to the batch.
     pub fn open_paths(&mut self, paths: Vec<PathBuf>) {
+        // Made absolute once, here at the edge: a clip given as `clip.mp4` from a terminal
+        // belongs to the project of its folder like any other.
+        let paths: Vec<PathBuf> = (paths.into_iter())
+            .map(|p| std::path::absolute(&p).unwrap_or(p))
+            .collect();
         let single_video = paths.len() == 1 && paths[0].is_file();
         if single_video {
             let path = paths[0].clone();
@@ -216,6 +221,7 @@ impl KinetoApp {
             }
         }
         self.shared.drain_saver();
+        self.batch.poll(&mut self.shared);
         self.train.drain();
         for picked in self.shared.dialogs.poll() {
             self.on_dialog(picked);
@@ -225,7 +231,7 @@ impl KinetoApp {
                 "demo clips (one folder per class) in {}",
                 dir.display()
             ));
-            let first = crate::infer::batch::expand_inputs(std::slice::from_ref(&dir))
+            let first = crate::infer::batch::expand_inputs(std::slice::from_ref(&dir), None)
                 .into_iter()
                 .next();
             if let Some(clip) = first {
@@ -522,7 +528,7 @@ fn first_run_ui(ui: &mut egui::Ui, shared: &mut Shared, weights: &str, error: &s
                 )
                 .clicked()
             {
-                shared.make_demo_data(&ui.ctx().clone());
+                shared.make_demo_data();
             }
             if making {
                 ui.spinner();

@@ -58,6 +58,8 @@ pub struct Shared {
     pub settings_requested: bool,
     /// Demo clips being written (first run without weights); the answer is the folder.
     pub demo: Option<Task<Result<PathBuf, String>>>,
+    /// Wakes the window (given to one-off tasks started by panels).
+    pub repaint: Notify,
 }
 
 impl Shared {
@@ -98,6 +100,7 @@ impl Shared {
             catalog_names,
             settings_requested: false,
             demo: None,
+            repaint: repaint(ctx),
             settings,
         };
         shared
@@ -145,6 +148,8 @@ impl Shared {
 
     /// Plays `path` and makes sure the project of its folder knows it.
     pub fn open_clip(&mut self, path: &Path) {
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let path = absolute.as_path();
         self.current_clip = Some(path.to_path_buf());
         self.settings.push_recent(path.to_path_buf());
         self.player.send(PlayerCmd::Open(path.to_path_buf()));
@@ -238,17 +243,14 @@ impl Shared {
 
     /// Writes a small demo set (`kineto demo-data`'s generator) under the user's data folder on
     /// a worker thread.
-    pub fn make_demo_data(&mut self, ctx: &egui::Context) {
+    pub fn make_demo_data(&mut self) {
         if self.demo.is_some() {
             return;
         }
         let dir = directories::ProjectDirs::from("", "", "kineto")
             .map(|d| d.data_dir().join("demo-data"))
             .unwrap_or_else(|| std::env::temp_dir().join("kineto-demo-data"));
-        let repaint = {
-            let ctx = ctx.clone();
-            Notify::new(move || ctx.request_repaint())
-        };
+        let repaint = self.repaint.clone();
         let progress = repaint.clone();
         let spawned = Task::spawn("kineto-demo-data", repaint, move |_| {
             let options = DemoOptions {

@@ -29,7 +29,7 @@ pub struct ClassifyArgs {
 }
 
 pub fn run(args: &ClassifyArgs, global: &GlobalArgs) -> CliResult {
-    let files = expand_inputs(&args.paths);
+    let files = expand_inputs(&args.paths, None);
     if files.is_empty() {
         return Err(Failure::fatal(anyhow!(
             "no video files found in {}",

@@ -7,6 +7,7 @@ use std::sync::mpsc::sync_channel;
 
 use super::classify::{Sampling, classify_prepared, prepare};
 use super::engine::Engine;
+use crate::files::{Walk, walk};
 use crate::progress::{CancelToken, panic_text};
 use crate::report::ClassifyRecord;
 
@@ -21,14 +22,20 @@ pub fn is_video_file(path: &Path) -> bool {
         .is_some_and(|e| VIDEO_EXTENSIONS.iter().any(|v| v.eq_ignore_ascii_case(e)))
 }
 
-/// Files and folders -> the files to classify: folders recursively (video extensions only),
-/// everything sorted and de-duplicated. A path that does not exist stays in the list, so that
-/// it becomes an error row rather than vanishing.
-pub fn expand_inputs(inputs: &[PathBuf]) -> Vec<PathBuf> {
+/// Files and folders -> the files to classify: folders recursively (video extensions only,
+/// each folder and clip once however links loop), everything sorted and de-duplicated. A path
+/// that does not exist, or that is not a regular file, stays in the list, so that it becomes
+/// an error row rather than vanishing (or blocking, for a FIFO).
+pub fn expand_inputs(inputs: &[PathBuf], cancel: Option<&CancelToken>) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for input in inputs {
         if input.is_dir() {
-            collect_dir(input, &mut files);
+            let how = Walk {
+                wanted: &is_video_file,
+                skip_hidden: false,
+                cancel,
+            };
+            files.extend(walk(input, how).iter().map(|f| f.path().to_path_buf()));
         } else {
             files.push(input.clone());
         }
@@ -36,22 +43,6 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> Vec<PathBuf> {
     files.sort();
     files.dedup();
     files
-}
-
-fn collect_dir(dir: &Path, files: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        // Unreadable folder: keep it so the user sees an error row for it.
-        files.push(dir.to_path_buf());
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            collect_dir(&path, files);
-        } else if is_video_file(&path) {
-            files.push(path);
-        }
-    }
 }
 
 /// Classifies `files` in order, calling `on_record` as each finishes. Decoding of file k+1

@@ -6,7 +6,7 @@
 //! Saving is atomic (`checkpoint::write_file_atomic`). The app saves through `ProjectSaver`, a
 //! background thread that writes the latest snapshot, so a burst of edits costs one write.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::checkpoint::write_file_atomic;
-use crate::progress::{LatestSlot, Notify, lock};
+use crate::progress::{Notify, lock};
 use crate::report::Ranked;
 
 /// The `format` value of a project file.
@@ -560,6 +560,30 @@ impl Project {
         Ok(self.clips.len() - 1)
     }
 
+    /// Adds many clips at once (a batch of any size in one pass over the project), as
+    /// [`Project::add_clip`] would one by one.
+    pub fn add_clips(&mut self, paths: &[PathBuf]) -> Vec<Result<usize, ProjectError>> {
+        let mut index: HashMap<String, usize> = (self.clips.iter().enumerate())
+            .map(|(i, c)| (c.path.clone(), i))
+            .collect();
+        let mut out = Vec::with_capacity(paths.len());
+        for path in paths {
+            let rel = match self.relative_path(path) {
+                Ok(rel) => rel,
+                Err(e) => {
+                    out.push(Err(e));
+                    continue;
+                }
+            };
+            let i = *index.entry(rel.clone()).or_insert_with(|| {
+                self.clips.push(ProjectClip::new(rel));
+                self.clips.len() - 1
+            });
+            out.push(Ok(i));
+        }
+        out
+    }
+
     /// The clip's absolute path (the root joined with its relative path).
     pub fn abs_path(&self, idx: usize) -> Option<PathBuf> {
         let clip = self.clips.get(idx)?;
@@ -748,14 +772,26 @@ pub enum SaveEvent {
 }
 
 struct SaverShared {
-    slot: LatestSlot<(u64, Project)>,
+    /// One pending snapshot per project file (a later one of the same project replaces it; one
+    /// project's snapshot never replaces another's), and whether the saver is closing.
+    pending: Mutex<(HashMap<PathBuf, Pending>, bool)>,
+    pending_changed: Condvar,
     /// Sequence number of the last snapshot put (also serialises `save` callers).
     put: Mutex<u64>,
-    /// Sequence number of the last snapshot written (or that failed).
+    /// Sequence number up to which every snapshot has been written (or has failed).
     done: Mutex<u64>,
     done_changed: Condvar,
     events: Sender<SaveEvent>,
     notify: Notify,
+}
+
+/// A project's snapshot waiting to be written: `queued` is the sequence number of its first
+/// unwritten save (its place in the queue, so a project saved often is not starved by others),
+/// `latest` that of the snapshot held.
+struct Pending {
+    queued: u64,
+    latest: u64,
+    project: Project,
 }
 
 impl SaverShared {
@@ -775,15 +811,36 @@ impl SaverShared {
         let _ = self.events.try_send(event);
         self.notify.notify();
         // Marked done last, so that `flush` returning means written, reported and notified.
+        // Every save before the oldest still pending is written (or `seq` and all before it,
+        // when none is pending: there is one writer).
         {
+            let oldest_pending = lock(&self.pending).0.values().map(|p| p.queued).min();
             let mut done = lock(&self.done);
-            *done = (*done).max(seq);
+            *done = (*done).max(oldest_pending.map_or(seq, |s| s - 1));
         }
         self.done_changed.notify_all();
     }
+
+    /// The next snapshot to write, waiting for one; `None` once closed with nothing pending.
+    fn next(&self) -> Option<(u64, Project)> {
+        let mut pending = lock(&self.pending);
+        loop {
+            let oldest = pending.0.iter().min_by_key(|(_, p)| p.queued);
+            if let Some(path) = oldest.map(|(path, _)| path.clone()) {
+                return pending.0.remove(&path).map(|p| (p.latest, p.project));
+            }
+            if pending.1 {
+                return None;
+            }
+            pending = self
+                .pending_changed
+                .wait(pending)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
 }
 
-/// Saves project snapshots on a background thread; the latest snapshot wins.
+/// Saves project snapshots on a background thread; the latest snapshot of each project wins.
 pub struct ProjectSaver {
     shared: Arc<SaverShared>,
     events: Receiver<SaveEvent>,
@@ -807,7 +864,8 @@ impl ProjectSaver {
     pub fn spawn(notify: Notify) -> ProjectSaver {
         let (tx, rx) = crossbeam_channel::bounded(SAVER_EVENTS);
         let shared = Arc::new(SaverShared {
-            slot: LatestSlot::new(),
+            pending: Mutex::new((HashMap::new(), false)),
+            pending_changed: Condvar::new(),
             put: Mutex::new(0),
             done: Mutex::new(0),
             done_changed: Condvar::new(),
@@ -818,12 +876,8 @@ impl ProjectSaver {
         let thread = std::thread::Builder::new()
             .name("kineto-project-saver".to_string())
             .spawn(move || {
-                loop {
-                    match worker.slot.take_timeout(Duration::from_millis(500)) {
-                        Some((seq, project)) => worker.write(seq, &project),
-                        None if worker.slot.is_closed() => break,
-                        None => {}
-                    }
+                while let Some((seq, project)) = worker.next() {
+                    worker.write(seq, &project);
                 }
             })
             .ok();
@@ -834,12 +888,21 @@ impl ProjectSaver {
         }
     }
 
-    /// Queues `snapshot` for writing, replacing one not yet written.
+    /// Queues `snapshot` for writing, replacing one of the same project not yet written.
     pub fn save(&self, snapshot: Project) {
         let mut put = lock(&self.shared.put);
         *put += 1;
         if self.thread.is_some() {
-            self.shared.slot.put((*put, snapshot));
+            let mut pending = lock(&self.shared.pending);
+            let queued = pending.0.get(&snapshot.path()).map_or(*put, |p| p.queued);
+            let entry = Pending {
+                queued,
+                latest: *put,
+                project: snapshot,
+            };
+            pending.0.insert(entry.project.path(), entry);
+            drop(pending);
+            self.shared.pending_changed.notify_all();
         } else {
             self.shared.write(*put, &snapshot);
         }
@@ -867,7 +930,8 @@ impl ProjectSaver {
 impl Drop for ProjectSaver {
     /// Writes a pending snapshot, then stops the thread (waiting at most a few seconds).
     fn drop(&mut self) {
-        self.shared.slot.close();
+        lock(&self.shared.pending).1 = true;
+        self.shared.pending_changed.notify_all();
         if let Some(thread) = self.thread.take() {
             let deadline = Instant::now() + SAVER_JOIN_TIMEOUT;
             while !thread.is_finished() && Instant::now() < deadline {
@@ -885,35 +949,7 @@ pub(crate) mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// A fresh directory under the system temp dir, removed on drop.
-    pub(crate) struct TempDir(pub PathBuf);
-
-    impl TempDir {
-        pub(crate) fn new(tag: &str) -> Self {
-            static COUNTER: AtomicUsize = AtomicUsize::new(0);
-            let nanos = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or(0);
-            let dir = std::env::temp_dir().join(format!(
-                "kineto-test-{tag}-{}-{}-{nanos}",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::Relaxed)
-            ));
-            fs::create_dir_all(&dir).unwrap();
-            Self(dir)
-        }
-
-        pub(crate) fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    pub(crate) use crate::files::TempDir;
 
     pub(crate) fn labels() -> Vec<String> {
         ["archery", "bowling", "cooking egg"]
@@ -1193,6 +1229,56 @@ pub(crate) mod tests {
         assert!(matches!(err, ProjectError::OutsideRoot { .. }), "{err}");
         assert!(p.add_clip(&root).is_err());
         assert_eq!(p.clips.len(), 2);
+    }
+
+    #[test]
+    fn add_clips_gives_what_add_clip_gives_one_by_one() {
+        let dir = TempDir::new("add-many");
+        let root = dir.path();
+        let paths: Vec<PathBuf> = ["b.mp4", "a.mp4", "sub/../b.mp4", "../out.mp4", "c.mp4"]
+            .iter()
+            .map(|p| root.join(p))
+            .collect();
+        let mut one = Project::new(root, "t", labels());
+        one.add_clip(&root.join("c.mp4")).unwrap();
+        let mut many = one.clone();
+        let singles: Vec<_> = paths.iter().map(|p| one.add_clip(p).ok()).collect();
+        let batch: Vec<_> = many.add_clips(&paths).into_iter().map(Result::ok).collect();
+        assert_eq!(batch, singles);
+        assert_eq!(batch, [Some(1), Some(2), Some(1), None, Some(0)]);
+        assert_eq!(
+            many.clips.iter().map(|c| &c.path).collect::<Vec<_>>(),
+            one.clips.iter().map(|c| &c.path).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn the_saver_keeps_one_pending_snapshot_per_project() {
+        // Snapshots of many projects queued faster than they are written: each project's
+        // file is written (one shared "latest" slot kept only the last project's).
+        let dirs: Vec<TempDir> = (0..24).map(|_| TempDir::new("saver-many")).collect();
+        let saver = ProjectSaver::spawn(Notify::none());
+        for round in 0..3 {
+            for dir in &dirs {
+                let mut p = Project::new(dir.path(), "t", labels());
+                for n in 0..=round {
+                    p.add_clip(&dir.path().join(format!("c{n}.mp4"))).unwrap();
+                }
+                saver.save(p);
+            }
+        }
+        assert!(saver.flush(Duration::from_secs(20)));
+        for dir in &dirs {
+            let p = Project::load(dir.path())
+                .unwrap()
+                .expect("each project was written");
+            assert_eq!(
+                p.clips.len(),
+                3,
+                "{}: the last snapshot",
+                dir.path().display()
+            );
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::TrainError;
+use crate::files::{Found, Walk, is_hidden, walk};
 use crate::infer::batch::is_video_file;
 use crate::labels::read_label_file;
 use crate::video::probe::probe;
@@ -81,7 +82,7 @@ impl Dataset {
         let mut folders = Vec::new();
         let mut loose = 0usize;
         for path in read_dir_sorted(root)? {
-            if hidden(&path) {
+            if is_hidden(&path) {
                 continue;
             }
             if path.is_dir() {
@@ -106,7 +107,19 @@ impl Dataset {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let mut clips = Vec::new();
-            collect_videos(&folder, &mut clips)?;
+            let how = Walk {
+                wanted: &is_video_file,
+                skip_hidden: true,
+                cancel: None,
+            };
+            for found in walk(&folder, how) {
+                match found {
+                    Found::File(path) => clips.push(path),
+                    Found::Problem { path, problem } => {
+                        notes.push(format!("{}: skipped: {problem}", path.display()))
+                    }
+                }
+            }
             clips.sort();
             found.push((name, folder, clips));
         }
@@ -296,11 +309,6 @@ impl Dataset {
     }
 }
 
-fn hidden(path: &Path) -> bool {
-    path.file_name()
-        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-}
-
 fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, TrainError> {
     let entries = std::fs::read_dir(dir).map_err(|e| TrainError::io(dir, e))?;
     let mut paths = Vec::new();
@@ -309,20 +317,6 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, TrainError> {
     }
     paths.sort();
     Ok(paths)
-}
-
-fn collect_videos(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), TrainError> {
-    for path in read_dir_sorted(dir)? {
-        if hidden(&path) {
-            continue;
-        }
-        if path.is_dir() {
-            collect_videos(&path, out)?;
-        } else if is_video_file(&path) && path.is_file() {
-            out.push(path);
-        }
-    }
-    Ok(())
 }
 
 /// A seeded split into (train, val), per class: `round(n * val_fraction)` clips of a class go

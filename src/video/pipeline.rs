@@ -105,11 +105,9 @@ pub fn check_readable(path: &Path) -> Result<(), VideoError> {
         path: path.to_path_buf(),
         reason,
     };
-    let meta = std::fs::metadata(path).map_err(|e| unreadable(io_reason(&e)))?;
-    if meta.is_dir() {
-        return Err(unreadable("is a directory".into()));
-    }
-    std::fs::File::open(path).map_err(|e| unreadable(io_reason(&e)))?;
+    // The type is checked before anything opens the file: opening a FIFO blocks.
+    let file = crate::files::open_regular(path).map_err(|e| unreadable(io_reason(&e)))?;
+    let meta = file.metadata().map_err(|e| unreadable(io_reason(&e)))?;
     if meta.len() == 0 {
         return Err(VideoError::EmptyFile {
             path: path.to_path_buf(),
@@ -121,13 +119,7 @@ pub fn check_readable(path: &Path) -> Result<(), VideoError> {
 fn io_reason(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound => "no such file".into(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
-        _ => {
-            let s = e.to_string();
-            // "Permission denied (os error 13)" -> "permission denied"
-            let s = s.split(" (os error").next().unwrap_or(&s).to_string();
-            s.to_lowercase()
-        }
+        _ => crate::files::io_problem(e),
     }
 }
 
