@@ -46,6 +46,9 @@ enum Behaviour {
     },
     /// Any request is answered with this status and no body.
     Status(u16),
+    /// The first request closes the connection at byte `at`; the file then changes on the
+    /// server: later requests get `then` (with its own ETag).
+    ChangesAfterDropAt { at: usize, then: Arc<Vec<u8>> },
 }
 
 #[derive(Clone)]
@@ -117,15 +120,18 @@ fn serve(
     reader.read_line(&mut first)?;
     let path = first.split_whitespace().nth(1).unwrap_or("/").to_string();
     let mut range = None;
+    let mut if_range = None;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
             break;
         }
-        if let Some((name, value)) = line.split_once(':')
-            && name.trim().eq_ignore_ascii_case("range")
-        {
-            range = Some(value.trim().to_string());
+        if let Some((name, value)) = line.split_once(':') {
+            if name.trim().eq_ignore_ascii_case("range") {
+                range = Some(value.trim().to_string());
+            } else if name.trim().eq_ignore_ascii_case("if-range") {
+                if_range = Some(value.trim().to_string());
+            }
         }
     }
     let count = {
@@ -149,8 +155,17 @@ fn serve(
             "HTTP/1.1 {code} Test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         );
     }
-    let body = &route.body;
+    let body = match &route.behaviour {
+        Behaviour::ChangesAfterDropAt { then, .. } if count > 1 => then,
+        _ => &route.body,
+    };
     let len = body.len();
+    // A strong ETag of the content; a Range whose If-Range names another is ignored (RFC 9110
+    // 13.1.5: the whole new file is sent).
+    let etag = format!("\"{}\"", &sha256(body)[..16]);
+    if if_range.as_ref().is_some_and(|v| *v != etag) {
+        range = None;
+    }
     let start = range
         .as_deref()
         .and_then(|r| r.strip_prefix("bytes="))
@@ -166,7 +181,7 @@ fn serve(
         Some(s) => {
             write!(
                 out,
-                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {s}-{}/{len}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {s}-{}/{len}\r\nContent-Length: {}\r\nETag: {etag}\r\nConnection: close\r\n\r\n",
                 len - 1,
                 len - s
             )?;
@@ -175,7 +190,7 @@ fn serve(
         None => {
             write!(
                 out,
-                "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n"
+                "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nContent-Type: application/octet-stream\r\nETag: {etag}\r\nConnection: close\r\n\r\n"
             )?;
             0
         }
@@ -191,6 +206,10 @@ fn serve(
         }
         Behaviour::DropAt { at, times } => {
             let end = if count <= times { at.max(start) } else { len };
+            out.write_all(&body[start..end])?;
+        }
+        Behaviour::ChangesAfterDropAt { at, .. } => {
+            let end = if count == 1 { at.max(start) } else { len };
             out.write_all(&body[start..end])?;
         }
         Behaviour::StallAt { at, hold, times } => {
@@ -535,7 +554,10 @@ fn an_interrupted_download_resumes_with_a_range_request() {
         &["stopped after 5242880 of 24319449 bytes", "resume"],
     );
     // Nothing that loads: only the partial file.
-    assert_eq!(env.cached_files(), ["v2_8f.pdparams.part"]);
+    assert_eq!(
+        env.cached_files(),
+        ["v2_8f.pdparams.part", "v2_8f.pdparams.part.validator"]
+    );
     let out = env.logits("v2_8f", &["--offline"]);
     assert_fails(&out, 2, &["offline"]);
 
@@ -580,7 +602,10 @@ fn a_stalled_download_times_out_and_resumes() {
         "the read timeout fired"
     );
     assert_fails(&out, 2, &["stopped after 3145728", "resume"]);
-    assert_eq!(env.cached_files(), ["v2_8f.pdparams.part"]);
+    assert_eq!(
+        env.cached_files(),
+        ["v2_8f.pdparams.part", "v2_8f.pdparams.part.validator"]
+    );
     let out = env.run(&["weights", "fetch", "v2_8f"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
@@ -843,5 +868,110 @@ fn a_file_put_in_the_cache_folder_by_hand_is_verified_and_used() {
     assert!(out.status.success(), "{}", stderr(&out));
     let index = env.index();
     assert_eq!(index[0]["name"], "v2_8f");
+    assert!(env.server.hits("v2_8f.pdparams").is_empty());
+}
+
+#[test]
+fn a_file_changed_on_the_server_during_a_resume_is_downloaded_whole_not_spliced() {
+    // The partial file holds the old file's first 5 MiB; the server's file has changed since.
+    // A Range request without If-Range spliced the new file's tail onto the old head.
+    let w8 = bytes("pptsmv2/w8.pdparams");
+    let mut changed = read_pdparams(&fixture("pptsmv2/w8.pdparams")).expect("w8");
+    let mut fc = changed.get("backbone.fc.weight").expect("fc").clone();
+    for v in fc.data.iter_mut().take(1000) {
+        *v += 0.5;
+    }
+    changed.insert("backbone.fc.weight", fc);
+    let dir = tmp("changed-src");
+    let changed_path = dir.join("changed.pdparams");
+    write_pdparams(&changed, &changed_path).expect("write");
+    let then = Arc::new(std::fs::read(&changed_path).expect("read"));
+    assert_ne!(sha256(&then), sha256(&w8));
+    let env = setup(
+        "changed",
+        vec![(
+            "v2_8f",
+            Route {
+                body: w8.clone(),
+                behaviour: Behaviour::ChangesAfterDropAt {
+                    at: 5 << 20,
+                    then: then.clone(),
+                },
+            },
+        )],
+        "",
+    );
+    let out = env.run(&["weights", "fetch", "v2_8f"], &[]);
+    assert_fails(&out, 2, &["stopped after 5242880"]);
+    let out = env.run(&["weights", "fetch", "v2_8f"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let hits = env.server.hits("v2_8f.pdparams");
+    assert_eq!(hits.len(), 2, "{hits:?}");
+    assert_eq!(hits[1].range.as_deref(), Some("bytes=5242880-"));
+    assert_eq!(env.index()[0]["sha256"], sha256(&then), "the new file, whole");
+    assert_eq!(env.cached_files(), ["index.json", "v2_8f.pdparams"]);
+}
+
+#[test]
+fn concurrent_imports_and_fetches_into_one_cache_lose_nothing() {
+    // Each process read the index, added its entry and wrote it back: 8 concurrent imports
+    // left 5 of 8 entries; concurrent fetches of one file shared one `.part` file.
+    let env = setup("concurrent", vec![("v2_8f", normal("pptsmv2/w8.pdparams"))], "");
+    let w8 = fixture("pptsmv2/w8.pdparams");
+    let spawn = |args: Vec<String>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kineto"));
+        cmd.arg("--cache-dir")
+            .arg(&env.cache)
+            .args(args)
+            .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+            .env("KINETO_CATALOG", &env.catalog)
+            .env_remove("KINETO_CACHE_DIR")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        cmd.spawn().expect("run kineto")
+    };
+    let imports: Vec<_> = (0..8)
+        .map(|i| {
+            let args = ["weights", "import", s(&w8), "--name", &format!("mine{i}")];
+            spawn(args.iter().map(|a| a.to_string()).collect())
+        })
+        .collect();
+    let fetches: Vec<_> = (0..3)
+        .map(|_| spawn(["weights", "fetch", "v2_8f"].map(String::from).to_vec()))
+        .collect();
+    for child in imports.into_iter().chain(fetches) {
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let mut names: Vec<String> = env
+        .index()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    let mut want: Vec<String> = (0..8).map(|i| format!("mine{i}")).collect();
+    want.push("v2_8f".into());
+    assert_eq!(names, want);
+    assert_eq!(
+        env.server.hits("v2_8f.pdparams").len(),
+        1,
+        "one download; the other fetches waited and found it"
+    );
+    let expected = sha256(&std::fs::read(&w8).expect("w8"));
+    for entry in env.index() {
+        assert_eq!(entry["sha256"], expected.as_str());
+    }
+}
+
+#[test]
+fn a_bad_http_timeout_is_one_usage_error() {
+    let env = setup("timeout-env", vec![("v2_8f", normal("pptsmv2/w8.pdparams"))], "");
+    for bad in ["1e20", "-1", "soon", "0", "NaN"] {
+        let out = env.run(
+            &["weights", "fetch", "v2_8f"],
+            &[("KINETO_HTTP_TIMEOUT", bad)],
+        );
+        assert_fails(&out, 2, &[&format!("KINETO_HTTP_TIMEOUT={bad}")]);
+    }
     assert!(env.server.hits("v2_8f.pdparams").is_empty());
 }

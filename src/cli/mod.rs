@@ -305,12 +305,12 @@ pub fn progress_printer(global: &GlobalArgs, what: String) -> impl FnMut(Progres
     }
 }
 
-/// Download options from the global flags.
-pub fn fetch_options(global: &GlobalArgs) -> FetchOptions {
-    FetchOptions {
+/// Download options from the global flags and `KINETO_HTTP_TIMEOUT`.
+pub fn fetch_options(global: &GlobalArgs) -> Result<FetchOptions, Failure> {
+    Ok(FetchOptions {
         offline: global.offline,
-        ..FetchOptions::default()
-    }
+        ..FetchOptions::from_env().map_err(weights_failure)?
+    })
 }
 
 /// `--weights NAME|FILE` -> a local file (fetching a catalog name on demand).
@@ -319,7 +319,7 @@ pub fn resolve_weights(spec: &str, global: &GlobalArgs) -> Result<ResolvedWeight
     resolve(
         spec,
         global.cache_dir.as_deref(),
-        &fetch_options(global),
+        &fetch_options(global)?,
         &mut progress,
     )
     .map_err(weights_failure)

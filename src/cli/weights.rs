@@ -208,7 +208,7 @@ fn fetch_cmd(args: &FetchArgs, global: &GlobalArgs) -> CliResult {
     let cache = Cache::locate(global.cache_dir.as_deref()).map_err(weights_failure)?;
     let options = FetchOptions {
         force: args.force,
-        ..fetch_options(global)
+        ..fetch_options(global)?
     };
     let mut progress = progress_printer(global, entry.file_name.clone());
     let path = fetch(entry, &cache, &options, &mut progress).map_err(weights_failure)?;

@@ -334,7 +334,7 @@ impl Worker {
     fn try_load(&self, spec: &ModelSpec) -> Result<Ready, String> {
         let options = FetchOptions {
             offline: spec.offline,
-            ..FetchOptions::default()
+            ..FetchOptions::from_env().map_err(|e| e.to_string())?
         };
         let events = self.events.clone();
         let notify = self.notify.clone();

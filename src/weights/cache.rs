@@ -48,6 +48,12 @@ impl IndexEntry {
     }
 }
 
+/// An advisory lock held on part of the cache; released when dropped (or when the process ends).
+#[derive(Debug)]
+pub struct CacheLock {
+    _file: fs::File,
+}
+
 #[derive(Clone, Debug)]
 pub struct Cache {
     /// The cache root (`<dir>`); weights live in `<dir>/weights`.
@@ -96,6 +102,43 @@ impl Cache {
         self.weights_dir().join(format!("{file_name}.part"))
     }
 
+    /// Where a resumable download keeps the server's validator (ETag or Last-Modified) of the
+    /// bytes in its `.part` file, sent back as `If-Range` so that a file changed on the server
+    /// is downloaded whole rather than spliced.
+    pub fn validator_path(&self, file_name: &str) -> PathBuf {
+        self.weights_dir().join(format!("{file_name}.part.validator"))
+    }
+
+    /// Holds the advisory lock of the cache index until dropped: two processes updating
+    /// `index.json` at once would each write back what they read, losing the other's entry.
+    pub fn lock_index(&self) -> Result<CacheLock, WeightsError> {
+        self.lock("index")
+    }
+
+    /// Holds the advisory lock of one cached file (its download, `.part` file and rename) until
+    /// dropped.
+    pub fn lock_entry(&self, file_name: &str) -> Result<CacheLock, WeightsError> {
+        self.lock(&format!("file-{file_name}"))
+    }
+
+    /// `<dir>/locks/<name>.lock`, locked exclusively (waiting for another holder): the lock is
+    /// the kernel's (`flock`), so a process killed while holding it releases it.
+    fn lock(&self, name: &str) -> Result<CacheLock, WeightsError> {
+        let dir = self.root.join("locks");
+        fs::create_dir_all(&dir)
+            .map_err(|e| WeightsError::io(&dir, "create the cache folder", e))?;
+        let path = dir.join(format!("{name}.lock"));
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| WeightsError::io(&path, "lock", e))?;
+        file.lock()
+            .map_err(|e| WeightsError::io(&path, "lock", e))?;
+        Ok(CacheLock { _file: file })
+    }
+
     /// Creates `<dir>/weights` if needed.
     pub fn ensure_dir(&self) -> Result<PathBuf, WeightsError> {
         let dir = self.weights_dir();
@@ -133,6 +176,7 @@ impl Cache {
     /// then rewrites the index atomically.
     pub fn record(&self, entry: IndexEntry) -> Result<(), WeightsError> {
         self.ensure_dir()?;
+        let _lock = self.lock_index()?;
         let mut index = self.read_index()?;
         index.retain(|e| e.name != entry.name && e.file_name != entry.file_name);
         index.push(entry);
@@ -166,7 +210,8 @@ impl Cache {
 
 /// Lower-case hex sha256 and size of a file, read in 1 MiB chunks.
 pub fn sha256_file(path: &Path) -> Result<(String, u64), WeightsError> {
-    let mut file = fs::File::open(path).map_err(|e| WeightsError::io(path, "read", e))?;
+    let mut file =
+        crate::files::open_regular(path).map_err(|e| WeightsError::io(path, "read", e))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
@@ -282,6 +327,15 @@ pub fn import(cache: &Cache, file: &Path, name: Option<&str>) -> Result<IndexEnt
     }
     let (sha256, size) = match sha256_file(&tmp) {
         Ok(v) => v,
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    // The file and its index entry change together: another import or download of the same
+    // file waits.
+    let _lock = match cache.lock_entry(&file_name) {
+        Ok(lock) => lock,
         Err(e) => {
             let _ = fs::remove_file(&tmp);
             return Err(e);

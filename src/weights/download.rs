@@ -1,7 +1,9 @@
 //! Downloads into the cache: `<file_name>.part` grows (resumed with an HTTP Range request when a
 //! partial file is there), then the complete file is checked (it parses and matches the catalog
 //! entry's key/shape signature), its sha256 recorded, and only then renamed to `<file_name>`.
-//! A failed check deletes the partial file; an interrupted transfer keeps it for the next try.
+//! A failed check deletes the partial file; an interrupted transfer keeps it for the next try,
+//! with the server's validator of its bytes (`.part.validator`, sent back as `If-Range`).
+//! One process at a time downloads a file (the cache's per-file lock).
 
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
@@ -11,7 +13,7 @@ use std::time::Duration;
 use super::cache::{Cache, IndexEntry, sha256_file};
 use super::catalog::CatalogEntry;
 use super::{WeightsError, verify_file};
-use crate::checkpoint::sync_parent_dir;
+use crate::checkpoint::{sync_parent_dir, write_file_atomic};
 
 /// `KINETO_HTTP_TIMEOUT=SECONDS` sets both timeouts (tests use short ones).
 pub const TIMEOUT_ENV: &str = "KINETO_HTTP_TIMEOUT";
@@ -29,17 +31,38 @@ pub struct FetchOptions {
 
 impl Default for FetchOptions {
     fn default() -> Self {
-        let from_env = std::env::var(TIMEOUT_ENV)
-            .ok()
-            .and_then(|s| s.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .map(Duration::from_secs_f64);
         FetchOptions {
             offline: false,
             force: false,
-            connect_timeout: from_env.unwrap_or(Duration::from_secs(20)),
-            read_timeout: from_env.unwrap_or(Duration::from_secs(60)),
+            connect_timeout: Duration::from_secs(20),
+            read_timeout: Duration::from_secs(60),
         }
+    }
+}
+
+/// The longest `KINETO_HTTP_TIMEOUT` taken (a day).
+const MAX_TIMEOUT_S: f64 = 86_400.0;
+
+impl FetchOptions {
+    /// The defaults with `KINETO_HTTP_TIMEOUT=SECONDS` applied to both timeouts; a value that
+    /// is not a number of seconds in (0, 86400] is a usage error naming it.
+    pub fn from_env() -> Result<Self, WeightsError> {
+        let mut options = Self::default();
+        let Some(raw) = std::env::var_os(TIMEOUT_ENV).filter(|v| !v.is_empty()) else {
+            return Ok(options);
+        };
+        let text = raw.to_string_lossy();
+        let seconds = (text.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s > 0.0 && *s <= MAX_TIMEOUT_S)
+            .ok_or_else(|| {
+                WeightsError::Usage(format!(
+                    "{TIMEOUT_ENV}={text}: expected a number of seconds above 0 and at most \
+                     {MAX_TIMEOUT_S}"
+                ))
+            })?;
+        options.connect_timeout = Duration::from_secs_f64(seconds);
+        options.read_timeout = options.connect_timeout;
+        Ok(options)
     }
 }
 
@@ -81,11 +104,21 @@ pub fn fetch(
         ));
     }
     cache.ensure_dir()?;
+    // One download of a file at a time: another process fetching it waits, then finds it.
+    let _lock = cache.lock_entry(&entry.file_name)?;
+    if !options.force
+        && let Some(recorded) = cache.lookup(&entry.name)?
+        && recorded.file_name == entry.file_name
+        && cache.file_path(&recorded.file_name).exists()
+    {
+        return cache.verify(&recorded);
+    }
     let part = cache.part_path(&entry.file_name);
     transfer(entry, cache, options, progress)?;
     progress(Progress::Verifying);
     if let Err(problem) = verify_file(entry, &part) {
         let _ = fs::remove_file(&part);
+        let _ = fs::remove_file(cache.validator_path(&entry.file_name));
         return Err(WeightsError::Download {
             url: entry.url.clone(),
             problem: format!("the downloaded file {problem}; it was deleted"),
@@ -94,6 +127,7 @@ pub fn fetch(
     let (sha256, size) = sha256_file(&part)?;
     let dest = cache.file_path(&entry.file_name);
     fs::rename(&part, &dest).map_err(|e| WeightsError::io(&dest, "write", e))?;
+    let _ = fs::remove_file(cache.validator_path(&entry.file_name));
     sync_parent_dir(&dest);
     cache.record(IndexEntry::from_catalog(entry, sha256, size, "download"))?;
     Ok(dest)
@@ -117,20 +151,32 @@ fn transfer(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(), WeightsError> {
     let part = cache.part_path(&entry.file_name);
-    let have = fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+    let validator_path = cache.validator_path(&entry.file_name);
+    // A partial file is resumed only with the validator of its bytes (sent as If-Range: a
+    // server whose file changed answers with the whole new file rather than its tail).
+    let validator = fs::read_to_string(&validator_path)
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let have = match &validator {
+        Some(_) => fs::metadata(&part).map(|m| m.len()).unwrap_or(0),
+        None => 0,
+    };
     let agent = ureq::AgentBuilder::new()
         .timeout_connect(options.connect_timeout)
         .timeout_read(options.read_timeout)
         .build();
     let mut request = agent.get(&entry.url);
-    if have > 0 {
-        request = request.set("Range", &format!("bytes={have}-"));
+    if let Some(validator) = validator.as_deref().filter(|_| have > 0) {
+        request = request
+            .set("Range", &format!("bytes={have}-"))
+            .set("If-Range", validator.trim());
     }
     let response = match request.call() {
         Ok(r) => r,
         // The partial file is already complete (or longer than the file): start over.
         Err(ureq::Error::Status(416, _)) if have > 0 => {
             fs::remove_file(&part).map_err(|e| WeightsError::io(&part, "remove", e))?;
+            let _ = fs::remove_file(&validator_path);
             return transfer(entry, cache, options, progress);
         }
         Err(ureq::Error::Status(code, r)) => {
@@ -168,6 +214,19 @@ fn transfer(
         }
         _ => (0, length),
     };
+    if start == 0 {
+        // A fresh start: the validator of these bytes (a strong ETag, else Last-Modified), or
+        // none, and then an interrupted transfer starts over.
+        let fresh = (response.header("ETag"))
+            .filter(|e| !e.trim_start().starts_with("W/"))
+            .or_else(|| response.header("Last-Modified"))
+            .map(str::to_string);
+        let _ = fs::remove_file(&validator_path);
+        if let Some(v) = fresh {
+            write_file_atomic(&validator_path, v.as_bytes())
+                .map_err(|e| WeightsError::io(&validator_path, "write", e))?;
+        }
+    }
     let mut file = OpenOptions::new()
         .create(true)
         .write(true)
@@ -217,6 +276,7 @@ fn transfer(
     {
         if done > total {
             let _ = fs::remove_file(&part);
+            let _ = fs::remove_file(&validator_path);
         }
         return Err(interrupted(done, "the connection closed early".into()));
     }
