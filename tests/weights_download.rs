@@ -48,7 +48,10 @@ enum Behaviour {
     Status(u16),
     /// The first request closes the connection at byte `at`; the file then changes on the
     /// server: later requests get `then` (with its own ETag).
-    ChangesAfterDropAt { at: usize, then: Arc<Vec<u8>> },
+    ChangesAfterDropAt {
+        at: usize,
+        then: Arc<Vec<u8>>,
+    },
 }
 
 #[derive(Clone)]
@@ -908,7 +911,11 @@ fn a_file_changed_on_the_server_during_a_resume_is_downloaded_whole_not_spliced(
     let hits = env.server.hits("v2_8f.pdparams");
     assert_eq!(hits.len(), 2, "{hits:?}");
     assert_eq!(hits[1].range.as_deref(), Some("bytes=5242880-"));
-    assert_eq!(env.index()[0]["sha256"], sha256(&then), "the new file, whole");
+    assert_eq!(
+        env.index()[0]["sha256"],
+        sha256(&then),
+        "the new file, whole"
+    );
     assert_eq!(env.cached_files(), ["index.json", "v2_8f.pdparams"]);
 }
 
@@ -916,7 +923,11 @@ fn a_file_changed_on_the_server_during_a_resume_is_downloaded_whole_not_spliced(
 fn concurrent_imports_and_fetches_into_one_cache_lose_nothing() {
     // Each process read the index, added its entry and wrote it back: 8 concurrent imports
     // left 5 of 8 entries; concurrent fetches of one file shared one `.part` file.
-    let env = setup("concurrent", vec![("v2_8f", normal("pptsmv2/w8.pdparams"))], "");
+    let env = setup(
+        "concurrent",
+        vec![("v2_8f", normal("pptsmv2/w8.pdparams"))],
+        "",
+    );
     let w8 = fixture("pptsmv2/w8.pdparams");
     let spawn = |args: Vec<String>| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kineto"));
@@ -965,7 +976,11 @@ fn concurrent_imports_and_fetches_into_one_cache_lose_nothing() {
 
 #[test]
 fn a_bad_http_timeout_is_one_usage_error() {
-    let env = setup("timeout-env", vec![("v2_8f", normal("pptsmv2/w8.pdparams"))], "");
+    let env = setup(
+        "timeout-env",
+        vec![("v2_8f", normal("pptsmv2/w8.pdparams"))],
+        "",
+    );
     for bad in ["1e20", "-1", "soon", "0", "NaN"] {
         let out = env.run(
             &["weights", "fetch", "v2_8f"],

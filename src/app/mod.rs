@@ -116,7 +116,9 @@ impl KinetoApp {
         let stored = cc
             .storage
             .and_then(|s| eframe::get_value::<Settings>(s, STORAGE_KEY));
-        let mut settings = options.settings.clone().or(stored).unwrap_or_default();
+        let mut settings = (options.settings.clone().or(stored))
+            .map(Settings::clamped)
+            .unwrap_or_default();
         options.overrides.apply(&mut settings);
         cc.egui_ctx
             .options_mut(|o| o.theme_preference = egui::ThemePreference::System);
@@ -214,6 +216,13 @@ impl KinetoApp {
                         done,
                         total,
                     }
+                }
+                E::Crashed { during, error } => {
+                    let text = format!(
+                        "the inference worker failed while {during} ({error}); it carries on"
+                    );
+                    self.shared.error(text.clone());
+                    self.shared.worker_crash = Some(text);
                 }
                 E::LoadFailed { weights, error } => {
                     self.shared.model = ModelState::Failed { weights, error }
@@ -381,6 +390,11 @@ impl KinetoApp {
             if let Some(save) = &self.shared.save_status {
                 ui.separator();
                 ui.label(save);
+            }
+            if let Some(crash) = &self.shared.worker_crash {
+                ui.separator();
+                ui.colored_label(ui.visuals().error_fg_color, "⚠ worker restarted")
+                    .on_hover_text(crash);
             }
         });
     }

@@ -68,7 +68,45 @@ impl Default for Settings {
     }
 }
 
+/// The ranges the settings window offers; restored settings are brought into them.
+pub const TOP_K_RANGE: std::ops::RangeInclusive<usize> = 1..=10;
+pub const THREADS_RANGE: std::ops::RangeInclusive<usize> = 0..=64;
+pub const LIVE_WINDOW_RANGE_S: std::ops::RangeInclusive<f64> = 0.5..=8.0;
+pub const STRIDE_RANGE_S: std::ops::RangeInclusive<f64> = 0.25..=4.0;
+const MAX_RECENT: usize = 10;
+
 impl Settings {
+    /// These settings with every number in the range the settings window offers (a stored
+    /// file edited by hand, or from another version, may hold anything: NaN, 0, 10^9).
+    pub fn clamped(mut self) -> Self {
+        let clamp_f64 = |v: f64, range: &std::ops::RangeInclusive<f64>, default: f64| {
+            if v.is_finite() {
+                v.clamp(*range.start(), *range.end())
+            } else {
+                default
+            }
+        };
+        let defaults = Settings::default();
+        self.top_k = self.top_k.clamp(*TOP_K_RANGE.start(), *TOP_K_RANGE.end());
+        self.threads = self.threads.min(*THREADS_RANGE.end());
+        if ![0, 8, 16].contains(&self.frames) {
+            self.frames = defaults.frames;
+        }
+        self.live_window_s = clamp_f64(
+            self.live_window_s,
+            &LIVE_WINDOW_RANGE_S,
+            defaults.live_window_s,
+        );
+        self.timeline_stride_s = clamp_f64(
+            self.timeline_stride_s,
+            &STRIDE_RANGE_S,
+            defaults.timeline_stride_s,
+        );
+        self.volume = clamp_f64(self.volume, &(0.0..=1.0), defaults.volume);
+        self.recent.truncate(MAX_RECENT);
+        self
+    }
+
     pub fn model_spec(&self) -> ModelSpec {
         ModelSpec {
             weights: self.model.clone(),
@@ -85,7 +123,7 @@ impl Settings {
     pub fn push_recent(&mut self, path: PathBuf) {
         self.recent.retain(|p| p != &path);
         self.recent.insert(0, path);
-        self.recent.truncate(10);
+        self.recent.truncate(MAX_RECENT);
     }
 }
 
@@ -186,7 +224,7 @@ impl SettingsWindow {
                         ui.label("Threads");
                         ui.add(
                             egui::DragValue::new(&mut draft.threads)
-                                .range(0..=64)
+                                .range(THREADS_RANGE)
                                 .custom_formatter(|v, _| {
                                     if v == 0.0 {
                                         "auto".into()
@@ -197,14 +235,17 @@ impl SettingsWindow {
                         );
                         ui.end_row();
                         ui.label("Top-k");
-                        ui.add(egui::Slider::new(&mut draft.top_k, 1..=10));
+                        ui.add(egui::Slider::new(&mut draft.top_k, TOP_K_RANGE));
                         ui.end_row();
                         ui.label("Live window");
-                        ui.add(egui::Slider::new(&mut draft.live_window_s, 0.5..=8.0).suffix(" s"));
+                        ui.add(
+                            egui::Slider::new(&mut draft.live_window_s, LIVE_WINDOW_RANGE_S)
+                                .suffix(" s"),
+                        );
                         ui.end_row();
                         ui.label("Timeline stride");
                         ui.add(
-                            egui::Slider::new(&mut draft.timeline_stride_s, 0.25..=4.0)
+                            egui::Slider::new(&mut draft.timeline_stride_s, STRIDE_RANGE_S)
                                 .suffix(" s"),
                         );
                         ui.end_row();
@@ -225,5 +266,32 @@ impl SettingsWindow {
             });
         self.open = open && !close;
         applied
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restored_settings_are_brought_into_range() {
+        let hostile: Settings = serde_json::from_str(
+            r#"{"top_k": 0, "threads": 100000, "frames": 7, "live_window_s": 1e300,
+                "timeline_stride_s": 1e-9, "volume": -3}"#,
+        )
+        .unwrap();
+        let s = hostile.clamped();
+        assert_eq!((s.top_k, s.threads, s.frames), (1, 64, 0));
+        assert_eq!(
+            (s.live_window_s, s.timeline_stride_s, s.volume),
+            (8.0, 0.25, 0.0)
+        );
+        let mut nan = Settings::default();
+        nan.live_window_s = f64::NAN;
+        assert_eq!(
+            nan.clamped().live_window_s,
+            Settings::default().live_window_s
+        );
+        assert_eq!(Settings::default().clamped(), Settings::default());
     }
 }

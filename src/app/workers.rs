@@ -54,6 +54,8 @@ pub struct Shared {
     pub clip_job: Option<u64>,
     pub toasts: Vec<Toast>,
     pub save_status: Option<String>,
+    /// The last panic of a worker (shown in the status bar).
+    pub worker_crash: Option<String>,
     pub catalog_names: Vec<String>,
     pub settings_requested: bool,
     /// Demo clips being written (first run without weights); the answer is the folder.
@@ -97,6 +99,7 @@ impl Shared {
             clip_job: None,
             toasts: Vec::new(),
             save_status: None,
+            worker_crash: None,
             catalog_names,
             settings_requested: false,
             demo: None,

@@ -71,6 +71,19 @@ fn parse_device(s: &str) -> Result<DeviceChoice, String> {
     s.parse()
 }
 
+/// A span of video in seconds: a number from 0.01 (shorter than any frame) to a day.
+pub fn parse_seconds(s: &str) -> Result<f64, String> {
+    const RANGE: std::ops::RangeInclusive<f64> = 0.01..=86_400.0;
+    match s.trim().parse::<f64>() {
+        Ok(v) if RANGE.contains(&v) => Ok(v),
+        _ => Err(format!(
+            "expected seconds from {} to {}",
+            RANGE.start(),
+            RANGE.end()
+        )),
+    }
+}
+
 #[derive(Subcommand, Debug)]
 #[allow(
     clippy::large_enum_variant,

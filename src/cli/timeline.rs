@@ -14,11 +14,11 @@ use super::{CliResult, Failure, GlobalArgs, OutputArgs, interrupt_token, write_o
 #[derive(clap::Args, Debug)]
 pub struct TimelineArgs {
     pub video: PathBuf,
-    /// Window length in seconds.
-    #[arg(long, default_value_t = 2.0)]
+    /// Window length in seconds (0.01 to 86400).
+    #[arg(long, default_value_t = 2.0, value_parser = super::parse_seconds)]
     pub window_s: f64,
-    /// Step between window starts in seconds.
-    #[arg(long, default_value_t = 1.0)]
+    /// Step between window starts in seconds (0.01 to 86400).
+    #[arg(long, default_value_t = 1.0, value_parser = super::parse_seconds)]
     pub stride_s: f64,
     #[arg(long, default_value_t = 5, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub top_k: usize,
@@ -29,11 +29,6 @@ pub struct TimelineArgs {
 }
 
 pub fn run(args: &TimelineArgs, global: &GlobalArgs) -> CliResult {
-    if !(args.window_s > 0.0 && args.stride_s > 0.0) {
-        return Err(Failure::fatal(anyhow!(
-            "--window-s and --stride-s must be positive"
-        )));
-    }
     let format = args.output.format("json")?;
     args.output.check_writable()?;
     if format == "table" {

@@ -3,6 +3,7 @@
 //! timeline. Talks to its owner only through channels and a `Notify`.
 
 use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -20,7 +21,7 @@ use crate::checkpoint::file::open_checkpoint;
 use crate::checkpoint::keys::Role;
 use crate::labels::{kinetics400, read_label_file};
 use crate::model::{Form, Recognizer};
-use crate::progress::{CancelToken, LatestSlot, Notify};
+use crate::progress::{CancelToken, LatestSlot, Notify, panic_text};
 use crate::report::ClassifyRecord;
 use crate::weights::download::{FetchOptions, Progress};
 use crate::weights::resolve::resolve;
@@ -108,6 +109,12 @@ pub enum ServiceEvent {
     },
     Batch(BatchEvent),
     Timeline(TimelineEvent),
+    /// The worker panicked `during` a load, a live update or a job; it carries on (the job or
+    /// load is failed and reported in its own event too; a model lost with it is reloaded).
+    Crashed {
+        during: &'static str,
+        error: String,
+    },
 }
 
 enum Job {
@@ -154,6 +161,9 @@ impl InferenceService {
             events: event_tx,
             notify,
             live: Arc::clone(&live),
+            spec: None,
+            #[cfg(test)]
+            panic_in_next_job: false,
             model: None,
             cache: LiveCache::default(),
             k: 5,
@@ -270,6 +280,11 @@ struct Worker {
     events: Sender<ServiceEvent>,
     notify: Notify,
     live: Arc<LatestSlot<LiveRequest>>,
+    /// The model last asked for (reloaded after a panic lost it).
+    spec: Option<ModelSpec>,
+    /// Tests: the next job panics.
+    #[cfg(test)]
+    panic_in_next_job: bool,
     model: Option<Ready>,
     cache: LiveCache,
     k: usize,
@@ -287,7 +302,7 @@ impl Worker {
             loop {
                 match self.commands.try_recv() {
                     Ok(Command::Shutdown) => return,
-                    Ok(Command::Load(spec)) => self.load(&spec),
+                    Ok(Command::Load(spec)) => self.guarded_load(spec),
                     Ok(Command::Job(job)) => self.queue.push_back(job),
                     Ok(Command::SetTopK(k)) => self.k = k,
                     Err(crossbeam_channel::TryRecvError::Empty) => break,
@@ -301,14 +316,81 @@ impl Worker {
             // its forwards): while a clip plays there is nearly always a live request waiting,
             // so serving live first and jobs only when idle would starve the jobs.
             if let Some(request) = self.live.try_take() {
-                self.serve_live(&request);
+                self.guarded_live(&request);
             }
             if let Some(job) = self.queue.pop_front() {
-                self.run_job(job);
+                self.guarded_job(job);
                 continue;
             }
             if let Some(request) = self.live.take_timeout(Duration::from_millis(25)) {
-                self.serve_live(&request);
+                self.guarded_live(&request);
+            }
+        }
+    }
+
+    /// Reports a panic to the window; the worker goes on with the next command.
+    fn crashed(&self, during: &'static str, payload: Box<dyn std::any::Any + Send>) -> String {
+        let error = format!("internal error: {}", panic_text(payload.as_ref()));
+        self.send(ServiceEvent::Crashed {
+            during,
+            error: error.clone(),
+        });
+        error
+    }
+
+    fn guarded_load(&mut self, spec: ModelSpec) {
+        self.spec = Some(spec.clone());
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.load(&spec))) {
+            self.model = None;
+            let error = self.crashed("loading the model", payload);
+            self.send(ServiceEvent::LoadFailed {
+                weights: spec.weights.clone(),
+                error,
+            });
+        }
+    }
+
+    fn guarded_live(&mut self, request: &LiveRequest) {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.serve_live(request))) {
+            self.cache = LiveCache::default();
+            let error = self.crashed("computing a live label", payload);
+            self.send(ServiceEvent::LiveFailed {
+                generation: request.generation,
+                error,
+            });
+        }
+    }
+
+    /// Runs `job`; a panic fails it (its rows so far stay) and reloads the model it took.
+    fn guarded_job(&mut self, job: Job) {
+        let (id, timeline_path) = match &job {
+            Job::Batch { job, .. } => (*job, None),
+            Job::Timeline { job, path, .. } => (*job, Some(path.clone())),
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            #[cfg(test)]
+            if std::mem::take(&mut self.panic_in_next_job) {
+                panic!("a test's panic");
+            }
+            self.run_job(job)
+        }));
+        if let Err(payload) = outcome {
+            let error = self.crashed("running a job", payload);
+            self.send(match timeline_path {
+                Some(path) => ServiceEvent::Timeline(TimelineEvent::Finished {
+                    job: id,
+                    path,
+                    result: Err(error),
+                }),
+                None => ServiceEvent::Batch(BatchEvent::Finished {
+                    job: id,
+                    cancelled: false,
+                }),
+            });
+            if self.model.is_none()
+                && let Some(spec) = self.spec.clone()
+            {
+                self.guarded_load(spec);
             }
         }
     }
@@ -568,5 +650,60 @@ impl Worker {
                 }))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_job_is_reported_failed_and_the_worker_carries_on() {
+        let (_commands, command_rx) = unbounded();
+        let (events, event_rx) = unbounded();
+        let mut worker = Worker {
+            commands: command_rx,
+            events,
+            notify: Notify::none(),
+            live: Arc::new(LatestSlot::new()),
+            spec: None,
+            panic_in_next_job: true,
+            model: None,
+            cache: LiveCache::default(),
+            k: 5,
+            queue: VecDeque::new(),
+        };
+        let timeline_job = |job| Job::Timeline {
+            job,
+            path: PathBuf::from("clip.mp4"),
+            window_s: 2.0,
+            stride_s: 1.0,
+            k: 5,
+            cancel: CancelToken::new(),
+        };
+        worker.guarded_job(timeline_job(1));
+        let seen: Vec<ServiceEvent> = event_rx.try_iter().collect();
+        assert!(
+            matches!(&seen[0], ServiceEvent::Crashed { error, .. } if error.contains("a test's panic")),
+            "{seen:?}"
+        );
+        assert!(
+            matches!(
+                &seen[1],
+                ServiceEvent::Timeline(TimelineEvent::Finished {
+                    job: 1,
+                    result: Err(_),
+                    ..
+                })
+            ),
+            "{seen:?}"
+        );
+        // The next job runs as usual (here: failed for want of a model, without a panic).
+        worker.guarded_job(timeline_job(2));
+        let seen: Vec<ServiceEvent> = event_rx.try_iter().collect();
+        assert!(
+            matches!(&seen[..], [ServiceEvent::Timeline(TimelineEvent::Finished { job: 2, result: Err(e), .. })] if e == "no model loaded"),
+            "{seen:?}"
+        );
     }
 }

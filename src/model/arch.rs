@@ -88,10 +88,10 @@ pub fn detect(store: &ParamStore) -> Result<Arch, String> {
 
     if store.contains("backbone.stem.0.conv.weight") {
         let num_classes = match shape(store, "backbone.fc.weight") {
-            Some([1280, c]) => *c,
+            Some([1280, c]) if *c > 0 => *c,
             Some(other) => {
                 return Err(format!(
-                    "backbone.fc.weight has shape {other:?}, PP-TSMv2 needs [1280, classes]"
+                    "backbone.fc.weight has shape {other:?}, PP-TSMv2 needs [1280, classes] with at least one class"
                 ));
             }
             None => return Err("PP-TSMv2 checkpoint without backbone.fc.weight".into()),
@@ -129,10 +129,10 @@ pub fn detect(store: &ParamStore) -> Result<Arch, String> {
                 format!("ResNet stages have {counts:?} bottleneck blocks; supported depths are 50, 101, 152")
             })?;
         let num_classes = match shape(store, "head.fc.weight") {
-            Some([2048, c]) => *c,
+            Some([2048, c]) if *c > 0 => *c,
             Some(other) => {
                 return Err(format!(
-                    "head.fc.weight has shape {other:?}, PP-TSM needs [2048, classes]"
+                    "head.fc.weight has shape {other:?}, PP-TSM needs [2048, classes] with at least one class"
                 ));
             }
             None => return Err("PP-TSM checkpoint without head.fc.weight".into()),

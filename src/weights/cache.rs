@@ -106,7 +106,8 @@ impl Cache {
     /// bytes in its `.part` file, sent back as `If-Range` so that a file changed on the server
     /// is downloaded whole rather than spliced.
     pub fn validator_path(&self, file_name: &str) -> PathBuf {
-        self.weights_dir().join(format!("{file_name}.part.validator"))
+        self.weights_dir()
+            .join(format!("{file_name}.part.validator"))
     }
 
     /// Holds the advisory lock of the cache index until dropped: two processes updating
