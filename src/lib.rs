@@ -5,6 +5,8 @@
 //! - `progress`: cancellation, wake-ups, latest-value mailboxes and `Task` (one-off work on a
 //!   named thread) shared by workers;
 //! - `npy`: `.npy` reading and writing;
+//! - `files`: folder walks that survive links and odd files, reads of regular files only;
+//! - `text`: message helpers (the nearest name to a typo);
 //! - `report`: prediction results (ranked classes, per-file records) as a table, JSON and CSV;
 //! - `video`: frames, decoding, sampling, and PaddleVideo's transforms with its preprocessing
 //!   constants;
@@ -30,6 +32,7 @@ pub mod model;
 pub mod npy;
 pub mod progress;
 pub mod report;
+pub mod text;
 pub mod train;
 pub mod video;
 pub mod weights;

@@ -36,29 +36,9 @@ fn restore_sigpipe() {
 
 /// The subcommand a mistyped word most likely meant (at most two edits away), if any.
 fn nearest_subcommand(word: &str) -> Option<String> {
-    cli::Cli::command()
-        .get_subcommands()
-        .map(|c| c.get_name().to_string())
-        .map(|name| (edit_distance(word, &name), name))
-        .filter(|(distance, _)| *distance <= 2)
-        .min()
-        .map(|(_, name)| name)
-}
-
-/// Levenshtein distance between two words (characters inserted, removed or replaced).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let replaced = diagonal + usize::from(ca != *cb);
-            diagonal = row[j + 1];
-            row[j + 1] = replaced.min(row[j] + 1).min(diagonal + 1);
-        }
-    }
-    row[b.len()]
+    let command = cli::Cli::command();
+    let names: Vec<&str> = command.get_subcommands().map(|c| c.get_name()).collect();
+    kineto::text::nearest(word, names).map(str::to_string)
 }
 
 fn main() -> ExitCode {

@@ -136,3 +136,147 @@ fn a_mistyped_subcommand_gets_the_nearest_one() {
     let out = kineto(&["no-such-clip.mp4"]);
     assert!(!stderr(&out).contains("did you mean"), "{}", stderr(&out));
 }
+
+/// The same bad weights file gives the same exit code and message in every command (exit 1 from
+/// `weights info`, `logits`, `export`; exit 2 from `classify`, `timeline`, before), in words.
+#[test]
+fn one_exit_code_rule_for_a_bad_weights_file_across_commands() {
+    let dir = common::ScratchDir::new("guards-exit-rule");
+    let text = dir.join("notes.pdparams");
+    std::fs::write(&text, b"just some text, not a checkpoint\n").expect("write");
+    let fixtures = common::fixture("");
+    let clip = fixtures.join("video/example.avi");
+    let input = fixtures.join("video/example_8f_input.npy");
+    let data = dir.join("data");
+    for class in ["a", "b"] {
+        std::fs::create_dir_all(data.join(class)).expect("mkdir");
+        std::fs::copy(&clip, data.join(class).join("clip.avi")).expect("copy");
+    }
+    let w = s(&text);
+    let out_npy = dir.join("out.npy");
+    let out_st = dir.join("out.safetensors");
+    let run = dir.join("run");
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["weights", "info", w],
+        vec!["weights", "import", w, "--cache-dir", s(&dir)],
+        vec!["export", "--weights", w, "--output", s(&out_st)],
+        vec![
+            "logits",
+            "--weights",
+            w,
+            "--input",
+            s(&input),
+            "--output",
+            s(&out_npy),
+        ],
+        vec!["classify", "--weights", w, s(&clip)],
+        vec!["timeline", "--weights", w, s(&clip)],
+        vec!["bench", "--weights", w, "--runs", "1", "--warmup", "0"],
+        vec!["train", "--weights", w, s(&data), "--run-dir", s(&run)],
+    ];
+    for args in commands {
+        let mut full = vec!["--device", "cpu"];
+        full.extend(&args);
+        let out = kineto(&full);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.contains(
+                "notes.pdparams: not a PaddlePaddle checkpoint (.pdparams) or safetensors file"
+            ),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("os error"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn messages_say_what_is_wrong_in_the_users_words() {
+    let dir = common::ScratchDir::new("guards-words");
+    let w8 = common::fixture("pptsmv2/w8.pdparams");
+    let clip = common::fixture("video/example.avi");
+    // A missing label file: once, without the system's "(os error 2)".
+    let out = kineto(&[
+        "classify",
+        "--weights",
+        s(&w8),
+        "--labels",
+        "nosuch.txt",
+        s(&clip),
+    ]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("nosuch.txt: cannot read: no such file or folder")
+            && !err.contains("os error"),
+        "{err}"
+    );
+    // A label file given, of the wrong length: no "(pass --labels FILE)" to someone who did.
+    let three = dir.join("three.txt");
+    std::fs::write(&three, "a\nb\nc\n").expect("write");
+    let out = kineto(&[
+        "classify",
+        "--weights",
+        s(&w8),
+        "--labels",
+        s(&three),
+        s(&clip),
+    ]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("3 labels, but the model has 400 classes"),
+        "{err}"
+    );
+    assert!(!err.contains("pass --labels"), "{err}");
+    // An unknown weights name: the nearest catalog name.
+    let out = kineto(&[
+        "classify",
+        "--weights",
+        "pptsmv2_k400_8f_dml_studnt",
+        s(&clip),
+    ]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("did you mean PPTSMv2_k400_8f_dml_student?"),
+        "{err}"
+    );
+    // timeline writes json or csv: its help does not offer table, and clap refuses it.
+    let help = kineto(&["timeline", "--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("json or csv") && !help.contains("table,"),
+        "{help}"
+    );
+    let out = kineto(&["timeline", s(&clip), "--format", "table"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // Spans in seconds are bounded (1e-9 built ~10^10 windows and never answered).
+    let out = kineto(&["timeline", s(&clip), "--stride-s", "1e-9"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--stride-s"), "{}", stderr(&out));
+    // A checkpoint whose classifier has no classes is refused when read (it reached a
+    // `chunks(0)` panic in the inference worker).
+    let mut store = kineto::checkpoint::pdparams::read_pdparams(&w8).expect("w8");
+    store.insert(
+        "backbone.fc.weight",
+        kineto::checkpoint::ParamTensor {
+            shape: vec![1280, 0],
+            data: vec![],
+        },
+    );
+    store.insert(
+        "backbone.fc.bias",
+        kineto::checkpoint::ParamTensor {
+            shape: vec![0],
+            data: vec![],
+        },
+    );
+    let zero = dir.join("zero.pdparams");
+    kineto::checkpoint::pdparams::write_pdparams(&store, &zero).expect("write");
+    let out = kineto(&["weights", "info", s(&zero)]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("at least one class"),
+        "{}",
+        stderr(&out)
+    );
+}

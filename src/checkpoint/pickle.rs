@@ -42,9 +42,12 @@ fn budget_for(input_len: usize) -> usize {
 /// Why a pickle was rejected. Display is one line, without the path.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PickleError {
-    #[error("empty file (not a pickle)")]
+    #[error("an empty file, not a PaddlePaddle checkpoint (.pdparams) or safetensors file")]
     Empty,
-    #[error("not a pickle (first byte {first:#04x})")]
+    #[error(
+        "not a PaddlePaddle checkpoint (.pdparams) or safetensors file (it does not start as \
+         a pickle does: first byte {first:#04x})"
+    )]
     NotAPickle { first: u8 },
     #[error("truncated pickle (no STOP opcode)")]
     NoStop,
@@ -1449,14 +1452,14 @@ mod tests {
     #[test]
     fn malformed_inputs_are_errors() {
         let cases: &[(&[u8], &str)] = &[
-            (b"", "empty file (not a pickle)"),
+            (b"", "an empty file, not a PaddlePaddle checkpoint"),
             (b"\x80\x04", "truncated pickle (no STOP opcode)"),
             (b"\x80\x04}", "truncated pickle (no STOP opcode)"),
             (b"\x80\x09.", "unsupported protocol 9"),
             (b"\x80\x02.", "stack underflow"),
-            (b".", "not a pickle (first byte 0x2e)"),
-            (b"hello world\n", "not a pickle (first byte 0x68)"),
-            (b"# a text file\n", "not a pickle (first byte 0x23)"),
+            (b".", "first byte 0x2e"),
+            (b"hello world\n", "first byte 0x68"),
+            (b"# a text file\n", "first byte 0x23"),
             (b"\x80\x02\x81.", "0x81 (NEWOBJ) at byte 2 is not supported"),
             (
                 b"\x80\x02S'x'\n.",

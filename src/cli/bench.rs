@@ -231,9 +231,8 @@ fn bench_engine(
         ..global.clone()
     })?;
     match weights {
-        Some(path) => {
-            Engine::load(path, Role::Student, Form::Fused, device).map_err(Failure::input)
-        }
+        Some(path) => Engine::load(path, Role::Student, Form::Fused, device)
+            .map_err(super::model::engine_failure),
         None => {
             let model = random_model(Form::Fused, &device.device)?;
             Ok(Engine::from_model(model, device))

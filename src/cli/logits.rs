@@ -38,6 +38,7 @@ pub enum FormArg {
 }
 
 pub fn run(args: &LogitsArgs, global: &GlobalArgs) -> CliResult {
+    super::check_output_writable(&args.output)?;
     let input = read_npy_f32(&args.input).map_err(Failure::input)?;
     let dims: [usize; 5] = match input.shape.as_slice() {
         &[t, c, h, w] => [1, t, c, h, w],
@@ -60,7 +61,8 @@ pub fn run(args: &LogitsArgs, global: &GlobalArgs) -> CliResult {
         FormArg::Fused => Form::Fused,
         FormArg::Training => Form::Training,
     };
-    let engine = Engine::load(&weights, role, form, device).map_err(Failure::input)?;
+    let engine =
+        Engine::load(&weights, role, form, device).map_err(super::model::engine_failure)?;
     let logits = engine.logits(input.data, dims).map_err(|e| match e {
         // A fixed num_seg is the checkpoint's rule, not a broken input.
         InferError::Input(ModelError::NumSeg { .. }) => {

@@ -93,6 +93,9 @@ pub enum Command {
     /// Top-k labels for video files and folders (PaddleVideo's test pipeline).
     Classify(classify::ClassifyArgs),
     /// Predictions over sliding windows of one video.
+    #[command(mut_arg("format", |a| a
+        .help("json or csv; default: from --output's extension, else json")
+        .value_parser(["json", "csv"])))]
     Timeline(timeline::TimelineArgs),
     /// Write the exact tensor classify feeds the model (.npy), and report the sampled frames.
     Preprocess(preprocess::PreprocessArgs),
@@ -223,26 +226,32 @@ impl OutputArgs {
     /// Checks before any work that `--output` can be written: its folder exists and takes a
     /// file (so that a long run never ends in a result that cannot be saved).
     pub fn check_writable(&self) -> CliResult {
-        let Some(path) = &self.output else {
-            return Ok(());
-        };
-        let cannot = |problem: String| Failure::fatal(anyhow!("{}: {problem}", path.display()));
-        if path.is_dir() {
-            return Err(cannot("is a folder; name a file".into()));
+        match &self.output {
+            Some(path) => check_output_writable(path),
+            None => Ok(()),
         }
-        let folder = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        if !folder.is_dir() {
-            return Err(cannot(format!(
-                "cannot write: the folder {} does not exist",
-                folder.display()
-            )));
-        }
-        check_dir_writable(folder)
-            .map_err(|e| cannot(format!("cannot write into {}: {e}", folder.display())))
     }
+}
+
+/// Checks before any work that a file can be written at `path`: its folder exists and takes a
+/// file (so that a long run never ends in a result that cannot be saved).
+pub fn check_output_writable(path: &Path) -> CliResult {
+    let cannot = |problem: String| Failure::fatal(anyhow!("{}: {problem}", path.display()));
+    if path.is_dir() {
+        return Err(cannot("is a folder; name a file".into()));
+    }
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !folder.is_dir() {
+        return Err(cannot(format!(
+            "cannot write: the folder {} does not exist",
+            folder.display()
+        )));
+    }
+    check_dir_writable(folder)
+        .map_err(|e| cannot(format!("cannot write into {}: {e}", folder.display())))
 }
 
 /// Results to `--output` (atomically) or stdout.
@@ -373,5 +382,29 @@ pub fn one_line(error: &anyhow::Error) -> String {
             text.push_str(&cause);
         }
     }
-    text
+    in_users_words(&text)
+}
+
+/// The system's wording of file errors in a user's: "No such file or directory (os error 2)"
+/// -> "no such file or folder", "Permission denied (os error 13)" -> "permission denied"; any
+/// other " (os error N)" is dropped.
+fn in_users_words(text: &str) -> String {
+    let mut out = text
+        .replace(
+            "No such file or directory (os error 2)",
+            "no such file or folder",
+        )
+        .replace("Permission denied (os error 13)", "permission denied")
+        .replace("Is a directory (os error 21)", "is a folder, not a file")
+        .replace(
+            "No space left on device (os error 28)",
+            "no space left on the disk",
+        );
+    while let Some(at) = out.find(" (os error ") {
+        let Some(end) = out[at..].find(')') else {
+            break;
+        };
+        out.replace_range(at..at + end + 1, "");
+    }
+    out
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::anyhow;
 use kineto::checkpoint::keys::Role;
+use kineto::infer::InferError;
 use kineto::infer::engine::Engine;
 use kineto::labels::{kinetics400, read_label_file};
 use kineto::model::Form;
@@ -24,6 +25,15 @@ pub struct ModelArgs {
     pub labels: Option<PathBuf>,
 }
 
+/// A weights file that cannot be read as a checkpoint is exit 1 in every command (the file is
+/// the problem); a device that cannot run it is exit 2.
+pub fn engine_failure(error: InferError) -> Failure {
+    match error {
+        InferError::Device(_) | InferError::Backend { .. } => Failure::fatal(error),
+        _ => Failure::input(error),
+    }
+}
+
 /// The engine, its class names, and the num_seg to use.
 pub fn load_engine(
     args: &ModelArgs,
@@ -32,7 +42,7 @@ pub fn load_engine(
     let weights = resolve_weights(&args.weights, global)?.path;
     let device = resolve_device(global)?;
     let engine =
-        Engine::load(&weights, Role::Student, Form::Fused, device).map_err(Failure::fatal)?;
+        Engine::load(&weights, Role::Student, Form::Fused, device).map_err(engine_failure)?;
     let fixed = engine.model.arch.num_seg;
     let num_seg = match (args.frames, fixed) {
         (Some(f), Some(t)) if f != t => {
@@ -54,14 +64,20 @@ pub fn load_engine(
     };
     let classes = engine.num_classes();
     if labels.len() != classes {
-        let source = args
-            .labels
-            .as_ref()
-            .map_or("Kinetics-400".to_string(), |p| p.display().to_string());
-        return Err(Failure::fatal(anyhow!(
-            "{source}: {} labels, but the model has {classes} classes (pass --labels FILE)",
-            labels.len()
-        )));
+        let message = match &args.labels {
+            Some(path) => format!(
+                "{}: {} labels, but the model has {classes} classes: give a file with one \
+                 name per class, in the model's class order",
+                path.display(),
+                labels.len()
+            ),
+            None => format!(
+                "the model has {classes} classes and names none of them: pass --labels FILE \
+                 (one name per class; Kinetics-400's {} names fit only 400-class models)",
+                labels.len()
+            ),
+        };
+        return Err(Failure::fatal(anyhow!(message)));
     }
     Ok((engine, labels, num_seg))
 }

@@ -19,10 +19,11 @@ impl Progress {
         let terminal = std::io::stderr().is_terminal();
         let bar = (!quiet && terminal && total > 1).then(|| {
             let bar = ProgressBar::new(total);
-            let style = ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} {msg} [{elapsed_precise}, {per_sec}, ETA {eta}]",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            // The rate and ETA are ours (see `rate_and_eta`): indicatif's estimate of the first
+            // update, which may report many items at once, read 16393442.62/s.
+            let style =
+                ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}]")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
             bar
         });
@@ -35,20 +36,32 @@ impl Progress {
         }
     }
 
+    /// Counts time from `start` (when the work began, before the first item was known).
+    pub fn started_at(mut self, start: Instant) -> Self {
+        self.start = start;
+        self
+    }
+
     /// `done` items of `total` finished; `note` names the last one.
     pub fn update(&self, done: u64, note: &str) {
+        let rate = self.rate_and_eta(done);
         if let Some(bar) = &self.bar {
             bar.set_position(done);
-            bar.set_message(note.to_string());
+            bar.set_message(format!("{note} {rate}"));
         } else if self.plain {
-            let elapsed = self.start.elapsed().as_secs_f64();
-            let rate = done as f64 / elapsed.max(1e-9);
-            let eta = (self.total.saturating_sub(done)) as f64 / rate.max(1e-9);
-            eprintln!(
-                "kineto: {done}/{} {} ({rate:.2}/s, ETA {eta:.0} s) {note}",
-                self.total, self.what
-            );
+            eprintln!("kineto: {done}/{} {} {rate} {note}", self.total, self.what);
         }
+    }
+
+    /// "(2.41/s, ETA 12 s)" once a second has passed (a rate over less is noise), else "".
+    fn rate_and_eta(&self, done: u64) -> String {
+        let elapsed = self.start.elapsed().as_secs_f64();
+        if elapsed < 1.0 || done == 0 {
+            return String::new();
+        }
+        let rate = done as f64 / elapsed;
+        let eta = (self.total.saturating_sub(done)) as f64 / rate;
+        format!("({rate:.2}/s, ETA {eta:.0} s)")
     }
 
     pub fn finish(&self) {

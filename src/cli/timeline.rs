@@ -45,9 +45,11 @@ pub fn run(args: &TimelineArgs, global: &GlobalArgs) -> CliResult {
     };
     let mut progress: Option<Progress> = None;
     let cancel = interrupt_token();
+    let start = std::time::Instant::now();
     let outcome = timeline(&engine, &args.video, &req, &cancel, |_, done, total| {
-        let bar =
-            progress.get_or_insert_with(|| Progress::new(total as u64, "windows", global.quiet));
+        let bar = progress.get_or_insert_with(|| {
+            Progress::new(total as u64, "windows", global.quiet).started_at(start)
+        });
         bar.update(done as u64, "");
     });
     if cancel.is_cancelled() {

@@ -521,8 +521,14 @@ fn follow(
     })
 }
 
+/// Exit 1 for a weights file that cannot be read as a checkpoint (the same rule in every
+/// command), else 2: training that cannot start or go on is a usage or environment error.
 fn fatal(e: TrainError) -> Failure {
-    Failure::fatal(e)
+    match &e {
+        TrainError::Checkpoint(_) => Failure::input(e),
+        TrainError::Weights(w) if w.is_input_error() => Failure::input(e),
+        _ => Failure::fatal(e),
+    }
 }
 
 fn report_broken(global: &GlobalArgs, broken: &[(PathBuf, String)]) {

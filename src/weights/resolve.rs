@@ -67,8 +67,23 @@ pub fn resolve(
         });
     }
     let hint = if looks_like_name {
+        let imported: Vec<String> = Cache::locate(cache_dir)
+            .and_then(|cache| cache.read_index())
+            .map(|index| index.into_iter().map(|e| e.name).collect())
+            .unwrap_or_default();
+        let imported: Vec<&str> = (imported.iter().map(String::as_str))
+            .filter(|name| catalog.get(name).is_none())
+            .collect();
+        let all = catalog.names().into_iter().chain(imported.iter().copied());
+        let guess = crate::text::nearest(spec, all)
+            .map(|name| format!(" (did you mean {name}?)"))
+            .unwrap_or_default();
+        let imports = match imported.as_slice() {
+            [] => String::new(),
+            names => format!("; imported: {}", names.join(", ")),
+        };
         format!(
-            "no such file, and not a catalog name (known: {})",
+            "no such file, and not a catalog name or an imported one{guess} (catalog: {}{imports})",
             catalog.names().join(", ")
         )
     } else {
