@@ -34,6 +34,29 @@ fn restore_sigpipe() {
     }
 }
 
+/// The GPU probe of `--device auto` loads Mesa's Vulkan drivers, whose Wayland part prints
+/// `error: XDG_RUNTIME_DIR is invalid or not set` (twice) when that folder is missing, which
+/// reads as Kineto's error. The command line needs no Wayland session: when the variable is
+/// unset or not a folder, it points at a private folder of our own, and the probe is quiet.
+fn quiet_gpu_probe() {
+    let valid = std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|d| !d.is_empty())
+        .is_some_and(|d| std::path::Path::new(&d).is_dir());
+    if valid {
+        return;
+    }
+    // SAFETY: `getuid` has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let dir = std::env::temp_dir().join(format!("kineto-runtime-{uid}"));
+    let mut builder = std::fs::DirBuilder::new();
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    if builder.create(&dir).is_ok() || dir.is_dir() {
+        // SAFETY: runs in `main` before any other thread exists, so nothing reads the
+        // environment concurrently.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
+    }
+}
+
 /// The subcommand a mistyped word most likely meant (at most two edits away), if any.
 fn nearest_subcommand(word: &str) -> Option<String> {
     let command = cli::Cli::command();
@@ -64,6 +87,7 @@ fn main() -> ExitCode {
         }
         None => {
             restore_sigpipe();
+            quiet_gpu_probe();
             cli::run()
         }
     }

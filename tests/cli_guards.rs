@@ -280,3 +280,23 @@ fn messages_say_what_is_wrong_in_the_users_words() {
         stderr(&out)
     );
 }
+
+/// Mesa's Vulkan probe printed `error: XDG_RUNTIME_DIR is invalid or not set` twice on every
+/// `--device auto` run without a desktop session, which reads as Kineto's error.
+#[test]
+fn the_gpu_probe_is_quiet_without_a_desktop_session() {
+    let dir = common::ScratchDir::new("guards-probe");
+    let out = Command::new(env!("CARGO_BIN_EXE_kineto"))
+        .args(["--device", "auto", "logits", "--weights"])
+        .arg(common::fixture("pptsmv2/w8.pdparams"))
+        .arg("--input")
+        .arg(common::fixture("video/example_8f_input.npy"))
+        .arg("--output")
+        .arg(dir.join("out.npy"))
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .expect("run kineto");
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("XDG_RUNTIME_DIR"), "{err}");
+}
