@@ -532,7 +532,7 @@ fn record_prediction(shared: &mut Shared, record: &ClassifyRecord, clip: Option<
         && let Some(index) = clip.or_else(|| project.clip_index(&path))
     {
         match project.set_prediction(index, record.top_k.clone()) {
-            Ok(()) => shared.save_project(),
+            Ok(()) => shared.save_project_soon(),
             Err(e) => shared.error(e.to_string()),
         }
     }

@@ -230,6 +230,7 @@ impl KinetoApp {
             }
         }
         self.shared.drain_saver();
+        self.shared.flush_project_if_due();
         self.batch.poll(&mut self.shared);
         self.train.drain();
         for picked in self.shared.dialogs.poll() {

@@ -221,7 +221,15 @@ impl SettingsWindow {
                             ui.selectable_value(&mut draft.device, DeviceSetting::Gpu, "GPU");
                         });
                         ui.end_row();
-                        ui.label("Threads");
+                        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                        let why = format!(
+                            "Inference threads on the CPU. auto = all cores but one ({} of {cores} \
+                             here): the remaining core draws the window and decodes the video, so \
+                             playback stays smooth while labels update. The command line has no \
+                             window and uses all cores.",
+                            cores.saturating_sub(1).max(1)
+                        );
+                        ui.label("Threads").on_hover_text(&why);
                         ui.add(
                             egui::DragValue::new(&mut draft.threads)
                                 .range(THREADS_RANGE)
@@ -232,7 +240,8 @@ impl SettingsWindow {
                                         format!("{v}")
                                     }
                                 }),
-                        );
+                        )
+                        .on_hover_text(why);
                         ui.end_row();
                         ui.label("Top-k");
                         ui.add(egui::Slider::new(&mut draft.top_k, TOP_K_RANGE));

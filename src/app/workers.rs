@@ -19,6 +19,8 @@ use crate::weights::catalog::{Catalog, EntryKind};
 
 /// At most this many worker messages are applied per frame (the rest wait for the next one).
 const EVENTS_PER_FRAME: usize = 256;
+/// The longest a change waits before its project snapshot goes to the saver.
+pub const SAVE_INTERVAL: Duration = Duration::from_millis(250);
 
 #[derive(Clone, Debug)]
 pub enum ModelState {
@@ -56,6 +58,9 @@ pub struct Shared {
     pub save_status: Option<String>,
     /// The last panic of a worker (shown in the status bar).
     pub worker_crash: Option<String>,
+    /// The project changed since its last snapshot (see `save_project_soon`).
+    project_dirty: bool,
+    project_saved_at: Instant,
     pub catalog_names: Vec<String>,
     pub settings_requested: bool,
     /// Demo clips being written (first run without weights); the answer is the folder.
@@ -100,6 +105,8 @@ impl Shared {
             toasts: Vec::new(),
             save_status: None,
             worker_crash: None,
+            project_dirty: false,
+            project_saved_at: Instant::now(),
             catalog_names,
             settings_requested: false,
             demo: None,
@@ -183,6 +190,9 @@ impl Shared {
         if self.project.as_ref().is_some_and(|p| p.root == root) {
             return;
         }
+        if self.project_dirty {
+            self.save_project();
+        }
         self.saver.flush(Duration::from_secs(2));
         // An existing project keeps its own label set; a new one takes the model's classes.
         let loaded = Project::load(root).map(|existing| {
@@ -209,10 +219,38 @@ impl Shared {
         }
     }
 
-    /// Hands the project's current state to the saver thread (written atomically).
+    /// Hands the project's current state to the saver thread (written atomically) now.
+    /// Nothing is written for a project that holds no label a person gave and has no file yet:
+    /// opening or classifying a clip leaves no `kineto-project.json` behind.
     pub fn save_project(&mut self) {
+        self.project_dirty = false;
+        self.project_saved_at = Instant::now();
         if let Some(project) = &self.project {
-            self.saver.save(project.clone());
+            let counts = project.counts();
+            if counts.accepted + counts.corrected > 0 || project.path().exists() {
+                self.saver.save(project.clone());
+            }
+        }
+    }
+
+    /// Saves soon rather than now: a batch stores a prediction per clip, and a snapshot per
+    /// prediction of a project of 100,000 clips would be 100,000 copies. At most one snapshot
+    /// per [`SAVE_INTERVAL`]; [`Shared::flush_project_if_due`] writes the last one.
+    pub fn save_project_soon(&mut self) {
+        self.project_dirty = true;
+        self.flush_project_if_due();
+    }
+
+    /// Writes a project left dirty by [`Shared::save_project_soon`] once it is due (called
+    /// every frame).
+    pub fn flush_project_if_due(&mut self) {
+        if !self.project_dirty {
+            return;
+        }
+        if self.project_saved_at.elapsed() >= SAVE_INTERVAL {
+            self.save_project();
+        } else {
+            self.repaint.notify();
         }
     }
 
@@ -293,6 +331,9 @@ impl Shared {
     }
 
     pub fn shutdown(&mut self) {
+        if self.project_dirty {
+            self.save_project();
+        }
         self.saver.flush(Duration::from_secs(2));
         self.service.shutdown(Duration::from_secs(2));
         self.player.shutdown();
