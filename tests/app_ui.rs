@@ -79,7 +79,15 @@ fn a_clip_plays_with_live_labels_a_timeline_and_frame_steps() {
     run_until(&mut h, Duration::from_secs(120), "the model", |h| {
         h.state().shared.model().is_some()
     });
-    h.state_mut().open_clip(&video);
+    // Opened by a relative path, as `cd clips && kineto clip.mp4` does: it belongs to the
+    // project of its folder like any other (the label panel said "outside the project folder").
+    let cwd = std::env::current_dir().expect("cwd");
+    let ups = cwd.components().count() - 1;
+    let relative: PathBuf = std::iter::repeat_n(Path::new(".."), ups)
+        .collect::<PathBuf>()
+        .join(video.strip_prefix("/").expect("absolute"));
+    assert!(relative.is_relative());
+    h.state_mut().open_paths(vec![relative]);
     run_until(&mut h, Duration::from_secs(120), "a live label", |h| {
         h.state().live_top1().is_some()
     });
@@ -111,6 +119,35 @@ fn a_clip_plays_with_live_labels_a_timeline_and_frame_steps() {
         h.state().timeline_windows() == Some(3)
     });
     assert_eq!(h.state().tab, Tab::Player);
+
+    // Opening and classifying wrote no project file; the first label writes it, with the clip.
+    let project_file = dir.join("kineto-project.json");
+    assert!(
+        !project_file.exists(),
+        "a clip only opened leaves no project file"
+    );
+    run_until(
+        &mut h,
+        Duration::from_secs(60),
+        "the clip's prediction",
+        |h| {
+            h.state().shared.project.as_ref().is_some_and(|p| {
+                p.clips
+                    .iter()
+                    .any(|c| c.path == "ball.mp4" && c.prediction.is_some())
+            })
+        },
+    );
+    h.key_press(egui::Key::Num1);
+    h.step();
+    h.state_mut().shared.saver.flush(Duration::from_secs(10));
+    let project: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&project_file).expect("project file"))
+            .expect("project json");
+    let clips = project["clips"].as_array().expect("clips");
+    assert_eq!(clips.len(), 1, "{project}");
+    assert_eq!(clips[0]["path"], "ball.mp4");
+    assert_eq!(clips[0]["status"], "accepted");
 }
 
 #[test]
@@ -206,4 +243,31 @@ fn without_weights_the_window_says_what_is_missing() {
     h.get_by_label("Import weights…");
     h.get_by_label_contains("could not be loaded");
     h.snapshot("first_run_without_weights");
+}
+
+#[test]
+fn a_clip_named_relative_to_the_working_folder_joins_its_folders_project() {
+    // `cd clips && kineto clip.mp4`: the project's root was "" and the clip "outside the
+    // project folder" (0 clips). Paths are made absolute at the edge.
+    let settings = test_settings(&fixture("pptsmv2/w8.pdparams"));
+    let mut h = harness(options(settings, DialogBackend::scripted(vec![])));
+    let name = format!("kineto-absent-{}.mp4", std::process::id());
+    h.state_mut().open_clip(Path::new(&name));
+    h.step();
+    let cwd = std::env::current_dir().expect("cwd");
+    let project = h.state().shared.project.as_ref().expect("a project");
+    assert_eq!(project.root, cwd);
+    assert_eq!(
+        project
+            .clips
+            .iter()
+            .map(|c| c.path.as_str())
+            .collect::<Vec<_>>(),
+        [name.as_str()]
+    );
+    assert_eq!(h.state().shared.current_clip, Some(cwd.join(&name)));
+    assert!(
+        !cwd.join("kineto-project.json").exists(),
+        "nothing labelled, nothing written"
+    );
 }
