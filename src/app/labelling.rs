@@ -11,9 +11,13 @@ use super::Shared;
 use super::Tab;
 use super::batch_panel::{BatchPanel, status_name};
 use super::dialogs::ProjectExport;
-use crate::labels::export::{FolderMode, export_class_folders, export_csv, export_list};
+use crate::labels::export::{FolderMode, export_class_folders_with, export_csv, export_list};
+use crate::progress::{Task, TaskMsg};
 use crate::labels::read_label_file;
 use crate::report::Ranked;
+
+/// An export running on its worker: clips done of the total, then a line for the toast.
+type ExportTask = Task<Result<String, String>, (usize, usize)>;
 
 #[derive(Default)]
 pub struct Labelling {
@@ -21,6 +25,8 @@ pub struct Labelling {
     search: String,
     folder_mode: Option<FolderMode>,
     include_predicted: bool,
+    /// The export in progress (class folders may copy gigabytes) and its last progress.
+    exporting: Option<(ExportTask, Option<(usize, usize)>)>,
 }
 
 /// The clip being labelled: the one in the player, or the selected row of the batch table.
@@ -135,6 +141,7 @@ impl Labelling {
 
     pub fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared, tab: Tab, batch: &BatchPanel) {
         ui.heading("Label");
+        self.export_progress_ui(ui);
         let Some(project) = &shared.project else {
             ui.weak("open a clip or a folder to label it");
             return;
@@ -326,32 +333,91 @@ impl Labelling {
         });
     }
 
+    /// Exports a snapshot of the project on a worker (the window goes on; progress and cancel
+    /// in the label panel).
     pub fn export(&mut self, shared: &mut Shared, kind: ProjectExport, out: &Path) {
-        let Some(project) = shared.project.as_ref() else {
+        let Some(project) = shared.project.clone() else {
             return;
         };
-        let include = self.include_predicted;
-        let outcome = match kind {
-            ProjectExport::ListFile => export_list(project, out, include)
-                .map(|n| format!("{n} clips written to {}", out.display())),
-            ProjectExport::Csv => {
-                export_csv(project, out).map(|n| format!("{n} clips written to {}", out.display()))
-            }
-            ProjectExport::ClassFolders => {
-                let mode = self.folder_mode.unwrap_or(FolderMode::Copy);
-                export_class_folders(project, out, mode, include).map(|s| {
-                    format!(
-                        "{} clips in {} class folders under {}",
-                        s.clips,
-                        s.classes,
-                        out.display()
-                    )
-                })
-            }
-        };
-        match outcome {
-            Ok(text) => shared.toast(text),
-            Err(e) => shared.error(e.to_string()),
+        if self.exporting.is_some() {
+            shared.error("an export is already running");
+            return;
         }
+        let include = self.include_predicted;
+        let mode = self.folder_mode.unwrap_or(FolderMode::Copy);
+        let out = out.to_path_buf();
+        let spawned = Task::spawn("kineto-export", shared.repaint.clone(), move |ctx| {
+            let outcome = match kind {
+                ProjectExport::ListFile => export_list(&project, &out, include)
+                    .map(|n| format!("{n} clips written to {}", out.display())),
+                ProjectExport::Csv => export_csv(&project, &out)
+                    .map(|n| format!("{n} clips written to {}", out.display())),
+                ProjectExport::ClassFolders => {
+                    let mut progress = |done, total| {
+                        ctx.send((done, total));
+                        !ctx.cancel().is_cancelled()
+                    };
+                    export_class_folders_with(&project, &out, mode, include, &mut progress).map(
+                        |s| {
+                            let renamed = match s.renamed.as_slice() {
+                                [] => String::new(),
+                                names => format!(
+                                    "; renamed so that training sees them: {}",
+                                    names.join(", ")
+                                ),
+                            };
+                            format!(
+                                "{} clips in {} class folders under {}{renamed}",
+                                s.clips,
+                                s.classes,
+                                out.display()
+                            )
+                        },
+                    )
+                }
+            };
+            outcome.map_err(|e| e.to_string())
+        });
+        match spawned {
+            Ok(task) => self.exporting = Some((task, None)),
+            Err(e) => shared.error(format!("cannot start the export: {e}")),
+        }
+    }
+
+    /// Applies the export's messages (called every frame).
+    pub fn poll_export(&mut self, shared: &mut Shared) {
+        let Some((task, progress)) = self.exporting.as_mut() else {
+            return;
+        };
+        for message in task.drain(64) {
+            match message {
+                TaskMsg::Progress(p) => *progress = Some(p),
+                TaskMsg::Done(outcome) => {
+                    self.exporting = None;
+                    match outcome.and_then(|r| r) {
+                        Ok(text) => shared.toast(text),
+                        Err(e) => shared.error(e),
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// "exporting 120 / 400 clips" with a Cancel button, while an export runs.
+    fn export_progress_ui(&mut self, ui: &mut egui::Ui) {
+        let Some((task, progress)) = &self.exporting else {
+            return;
+        };
+        ui.horizontal(|ui| {
+            ui.spinner();
+            match progress {
+                Some((done, total)) => ui.label(format!("exporting {done} / {total} clips")),
+                None => ui.label("exporting…"),
+            };
+            if ui.button("Cancel").clicked() {
+                task.cancel_token().cancel();
+            }
+        });
     }
 }

@@ -232,6 +232,7 @@ impl KinetoApp {
         self.shared.drain_saver();
         self.shared.flush_project_if_due();
         self.batch.poll(&mut self.shared);
+        self.labelling.poll_export(&mut self.shared);
         self.train.drain();
         for picked in self.shared.dialogs.poll() {
             self.on_dialog(picked);

@@ -31,8 +31,11 @@ pub enum FolderMode {
     SymLink,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExportSummary {
+    /// Names changed so that `kineto train` reads them (a label or clip name starting with
+    /// `.` is hidden from it): "what → what it became", one per renamed label or clip.
+    pub renamed: Vec<String>,
     /// Clips in the export (including `unchanged`).
     pub clips: usize,
     /// Class folders with at least one clip.
@@ -150,7 +153,8 @@ pub fn export_csv(project: &Project, out: &Path) -> Result<usize, ProjectError> 
 }
 
 /// A label as a folder name: path separators, characters Windows refuses and control
-/// characters become `_`; an empty or dot-only name becomes `class_<id>`.
+/// characters become `_`; leading dots become `_` (a hidden folder is skipped by
+/// `kineto train`); an empty or dot-only name becomes `class_<id>`.
 pub fn folder_name_for_label(label: &str, label_id: usize) -> String {
     let name: String = label
         .chars()
@@ -166,14 +170,24 @@ pub fn folder_name_for_label(label: &str, label_id: usize) -> String {
     if name.is_empty() || name.chars().all(|c| c == '.') {
         format!("class_{label_id}")
     } else {
-        name
+        unhidden(name)
     }
 }
 
+/// `name` with its leading dots turned into `_` (`.x` → `_x`), so that no reader skips it.
+fn unhidden(name: String) -> String {
+    let dots = name.len() - name.trim_start_matches('.').len();
+    if dots == 0 {
+        return name;
+    }
+    format!("{}{}", "_".repeat(dots), &name[dots..])
+}
+
 /// The clip's file name in its class folder: its relative path with `/` turned into `_`, so
-/// that `a/clip.mp4` and `b/clip.mp4` stay apart.
+/// that `a/clip.mp4` and `b/clip.mp4` stay apart, and a leading `.` turned into `_` (a hidden
+/// file is skipped by `kineto train`).
 pub fn flat_file_name(clip: &ProjectClip) -> String {
-    clip.path.replace('/', "_")
+    unhidden(clip.path.replace('/', "_"))
 }
 
 struct Planned {
@@ -183,7 +197,8 @@ struct Planned {
 }
 
 /// Puts each labelled clip at `out_dir/<label>/<flat file name>`. Everything is checked before
-/// anything is written: two clips landing on one name, two labels on one folder, or an
+/// anything is written: two clips landing on one name, two labels on one folder (names that
+/// differ only in case count as one: they are one on case-insensitive file systems), or an
 /// existing different file stop the export with an error naming it.
 pub fn export_class_folders(
     project: &Project,
@@ -191,10 +206,24 @@ pub fn export_class_folders(
     mode: FolderMode,
     include_predicted: bool,
 ) -> Result<ExportSummary, ProjectError> {
+    export_class_folders_with(project, out_dir, mode, include_predicted, &mut |_, _| true)
+}
+
+/// [`export_class_folders`], telling `progress(done, total)` after each clip; it stops with
+/// [`ProjectError::Cancelled`] when `progress` returns false (the clips written stay, each
+/// whole).
+pub fn export_class_folders_with(
+    project: &Project,
+    out_dir: &Path,
+    mode: FolderMode,
+    include_predicted: bool,
+    progress: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<ExportSummary, ProjectError> {
     let labels = &project.label_set.labels;
     let mut folders: BTreeMap<usize, String> = BTreeMap::new();
     let mut folder_owner: HashMap<String, usize> = HashMap::new();
-    let mut dest_owner: HashMap<PathBuf, usize> = HashMap::new();
+    let mut dest_owner: HashMap<String, usize> = HashMap::new();
+    let mut renamed = Vec::new();
     let mut plan = Vec::new();
     for (idx, label_id) in labelled(project, include_predicted) {
         let Some(label) = labels.get(label_id) else {
@@ -205,7 +234,10 @@ pub fn export_class_folders(
             });
         };
         let folder = folder_name_for_label(label, label_id);
-        match folder_owner.get(&folder) {
+        if !folders.contains_key(&label_id) && folder != *label {
+            renamed.push(format!("label {label:?} → folder {folder:?}"));
+        }
+        match folder_owner.get(&folder.to_lowercase()) {
             Some(&other) if other != label_id => {
                 return Err(ProjectError::NameCollision {
                     path: out_dir.join(&folder),
@@ -214,20 +246,25 @@ pub fn export_class_folders(
                 });
             }
             _ => {
-                folder_owner.insert(folder.clone(), label_id);
+                folder_owner.insert(folder.to_lowercase(), label_id);
             }
         }
         folders.insert(label_id, folder.clone());
         let clip = &project.clips[idx];
-        let dest = out_dir.join(&folder).join(flat_file_name(clip));
-        if let Some(&first) = dest_owner.get(&dest) {
+        let file_name = flat_file_name(clip);
+        if file_name.starts_with('_') && clip.path.starts_with('.') {
+            renamed.push(format!("clip {:?} → {file_name:?}", clip.path));
+        }
+        let dest = out_dir.join(&folder).join(&file_name);
+        let key = format!("{}/{}", folder.to_lowercase(), file_name.to_lowercase());
+        if let Some(&first) = dest_owner.get(&key) {
             return Err(ProjectError::NameCollision {
                 path: dest,
                 first: project.clips[first].path.clone(),
                 second: clip.path.clone(),
             });
         }
-        dest_owner.insert(dest.clone(), idx);
+        dest_owner.insert(key, idx);
         let src = clip_abs(project, idx)?;
         if !src.is_file() {
             return Err(ProjectError::Io {
@@ -270,6 +307,7 @@ pub fn export_class_folders(
     let mut summary = ExportSummary {
         clips: plan.len(),
         classes: folders.len(),
+        renamed,
         ..ExportSummary::default()
     };
     for folder in folders.values() {
@@ -280,7 +318,14 @@ pub fn export_class_folders(
             source: e,
         })?;
     }
-    for item in &plan {
+    for (done, item) in plan.iter().enumerate() {
+        if !progress(done, plan.len()) {
+            return Err(ProjectError::Cancelled {
+                path: out_dir.to_path_buf(),
+                done,
+                total: plan.len(),
+            });
+        }
         if item.unchanged {
             summary.unchanged += 1;
             continue;
@@ -662,5 +707,60 @@ mod tests {
         assert_eq!(folder_name_for_label("  ..  ", 7), "class_7");
         assert_eq!(folder_name_for_label("", 3), "class_3");
         assert_eq!(folder_name_for_label("cooking egg", 1), "cooking egg");
+        assert_eq!(folder_name_for_label(".hidden", 2), "_hidden");
+        assert_eq!(folder_name_for_label("..x.", 2), "__x");
+    }
+
+    #[test]
+    fn class_folders_never_drop_a_clip_that_train_would_skip_or_a_file_system_would_merge() {
+        // A label or clip name starting with `.` was exported as a hidden name that
+        // `kineto train` skips without a word; `Run`/`run` and `A.mp4`/`a.mp4` overwrote each
+        // other on case-insensitive file systems.
+        let dir = TempDir::new("export-names");
+        let root = dir.path().join("proj");
+        fs::create_dir_all(&root).unwrap();
+        let names = vec![".hidden".to_string(), "Run".to_string(), "run".to_string()];
+        let mut p = Project::new(&root, "mine", names);
+        for (rel, label) in [(".secret.mp4", 0), ("plain.mp4", 0)] {
+            fs::write(root.join(rel), rel).unwrap();
+            let i = p.add_clip(&root.join(rel)).unwrap();
+            p.correct(i, label).unwrap();
+        }
+        let out = dir.path().join("out");
+        let summary = export_class_folders(&p, &out, FolderMode::Copy, false).unwrap();
+        assert_eq!(summary.clips, 2);
+        assert_eq!(summary.renamed.len(), 2, "{:?}", summary.renamed);
+        let how = crate::files::Walk {
+            wanted: &|_: &Path| true,
+            skip_hidden: true,
+            cancel: None,
+        };
+        let seen = crate::files::walk(&out, how);
+        assert_eq!(seen.len(), 2, "both clips are visible to a walk that skips hidden names");
+        assert!(out.join("_hidden/_secret.mp4").is_file());
+
+        // Two labels that differ only in case: refused before anything is written.
+        let mut q = Project::new(&root, "mine", p.label_set.labels.clone());
+        for (rel, label) in [("plain.mp4", 1), (".secret.mp4", 2)] {
+            let i = q.add_clip(&root.join(rel)).unwrap();
+            q.correct(i, label).unwrap();
+        }
+        let out2 = dir.path().join("out2");
+        let err = export_class_folders(&q, &out2, FolderMode::Copy, false).unwrap_err();
+        assert!(matches!(err, ProjectError::NameCollision { .. }), "{err}");
+        assert!(!out2.exists());
+
+        // Two clips that differ only in case, one label: refused.
+        fs::write(root.join("A.mp4"), "A").unwrap();
+        fs::write(root.join("a.mp4"), "a").unwrap();
+        let mut r = Project::new(&root, "mine", p.label_set.labels.clone());
+        for rel in ["A.mp4", "a.mp4"] {
+            let i = r.add_clip(&root.join(rel)).unwrap();
+            r.correct(i, 1).unwrap();
+        }
+        let out3 = dir.path().join("out3");
+        let err = export_class_folders(&r, &out3, FolderMode::Copy, false).unwrap_err();
+        assert!(matches!(err, ProjectError::NameCollision { .. }), "{err}");
+        assert!(!out3.exists());
     }
 }

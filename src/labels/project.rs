@@ -94,6 +94,12 @@ pub enum ProjectError {
         first: String,
         second: String,
     },
+    #[error("{}: the export was cancelled ({done} of {total} clips written)", path.display())]
+    Cancelled {
+        path: PathBuf,
+        done: usize,
+        total: usize,
+    },
 }
 
 impl ProjectError {
