@@ -12,8 +12,8 @@ use super::Tab;
 use super::batch_panel::{BatchPanel, status_name};
 use super::dialogs::ProjectExport;
 use crate::labels::export::{FolderMode, export_class_folders_with, export_csv, export_list};
-use crate::progress::{Task, TaskMsg};
 use crate::labels::read_label_file;
+use crate::progress::{Task, TaskMsg};
 use crate::report::Ranked;
 
 /// An export running on its worker: clips done of the total, then a line for the toast.

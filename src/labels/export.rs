@@ -736,7 +736,11 @@ mod tests {
             cancel: None,
         };
         let seen = crate::files::walk(&out, how);
-        assert_eq!(seen.len(), 2, "both clips are visible to a walk that skips hidden names");
+        assert_eq!(
+            seen.len(),
+            2,
+            "both clips are visible to a walk that skips hidden names"
+        );
         assert!(out.join("_hidden/_secret.mp4").is_file());
 
         // Two labels that differ only in case: refused before anything is written.
