@@ -26,6 +26,8 @@
 pub mod app;
 pub mod checkpoint;
 pub mod files;
+#[cfg(test)]
+mod fuzz_lite;
 pub mod infer;
 pub mod labels;
 pub mod model;

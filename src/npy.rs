@@ -68,9 +68,22 @@ pub fn read_npz_f64(path: &Path) -> Result<Vec<(String, NpyArray<f64>)>, NpyErro
     })
 }
 
+fn read_npz<T>(
+    path: &Path,
+    parse_entry: impl Fn(&[u8], &Path) -> Result<NpyArray<T>, NpyError>,
+) -> Result<Vec<(String, NpyArray<T>)>, NpyError> {
+    parse_npz(&read_file(path)?, path, parse_entry)
+}
+
+/// The float32 arrays of `.npz` bytes (see [`read_npz_f32`]); `path` is only for messages.
+pub fn parse_npz_f32(bytes: &[u8], path: &Path) -> Result<Vec<(String, NpyArray<f32>)>, NpyError> {
+    parse_npz(bytes, path, parse_npy_f32)
+}
+
 /// Walks an `.npz` archive, parsing each entry with `parse_entry`; entries it refuses with a
 /// dtype error are left out, any other error fails the whole read.
-fn read_npz<T>(
+fn parse_npz<T>(
+    bytes: &[u8],
     path: &Path,
     parse_entry: impl Fn(&[u8], &Path) -> Result<NpyArray<T>, NpyError>,
 ) -> Result<Vec<(String, NpyArray<T>)>, NpyError> {
@@ -81,12 +94,8 @@ fn read_npz<T>(
         path: path.to_path_buf(),
         problem,
     };
-    let file = fs::File::open(path).map_err(|error| NpyError::Io {
-        path: path.to_path_buf(),
-        error,
-    })?;
-    let mut archive =
-        zip::ZipArchive::new(file).map_err(|e| format(format!("not an .npz: {e}")))?;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+        .map_err(|e| format(format!("not an .npz: {e}")))?;
     let mut arrays = Vec::new();
     for i in 0..archive.len() {
         let mut entry = archive
@@ -225,7 +234,7 @@ pub fn write_npy_u8(path: &Path, shape: &[usize], data: &[u8]) -> Result<(), Npy
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, NpyError> {
-    fs::read(path).map_err(|error| NpyError::Io {
+    crate::files::read(path).map_err(|error| NpyError::Io {
         path: path.to_path_buf(),
         error,
     })
@@ -234,7 +243,8 @@ fn read_file(path: &Path) -> Result<Vec<u8>, NpyError> {
 fn format_err(path: &Path, problem: impl Into<String>) -> NpyError {
     NpyError::Format {
         path: path.to_path_buf(),
-        problem: problem.into(),
+        // The problem may quote the file's header: kept on one line.
+        problem: crate::text::one_line(&problem.into()),
     }
 }
 
@@ -245,7 +255,7 @@ fn parse<T: Element>(bytes: &[u8], path: &Path) -> Result<NpyArray<T>, NpyError>
         return Err(NpyError::Dtype {
             path: path.to_path_buf(),
             expected: T::DESCR,
-            found: header.descr,
+            found: crate::text::printable(&header.descr),
         });
     }
     if header.fortran_order {
@@ -328,9 +338,15 @@ fn parse_header(text: &[u8], path: &Path) -> Result<Header, NpyError> {
         s: text.as_bytes(),
         pos: 0,
     };
-    let entries = p
-        .dict()
-        .map_err(|e| format_err(path, format!("bad header dict ({e}): {}", text.trim_end())))?;
+    let entries = p.dict().map_err(|e| {
+        format_err(
+            path,
+            format!(
+                "bad header dict ({e}): {}",
+                crate::text::printable(text.trim_end())
+            ),
+        )
+    })?;
     let (mut descr, mut fortran, mut shape) = (None, None, None);
     for (key, value) in entries {
         let slot_taken = match (key.as_str(), value) {
@@ -651,6 +667,32 @@ mod tests {
         out.push(b'\n');
         out.extend_from_slice(data);
         out
+    }
+
+    #[test]
+    fn fuzz_lite_mutations_never_panic() {
+        let data: Vec<f32> = (0..24).map(|i| i as f32 * 0.25).collect();
+        let npy_seeds = [
+            encode_npy_f32(&[2, 3, 4], &data).unwrap(),
+            encode_npy_f32(&[0], &[]).unwrap(),
+            encode_npy_u8(&[4, 2], &[1, 2, 3, 4, 5, 6, 7, 8]).unwrap(),
+        ];
+        let (_, refused) =
+            crate::fuzz_lite::run("npy", &npy_seeds, 8_000, &[], "x.npy: ", |bytes| {
+                parse_npy_f32(bytes, p())
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            });
+        assert!(refused > 0);
+        // .npz: a stored fixture archive (deflate), mutated as bytes.
+        let npz_seed = fs::read(fixture_path("pptsmv2/act64_16f.npz")).unwrap();
+        let (_, refused) =
+            crate::fuzz_lite::run("npz", &[npz_seed], 400, &[], "x.npz: ", |bytes| {
+                parse_npz_f32(bytes, Path::new("x.npz"))
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            });
+        assert!(refused > 0);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Helpers for messages: the name a user most likely meant when they mistyped one.
+//! Helpers for messages: the name a user most likely meant when they mistyped one, and text
+//! from a file made safe for a one-line message.
 
 /// The name of `names` nearest to `word` (case ignored), if one is at most two edits away
 /// (characters inserted, removed or replaced). Ties go to the first.
@@ -26,6 +27,41 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     row[b.len()]
+}
+
+/// Makes file-controlled text safe for a one-line message: control
+/// characters are escaped and very long text is cut.
+#[deny(clippy::indexing_slicing)]
+pub fn printable(s: &str) -> String {
+    const MAX_CHARS: usize = 120;
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i == MAX_CHARS {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `s` with its control characters escaped (`\n` → `\\n`): text from a file kept on one line
+/// of a message, whole.
+pub fn one_line(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
 }
 
 #[cfg(test)]

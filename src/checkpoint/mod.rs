@@ -208,25 +208,7 @@ fn process_alive(pid: u32) -> bool {
     }
 }
 
-/// Makes file-controlled text safe for a one-line message: control
-/// characters are escaped and very long text is cut.
-#[deny(clippy::indexing_slicing)]
-pub fn printable(s: &str) -> String {
-    const MAX_CHARS: usize = 120;
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i == MAX_CHARS {
-            out.push_str("...");
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+pub use crate::text::printable;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]

@@ -4,7 +4,6 @@
 //! numpy 1.x, numpy 2.x and `paddle.load` read.
 #![deny(clippy::indexing_slicing)]
 
-use std::fs;
 use std::path::Path;
 
 use super::pickle::{self, ArrayState, DtypeKind, NdArray, Obj, Unpickled};
@@ -13,7 +12,7 @@ use crate::model::params::shape_numel;
 
 /// Reads and parses a `.pdparams` file.
 pub fn read_pdparams(path: &Path) -> Result<ParamStore, CheckpointError> {
-    let bytes = fs::read(path).map_err(|source| CheckpointError::Io {
+    let bytes = crate::files::read(path).map_err(|source| CheckpointError::Io {
         path: path.to_path_buf(),
         action: "read",
         source,
@@ -520,6 +519,7 @@ pub fn write_pdparams(store: &ParamStore, path: &Path) -> Result<(), CheckpointE
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::panic::{AssertUnwindSafe, catch_unwind};
     use std::path::PathBuf;
 
@@ -1250,121 +1250,26 @@ mod tests {
         }
     }
 
-    // ----- fuzz-lite: deterministic mutations, run on stable in every test run -----
-
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-    }
-
-    fn mutate(rng: &mut XorShift, data: &mut Vec<u8>) {
-        for _ in 0..1 + rng.below(4) {
-            let len = data.len();
-            match rng.below(7) {
-                // flip one bit
-                0 if len > 0 => {
-                    let i = rng.below(len);
-                    data[i] ^= 1 << rng.below(8);
-                }
-                // overwrite a byte with an interesting value
-                1 if len > 0 => {
-                    let i = rng.below(len);
-                    data[i] = [0, 1, 0x7f, 0x80, 0xff, b'(', b'.', b'h', b'R', b'b'][rng.below(10)];
-                }
-                // insert random bytes
-                2 => {
-                    let i = rng.below(len + 1);
-                    let n = 1 + rng.below(8);
-                    let bytes: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
-                    data.splice(i..i, bytes);
-                }
-                // delete a run
-                3 if len > 0 => {
-                    let i = rng.below(len);
-                    let n = (1 + rng.below(16)).min(len - i);
-                    data.drain(i..i + n);
-                }
-                // corrupt a length field: 4 or 8 bytes after a length-taking opcode
-                4 => {
-                    // the first such opcode at or after a random position
-                    let from = rng.below(len + 1);
-                    let found = data
-                        .get(from..)
-                        .and_then(|rest| {
-                            rest.iter()
-                                .position(|b| matches!(b, b'B' | b'X' | 0x8e | 0x95 | 0x8d))
-                        })
-                        .map(|i| from + i + 1);
-                    if let Some(at) = found {
-                        let v = [0u64, 1, 3, 0x7fff_ffff, 0xffff_ffff, u64::MAX, rng.next()]
-                            [rng.below(7)];
-                        for (k, b) in v.to_le_bytes().iter().enumerate() {
-                            if let Some(slot) = data.get_mut(at + k) {
-                                *slot = *b;
-                            }
-                        }
-                    }
-                }
-                // truncate
-                5 if len > 0 => data.truncate(rng.below(len)),
-                // duplicate a chunk (repeats opcodes, memo refs)
-                _ if len > 0 => {
-                    let i = rng.below(len);
-                    let n = (1 + rng.below(64)).min(len - i);
-                    let chunk: Vec<u8> = data[i..i + n].to_vec();
-                    let at = rng.below(len + 1);
-                    data.splice(at..at, chunk);
-                }
-                _ => {}
-            }
-        }
-    }
-
     #[test]
     fn fuzz_lite_mutations_never_panic() {
         let seeds = [
             fs::read(fixture("reader/w8_subset_np1_p2.pdparams")).unwrap(),
             fs::read(fixture("reader/w8_subset_np1_p4.pdparams")).unwrap(),
         ];
-        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
-        let (mut ok, mut err) = (0usize, 0usize);
-        let iterations = 20_000;
-        for it in 0..iterations {
-            let seed = &seeds[it % seeds.len()];
-            let mut data = seed.clone();
-            mutate(&mut rng, &mut data);
-            let r = catch_unwind(AssertUnwindSafe(|| {
-                parse_pdparams(&data, Path::new("f.pdparams"))
-            }));
-            match r {
-                Ok(Ok(_)) => ok += 1,
-                Ok(Err(e)) => {
-                    let msg = e.to_string();
-                    assert!(
-                        msg.starts_with("f.pdparams: ") && !msg.contains('\n'),
-                        "{msg}"
-                    );
-                    err += 1;
-                }
-                Err(_) => {
-                    let path =
-                        std::env::temp_dir().join(format!("kineto-fuzz-crash-{it}.pdparams"));
-                    fs::write(&path, &data).unwrap();
-                    panic!("iteration {it} panicked; input saved to {}", path.display());
-                }
-            }
-        }
-        assert_eq!(ok + err, iterations);
-        eprintln!("fuzz-lite: {iterations} inputs, {ok} parsed, {err} rejected");
+        // Length fields follow these pickle opcodes (BINBYTES, BINUNICODE, FRAME, ...).
+        let markers = [b'B', b'X', 0x8e, 0x95, 0x8d];
+        let (ok, refused) = crate::fuzz_lite::run(
+            "pdparams",
+            &seeds,
+            20_000,
+            &markers,
+            "f.pdparams: ",
+            |data| {
+                parse_pdparams(data, Path::new("f.pdparams"))
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            },
+        );
+        assert_eq!(ok + refused, 20_000);
     }
 }

@@ -23,7 +23,6 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fs;
 use std::path::Path;
 
 use ::safetensors::tensor::{Dtype, SafeTensors, View};
@@ -213,7 +212,7 @@ pub struct SafetensorsFile {
 
 /// Reads and parses a `.safetensors` file.
 pub fn read_safetensors(path: &Path) -> Result<SafetensorsFile, CheckpointError> {
-    let bytes = fs::read(path).map_err(|source| CheckpointError::Io {
+    let bytes = crate::files::read(path).map_err(|source| CheckpointError::Io {
         path: path.to_path_buf(),
         action: "read",
         source,
@@ -318,6 +317,7 @@ pub fn write_safetensors(
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn store() -> ParamStore {
         let mut s = ParamStore::new();
@@ -345,6 +345,42 @@ mod tests {
             mean: MEAN,
             std: STD,
             provenance: serde_json::json!({"source": "x.pdparams"}),
+        }
+    }
+
+    #[test]
+    fn fuzz_lite_mutations_never_panic() {
+        // Seeds with and without Kineto's metadata: mutations reach the 8-byte header length,
+        // the JSON header (offsets, shapes, dtypes) and every metadata field.
+        let seeds = [
+            encode_safetensors(&store(), Some(&meta())).unwrap(),
+            encode_safetensors(&store(), None).unwrap(),
+        ];
+        let (ok, refused) = crate::fuzz_lite::run(
+            "safetensors",
+            &seeds,
+            6_000,
+            &[b'[', b':', b','],
+            "f.safetensors: ",
+            |data| {
+                parse_safetensors(data, Path::new("f.safetensors"))
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            },
+        );
+        assert!(refused > 0 && ok + refused == 6_000);
+        // Metadata values one by one: any text in any field is a clean answer.
+        let mut rng = crate::fuzz_lite::XorShift(7);
+        let base = meta().to_map();
+        let keys: Vec<&String> = base.keys().collect();
+        for _ in 0..3_000 {
+            let mut m = base.clone();
+            let key = keys[rng.below(keys.len())].clone();
+            let mut value = m[&key].clone().into_bytes();
+            crate::fuzz_lite::mutate(&mut rng, &mut value, b"[,");
+            m.insert(key, String::from_utf8_lossy(&value).into_owned());
+            let outcome = std::panic::catch_unwind(|| KinetoMeta::from_map(&m));
+            assert!(outcome.is_ok(), "metadata {m:?} panicked");
         }
     }
 

@@ -35,7 +35,7 @@ pub enum LabelsError {
 
 /// Reads a label file. Lines `id name` must number the classes 0..n without gaps.
 pub fn read_label_file(path: &Path) -> Result<Vec<String>, LabelsError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LabelsError::Io {
+    let text = crate::files::read_to_string(path).map_err(|source| LabelsError::Io {
         path: path.to_path_buf(),
         source,
     })?;

@@ -278,7 +278,7 @@ impl Project {
     /// Reads `<root>/kineto-project.json`; `Ok(None)` when there is none.
     pub fn load(root: &Path) -> Result<Option<Project>, ProjectError> {
         let path = root.join(Self::FILE_NAME);
-        let bytes = match fs::read(&path) {
+        let bytes = match crate::files::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(ProjectError::io(path, "read", e)),

@@ -182,7 +182,7 @@ impl Dataset {
     /// label is the last field), paths relative to the list file's folder, blank lines
     /// ignored. Class names from `labels`, else `class_<id>` up to the largest id.
     pub fn from_list_file(list: &Path, labels: Option<&Path>) -> Result<Self, TrainError> {
-        let text = std::fs::read_to_string(list).map_err(|e| TrainError::io(list, e))?;
+        let text = crate::files::read_to_string(list).map_err(|e| TrainError::io(list, e))?;
         let base = list.parent().unwrap_or(Path::new("."));
         let names = labels.map(read_label_file).transpose()?;
         let line_err = |line: usize, problem: String| TrainError::ListLine {
