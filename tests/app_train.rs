@@ -267,7 +267,8 @@ fn full_fine_tuning_from_the_panel_cancel_resume_fused_refusal_kd_and_export() {
         !h.state().train.is_running()
     });
     assert_eq!(*h.state().train.state(), TrainState::Cancelled);
-    assert!(run.join("latest.safetensors").exists());
+    let files = kineto::train::checkpoints::latest_files(&run).expect("latest saved");
+    assert!(run.join(files.model).exists());
     assert!(run.join("latest.state.json").exists());
     assert!(!run.join("model.safetensors").exists());
     let steps_before = h.state().train.step_points();

@@ -19,7 +19,7 @@ use super::dialogs::Dialogs;
 use super::workers::Shared;
 use crate::checkpoint::file::Format;
 use crate::progress::{CancelToken, Notify, Task};
-use crate::train::checkpoints::{LATEST, is_resumable};
+use crate::train::checkpoints::{is_resumable, latest_files};
 use crate::train::data_check::check_data;
 use crate::train::dataset::DatasetSummary;
 use crate::train::loader::short_side_for;
@@ -825,7 +825,10 @@ impl TrainingPanel {
                 return;
             }
         };
-        let latest = self.run_folder.as_ref().map(|d| d.join(LATEST));
+        let latest = self
+            .run_folder
+            .as_ref()
+            .and_then(|d| latest_files(d).map(|f| d.join(f.model)));
         let source = match (format, latest) {
             (Format::Pdparams, Some(latest)) if latest.is_file() => latest,
             _ => report.model_path.clone(),
