@@ -7,7 +7,8 @@
 //! UI never waits on them; every refusal is the library's message. After a finished run
 //! "Export..." writes the model (`.safetensors`) or PaddleVideo's `.pdparams` (from the run's
 //! training-form `latest`); the teacher and export files come from the panel's own
-//! [`Dialogs`] (the app's backend). Dropping the panel (closing the window) cancels a run.
+//! [`Dialogs`] (the app's backend). Closing the window cancels a run and waits until it has
+//! saved (the app's close guard); dropping the panel cancels it without waiting.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
