@@ -85,8 +85,9 @@ use crate::progress::CancelToken;
 use crate::progress::panic_text;
 
 /// Runs a full fine-tuning job (see the module doc). Every check that needs no decoding comes
-/// before any decoding. Cancelling stops between steps, saves `latest` (resumable with
-/// [`super::checkpoints::resume_job`]) and returns an outcome with `cancelled` set.
+/// before any decoding. Cancelling stops at the next step boundary (a step in flight ends
+/// first; a batch being decoded is dropped) or in validation, commits `latest` (resumable
+/// with [`super::checkpoints::resume_job`]) and returns an outcome with `cancelled` set.
 pub fn run_full(
     job: &TrainJob,
     cancel: &CancelToken,
@@ -378,7 +379,19 @@ pub fn run_full(
             let members = &order[b * batch..((b + 1) * batch).min(order.len())];
             let mut data = Vec::with_capacity(members.len() * spec.values());
             let mut labels = Vec::with_capacity(members.len());
+            let broken_before = broken.len();
             for &i in members {
+                if cancel.is_cancelled() {
+                    // Cancelled while the batch decodes: the batch is not trained, and the
+                    // checkpoint is of where the run stands (before it).
+                    drop(loader);
+                    broken.truncate(broken_before);
+                    state.batch = b;
+                    state.elapsed_s = elapsed(&session);
+                    state.broken = broken.clone();
+                    save(&trainer, &distiller, &mut state)?;
+                    return Ok(outcome(true, epoch, state.best_val_top1));
+                }
                 match loader.next() {
                     Some(Ok(clip)) if clip.len() == spec.values() => {
                         data.extend(clip);
