@@ -423,9 +423,10 @@ fn same_tensors(a: &Path, b: &Path) {
 /// kill -9 at seeded random instants (at least 20 times, some inside a checkpoint write),
 /// resuming after each, ends with the same weights, bit for bit, as an uninterrupted run with
 /// the same seed, and the same step and epoch events. A checkpoint follows every step
-/// (`--checkpoint-minutes 0.0001`); the instants are a random number of step events into each
-/// session plus a random delay up to about one step and its checkpoint, so they fall in
-/// start-ups, steps, checkpoint writes and validations. `KINETO_KILL_SEED` replays
+/// (`--checkpoint-minutes 0.0001`, with a 150 ms pause before each commit that widens the
+/// window between a checkpoint's files and its state); the instants are a random number of
+/// step events into each session plus a random delay up to about one step and its
+/// checkpoint, so they fall in start-ups, steps, checkpoint writes and validations. `KINETO_KILL_SEED` replays
 /// another sequence.
 #[test]
 fn kill_9_at_random_instants_resumes_to_the_same_weights() {
@@ -463,6 +464,7 @@ fn kill_9_at_random_instants_resumes_to_the_same_weights() {
         Command::new(env!("CARGO_BIN_EXE_kineto"))
             .args(args)
             .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+            .env("KINETO_CHECKPOINT_COMMIT_DELAY_MS", "150")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -496,7 +498,7 @@ fn kill_9_at_random_instants_resumes_to_the_same_weights() {
         .unwrap_or(20_261_206u64);
     let mut rng = SplitMix(seed);
     let cut = root.join("cut");
-    let (mut kills, mut inside_writes, mut sessions) = (0, 0, 0);
+    let (mut kills, mut inside_writes, mut sessions, mut restarts) = (0, 0, 0, 0);
     loop {
         sessions += 1;
         assert!(
@@ -525,8 +527,16 @@ fn kill_9_at_random_instants_resumes_to_the_same_weights() {
         // 0 (45 %), 1 (45 %) or 2 step events into the session, then a delay: half the time
         // within a quarter step period (the checkpoint write that follows a step event), else
         // up to one period. Under a step of progress per session, so the kills spread over
-        // the run.
+        // the run; near its end, when few steps are left for the kills to come, only 0 (kills
+        // in start-ups and first steps).
+        let done: usize = std::fs::read_to_string(cut.join("latest.state.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["step"].as_u64())
+            .unwrap_or(0) as usize;
+        let near_end = steps.saturating_sub(done) * 4 <= KILLS - kills;
         let wait_steps = match rng.next_unit() {
+            _ if near_end => 0,
             u if u < 0.45 => 0,
             u if u < 0.9 => 1,
             _ => 2,
@@ -547,7 +557,10 @@ fn kill_9_at_random_instants_resumes_to_the_same_weights() {
         let status = child.wait().expect("wait");
         drop(lines);
         if status.success() {
-            break; // it finished before the kill
+            // It finished before its kill: start the run again (--force) and go on killing.
+            std::fs::remove_file(cut.join("latest.state.json")).expect("restart");
+            restarts += 1;
+            continue;
         }
         kills += 1;
         if write_leftovers(&cut).iter().any(|n| !before.contains(n)) {
@@ -556,7 +569,7 @@ fn kill_9_at_random_instants_resumes_to_the_same_weights() {
     }
     eprintln!(
         "kill -9: seed {seed}, {kills} kills ({inside_writes} inside a checkpoint write), \
-         {sessions} sessions, step + checkpoint {period:?}, {:.1} s in all",
+         {sessions} sessions, {restarts} restarts, step + checkpoint {period:?}, {:.1} s in all",
         started.elapsed().as_secs_f64()
     );
     assert!(kills >= KILLS, "only {kills} kills: the run ended first");

@@ -21,7 +21,8 @@
 //! newest complete checkpoint) and removes what an uncommitted write left (files of another
 //! generation, temporary files). Version 1 of the state (fixed names `latest.safetensors`,
 //! `latest.optim.bin`, `latest_teacher.*`, overwritten in place) is still read; the next
-//! checkpoint of such a run is generation 1 and replaces those files.
+//! checkpoint of such a run is generation 1 and replaces those files. (Tests widen the
+//! window between the files and the commit with `KINETO_CHECKPOINT_COMMIT_DELAY_MS`.)
 //!
 //! A run checkpoints at every epoch end, every [`TrainJob::checkpoint_minutes`] of training
 //! (at a step end, mid-epoch) and when cancelled; the state holds where in the epoch it is, so
@@ -483,10 +484,23 @@ pub(crate) fn save_latest(
     state: &mut RunState,
 ) -> Result<(), TrainError> {
     let next = write_generation(saver, trainer, teacher, state)?;
+    commit_delay_for_tests();
     commit(saver.run_dir, &next)?;
     *state = next;
     remove_stale(saver.run_dir, state.files.as_ref());
     Ok(())
+}
+
+/// `KINETO_CHECKPOINT_COMMIT_DELAY_MS`: a pause between a checkpoint's files and its commit,
+/// which widens the window where a kill leaves an uncommitted generation (the kill test's
+/// knob; unset, no pause).
+fn commit_delay_for_tests() {
+    if let Some(ms) = std::env::var("KINETO_CHECKPOINT_COMMIT_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms.min(10_000)));
+    }
 }
 
 /// The files of the generation after `state`'s, and the state that names them (not yet
