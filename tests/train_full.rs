@@ -426,8 +426,8 @@ fn same_tensors(a: &Path, b: &Path) {
 /// (`--checkpoint-minutes 0.0001`, with a 150 ms pause before each commit that widens the
 /// window between a checkpoint's files and its state); the instants are a random number of
 /// step events into each session plus a random delay up to about one step and its
-/// checkpoint, so they fall in start-ups, steps, checkpoint writes and validations. `KINETO_KILL_SEED` replays
-/// another sequence.
+/// checkpoint, so they fall in start-ups, steps, checkpoint writes and validations.
+/// `KINETO_KILL_SEED` replays another sequence.
 #[test]
 fn kill_9_at_random_instants_resumes_to_the_same_weights() {
     use std::io::{BufRead, BufReader};
@@ -483,6 +483,16 @@ fn kill_9_at_random_instants_resumes_to_the_same_weights() {
     assert!(
         child.wait().expect("wait").success(),
         "the uninterrupted run"
+    );
+    // Checkpoints by time (each step here), not only at the 4 epoch ends.
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(whole.join("latest.state.json")).expect("state"),
+    )
+    .expect("state json");
+    let generations = state["generation"].as_u64().expect("generation");
+    assert!(
+        generations > 12,
+        "{generations} checkpoints in 12 steps and 4 epochs"
     );
     let steps = step_times.len();
     assert_eq!(steps, 12);

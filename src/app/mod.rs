@@ -213,7 +213,10 @@ impl KinetoApp {
             ui.heading("Saving the training run…");
             ui.horizontal(|ui| {
                 ui.spinner();
-                ui.label("the job stops after its current step and saves a checkpoint; the window closes then");
+                ui.label(
+                    "the job stops after its current step and saves a checkpoint; the window \
+                     closes then",
+                );
             });
             quit = ui
                 .button("Quit now")

@@ -25,8 +25,8 @@
 //!   epochs.
 //! - **Determinism**: the epoch's clip order, each clip's random choices and each batch's Mixup
 //!   are functions of (seed, epoch, clip / batch), not of a stream, so a run resumed from a
-//!   checkpoint (taken at an epoch end, or mid-epoch by time or on cancel) computes the same steps as an
-//!   uninterrupted run with the same seed.
+//!   checkpoint (taken at an epoch end, or mid-epoch by time or on cancel) computes the same
+//!   steps as an uninterrupted run with the same seed (the kill test: bit-identical weights).
 //! - **Checkpoints** in the run folder ([`super::checkpoints`]): `latest` is the training-form
 //!   weights (with the class names), the optimiser's f64 velocities and `latest.state.json`
 //!   (epoch, batch, step, partial epoch sums, the files and their sha256), each checkpoint a
@@ -172,6 +172,12 @@ pub fn run_full(
         broken: probed_broken,
         summary,
     } = probe_and_report(job, dataset.clone(), train, val, &mut on_event)?;
+    if cancel.is_cancelled() {
+        // Nothing trained in this session: the last committed checkpoint stands.
+        let done = resumed.as_ref().map_or(0, |(s, _)| s.epoch);
+        let best = resumed.as_ref().and_then(|(s, _)| s.best_val_top1);
+        return Ok(outcome(true, done, best));
+    }
 
     // The model and the optimiser state.
     let open_latest = |file: &str| -> Result<Recognizer, TrainError> {
