@@ -396,7 +396,7 @@ fn write_leftovers(run_dir: &Path) -> Vec<String> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| {
             (n.starts_with("latest") && !named.contains(n) && n != "latest.state.json")
-                || n.contains(".tmp-")
+                || (n.starts_with(".latest") && n.contains(".tmp-"))
         })
         .collect()
 }

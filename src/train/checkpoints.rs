@@ -111,9 +111,10 @@ impl CheckpointFiles {
 }
 
 /// Whether `name` is a file of some `latest` checkpoint (either version, any generation) or
-/// a temporary file of one being written (`.latest*.tmp-*`, the state's too).
+/// a temporary file of an atomic write that did not finish (`.<name>.tmp-<pid>-<n>`: a
+/// checkpoint's, the state's, `best`'s, a run file's).
 fn is_checkpoint_file(name: &str) -> bool {
-    if name.starts_with(".latest") && name.contains(".tmp-") {
+    if name.starts_with('.') && name.contains(".tmp-") {
         return true;
     }
     if [LATEST, LATEST_OPTIM, LATEST_TEACHER, LATEST_TEACHER_OPTIM].contains(&name) {
