@@ -2,7 +2,7 @@
 //! library, the fixture PP-TSMv2 8f weights on the CPU, head-only training on the panel's own
 //! thread, live curves, the report, "Use this model" (the loaded model switches to the new
 //! classes), a cancel during feature extraction, and full fine-tuning (per-step curve points,
-//! cancel saving `latest`, Resume in a restarted app with the run's earlier curve points, the
+//! closing the window saving `latest` before it closes, Resume in a restarted app with the run's earlier curve points, the
 //! fused start weights refused in one line),
 //! then distillation from the panel (a DML teacher in the fused form refused in one line, KD
 //! from the finished run's model with its `ce` / `kd` loss terms) and "Export..." through the
@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::app::run_until;
 use common::fixture;
+use eframe::egui;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use kineto::app::settings::{DeviceSetting, Settings};
@@ -260,14 +261,41 @@ fn full_fine_tuning_from_the_panel_cancel_resume_fused_refusal_kd_and_export() {
     );
     h.get_by_label("Continue");
 
-    // Cancel (while paused): the run stops between steps and saves `latest`; Resume is
+    // Closing the window (while paused): the close is cancelled and "Saving..." shows while
+    // the run stops between steps and commits `latest`; then the window closes. Resume is
     // offered.
-    h.get_by_label("Cancel").click();
-    run_until(&mut h, Duration::from_secs(60), "the cancel", |h| {
-        !h.state().train.is_running()
+    h.input_mut()
+        .viewports
+        .entry(egui::ViewportId::ROOT)
+        .or_default()
+        .events
+        .push(egui::ViewportEvent::Close);
+    h.step();
+    let commands = |h: &Harness<'static, KinetoApp>| {
+        h.output()
+            .viewport_output
+            .get(&egui::ViewportId::ROOT)
+            .map(|v| v.commands.clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        commands(&h).contains(&egui::ViewportCommand::CancelClose),
+        "the close is cancelled while training runs"
+    );
+    assert!(h.state().is_closing());
+    h.step(); // a new window is measured, unseen, in its first frame
+    h.get_by_label("Saving the training run…");
+    h.get_by_label("Quit now");
+    let mut closed = false;
+    run_until(&mut h, Duration::from_secs(60), "the save on close", |h| {
+        closed |= commands(h).contains(&egui::ViewportCommand::Close);
+        closed
     });
+    assert!(!h.state().train.is_running());
+    assert!(!h.state().is_closing());
     assert_eq!(*h.state().train.state(), TrainState::Cancelled);
-    assert!(run.join("latest.safetensors").exists());
+    let files = kineto::train::checkpoints::latest_files(&run).expect("latest saved");
+    assert!(run.join(files.model).exists());
     assert!(run.join("latest.state.json").exists());
     assert!(!run.join("model.safetensors").exists());
     let steps_before = h.state().train.step_points();

@@ -33,6 +33,7 @@ use kineto::checkpoint::file::open_checkpoint;
 use kineto::checkpoint::keys::Role;
 use kineto::checkpoint::{ParamStore, ParamTensor};
 use kineto::model::{Form, ModelKind};
+use kineto::train::checkpoints::latest_files;
 use kineto::train::losses::{DmlWeights, KdWeights, Targets, dml_loss, kd_loss};
 use kineto::train::optim::Momentum;
 use kineto::train::trainer::{FullStepOptions, FullTrainer, StepOutcome, dml_step, kd_step};
@@ -327,11 +328,16 @@ fn dml_and_kd_runs_log_their_terms_checkpoint_and_resume() {
     let (ce1, ce2) = (ce_of_epoch(1), ce_of_epoch(2));
     eprintln!("DML student CE by epoch: {ce1:.4} -> {ce2:.4}");
     assert!(ce2 < ce1, "the student's CE did not fall: {ce1} -> {ce2}");
+    let files = latest_files(&whole).expect("a committed latest checkpoint");
+    let teacher_file = files.teacher.clone().expect("the teacher's checkpoint");
     for f in [
-        "latest.safetensors",
-        "latest.optim.bin",
-        "latest_teacher.safetensors",
-        "latest_teacher.optim.bin",
+        files.model.as_str(),
+        &files.optim,
+        &teacher_file,
+        files
+            .teacher_optim
+            .as_deref()
+            .expect("the teacher's velocities"),
         "latest.state.json",
         "model.safetensors",
         "report.txt",
@@ -346,8 +352,8 @@ fn dml_and_kd_runs_log_their_terms_checkpoint_and_resume() {
     )
     .expect("settings json");
     assert_eq!(settings["job"]["distill"]["mode"], "dml");
-    let teacher = open_checkpoint(&whole.join("latest_teacher.safetensors"), Role::Student)
-        .expect("latest_teacher loads");
+    let teacher =
+        open_checkpoint(&whole.join(&teacher_file), Role::Student).expect("latest_teacher loads");
     assert_eq!(teacher.arch.model, ModelKind::PptsmV2);
     assert_eq!(teacher.arch.form, Form::Training);
     assert_eq!(teacher.arch.num_classes, 2);
@@ -376,7 +382,8 @@ fn dml_and_kd_runs_log_their_terms_checkpoint_and_resume() {
         Some(130),
         "Ctrl-C exits 130"
     );
-    assert!(cut.join("latest_teacher.safetensors").exists());
+    let cut_files = latest_files(&cut).expect("a committed latest checkpoint");
+    assert!(cut.join(cut_files.teacher.expect("teacher")).exists());
     assert!(of_kind(&events(&cut), "epoch").len() < 2, "cut too late");
     let out = kineto(&["--device", "cpu", "--quiet", "train", "--resume", s(&cut)]);
     assert!(out.status.success(), "resume: {}", text(&out.stderr));
@@ -432,7 +439,12 @@ fn dml_and_kd_runs_log_their_terms_checkpoint_and_resume() {
         assert!(step["terms"].get("ce_teacher").is_none());
     }
     assert!(kd_dir.join("model.safetensors").exists());
-    assert!(!kd_dir.join("latest_teacher.safetensors").exists());
+    assert!(
+        latest_files(&kd_dir)
+            .expect("a committed latest checkpoint")
+            .teacher
+            .is_none()
+    );
 
     // Refusals: one line, exit 2, before any work.
     let refused = root.join("refused");
@@ -489,8 +501,12 @@ fn dml_and_kd_runs_log_their_terms_checkpoint_and_resume() {
     )
     .expect("settings json");
     assert_eq!(settings["job"]["distill"]["dml_weight"], 0.5);
-    let teacher = open_checkpoint(&r50_dir.join("latest_teacher.safetensors"), Role::Student)
-        .expect("latest_teacher loads");
+    let r50_files = latest_files(&r50_dir).expect("a committed latest checkpoint");
+    let teacher = open_checkpoint(
+        &r50_dir.join(r50_files.teacher.expect("teacher")),
+        Role::Student,
+    )
+    .expect("latest_teacher loads");
     assert_eq!(teacher.arch.model, ModelKind::PptsmResnet);
     assert_eq!(teacher.arch.form, Form::Training);
     assert_eq!(teacher.arch.num_classes, 2);

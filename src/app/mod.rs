@@ -3,7 +3,9 @@
 //! inference service, the project saver and the training service are library services, and
 //! one-off work (file dialogs, the data check, exports, the demo set) runs in
 //! [`crate::progress::Task`]s; each wakes the UI through `Notify` (a repaint request) after
-//! every message. No file here starts a thread (ARCHITECTURE.md).
+//! every message. No file here starts a thread (ARCHITECTURE.md). Closing the window while a
+//! training job runs keeps it open ("Saving the training run…") until the job has stopped and
+//! saved its checkpoint, unless "Quit now".
 
 mod batch_panel;
 mod dialogs;
@@ -109,6 +111,18 @@ pub struct KinetoApp {
     pub train: training_panel::TrainingPanel,
     labelling: labelling::Labelling,
     settings_window: SettingsWindow,
+    closing: Closing,
+}
+
+/// Where closing the window stands (a running training job is stopped and saved first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Closing {
+    /// No close asked, or one that needed no wait.
+    Open,
+    /// A close was asked while training ran: the job is stopping and saving its checkpoint.
+    Saving,
+    /// Closing: no further wait.
+    Quit,
 }
 
 impl KinetoApp {
@@ -133,6 +147,7 @@ impl KinetoApp {
             train: training_panel::TrainingPanel::default(),
             labelling: labelling::Labelling::default(),
             settings_window: SettingsWindow::default(),
+            closing: Closing::Open,
         };
         if let Some(video) = options.video {
             app.open_paths(vec![video]);
@@ -174,6 +189,54 @@ impl KinetoApp {
     /// Windows of the finished timeline of the clip in the player.
     pub fn timeline_windows(&self) -> Option<usize> {
         self.timeline.finished_windows()
+    }
+
+    /// Whether a close of the window waits for the training job to save ("Saving…" shows).
+    pub fn is_closing(&self) -> bool {
+        self.closing == Closing::Saving
+    }
+
+    /// A close of the window while a training job runs: the close is cancelled, the job is
+    /// asked to stop (full fine-tuning commits a checkpoint of where it stands, at most a step
+    /// away) and a "Saving…" window shows until it has stopped; then the window closes.
+    /// "Quit now" closes without waiting (the run resumes from its last committed checkpoint).
+    fn close_guard(&mut self, ctx: &egui::Context) {
+        let asked = ctx.input(|i| i.viewport().close_requested());
+        if asked && self.closing != Closing::Quit && self.train.is_running() {
+            ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+            self.train.cancel();
+            self.closing = Closing::Saving;
+        }
+        if self.closing != Closing::Saving {
+            return;
+        }
+        if !self.train.is_running() {
+            self.closing = Closing::Quit;
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            return;
+        }
+        let mut quit = false;
+        egui::Modal::new(egui::Id::unique("kineto.closing")).show(ctx, |ui| {
+            ui.heading("Saving the training run…");
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label(
+                    "the job stops after its current step and saves a checkpoint; the window \
+                     closes then",
+                );
+            });
+            quit = ui
+                .button("Quit now")
+                .on_hover_text(
+                    "close without waiting: the run resumes from its last saved checkpoint",
+                )
+                .clicked();
+        });
+        if quit {
+            self.closing = Closing::Quit;
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        }
+        ctx.request_repaint_after(Duration::from_millis(200));
     }
 
     /// The Train tab's panel (tests drive it).
@@ -430,6 +493,7 @@ impl eframe::App for KinetoApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
         self.drain();
+        self.close_guard(&ctx);
         self.handle_input(&ctx);
         self.player_view.upload_frame(&ctx, &self.shared);
         if let Some(new) = self

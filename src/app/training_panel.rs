@@ -7,7 +7,8 @@
 //! UI never waits on them; every refusal is the library's message. After a finished run
 //! "Export..." writes the model (`.safetensors`) or PaddleVideo's `.pdparams` (from the run's
 //! training-form `latest`); the teacher and export files come from the panel's own
-//! [`Dialogs`] (the app's backend). Dropping the panel (closing the window) cancels a run.
+//! [`Dialogs`] (the app's backend). Closing the window cancels a run and waits until it has
+//! saved (the app's close guard); dropping the panel cancels it without waiting.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ use super::dialogs::Dialogs;
 use super::workers::Shared;
 use crate::checkpoint::file::Format;
 use crate::progress::{CancelToken, Notify, Task};
-use crate::train::checkpoints::{LATEST, is_resumable};
+use crate::train::checkpoints::{is_resumable, latest_files};
 use crate::train::data_check::check_data;
 use crate::train::dataset::DatasetSummary;
 use crate::train::loader::short_side_for;
@@ -27,8 +28,8 @@ use crate::train::metrics::TrainEvent;
 use crate::train::run_folder::default_run_dir_for;
 use crate::train::service::{JobKind, TrainRequest, TrainUpdate, TrainingService};
 use crate::train::spec::{
-    DML_WEIGHT, DistillJob, DistillMode, FULL_SIZE, JobDevice, JobEvent, KD_TEMPERATURE, KD_WEIGHT,
-    MIN_SIZE, TrainJob,
+    CHECKPOINT_MINUTES, DML_WEIGHT, DistillJob, DistillMode, FULL_SIZE, JobDevice, JobEvent,
+    KD_TEMPERATURE, KD_WEIGHT, MIN_SIZE, TrainJob,
 };
 use crate::train::trainer::MAX_FREEZE_STAGES;
 use crate::weights::export::{ExportRequest, export};
@@ -103,6 +104,8 @@ struct Form {
     temperature: f64,
     kd_weight: f64,
     dml_weight: f64,
+    /// Full fine-tuning: minutes of training between `latest` checkpoints (also on Resume).
+    checkpoint_minutes: f64,
 }
 
 impl Default for Form {
@@ -127,6 +130,7 @@ impl Default for Form {
             temperature: KD_TEMPERATURE,
             kd_weight: KD_WEIGHT,
             dml_weight: DML_WEIGHT,
+            checkpoint_minutes: CHECKPOINT_MINUTES,
         }
     }
 }
@@ -492,6 +496,7 @@ impl TrainingPanel {
         job.size = self.form.size;
         job.mixup = self.form.mixup;
         job.freeze_stages = self.form.freeze_stages;
+        job.checkpoint_minutes = self.form.checkpoint_minutes;
         job.distill = self.form.distill_job()?;
         Ok(job)
     }
@@ -571,7 +576,15 @@ impl TrainingPanel {
         self.reset_run(same);
         self.run_folder = Some(run_dir.clone());
         let device = Box::new(self.device(shared));
-        self.spawn(TrainRequest::Resume { run_dir, device }, notify);
+        let checkpoint_minutes = self.form.checkpoint_minutes;
+        self.spawn(
+            TrainRequest::Resume {
+                run_dir,
+                device,
+                checkpoint_minutes,
+            },
+            notify,
+        );
     }
 
     /// Clears what the last run showed (its curves too unless `keep_curves`).
@@ -825,7 +838,10 @@ impl TrainingPanel {
                 return;
             }
         };
-        let latest = self.run_folder.as_ref().map(|d| d.join(LATEST));
+        let latest = self
+            .run_folder
+            .as_ref()
+            .and_then(|d| latest_files(d).map(|f| d.join(f.model)));
         let source = match (format, latest) {
             (Format::Pdparams, Some(latest)) if latest.is_file() => latest,
             _ => report.model_path.clone(),
@@ -1077,6 +1093,22 @@ impl TrainingPanel {
                                 egui::RichText::new(
                                     "the stem and this many of the 4 stages keep their weights \
                                      (BatchNorm there in eval mode); faster, 0 trains all",
+                                )
+                                .small(),
+                            );
+                        });
+                        ui.end_row();
+                        ui.label("Checkpoint every");
+                        ui.horizontal(|ui| {
+                            ui.add(
+                                egui::DragValue::new(&mut self.form.checkpoint_minutes)
+                                    .range(0.5..=1440.0)
+                                    .speed(0.5)
+                                    .suffix(" min"),
+                            );
+                            ui.label(
+                                egui::RichText::new(
+                                    "of training, besides every epoch end (also for Resume)",
                                 )
                                 .small(),
                             );

@@ -1,7 +1,8 @@
 //! `kineto train DATA [--head-only] [--weights W] [--epochs N] [--batch-size B] [--lr LR]
 //! [--frames 8|16] [--size S] [--no-mixup] [--val DATA | --val-split F] [--labels FILE]
 //! [--output OUT] [--run-dir DIR [--force]] [--resume DIR [--lr LR]] [--seed S] [--json]
-//! [--distill dml|kd --teacher W [--temperature T] [--kd-weight A] [--dml-weight W]] [--freeze-stages N]`
+//! [--distill dml|kd --teacher W [--temperature T] [--kd-weight A] [--dml-weight W]] [--freeze-stages N]
+//! [--checkpoint-minutes M]`
 //!
 //! Full fine-tuning (PaddleVideo's PP-TSMv2 recipe: training-form model, train-mode
 //! BatchNorm, Mixup, Momentum + Nesterov + L2, warm-up + cosine), or with `--head-only` a new
@@ -9,7 +10,8 @@
 //! to stderr; `--json` prints the run's events (JSON Lines) on stdout. The run folder gets
 //! `settings.json`, `metrics.jsonl`, `model.safetensors`, `confusion.csv` and `report.txt`;
 //! full fine-tuning adds the `latest` and `best` checkpoints, head-only its feature cache.
-//! Ctrl-C saves `latest` (full fine-tuning) and exits 130; `--resume RUN_DIR` continues.
+//! Full fine-tuning saves `latest` at every epoch end, every `--checkpoint-minutes` (5) and on
+//! Ctrl-C (then exits 130); `--resume RUN_DIR` continues.
 //! `--distill` adds a teacher to full fine-tuning: DML (PaddleVideo's PP-TSMv2 recipe, the
 //! teacher trained too and saved as `latest_teacher`) or classic KD (frozen teacher).
 //! `--freeze-stages N` freezes the stem and the first N backbone stages in full fine-tuning.
@@ -25,8 +27,8 @@ use kineto::train::metrics::TrainEvent;
 use kineto::train::run_folder::default_run_dir_for;
 use kineto::train::service::{TrainRequest, TrainUpdate, TrainingService};
 use kineto::train::spec::{
-    DML_WEIGHT, DistillJob, DistillMode, FULL_SIZE, JobDevice, JobEvent, KD_TEMPERATURE, KD_WEIGHT,
-    TrainJob, same_path,
+    CHECKPOINT_MINUTES, DML_WEIGHT, DistillJob, DistillMode, FULL_SIZE, JobDevice, JobEvent,
+    KD_TEMPERATURE, KD_WEIGHT, TrainJob, check_checkpoint_minutes, same_path,
 };
 
 use super::progress::Progress;
@@ -131,6 +133,11 @@ pub struct TrainArgs {
     /// With --distill only the student is frozen [default: 0].
     #[arg(long, value_name = "N")]
     pub freeze_stages: Option<usize>,
+    /// Full fine-tuning: save the `latest` checkpoint after at most this many minutes of
+    /// training (at the next step end), besides every epoch end and Ctrl-C; a positive number,
+    /// fractions allowed. Also with --resume [default: 5].
+    #[arg(long, value_name = "M")]
+    pub checkpoint_minutes: Option<f64>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -249,6 +256,13 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs) -> CliResult {
             "--size and --no-mixup apply to full fine-tuning, not --head-only"
         )));
     }
+    if args.head_only && args.checkpoint_minutes.is_some() {
+        return Err(Failure::fatal(anyhow!(
+            "--checkpoint-minutes applies to full fine-tuning, not --head-only"
+        )));
+    }
+    let checkpoint_minutes = args.checkpoint_minutes.unwrap_or(CHECKPOINT_MINUTES);
+    check_checkpoint_minutes(checkpoint_minutes).map_err(fatal)?;
     let batch_size = args
         .batch_size
         .unwrap_or(if args.head_only { 16 } else { 4 });
@@ -272,6 +286,7 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs) -> CliResult {
             let device = resolve_device(global)?;
             let mut job = resume_job(run_dir, JobDevice::Resolved(device)).map_err(fatal)?;
             job.new_lr = args.lr;
+            job.checkpoint_minutes = checkpoint_minutes;
             if let Some(data) = &args.data
                 && !same_path(data, &job.data)
             {
@@ -361,6 +376,7 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs) -> CliResult {
                 force: args.force,
                 distill,
                 freeze_stages: args.freeze_stages.unwrap_or(0),
+                checkpoint_minutes,
             }
         }
     };

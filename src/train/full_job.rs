@@ -25,18 +25,21 @@
 //!   epochs.
 //! - **Determinism**: the epoch's clip order, each clip's random choices and each batch's Mixup
 //!   are functions of (seed, epoch, clip / batch), not of a stream, so a run resumed from a
-//!   checkpoint (taken at an epoch end, or mid-epoch on cancel) computes the same steps as an
-//!   uninterrupted run with the same seed.
-//! - **Checkpoints** in the run folder: `latest.safetensors` (training form, with the class
-//!   names) plus `latest.optim.bin` (the optimiser's f64 velocities) and `latest.state.json`
-//!   (epoch, batch, step, partial epoch sums, sha256 of both files), written at every epoch end
-//!   and when cancelled; `best.safetensors` by val top-1. The final model is
+//!   checkpoint (taken at an epoch end, or mid-epoch by time or on cancel) computes the same
+//!   steps as an uninterrupted run with the same seed (the kill test: bit-identical weights).
+//! - **Checkpoints** in the run folder ([`super::checkpoints`]): `latest` is the training-form
+//!   weights (with the class names), the optimiser's f64 velocities and `latest.state.json`
+//!   (epoch, batch, step, partial epoch sums, the files and their sha256), each checkpoint a
+//!   new generation of files committed by renaming the state, so a crash at any instant
+//!   leaves a whole one; written at every epoch end, after every
+//!   [`TrainJob::checkpoint_minutes`] of training (at a step end) and when cancelled;
+//!   `best.safetensors` by val top-1. The final model is
 //!   `model.safetensors` in the fused form with the class names (what `kineto classify` runs).
 //! - **Distillation** ([`super::spec::DistillJob`]): `Dml` trains a teacher (training form: PP-TSM
 //!   ResNet-50 as in PaddleVideo's recipe, or another PP-TSMv2) with
 //!   the student, both on the same mixed batch, by PaddleVideo's DML loss ([`super::trainer::dml_step`]; each
-//!   model its own velocities, one schedule); the teacher is checkpointed beside `latest` as
-//!   `latest_teacher.safetensors` + `latest_teacher.optim.bin` (named in the state), and
+//!   model its own velocities, one schedule); the teacher is checkpointed with `latest` as
+//!   `latest_teacher-<generation>.safetensors` + `.optim.bin` (named in the state), and
 //!   resumed with it. `Kd` runs a frozen teacher (any form, PP-TSMv2 or ResNet-50, with the
 //!   data's classes) through the fused inference [`crate::infer::engine::Engine`] and trains the student by
 //!   [`super::trainer::kd_step`]. The step events carry each term (`ce`, `ce_teacher`, `dml` / `ce`, `kd`);
@@ -52,9 +55,9 @@ use serde_json::json;
 
 use super::TrainError;
 use super::checkpoints::{
-    BEST, LATEST, LATEST_OPTIM, LATEST_STATE, LATEST_TEACHER, LATEST_TEACHER_OPTIM, MODEL,
-    RunSettings, RunState, Saver, check_teacher, file_sha256, open_teacher_checkpoint,
-    open_training_checkpoint, read_latest, read_settings, save_latest,
+    BEST, MODEL, RunSettings, RunState, Saver, check_teacher, file_sha256, is_complete,
+    open_teacher_checkpoint, open_training_checkpoint, read_latest, read_settings, remove_latest,
+    save_latest,
 };
 use super::data_check::{open_split, probe_and_report};
 use super::evaluate::evaluate;
@@ -65,8 +68,8 @@ use super::mixup::mixup;
 use super::model_file::start_model;
 use super::optim::WarmupCosine;
 use super::run_folder::{
-    MetricsLog, RunEnd, SETTINGS, check_fresh_run_dir, finish_run, prepare_run_dir, run_dir_of,
-    write_run_file, write_settings,
+    MetricsLog, REPORT, RunEnd, SETTINGS, check_fresh_run_dir, finish_run, prepare_run_dir,
+    run_dir_of, write_run_file, write_settings,
 };
 use super::seeds::{TAG_CLIP, TAG_MIXUP, derive_seed, epoch_order};
 use super::spec::{
@@ -82,8 +85,9 @@ use crate::progress::CancelToken;
 use crate::progress::panic_text;
 
 /// Runs a full fine-tuning job (see the module doc). Every check that needs no decoding comes
-/// before any decoding. Cancelling stops between steps, saves `latest` (resumable with
-/// [`super::checkpoints::resume_job`]) and returns an outcome with `cancelled` set.
+/// before any decoding. Cancelling stops at the next step boundary (a step in flight ends
+/// first; a batch being decoded is dropped) or in validation, commits `latest` (resumable
+/// with [`super::checkpoints::resume_job`]) and returns an outcome with `cancelled` set.
 pub fn run_full(
     job: &TrainJob,
     cancel: &CancelToken,
@@ -130,8 +134,9 @@ pub fn run_full(
             });
         }
         let latest = read_latest(&run_dir, is_dml)?;
-        // A run whose last epoch is saved and whose model is written has nothing left to do.
-        if latest.0.epoch >= job.epochs && run_dir.join(MODEL).is_file() {
+        // A run whose last epoch is saved and whose model and report are written has nothing
+        // left to do.
+        if latest.0.epoch >= job.epochs && is_complete(&run_dir) {
             return Err(TrainError::AlreadyComplete {
                 path: run_dir,
                 epochs: job.epochs,
@@ -167,6 +172,12 @@ pub fn run_full(
         broken: probed_broken,
         summary,
     } = probe_and_report(job, dataset.clone(), train, val, &mut on_event)?;
+    if cancel.is_cancelled() {
+        // Nothing trained in this session: the last committed checkpoint stands.
+        let done = resumed.as_ref().map_or(0, |(s, _)| s.epoch);
+        let best = resumed.as_ref().and_then(|(s, _)| s.best_val_top1);
+        return Ok(outcome(true, done, best));
+    }
 
     // The model and the optimiser state.
     let open_latest = |file: &str| -> Result<Recognizer, TrainError> {
@@ -186,13 +197,13 @@ pub fn run_full(
     };
     let (recognizer, teacher_model, mut state, velocity, teacher_velocity) = match resumed {
         Some((state, (velocity, teacher_velocity))) => {
-            let teacher = if is_dml {
-                Some(open_latest(LATEST_TEACHER)?)
-            } else {
-                None
+            let files = state.files();
+            let teacher = match &files.teacher {
+                Some(file) if is_dml => Some(open_latest(file)?),
+                _ => None,
             };
             (
-                open_latest(LATEST)?,
+                open_latest(&files.model)?,
                 teacher,
                 state,
                 Some(velocity),
@@ -217,17 +228,18 @@ pub fn run_full(
     let mut trainer = FullTrainer::new(recognizer, FloatDType::F32, FullStepOptions::default())
         .map_err(|e| TrainError::model(&weights, e))?;
     trainer.set_freeze_stages(job.freeze_stages)?;
+    let files = state.files();
     if let Some(velocity) = velocity {
         trainer
             .set_velocities(velocity)
-            .map_err(|e| TrainError::model(run_dir.join(LATEST_OPTIM), e))?;
+            .map_err(|e| TrainError::model(run_dir.join(&files.optim), e))?;
     }
     let teacher_arch = teacher_model.as_ref().map(|t| t.arch);
     let mut distiller = Distiller::new(
         job.distill.as_ref(),
         teacher_model,
         teacher_velocity,
-        &run_dir.join(LATEST_TEACHER_OPTIM),
+        &run_dir.join(files.teacher_optim.as_deref().unwrap_or_default()),
         teacher_checkpoint.as_ref(),
         &device,
     )?;
@@ -345,6 +357,8 @@ pub fn run_full(
         on_event(JobEvent::Train(event));
     };
 
+    let checkpoint_every = job.checkpoint_interval();
+    let mut last_checkpoint = Instant::now();
     while state.epoch < job.epochs {
         let epoch = state.epoch;
         let order = epoch_order(train.len(), job.seed, epoch);
@@ -371,7 +385,19 @@ pub fn run_full(
             let members = &order[b * batch..((b + 1) * batch).min(order.len())];
             let mut data = Vec::with_capacity(members.len() * spec.values());
             let mut labels = Vec::with_capacity(members.len());
+            let broken_before = broken.len();
             for &i in members {
+                if cancel.is_cancelled() {
+                    // Cancelled while the batch decodes: the batch is not trained, and the
+                    // checkpoint is of where the run stands (before it).
+                    drop(loader);
+                    broken.truncate(broken_before);
+                    state.batch = b;
+                    state.elapsed_s = elapsed(&session);
+                    state.broken = broken.clone();
+                    save(&trainer, &distiller, &mut state)?;
+                    return Ok(outcome(true, epoch, state.best_val_top1));
+                }
                 match loader.next() {
                     Some(Ok(clip)) if clip.len() == spec.values() => {
                         data.extend(clip);
@@ -470,6 +496,15 @@ pub fn run_full(
                 },
                 &mut on_event,
             );
+            // A checkpoint once `checkpoint_every` has passed since the last one (unless the
+            // epoch's own follows at once: no validation in between).
+            let epoch_end_next = b + 1 == iterations && val.is_empty();
+            if !epoch_end_next && last_checkpoint.elapsed() >= checkpoint_every {
+                state.elapsed_s = elapsed(&session);
+                state.broken = broken.clone();
+                save(&trainer, &distiller, &mut state)?;
+                last_checkpoint = Instant::now();
+            }
         }
         drop(loader);
         if state.seen == 0 {
@@ -517,6 +552,7 @@ pub fn run_full(
         state.elapsed_s = elapsed(&session);
         state.broken = broken.clone();
         save(&trainer, &distiller, &mut state)?;
+        last_checkpoint = Instant::now();
         last_eval = val_eval;
     }
     if let Some(e) = log_error.take() {
@@ -573,17 +609,8 @@ pub fn run_full(
 
 /// Removes an earlier run's checkpoints, model and report from `run_dir` (a forced new run).
 fn remove_checkpoints(run_dir: &std::path::Path) -> Result<(), TrainError> {
-    for name in [
-        LATEST_STATE,
-        LATEST,
-        LATEST_OPTIM,
-        LATEST_TEACHER,
-        LATEST_TEACHER_OPTIM,
-        BEST,
-        MODEL,
-        "report.txt",
-        "confusion.csv",
-    ] {
+    remove_latest(run_dir)?;
+    for name in [BEST, MODEL, REPORT, "confusion.csv"] {
         let path = run_dir.join(name);
         match std::fs::remove_file(&path) {
             Ok(()) => {}

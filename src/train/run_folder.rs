@@ -17,6 +17,8 @@ use crate::checkpoint::{check_dir_writable, write_file_atomic};
 
 /// A run's settings (`settings.json`).
 pub const SETTINGS: &str = "settings.json";
+/// A finished run's report.
+pub const REPORT: &str = "report.txt";
 
 /// `<data dir>/runs/<UTC timestamp>-<DATA name>` (timestamp `YYYYmmddTHHMMSSZ`).
 pub fn default_run_dir(data_dir: &Path, data: &Path) -> PathBuf {
@@ -214,7 +216,7 @@ pub(crate) fn finish_run(
     let csv = end.evaluation.confusion.to_csv(end.classes);
     write_run_file(end.run_dir, "confusion.csv", csv.as_bytes())?;
     let report = end.preface + &end.evaluation.report(end.classes);
-    write_run_file(end.run_dir, "report.txt", report.as_bytes())?;
+    write_run_file(end.run_dir, REPORT, report.as_bytes())?;
     on_event(JobEvent::Report {
         text: report,
         confusion_csv: csv,

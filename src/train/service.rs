@@ -25,10 +25,12 @@ pub enum TrainRequest {
     HeadOnly(Box<TrainJob>),
     /// Every layer, PaddleVideo's recipe (with its distillation, if any).
     Full(Box<TrainJob>),
-    /// A full run continued from its `latest` checkpoint, with its own settings.
+    /// A full run continued from its `latest` checkpoint, with its own settings (the device
+    /// and the time between checkpoints are the caller's).
     Resume {
         run_dir: PathBuf,
         device: Box<JobDevice>,
+        checkpoint_minutes: f64,
     },
 }
 
@@ -65,8 +67,14 @@ pub fn run(
     let (job, kind) = match request {
         TrainRequest::HeadOnly(job) => (job, JobKind::HeadOnly),
         TrainRequest::Full(job) => (job, JobKind::Full),
-        TrainRequest::Resume { run_dir, device } => {
-            (Box::new(resume_job(&run_dir, *device)?), JobKind::Resumed)
+        TrainRequest::Resume {
+            run_dir,
+            device,
+            checkpoint_minutes,
+        } => {
+            let mut job = resume_job(&run_dir, *device)?;
+            job.checkpoint_minutes = checkpoint_minutes;
+            (Box::new(job), JobKind::Resumed)
         }
     };
     on_msg(TrainMsg::Started(job.clone(), kind));

@@ -119,10 +119,33 @@ pub struct TrainJob {
     /// reports are replaced; head-only keeps its feature cache).
     #[serde(skip)]
     pub force: bool,
+    /// Full fine-tuning: a `latest` checkpoint at the first step end after this many minutes
+    /// of training since the last one (besides every epoch end and a cancel); the caller's,
+    /// like the device (it changes no number of the run).
+    #[serde(skip, default = "default_checkpoint_minutes")]
+    pub checkpoint_minutes: f64,
+}
+
+/// Full fine-tuning's default time between `latest` checkpoints, in minutes.
+pub const CHECKPOINT_MINUTES: f64 = 5.0;
+
+fn default_checkpoint_minutes() -> f64 {
+    CHECKPOINT_MINUTES
 }
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
+}
+
+/// `--checkpoint-minutes`: a positive number of minutes.
+pub fn check_checkpoint_minutes(minutes: f64) -> Result<(), TrainError> {
+    if minutes.is_finite() && minutes > 0.0 {
+        return Ok(());
+    }
+    Err(TrainError::bad_option(
+        "--checkpoint-minutes",
+        format!("must be a positive number of minutes, not {minutes}"),
+    ))
 }
 
 impl TrainJob {
@@ -151,7 +174,15 @@ impl TrainJob {
             resume: false,
             new_lr: None,
             force: false,
+            checkpoint_minutes: CHECKPOINT_MINUTES,
         }
+    }
+
+    /// The time between `latest` checkpoints ([`TrainJob::checkpoint_minutes`]; a span too
+    /// long for a `Duration` is never reached).
+    pub fn checkpoint_interval(&self) -> std::time::Duration {
+        std::time::Duration::try_from_secs_f64(self.checkpoint_minutes * 60.0)
+            .unwrap_or(std::time::Duration::MAX)
     }
 
     /// The option values that can be checked without touching any file.
@@ -182,6 +213,7 @@ impl TrainJob {
         if self.frames == Some(0) {
             return Err(TrainError::bad_option("--frames", "must be at least 1"));
         }
+        check_checkpoint_minutes(self.checkpoint_minutes)?;
         if let Some(d) = &self.distill {
             d.validate()?;
         }
