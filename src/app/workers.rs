@@ -210,7 +210,18 @@ impl Shared {
             })
         });
         match loaded {
-            Ok(project) => self.project = Some(project),
+            Ok(project) => {
+                if let Some(first) = project.warnings.first() {
+                    let text = format!(
+                        "{}: {} part(s) could not be read and were left out (first: {first}); {}",
+                        project.path().display(),
+                        project.warnings.len() - 1,
+                        project.warnings.last().map_or("", String::as_str)
+                    );
+                    self.error(text);
+                }
+                self.project = Some(project);
+            }
             Err(e) => {
                 self.project = None;
                 let text = format!("labelling disabled: {e}");

@@ -244,6 +244,10 @@ pub struct Project {
     pub clips: Vec<ProjectClip>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+    /// What loading had to leave out (a field or a clip that could not be read), one line
+    /// each; empty for a sound file.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 impl Project {
@@ -267,6 +271,7 @@ impl Project {
             model: None,
             clips: Vec::new(),
             extra: Map::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -283,7 +288,20 @@ impl Project {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(ProjectError::io(path, "read", e)),
         };
-        Self::from_json(&bytes, root).map(Some)
+        let mut project = Self::from_json(&bytes, root)?;
+        if !project.warnings.is_empty() {
+            // The next save writes the project without what could not be read: the file as
+            // it was stays beside it, so that nothing is lost.
+            let stamp = now_rfc3339().replace(':', "-");
+            let kept = root.join(format!("{}.unreadable-{stamp}", Self::FILE_NAME));
+            match write_file_atomic(&kept, &bytes) {
+                Ok(()) => project
+                    .warnings
+                    .push(format!("the file as it was is kept as {}", kept.display())),
+                Err(e) => return Err(ProjectError::io(kept, "keep a copy of the project", e)),
+            }
+        }
+        Ok(Some(project))
     }
 
     /// Parses and validates a project file's bytes; `root` is the folder it belongs to.
@@ -336,10 +354,38 @@ impl Project {
                 problem: "`version` 0 does not exist (versions start at 1)".to_string(),
             });
         }
-        let mut project: Project =
-            serde_json::from_slice(bytes).map_err(|e| ProjectError::parse(&path, &e))?;
+        // Clips are read one by one, each field on its own: an unreadable field costs that
+        // field (an unreadable path, the clip), never the file.
+        let mut value = value;
+        let clips = match value.as_object_mut().and_then(|o| o.remove("clips")) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(clips)) => clips,
+            Some(_) => {
+                return Err(ProjectError::Invalid {
+                    path,
+                    problem: "`clips` is not a list".to_string(),
+                });
+            }
+        };
+        // What is not a clip must read: its errors keep their line and column.
+        let mut project: Project = match serde_json::from_value(value) {
+            Ok(project) => project,
+            Err(e) => {
+                return Err(match serde_json::from_slice::<Project>(bytes) {
+                    Err(strict) => ProjectError::parse(&path, &strict),
+                    Ok(_) => ProjectError::parse(&path, &e),
+                });
+            }
+        };
         project.root = root.to_path_buf();
-        project.validate()?;
+        let mut warnings = Vec::new();
+        for (i, clip) in clips.into_iter().enumerate() {
+            if let Some(clip) = read_clip(i, clip, &mut warnings) {
+                project.clips.push(clip);
+            }
+        }
+        project.repair(&mut warnings)?;
+        project.warnings = warnings;
         Ok(project)
     }
 
@@ -437,64 +483,79 @@ impl Project {
         write_file_atomic(&path, text.as_bytes()).map_err(|e| ProjectError::io(path, "write", e))
     }
 
-    fn validate(&mut self) -> Result<(), ProjectError> {
-        let path = self.path();
-        let invalid = |problem: String| ProjectError::Invalid {
-            path: path.clone(),
-            problem,
-        };
-        let labels = &self.label_set.labels;
+    /// Checks every clip against the label set and the root, repairing what does not fit at
+    /// the smallest cost, each repair a line in `warnings`: a path outside the root or listed
+    /// twice drops that clip; a label that is out of range or disagrees with its name drops
+    /// the label (the clip goes back to predicted or unlabelled); an out-of-range prediction
+    /// is dropped. A label set without labels is refused.
+    fn repair(&mut self, warnings: &mut Vec<String>) -> Result<(), ProjectError> {
+        let labels = self.label_set.labels.clone();
         if labels.is_empty() {
-            return Err(invalid("the label set has no labels".to_string()));
+            return Err(ProjectError::Invalid {
+                path: self.path(),
+                problem: "the label set has no labels".to_string(),
+            });
         }
         let mut seen = HashSet::new();
-        for (i, clip) in self.clips.iter_mut().enumerate() {
+        let clips = std::mem::take(&mut self.clips);
+        for (i, mut clip) in clips.into_iter().enumerate() {
             let name = crate::checkpoint::printable(&clip.path);
+            let mut warn = |what: String| warnings.push(format!("clip {i} ({name}): {what}"));
             if let Err(problem) = check_relative(&clip.path) {
-                return Err(invalid(format!("clip {i} ({name}): {problem}")));
+                warn(format!("{problem}; the clip was left out"));
+                continue;
             }
             if !seen.insert(clip.path.clone()) {
-                return Err(invalid(format!("clip {i} ({name}) is listed twice")));
+                warn("is listed twice; the second entry was left out".to_string());
+                continue;
             }
-            match clip.label_id {
-                Some(id) => {
-                    let Some(expected) = labels.get(id) else {
-                        return Err(invalid(format!(
-                            "clip {i} ({name}): label_id {id} is out of range (the label set has \
-                             {} classes)",
-                            labels.len()
-                        )));
-                    };
-                    match &clip.label {
-                        None => clip.label = Some(expected.clone()),
-                        Some(l) if l == expected => {}
-                        Some(l) => {
-                            return Err(invalid(format!(
-                                "clip {i} ({name}): label {:?} does not match label_id {id} \
-                                 ({expected:?} in the label set)",
-                                crate::checkpoint::printable(l)
-                            )));
-                        }
+            let label_problem = match clip.label_id {
+                Some(id) => match (labels.get(id), &clip.label) {
+                    (None, _) => Some(format!(
+                        "label_id {id} is out of range (the label set has {} classes)",
+                        labels.len()
+                    )),
+                    (Some(expected), None) => {
+                        clip.label = Some(expected.clone());
+                        None
                     }
-                }
+                    (Some(expected), Some(l)) if l == expected => None,
+                    (Some(expected), Some(l)) => Some(format!(
+                        "label {:?} does not match label_id {id} ({expected:?} in the label set)",
+                        crate::checkpoint::printable(l)
+                    )),
+                },
                 None if clip.status.is_confirmed() => {
-                    return Err(invalid(format!(
-                        "clip {i} ({name}) is {} but has no label_id",
-                        clip.status
-                    )));
+                    Some(format!("is {} but has no label_id", clip.status))
                 }
-                None => clip.label = None,
-            }
+                None => {
+                    clip.label = None;
+                    None
+                }
+            };
             if let Some(prediction) = &clip.prediction
                 && let Some(r) = prediction.top_k.iter().find(|r| r.label_id >= labels.len())
             {
-                return Err(invalid(format!(
-                    "clip {i} ({name}): predicted label_id {} is out of range (the label set \
-                     has {} classes)",
+                warn(format!(
+                    "predicted label_id {} is out of range (the label set has {} classes); \
+                     the prediction was left out",
                     r.label_id,
                     labels.len()
-                )));
+                ));
+                clip.prediction = None;
             }
+            if let Some(problem) = label_problem {
+                warn(format!("{problem}; the label was left out"));
+                clip.label_id = None;
+                clip.label = None;
+                clip.status = ClipStatus::Unlabelled;
+                if let Some(top1) = clip.predicted_top1().cloned() {
+                    clip.status = ClipStatus::Predicted;
+                    clip.label_id = Some(top1.label_id);
+                    clip.label = labels.get(top1.label_id).cloned();
+                }
+            }
+            self.clips.push(clip);
         }
         Ok(())
     }
@@ -770,6 +831,52 @@ pub(crate) fn absolute_normal(path: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
+/// Clip `i` of a project file: the fields that read; an unreadable optional field is left out
+/// and an entry without a readable path is left out, each with a line in `warnings`.
+fn read_clip(i: usize, value: Value, warnings: &mut Vec<String>) -> Option<ProjectClip> {
+    let Value::Object(mut fields) = value else {
+        warnings.push(format!("clip {i}: not a JSON object; left out"));
+        return None;
+    };
+    let name = match fields.get("path") {
+        Some(Value::String(p)) => crate::checkpoint::printable(p),
+        _ => {
+            warnings.push(format!("clip {i}: no readable `path`; left out"));
+            return None;
+        }
+    };
+    loop {
+        match serde_json::from_value::<ProjectClip>(Value::Object(fields.clone())) {
+            Ok(clip) => return Some(clip),
+            Err(e) => {
+                // The first optional field that does not read on its own goes.
+                let culprit = ["prediction", "status", "label_id", "label", "updated_at"]
+                    .into_iter()
+                    .find(|key| {
+                        fields.get(*key).is_some_and(|v| {
+                            let mut alone = Map::new();
+                            alone.insert("path".to_string(), Value::String(String::new()));
+                            alone.insert((*key).to_string(), v.clone());
+                            serde_json::from_value::<ProjectClip>(Value::Object(alone)).is_err()
+                        })
+                    });
+                let Some(key) = culprit else {
+                    warnings.push(format!(
+                        "clip {i} ({name}): {}; left out",
+                        crate::text::one_line(&e.to_string())
+                    ));
+                    return None;
+                };
+                fields.remove(key);
+                warnings.push(format!(
+                    "clip {i} ({name}): `{key}` could not be read ({}); left out",
+                    crate::text::one_line(&e.to_string())
+                ));
+            }
+        }
+    }
+}
+
 /// What the saver thread reports after each write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SaveEvent {
@@ -786,6 +893,8 @@ struct SaverShared {
     put: Mutex<u64>,
     /// Sequence number up to which every snapshot has been written (or has failed).
     done: Mutex<u64>,
+    /// The highest sequence number written.
+    written: Mutex<u64>,
     done_changed: Condvar,
     events: Sender<SaveEvent>,
     notify: Notify,
@@ -817,12 +926,14 @@ impl SaverShared {
         let _ = self.events.try_send(event);
         self.notify.notify();
         // Marked done last, so that `flush` returning means written, reported and notified.
-        // Every save before the oldest still pending is written (or `seq` and all before it,
-        // when none is pending: there is one writer).
+        // Every save before the oldest still pending is written (or every save so far, when
+        // none is pending: there is one writer).
         {
             let oldest_pending = lock(&self.pending).0.values().map(|p| p.queued).min();
+            let mut written = lock(&self.written);
+            *written = (*written).max(seq);
             let mut done = lock(&self.done);
-            *done = (*done).max(oldest_pending.map_or(seq, |s| s - 1));
+            *done = (*done).max(oldest_pending.map_or(*written, |s| s - 1));
         }
         self.done_changed.notify_all();
     }
@@ -874,6 +985,7 @@ impl ProjectSaver {
             pending_changed: Condvar::new(),
             put: Mutex::new(0),
             done: Mutex::new(0),
+            written: Mutex::new(0),
             done_changed: Condvar::new(),
             events: tx,
             notify,
@@ -1155,53 +1267,87 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn invalid_clips_are_refused_on_load() {
+    fn a_clip_field_that_cannot_be_read_costs_that_field_not_the_file() {
+        // Each of these made the whole project unloadable, and with it every label in it.
         let dir = TempDir::new("invalid");
         let head = r#"{"format": "kineto-project", "version": 1,
             "label_set": {"name": "mine", "labels": ["archery", "bowling", "cooking egg"]},
             "clips": "#;
-        for (clips, expect) in [
+        let good = r#"{"path": "good.mp4", "status": "accepted", "label_id": 1}"#;
+        for (clip, expect, kept) in [
             (
-                r#"[{"path": "a.mp4", "status": "corrected", "label_id": 3}]"#,
+                r#"{"path": "a.mp4", "status": "corrected", "label_id": 3}"#,
                 "out of range",
+                true,
             ),
             (
-                r#"[{"path": "/abs/a.mp4", "status": "unlabelled"}]"#,
+                r#"{"path": "/abs/a.mp4", "status": "unlabelled"}"#,
                 "absolute",
+                false,
             ),
             (
-                r#"[{"path": "../a.mp4", "status": "unlabelled"}]"#,
+                r#"{"path": "../a.mp4", "status": "unlabelled"}"#,
                 "leaves",
+                false,
             ),
             (
-                r#"[{"path": "x/../../a.mp4", "status": "unlabelled"}]"#,
+                r#"{"path": "x/../../a.mp4", "status": "unlabelled"}"#,
                 "leaves",
+                false,
             ),
-            (r#"[{"path": "a.mp4"}, {"path": "a.mp4"}]"#, "twice"),
+            (r#"{"path": "good.mp4"}"#, "twice", false),
             (
-                r#"[{"path": "a.mp4", "status": "accepted"}]"#,
+                r#"{"path": "a.mp4", "status": "accepted"}"#,
                 "no label_id",
+                true,
             ),
             (
-                r#"[{"path": "a.mp4", "status": "accepted", "label_id": 0, "label": "x"}]"#,
+                r#"{"path": "a.mp4", "status": "accepted", "label_id": 0, "label": "x"}"#,
                 "does not match",
+                true,
             ),
+            (
+                r#"{"path": "a.mp4", "status": "maybe"}"#,
+                "`status` could not be read",
+                true,
+            ),
+            (
+                r#"{"path": "a.mp4", "prediction": {"top_k": "lots"}}"#,
+                "`prediction` could not be read",
+                true,
+            ),
+            (r#"{"status": "accepted"}"#, "no readable `path`", false),
+            (r#"17"#, "not a JSON object", false),
         ] {
-            write_project(dir.path(), &format!("{head}{clips}}}"));
-            let err = Project::load(dir.path()).unwrap_err();
+            write_project(dir.path(), &format!("{head}[{good}, {clip}]}}"));
+            let p = Project::load(dir.path())
+                .unwrap_or_else(|e| panic!("{clip}: {e}"))
+                .expect("a project");
+            assert_eq!(p.clips[0].path, "good.mp4", "{clip}");
+            assert_eq!(p.clips[0].status, ClipStatus::Accepted, "{clip}");
+            assert_eq!(p.clips.len(), if kept { 2 } else { 1 }, "{clip}");
+            assert!(p.warnings[0].contains(expect), "{clip}: {:?}", p.warnings);
             assert!(
-                matches!(err, ProjectError::Invalid { .. }),
-                "{clips}: {err}"
+                p.warnings.last().unwrap().contains("is kept as"),
+                "{:?}",
+                p.warnings
             );
-            assert!(err.to_string().contains(expect), "{clips}: {err}");
         }
-        // A missing label name is filled in from the label set.
+        // The file as it was is kept beside the project.
+        let kept: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains(".unreadable-"))
+            .collect();
+        assert!(!kept.is_empty());
+        // A missing label name is filled in from the label set, without a warning.
         write_project(
             dir.path(),
             &format!(r#"{head}[{{"path": "a.mp4", "status": "corrected", "label_id": 2}}]}}"#),
         );
         let p = Project::load(dir.path()).unwrap().unwrap();
         assert_eq!(p.clips[0].label.as_deref(), Some("cooking egg"));
+        assert!(p.warnings.is_empty());
     }
 
     #[test]
