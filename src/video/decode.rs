@@ -714,7 +714,7 @@ impl FrameDecoder {
     fn take_mismatch(&self) -> bool {
         self.filter
             .lock()
-            .map_or(false, |mut f| std::mem::take(&mut f.mismatch))
+            .is_ok_and(|mut f| std::mem::take(&mut f.mismatch))
     }
 
     fn next_sample(&mut self) -> Result<Option<gst::Sample>, VideoError> {
