@@ -6,10 +6,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
-
-use rayon::prelude::*;
 
 use super::InferError;
 use super::engine::Engine;
@@ -124,28 +122,36 @@ pub fn prepare(
 
     let dense = dense_indices(frames_len, t);
     let flat: Vec<u32> = dense.views.iter().flatten().copied().collect();
-    let frames = decoder.frames_at(&flat)?;
+    // Each distinct frame is scaled as soon as it is decoded; only the scaled ones are kept.
+    let scale = |f: RgbFrame| scale_short_side(&f, SHORT_SIDE);
+    let (scaled, decode_ms) = decode_transformed(&mut decoder, &flat, workers, start, &scale)?;
     drop(decoder);
-    let decode_ms = ms_since(start);
     let start = Instant::now();
-    let scale = |f: &RgbFrame| scale_short_side(f, SHORT_SIDE);
-    let scaled = if workers >= 2 {
-        frames.par_iter().map(scale).collect::<Result<Vec<_>, _>>()
-    } else {
-        frames.iter().map(scale).collect::<Result<Vec<_>, _>>()
-    }
-    .map_err(frame_error)?;
-    let (w, h) = scaled.first().map_or((0, 0), |f| (f.width, f.height));
+    let scaled_at = |i: &u32| {
+        scaled.get(i).ok_or_else(|| {
+            ClassifyError::Video(VideoError::FrameUnavailable {
+                path: path.to_path_buf(),
+                index: *i,
+                detail: "not produced by the decoder".into(),
+            })
+        })
+    };
+    let (w, h) = match flat.first() {
+        Some(i) => scaled_at(i).map(|f| (f.width, f.height))?,
+        None => (0, 0),
+    };
     // GroupFullResSample: crops outside, clips inside, so view = crop * 10 + clip.
     let mut tensor = Vec::with_capacity(30 * t * 3 * (INPUT_SIZE * INPUT_SIZE) as usize);
     let mut view_indices = Vec::with_capacity(30);
     for (x, y) in three_crop_boxes(w, h, INPUT_SIZE) {
-        for (clip, indices) in dense.views.iter().enumerate() {
-            let cropped = scaled[clip * t..(clip + 1) * t]
+        for indices in &dense.views {
+            let cropped = indices
                 .iter()
-                .map(|f| crop(f, x, y, INPUT_SIZE, INPUT_SIZE))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(frame_error)?;
+                .map(|i| {
+                    let frame = scaled_at(i)?;
+                    crop(frame, x, y, INPUT_SIZE, INPUT_SIZE).map_err(frame_error)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             tensor.extend(to_clip_tensor(&cropped, &norm).map_err(frame_error)?.data);
             view_indices.push(indices.clone());
         }
@@ -160,6 +166,112 @@ pub fn prepare(
         decode_ms,
         preprocess_ms: ms_since(start),
     })
+}
+
+/// Full-resolution frames decoded but not yet transformed: the decoding thread waits while
+/// `limit` of them are (a 3840x2160 RGB frame is 25 MB), so that memory stays bounded however
+/// many frames a request wants and however large they are.
+struct InFlight {
+    count: Mutex<usize>,
+    freed: Condvar,
+    limit: usize,
+}
+
+impl InFlight {
+    fn new(limit: usize) -> Self {
+        InFlight {
+            count: Mutex::new(0),
+            freed: Condvar::new(),
+            limit: limit.max(1),
+        }
+    }
+
+    /// Wait for room for one more frame and take it.
+    fn acquire(&self) {
+        let Ok(mut count) = self.count.lock() else {
+            return;
+        };
+        while *count >= self.limit {
+            match self.freed.wait(count) {
+                Ok(c) => count = c,
+                Err(_) => return,
+            }
+        }
+        *count += 1;
+    }
+
+    fn release(&self) {
+        if let Ok(mut count) = self.count.lock() {
+            *count = count.saturating_sub(1);
+        }
+        self.freed.notify_one();
+    }
+}
+
+/// Frames handed to the pool at once per worker (see [`InFlight`]).
+const IN_FLIGHT_PER_WORKER: usize = 2;
+
+/// Decodes the distinct frames at `indices` and applies `transform` to each as soon as it is
+/// decoded (on the pool with two or more workers, on the decoding thread with one), keeping
+/// only the results: at most a few full-resolution frames exist at any time. Returns the
+/// results by index and the decoding time in ms since `start` (less the transform time spent
+/// on the decoding thread).
+fn decode_transformed<T: Send>(
+    decoder: &mut FrameDecoder,
+    indices: &[u32],
+    workers: usize,
+    start: Instant,
+    transform: &(dyn Fn(RgbFrame) -> Result<T, FrameError> + Sync),
+) -> Result<(HashMap<u32, T>, f64), ClassifyError> {
+    let path = decoder.info().path.clone();
+    let done: Mutex<HashMap<u32, T>> = Mutex::new(HashMap::with_capacity(indices.len()));
+    let failure: Mutex<Option<FrameError>> = Mutex::new(None);
+    let inline_time: Mutex<Duration> = Mutex::new(Duration::ZERO);
+    let in_flight = InFlight::new(IN_FLIGHT_PER_WORKER * workers);
+    let run = |frame: RgbFrame| {
+        let index = frame.index;
+        match transform(frame) {
+            Ok(out) => {
+                if let Ok(mut d) = done.lock() {
+                    d.insert(index, out);
+                }
+            }
+            Err(e) => {
+                if let Ok(mut f) = failure.lock() {
+                    f.get_or_insert(e);
+                }
+            }
+        }
+    };
+    let mut decoded_at = start;
+    let decoded = rayon::scope(|s| {
+        let on_frame = |frame: RgbFrame| {
+            if workers >= 2 {
+                in_flight.acquire();
+                let (run, in_flight) = (&run, &in_flight);
+                s.spawn(move |_| {
+                    run(frame);
+                    in_flight.release();
+                });
+            } else {
+                let t0 = Instant::now();
+                run(frame);
+                if let Ok(mut d) = inline_time.lock() {
+                    *d += t0.elapsed();
+                }
+            }
+        };
+        let result = decode_each(decoder, indices, workers, &on_frame);
+        decoded_at = Instant::now();
+        result
+    });
+    decoded?;
+    if let Some(e) = failure.into_inner().ok().flatten() {
+        return Err(ClassifyError::Frame { path, source: e });
+    }
+    let inline_ms = inline_time.into_inner().unwrap_or_default().as_secs_f64() * 1e3;
+    let decode_ms = (decoded_at - start).as_secs_f64() * 1e3 - inline_ms;
+    Ok((done.into_inner().unwrap_or_default(), decode_ms))
 }
 
 /// A uniform-mode clip and how its time split.
@@ -210,6 +322,7 @@ fn uniform_clip(
             f.get_or_insert(e);
         }
     };
+    let in_flight = InFlight::new(IN_FLIGHT_PER_WORKER * workers);
     let mut decoded_at = start;
     let decoded = rayon::scope(|s| {
         let on_frame = |frame: RgbFrame| {
@@ -218,7 +331,12 @@ fn uniform_clip(
                 k.insert(frame.index, frame.clone());
             }
             if workers >= 2 {
-                s.spawn(move |_| transform(frame, slot));
+                in_flight.acquire();
+                let (transform, in_flight) = (&transform, &in_flight);
+                s.spawn(move |_| {
+                    transform(frame, slot);
+                    in_flight.release();
+                });
             } else {
                 let t0 = Instant::now();
                 transform(frame, slot);

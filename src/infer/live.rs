@@ -173,23 +173,26 @@ pub fn serve(
         let mut indices: Vec<u32> = missing.iter().map(|&(_, i)| i).collect();
         indices.sort_unstable();
         indices.dedup();
-        let decoded = cache.decoder(&req.path)?.frames_at(&indices);
-        let decoded = match decoded {
-            Ok(frames) => frames,
-            Err(e) => {
-                // A failed seek can leave the decoder unusable: open a fresh one next time.
-                cache.decoder = None;
-                return Err(e.to_string());
-            }
-        };
-        let by_index: HashMap<u32, &RgbFrame> = decoded.iter().map(|f| (f.index, f)).collect();
+        // Each frame is transformed as soon as it is decoded (one full-resolution frame at a
+        // time).
+        let mut by_index: HashMap<u32, Result<RgbFrame, String>> = HashMap::new();
+        let decoded = cache
+            .decoder(&req.path)?
+            .for_each_frame(&indices, &mut |frame| {
+                let small = transform_frame(&frame).map_err(|e| e.to_string());
+                by_index.insert(frame.index, small);
+            });
+        if let Err(e) = decoded {
+            // A failed seek can leave the decoder unusable: open a fresh one next time.
+            cache.decoder = None;
+            return Err(e.to_string());
+        }
         for (g, index) in missing {
             let frame = by_index
                 .get(&index)
-                .ok_or_else(|| format!("frame {index} was not decoded"))?;
-            cache
-                .frames
-                .insert(g, transform_frame(frame).map_err(|e| e.to_string())?);
+                .ok_or_else(|| format!("frame {index} was not decoded"))?
+                .clone()?;
+            cache.frames.insert(g, frame);
         }
     }
     let first = grid.first().copied().unwrap_or(0);

@@ -19,7 +19,7 @@ use crate::video::frame::RgbFrame;
 use crate::video::sample::uniform_indices;
 use crate::video::transform::{Normalize, to_clip_tensor};
 
-/// Windows decoded together; bounds the frames held in memory.
+/// Windows decoded together: bounds the (transformed, 224x224) frames held in memory.
 const WINDOWS_PER_CHUNK: usize = 16;
 /// Windows per forward pass for the command line (the app uses 1 so that live requests, served
 /// between forwards, never wait behind a batch).
@@ -166,9 +166,22 @@ pub fn timeline(
             .copied()
             .filter(|i| !cache.contains_key(i))
             .collect();
-        for frame in decoder.frames_at(&missing)? {
-            let index = frame.index;
-            cache.insert(index, transform_frame(&frame).map_err(frame_error)?);
+        // Each frame is transformed as soon as it is decoded: one full-resolution frame at a
+        // time, however large the video and however many frames the chunk wants.
+        let mut failed = None;
+        decoder.for_each_frame(&missing, &mut |frame| {
+            if failed.is_some() {
+                return;
+            }
+            match transform_frame(&frame) {
+                Ok(small) => {
+                    cache.insert(frame.index, small);
+                }
+                Err(e) => failed = Some(e),
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(frame_error(e));
         }
         let per_batch = req.batch.max(1);
         for (batch_no, batch) in chunk.chunks(per_batch).enumerate() {

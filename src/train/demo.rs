@@ -440,6 +440,7 @@ pub fn plan(opts: &DemoOptions) -> Result<Vec<DemoClip>, TrainError> {
                     colour_sweep: look.sweep,
                     x264_preset: Some("ultrafast".into()),
                     single_thread: true,
+                    frame_durations_ms: Vec::new(),
                 },
             });
         }

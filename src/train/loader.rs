@@ -3,6 +3,7 @@
 //! RandomCrop, RandomFlip, normalisation; every length scaled by `size/224` below 224) with
 //! all random choices from a per-clip seed, and the test pipeline for validation.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,9 +16,10 @@ use rand::rngs::StdRng;
 use super::TrainError;
 use crate::progress::panic_text;
 use crate::video::decode::FrameDecoder;
+use crate::video::frame::{FrameError, RgbFrame};
 use crate::video::sample::{train_indices, uniform_indices};
 use crate::video::transform::{
-    Normalize, multi_scale_crop, random_crop, random_flip, scale_short_side, test_pipeline,
+    Normalize, multi_scale_crop, random_crop, random_flip, scale_center_crop, scale_short_side,
     to_clip_tensor,
 };
 
@@ -58,16 +60,11 @@ fn train_clip(path: &Path, spec: ClipSpec, seed: u64) -> Result<Vec<f32>, String
         return Err("the video has no frames".into());
     }
     let indices = train_indices(frames_len, spec.num_seg, &mut rng);
-    let frames = decoder
-        .frames_at(&indices)
-        .map_err(|e| problem(path, e.to_string()))?;
+    let scaled = decode_mapped(&mut decoder, path, &indices, |f| {
+        scale_short_side(f, spec.short)
+    })?;
     drop(decoder);
     let frame_err = |e: crate::video::frame::FrameError| e.to_string();
-    let scaled = frames
-        .iter()
-        .map(|f| scale_short_side(f, spec.short))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(frame_err)?;
     let cropped = multi_scale_crop(&scaled, &mut rng, spec.short).map_err(frame_err)?;
     let cropped = random_crop(&cropped, spec.size, &mut rng).map_err(frame_err)?;
     let flipped = random_flip(cropped, &mut rng);
@@ -83,13 +80,39 @@ fn eval_clip(path: &Path, spec: ClipSpec) -> Result<Vec<f32>, String> {
     if frames_len == 0 {
         return Err("the video has no frames".into());
     }
-    let frames = decoder
-        .frames_at(&uniform_indices(frames_len, spec.num_seg))
-        .map_err(|e| problem(path, e.to_string()))?;
+    // The test pipeline (`transform::test_pipeline`), each frame scaled and cropped as soon
+    // as it is decoded.
+    let indices = uniform_indices(frames_len, spec.num_seg);
+    let cropped = decode_mapped(&mut decoder, path, &indices, |f| {
+        scale_center_crop(f, spec.short, spec.size)
+    })?;
     drop(decoder);
-    let clip = test_pipeline(&frames, spec.short, spec.size, &Normalize::imagenet())
-        .map_err(|e| e.to_string())?;
+    let clip = to_clip_tensor(&cropped, &Normalize::imagenet()).map_err(|e| e.to_string())?;
     Ok(clip.data)
+}
+
+/// `map` of the frames at `indices` (in their order, repeats included), each distinct frame
+/// mapped as soon as it is decoded, so that one full-resolution frame is held at a time.
+fn decode_mapped(
+    decoder: &mut FrameDecoder,
+    path: &Path,
+    indices: &[u32],
+    map: impl Fn(&RgbFrame) -> Result<RgbFrame, FrameError>,
+) -> Result<Vec<RgbFrame>, String> {
+    let mut done: HashMap<u32, Result<RgbFrame, FrameError>> = HashMap::new();
+    decoder
+        .for_each_frame(indices, &mut |frame| {
+            done.insert(frame.index, map(&frame));
+        })
+        .map_err(|e| problem(path, e.to_string()))?;
+    indices
+        .iter()
+        .map(|i| match done.get(i) {
+            Some(Ok(frame)) => Ok(frame.clone()),
+            Some(Err(e)) => Err(e.to_string()),
+            None => Err(format!("frame {i} was not decoded")),
+        })
+        .collect()
 }
 
 pub(crate) type ClipResult = Result<Vec<f32>, String>;

@@ -9,11 +9,20 @@
 //! Audio and subtitle streams are not decoded (`autoplug-continue` stops
 //! them) and their buffers are dropped at decodebin's pad.
 //!
-//! **Which frame is index `i`:** the frame whose presentation timestamp is
-//! the `i`-th smallest of the video packets (see [`super::probe`]); decoded
-//! frames are matched to indices by timestamp, so this holds after seeks and
-//! for variable frame rates too. Files whose packets carry no timestamps are
-//! decoded straight through from the start and counted.
+//! **Which frame is index `i`:** the `i`-th frame the decoder puts out when
+//! it decodes the stream from its start, as decord counts (it decodes and
+//! counts frames; `len` is the number of video packets, see [`super::probe`]).
+//! Timestamps do not name frames: a pad probe in front of the appsink counts
+//! every decoded frame (`FrameFilter`) and tags it with its index, so that
+//! clips whose timestamps jump, repeat or are missing (joined or edited
+//! footage) read the same frames at the same indices as decord.
+//! Timestamps serve one purpose: after a seek to a key frame, the first
+//! frame's timestamp tells which frame the decoder landed on (decord's
+//! `CheckKeyFrame` does the same), and counting goes on from there. Seeking is
+//! therefore used only while the file's timestamps can be trusted: every
+//! packet has one, no two are equal, and every decoded frame's timestamp is
+//! that of its counted index (checked as frames go by). Otherwise the decoder
+//! never seeks forward, and going back restarts from the first frame.
 //!
 //! **Seek or decode straight through.** Frames are fetched in ascending
 //! order. To reach target `t` from the current position `c` (the next frame
@@ -91,45 +100,115 @@ pub struct FrameDecoder {
     seek_gain: u32,
     /// Shared with the frame filter in front of the appsink.
     filter: Arc<Mutex<FrameFilter>>,
-    /// False once a frame without a usable timestamp was seen after dropped
-    /// ones (its index, counted from the frame before, would be wrong): this
-    /// decoder then drops nothing and lets this thread count every frame.
-    drop_unwanted: bool,
-    /// The filter's drop count when the request in progress began.
-    dropped_before: u32,
+    /// Whether seeking forward is allowed: the timestamps are trustworthy (see the module
+    /// docs). Cleared for good when a decoded frame's timestamp contradicts its index.
+    seekable: bool,
+    /// The (re)start generation: frames tagged with an older one were decoded before the
+    /// last seek and are skipped.
+    epoch: u64,
+    /// True when the frames now coming were counted from the first frame (not from a key
+    /// frame found by its timestamp after a seek).
+    from_start: bool,
 }
 
-/// State of a pad probe in front of the appsink that drops, in the streaming
-/// thread, the decoded frames that the request in progress does not want, so
-/// that they cost neither an appsink hand-over nor a wake-up of the pulling
+/// State of a pad probe in front of the appsink that counts the decoded frames (the index
+/// of a frame is its position in the decoder's output, see the module docs), tags each with
+/// its index, and drops in the streaming thread the frames that the request in progress does
+/// not want, so that they cost neither an appsink hand-over nor a wake-up of the pulling
 /// thread (on example.avi, 112 of the 120 frames decoded for 8 indices).
 ///
-/// Only frames *below* the highest wanted index are dropped: the frame after
-/// the last wanted one reaches the appsink and stalls the decoder there, as
-/// without the filter. A frame whose index cannot be told from its timestamp
-/// is passed (the pulling thread then counts frames in order). Between
+/// Only frames *below* the highest wanted index are dropped: the frame after the last wanted
+/// one reaches the appsink and stalls the decoder there, as without the filter. Between
 /// requests nothing is dropped.
-#[derive(Default)]
+///
+/// The tag is written into the buffer's offset fields (`offset` = index, or
+/// `OFFSET_NONE` when the landing after a seek could not be told; `offset_end` = the
+/// generation of the (re)start it belongs to).
 struct FrameFilter {
-    /// Sorted frame timestamps and the matching tolerance (set after the demux pass).
+    /// Sorted frame timestamps and the matching tolerance (set after the demux pass, only for
+    /// files whose timestamps can be trusted).
     timestamps: Option<(Arc<Vec<u64>>, u64)>,
     /// Distinct wanted indices of the request in progress, and the highest one.
     wanted: Option<(Arc<BTreeSet<u32>>, u32)>,
     dropped: u32,
+    /// Index the next frame gets (None: unknown, a landing that could not be identified).
+    next: Option<u32>,
+    /// The next frame's index is to be found from its timestamp (first frame after a seek).
+    identify: bool,
+    /// Generation of the frames now passing.
+    epoch: u64,
+    /// The restart requested by a seek: adopted at its flush, so that frames still on their
+    /// way from before the seek are counted and tagged as before.
+    pending: Option<(u64, Landing)>,
+    /// A counted frame's timestamp was not the one of its index.
+    mismatch: bool,
+}
+
+/// Where counting resumes after a (re)start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Landing {
+    /// The next frame is this one (the start of the stream).
+    At(u32),
+    /// Tell the next frame by its timestamp (after a seek to a key frame).
+    ByTimestamp,
 }
 
 impl FrameFilter {
-    fn keep(&mut self, pts: Option<u64>) -> bool {
-        let (Some((wanted, last)), Some((list, half))) = (&self.wanted, &self.timestamps) else {
-            return true;
-        };
-        match index_in(list, *half, pts) {
-            Some(i) if i < *last && !wanted.contains(&i) => {
+    fn new() -> Self {
+        FrameFilter {
+            timestamps: None,
+            wanted: None,
+            dropped: 0,
+            next: Some(0),
+            identify: false,
+            epoch: 0,
+            pending: None,
+            mismatch: false,
+        }
+    }
+
+    /// A flush ended: the seek that caused it takes effect.
+    fn flushed(&mut self) {
+        if let Some((epoch, landing)) = self.pending.take() {
+            self.epoch = epoch;
+            match landing {
+                Landing::At(i) => {
+                    self.next = Some(i);
+                    self.identify = false;
+                }
+                Landing::ByTimestamp => {
+                    self.next = None;
+                    self.identify = true;
+                }
+            }
+        }
+    }
+
+    /// The index of a frame with timestamp `pts` (the next one out of the decoder), and
+    /// whether to keep it.
+    fn count(&mut self, pts: Option<u64>) -> (Option<u32>, bool) {
+        let ts = self.timestamps.as_ref();
+        if self.identify {
+            self.identify = false;
+            self.next = ts.and_then(|(list, half)| index_in(list, *half, pts));
+        }
+        let index = self.next;
+        if let Some(i) = index {
+            self.next = i.checked_add(1);
+            if let (Some((list, half)), Some(_)) = (ts, pts)
+                && index_in(list, *half, pts) != Some(i)
+            {
+                self.mismatch = true;
+            }
+        }
+        let keep = match (index, &self.wanted) {
+            (Some(i), Some((wanted, last))) if i < *last && !wanted.contains(&i) => {
                 self.dropped += 1;
                 false
             }
             _ => true,
-        }
+        };
+        (index, keep)
     }
 }
 
@@ -155,6 +234,30 @@ fn index_in(list: &[u64], half: u64, pts: Option<u64>) -> Option<u32> {
     }
     let (d, j) = best?;
     (d <= half).then_some(j as u32)
+}
+
+/// Whether a file's packet timestamps can tell where a seek landed: every packet has one
+/// (an empty list: some have none) and no two are equal.
+fn trusted_timestamps(sorted_pts: &[u64]) -> bool {
+    !sorted_pts.is_empty() && sorted_pts.windows(2).all(|w| w[0] < w[1])
+}
+
+/// The (generation, index) tag the frame filter put on a decoded frame.
+fn tag_of(sample: &gst::Sample) -> (u64, Option<u32>) {
+    let Some(buffer) = sample.buffer() else {
+        return (u64::MAX, None);
+    };
+    let index = u32::try_from(buffer.offset()).ok();
+    (buffer.offset_end(), index)
+}
+
+/// Why [`FrameDecoder::decode_until`] stopped short of its target.
+enum Stop {
+    /// Give up with this error.
+    Fail(VideoError),
+    /// The position after a seek was wrong or could not be told: decode again from the first
+    /// frame, straight through (this error if that fails too).
+    Retry(VideoError),
 }
 
 /// What a `FrameDecoder` has done so far.
@@ -234,12 +337,16 @@ impl FrameDecoder {
             stats: DecodeStats::default(),
             seek_gain: SEEK_GAIN_FRAMES,
             filter,
-            drop_unwanted: true,
-            dropped_before: 0,
+            seekable: false,
+            epoch: 0,
+            from_start: true,
         };
-        let timestamps = (Arc::new(dec.scan.pts.clone()), dec.half_interval());
-        if let Ok(mut f) = dec.filter.lock() {
-            f.timestamps = Some(timestamps);
+        dec.seekable = trusted_timestamps(&dec.scan.pts);
+        if dec.seekable {
+            let timestamps = (Arc::new(dec.scan.pts.clone()), dec.half_interval());
+            if let Ok(mut f) = dec.filter.lock() {
+                f.timestamps = Some(timestamps);
+            }
         }
         pipeline::set_state_and_wait(
             &dec.pipeline,
@@ -292,21 +399,35 @@ impl FrameDecoder {
     /// RGB frames at these 0-based indices (any order, duplicates allowed;
     /// returned in the order asked). Seeks when indices are sparse in a long
     /// video, decodes straight through when dense (see the module docs).
+    ///
+    /// Every distinct frame is held at full resolution until the call returns: for many
+    /// frames of a large video, [`Self::for_each_frame`] (transform each as it comes) holds
+    /// far less.
     pub fn frames_at(&mut self, indices: &[u32]) -> Result<Vec<RgbFrame>, VideoError> {
         let mut got: HashMap<u32, RgbFrame> = HashMap::with_capacity(indices.len());
         self.for_each_frame(indices, &mut |frame| {
             got.insert(frame.index, frame);
         })?;
+        // Where each index is asked for the last time: that position takes the frame itself,
+        // earlier repeats a copy.
+        let mut last_use: HashMap<u32, usize> = HashMap::with_capacity(indices.len());
+        for (pos, &i) in indices.iter().enumerate() {
+            last_use.insert(i, pos);
+        }
         indices
             .iter()
-            .map(|i| {
-                got.get(i)
-                    .cloned()
-                    .ok_or_else(|| VideoError::FrameUnavailable {
-                        path: self.path().to_path_buf(),
-                        index: *i,
-                        detail: "not produced by the decoder".into(),
-                    })
+            .enumerate()
+            .map(|(pos, i)| {
+                let frame = if last_use.get(i) == Some(&pos) {
+                    got.remove(i)
+                } else {
+                    got.get(i).cloned()
+                };
+                frame.ok_or_else(|| VideoError::FrameUnavailable {
+                    path: self.path().to_path_buf(),
+                    index: *i,
+                    detail: "not produced by the decoder".into(),
+                })
             })
             .collect()
     }
@@ -335,7 +456,6 @@ impl FrameDecoder {
         on_frame: &mut dyn FnMut(RgbFrame),
     ) -> Result<(), VideoError> {
         let mut done: BTreeSet<u32> = BTreeSet::new();
-        let can_seek = !self.scan.pts.is_empty();
         for &t in wanted {
             if done.contains(&t) {
                 continue;
@@ -349,21 +469,26 @@ impl FrameDecoder {
                 Some(c) if c <= t => k > c && k - c > self.seek_gain,
                 _ => true,
             };
-            if must_restart || (can_seek && worth_seeking) {
-                if can_seek {
+            if must_restart || (self.seekable && worth_seeking) {
+                if self.seekable {
                     self.seek_to(t, k)?;
                 } else {
-                    self.seek_to(0, 0)?;
+                    self.restart()?;
                 }
             }
-            if let Err(e) = self.decode_until(t, wanted, &mut done, on_frame) {
-                // A demuxer that landed past the target (or a decoder that
-                // dropped it): retry once from the very start, straight.
-                if !matches!(e, VideoError::FrameUnavailable { .. }) || self.next_index.is_none() {
-                    return Err(e);
+            match self.decode_until(t, wanted, &mut done, on_frame) {
+                Ok(()) => {}
+                Err(Stop::Fail(e)) => return Err(e),
+                Err(Stop::Retry(_)) => {
+                    // A seek that landed elsewhere than the timestamps said (or past the
+                    // target): once more from the very start, straight.
+                    self.restart()?;
+                    if let Err(Stop::Fail(e) | Stop::Retry(e)) =
+                        self.decode_until(t, wanted, &mut done, on_frame)
+                    {
+                        return Err(e);
+                    }
                 }
-                self.seek_to(0, 0)?;
-                self.decode_until(t, wanted, &mut done, on_frame)?;
             }
         }
         Ok(())
@@ -386,7 +511,7 @@ impl FrameDecoder {
     /// must seek) under the seek rule of [`Self::for_each_frame`]: a seek
     /// counts as `seek_gain` frames plus the frames from its key frame.
     fn plan_cost(&self, from: Option<u32>, targets: &[u32]) -> u64 {
-        let can_seek = !self.scan.pts.is_empty();
+        let can_seek = self.seekable;
         let gain = u64::from(self.seek_gain.min(1000));
         let mut cost = 0u64;
         let mut c = from;
@@ -410,9 +535,10 @@ impl FrameDecoder {
     /// Where to cut the ascending `targets` so that this decoder takes the
     /// first part and a fresh fork the rest, when that pays: both parts then
     /// decode at once. `None` when one decoder is about as fast (dense
-    /// requests, short videos, no key frames to seek to).
+    /// requests, short videos, no key frames to seek to, timestamps that cannot
+    /// tell where a seek landed).
     fn split_point(&self, targets: &[u32]) -> Option<usize> {
-        if targets.len() < 2 || self.scan.pts.is_empty() {
+        if targets.len() < 2 || !self.seekable {
             return None;
         }
         let whole = self.plan_cost(self.next_index, targets);
@@ -442,30 +568,56 @@ impl FrameDecoder {
         }
     }
 
-    /// Seek so that decoding resumes at key frame `k` (<= `t`).
+    /// Seek so that decoding resumes at key frame `k` (<= `t`); the frame
+    /// filter tells the frame it lands on by its timestamp. Only for files
+    /// whose timestamps can be trusted (`seekable`).
     fn seek_to(&mut self, t: u32, k: u32) -> Result<(), VideoError> {
-        let target = if self.scan.pts.is_empty() {
-            0
-        } else {
-            let first = self.scan.pts.first().copied().unwrap_or(0);
-            // Seek by the key frame's own timestamp relative to the stream
-            // start; SNAP_BEFORE guards against rounding in the demuxer.
-            self.scan
-                .pts
-                .get(k.min(t) as usize)
-                .copied()
-                .unwrap_or(first)
-        };
+        let k = k.min(t);
+        if k == 0 {
+            return self.restart();
+        }
+        // Seek by the key frame's own timestamp relative to the stream
+        // start; SNAP_BEFORE guards against rounding in the demuxer.
+        let first = self.scan.pts.first().copied().unwrap_or(0);
+        let target = self.scan.pts.get(k as usize).copied().unwrap_or(first);
+        self.seek(target, Landing::ByTimestamp, t)?;
+        self.next_index = Some(k);
+        self.from_start = false;
+        Ok(())
+    }
+
+    /// Seek back to the first frame; frames are counted from 0 again.
+    fn restart(&mut self) -> Result<(), VideoError> {
+        let target = self.scan.pts.first().copied().unwrap_or(0);
+        self.seek(target, Landing::At(0), 0)?;
+        self.next_index = Some(0);
+        self.from_start = true;
+        Ok(())
+    }
+
+    /// A flushing seek to the key frame at or before `target` (ns); the frame filter adopts
+    /// `landing` at the flush, under a new generation.
+    fn seek(&mut self, target: u64, landing: Landing, t: u32) -> Result<(), VideoError> {
         self.pending = None;
+        self.epoch += 1;
+        if let Ok(mut f) = self.filter.lock() {
+            f.pending = Some((self.epoch, landing));
+        }
         let flags = gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT | gst::SeekFlags::SNAP_BEFORE;
-        self.pipeline
-            .seek_simple(flags, gst::ClockTime::from_nseconds(target))
-            .map_err(|_| VideoError::Corrupt {
+        let sought = self
+            .pipeline
+            .seek_simple(flags, gst::ClockTime::from_nseconds(target));
+        if sought.is_err() {
+            if let Ok(mut f) = self.filter.lock() {
+                f.pending = None;
+            }
+            self.next_index = None;
+            return Err(VideoError::Corrupt {
                 path: self.path().to_path_buf(),
                 detail: format!("seek to frame {t} failed"),
-            })?;
+            });
+        }
         self.stats.seeks += 1;
-        self.next_index = Some(k);
         Ok(())
     }
 
@@ -477,39 +629,52 @@ impl FrameDecoder {
         wanted: &BTreeSet<u32>,
         done: &mut BTreeSet<u32>,
         on_frame: &mut dyn FnMut(RgbFrame),
-    ) -> Result<(), VideoError> {
-        let mut seq = self.next_index;
+    ) -> Result<(), Stop> {
+        let unavailable = |dec: &Self, detail: String| {
+            let e = VideoError::FrameUnavailable {
+                path: dec.path().to_path_buf(),
+                index: t,
+                detail,
+            };
+            if dec.from_start {
+                Stop::Fail(e)
+            } else {
+                Stop::Retry(e)
+            }
+        };
         loop {
-            let Some(sample) = self.next_sample()? else {
+            let Some(sample) = self.next_sample().map_err(Stop::Fail)? else {
+                let stop = unavailable(self, "the stream ended first".into());
                 self.next_index = None;
-                return Err(VideoError::FrameUnavailable {
-                    path: self.path().to_path_buf(),
-                    index: t,
-                    detail: "the stream ended first".into(),
-                });
+                return Err(stop);
             };
+            let (epoch, index) = tag_of(&sample);
+            if epoch != self.epoch {
+                // Decoded before the last seek.
+                continue;
+            }
             self.stats.frames_decoded += 1;
-            let pts = sample.buffer().and_then(|b| b.pts()).map(|p| p.nseconds());
-            let idx = match self.index_of(pts) {
-                Some(i) => i,
-                None if self.dropped_some() => {
-                    // Counting on from the previous frame would be wrong: frames
-                    // were dropped in between. Stop dropping; the caller retries
-                    // from the start, counting every frame.
-                    self.drop_unwanted = false;
-                    self.set_filter(None);
-                    return Err(VideoError::FrameUnavailable {
-                        path: self.path().to_path_buf(),
-                        index: t,
-                        detail: "a frame without a usable timestamp".into(),
-                    });
+            if self.take_mismatch() {
+                // A frame's timestamp is not the one of its index: timestamps cannot tell
+                // where a seek lands in this file. Counting from the start stays right.
+                self.seekable = false;
+                if !self.from_start {
+                    self.next_index = None;
+                    return Err(unavailable(self, "timestamps out of order".into()));
                 }
-                None => seq.unwrap_or(0),
+            }
+            let Some(idx) = index else {
+                self.seekable = false;
+                self.next_index = None;
+                return Err(unavailable(
+                    self,
+                    "a seek landed on a frame without a usable timestamp".into(),
+                ));
             };
-            seq = Some(idx + 1);
             self.next_index = Some(idx + 1);
             if wanted.contains(&idx) && !done.contains(&idx) {
-                let frame = self.convert(&sample, idx, pts)?;
+                let pts = sample.buffer().and_then(|b| b.pts()).map(|p| p.nseconds());
+                let frame = self.convert(&sample, idx, pts).map_err(Stop::Fail)?;
                 drop(sample);
                 done.insert(idx);
                 on_frame(frame);
@@ -518,21 +683,13 @@ impl FrameDecoder {
                 return Ok(());
             }
             if idx > t {
-                // Passed the target without seeing it (a frame the decoder
-                // dropped, or a timestamp mismatch).
-                return Err(VideoError::FrameUnavailable {
-                    path: self.path().to_path_buf(),
-                    index: t,
-                    detail: format!("decoder skipped from before it to frame {idx}"),
-                });
+                // Passed the target without seeing it (a seek that landed past it).
+                return Err(unavailable(
+                    self,
+                    format!("decoder skipped from before it to frame {idx}"),
+                ));
             }
         }
-    }
-
-    /// Index of the frame with this timestamp (exact, else nearest within
-    /// half a frame interval).
-    fn index_of(&self, pts: Option<u64>) -> Option<u32> {
-        index_in(&self.scan.pts, self.half_interval(), pts)
     }
 
     /// Half a frame interval in ns (the timestamp matching tolerance).
@@ -548,20 +705,16 @@ impl FrameDecoder {
     /// Let the frame filter drop what a request for `wanted` does not need
     /// (`None`: drop nothing).
     fn set_filter(&mut self, wanted: Option<&BTreeSet<u32>>) {
-        let on = self.drop_unwanted && !self.scan.pts.is_empty();
         if let Ok(mut f) = self.filter.lock() {
-            f.wanted = wanted
-                .filter(|_| on)
-                .and_then(|w| w.last().map(|&last| (Arc::new(w.clone()), last)));
-            self.dropped_before = f.dropped;
+            f.wanted = wanted.and_then(|w| w.last().map(|&last| (Arc::new(w.clone()), last)));
         }
     }
 
-    /// Whether the filter dropped frames since the request began.
-    fn dropped_some(&self) -> bool {
+    /// Whether the filter saw a timestamp that contradicts its frame's index (and forget it).
+    fn take_mismatch(&self) -> bool {
         self.filter
             .lock()
-            .map_or(true, |f| f.dropped != self.dropped_before)
+            .is_ok_and(|mut f| std::mem::take(&mut f.mismatch))
     }
 
     fn next_sample(&mut self) -> Result<Option<gst::Sample>, VideoError> {
@@ -810,17 +963,38 @@ fn build(path: &Path, gate: Arc<ThreadGate>) -> Result<Built, VideoError> {
         .map_err(|e| gerr(e.to_string()))?;
     src.link(&decodebin).map_err(|e| gerr(e.to_string()))?;
     convert.link(&sink_el).map_err(|e| gerr(e.to_string()))?;
-    let filter = Arc::new(Mutex::new(FrameFilter::default()));
-    if let Some(pad) = sink_el.static_pad("sink") {
+    let filter = Arc::new(Mutex::new(FrameFilter::new()));
+    let Some(pad) = sink_el.static_pad("sink") else {
+        return Err(gerr("appsink has no sink pad".into()));
+    };
+    {
         let filter = filter.clone();
-        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            let pts = info.buffer().and_then(|b| b.pts()).map(|p| p.nseconds());
-            let keep = filter.lock().map_or(true, |mut f| f.keep(pts));
-            if keep {
-                gst::PadProbeReturn::Ok
-            } else {
-                pipeline::discard(info)
+        let probe_types = gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_FLUSH;
+        pad.add_probe(probe_types, move |_, info| {
+            if let Some(event) = info.event() {
+                if event.type_() == gst::EventType::FlushStop
+                    && let Ok(mut f) = filter.lock()
+                {
+                    f.flushed();
+                }
+                return gst::PadProbeReturn::Ok;
             }
+            let pts = info.buffer().and_then(|b| b.pts()).map(|p| p.nseconds());
+            let Ok(mut f) = filter.lock() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let (index, keep) = f.count(pts);
+            let epoch = f.epoch;
+            drop(f);
+            if !keep {
+                return pipeline::discard(info);
+            }
+            if let Some(buffer) = info.buffer_mut() {
+                let buffer = buffer.make_mut();
+                buffer.set_offset(index.map_or(u64::MAX, u64::from));
+                buffer.set_offset_end(epoch);
+            }
+            gst::PadProbeReturn::Ok
         });
     }
 

@@ -10,10 +10,10 @@
 //! 2 s, Matroska with 11.6 s of audio next to 0.4 s of video), decord still
 //! gave 131, 10, 10 and 10. So we count the same thing: the buffers that the
 //! demuxer pushes on its video pad, in one demux-only pass (`filesrc !
-//! parsebin`, no decoding). Their timestamps, sorted, are decord's frame
-//! index: frame `i` is the frame whose timestamp is the `i`-th smallest.
-//! Variable-frame-rate files are handled the same way (index = rank of the
-//! timestamp), which is what decord does too.
+//! parsebin`, no decoding). Frame `i` is the `i`-th frame the decoder puts
+//! out (see [`super::decode`]); the packets' timestamps, sorted, only tell
+//! the decoder where a seek landed (in files whose timestamps are all there
+//! and distinct), as decord's sorted timestamp list does.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -60,8 +60,8 @@ pub fn probe(path: &Path) -> Result<VideoInfo, VideoError> {
     Ok(scan(path)?.info)
 }
 
-/// Everything the demux pass learnt (used by the decoder to map frames to
-/// indices and to plan seeks).
+/// Everything the demux pass learnt (used by the decoder to plan seeks and
+/// tell where they land).
 #[derive(Clone, Debug)]
 pub(crate) struct Scan {
     pub info: VideoInfo,

@@ -163,6 +163,10 @@ pub struct SourceOptions {
     /// the same clip comes out the same (make several clips in parallel instead). With
     /// x264's frame threads it varies from run to run.
     pub single_thread: bool,
+    /// Variable frame rate: written frame `k` lasts `frame_durations_ms[k % len]` ms, and
+    /// its timestamp is the sum of the durations before it (empty: `1 / fps` each). The
+    /// caps keep [`ClipSpec::fps`] as the nominal rate.
+    pub frame_durations_ms: Vec<u32>,
 }
 
 /// Write a test clip whose `videotestsrc` gets the extra settings of `source`. With
@@ -221,7 +225,13 @@ fn apply_source(
         src.set_property("background-color", bg);
     }
     let step = u64::from(source.frame_step.max(1));
-    if source.skip_frames == 0 && step == 1 && source.colour_sweep.is_none() {
+    let durations: Vec<u64> = source
+        .frame_durations_ms
+        .iter()
+        .map(|&ms| u64::from(ms.max(1)) * 1_000_000)
+        .collect();
+    if source.skip_frames == 0 && step == 1 && source.colour_sweep.is_none() && durations.is_empty()
+    {
         return Ok(());
     }
     let pad = src
@@ -231,7 +241,18 @@ fn apply_source(
     let skip = u64::from(source.skip_frames);
     let sweep = source.colour_sweep;
     let (num, den) = (u64::from(fps.0.max(1)), u64::from(fps.1));
-    let at = move |k: u64| gst::ClockTime::from_nseconds(k * den * 1_000_000_000 / num);
+    let at = move |k: u64| {
+        let ns = if durations.is_empty() {
+            k * den * 1_000_000_000 / num
+        } else {
+            let len = durations.len() as u64;
+            let cycle: u64 = durations.iter().sum();
+            let rest: u64 = durations.iter().take((k % len) as usize).sum();
+            k / len * cycle + rest
+        };
+        gst::ClockTime::from_nseconds(ns)
+    };
+    let restamp = skip > 0 || step > 1 || !source.frame_durations_ms.is_empty();
     let counter = std::sync::atomic::AtomicU64::new(0);
     pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
         let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -247,9 +268,7 @@ fn apply_source(
             return super::pipeline::discard(info);
         }
         let k = (n - skip) / step;
-        if (skip > 0 || step > 1)
-            && let Some(buf) = info.buffer_mut()
-        {
+        if restamp && let Some(buf) = info.buffer_mut() {
             let b = buf.make_mut();
             b.set_pts(at(k));
             b.set_dts(at(k));
@@ -501,6 +520,89 @@ fn set_enum_by_nick(
         })?;
     el.set_property_from_value(prop, &value.to_value(&class));
     Ok(())
+}
+
+/// Join clips end to end the way an editor's cut does: `parts` decoded in order, played one
+/// after the other by GStreamer's `concat`, and encoded again as one H.264 stream in MP4
+/// (`x264enc`, `mp4mux`). The joined file's timestamps jump and repeat at the joins (what
+/// `mp4mux` makes of `concat`'s segments), as in concatenated footage.
+pub fn join_clips(parts: &[PathBuf], path: &Path) -> Result<(), VideoError> {
+    pipeline::init(path)?;
+    if parts.is_empty() {
+        return Err(encode_err(path, "no clips to join"));
+    }
+    let pl = gst::Pipeline::new();
+    let gerr = |e: glib::BoolError| encode_err(path, e.to_string());
+    let concat = pipeline::make("concat", path)?;
+    let convert = pipeline::make("videoconvert", path)?;
+    // 4:2:0, as footage is (x264enc would otherwise pick 4:4:4 for some inputs).
+    let capsf = pipeline::make("capsfilter", path)?;
+    capsf.set_property(
+        "caps",
+        gst::Caps::builder("video/x-raw")
+            .field("format", "I420")
+            .build(),
+    );
+    let enc = pipeline::make("x264enc", path)?;
+    enc.set_property_from_str("speed-preset", "veryfast");
+    let mux = pipeline::make("mp4mux", path)?;
+    let sink = pipeline::make("filesink", path)?;
+    sink.set_property("location", path);
+    let chain = [&concat, &convert, &capsf, &enc, &mux, &sink];
+    for e in chain {
+        pl.add(e).map_err(gerr)?;
+    }
+    gst::Element::link_many(chain).map_err(gerr)?;
+    for part in parts {
+        // concat plays its sink pads in the order they were requested.
+        let slot = concat
+            .request_pad_simple("sink_%u")
+            .ok_or_else(|| encode_err(path, "concat gave no sink pad"))?;
+        let src = pipeline::make("filesrc", path)?;
+        src.set_property("location", part);
+        let decode = pipeline::make("decodebin", path)?;
+        pl.add_many([&src, &decode]).map_err(gerr)?;
+        src.link(&decode).map_err(gerr)?;
+        decode.connect_pad_added(move |_, pad| {
+            let video = pad
+                .current_caps()
+                .and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/")))
+                .unwrap_or(false);
+            if video && !slot.is_linked() {
+                let _ = pad.link(&slot);
+            }
+        });
+    }
+    let mut bus_state = BusState::new(path);
+    let bus = pl
+        .bus()
+        .ok_or_else(|| encode_err(path, "pipeline has no bus"))?;
+    let res = (|| {
+        if pl.set_state(gst::State::Playing).is_err() {
+            if let Some(BusEvent::Error(e)) = bus_state.poll(&bus, Duration::from_millis(500)) {
+                return Err(e);
+            }
+            return Err(encode_err(path, "cannot start the joining pipeline"));
+        }
+        let limit = Duration::from_secs(120);
+        let deadline = Instant::now() + limit;
+        loop {
+            match bus_state.poll(&bus, Duration::from_millis(50)) {
+                Some(BusEvent::Eos) => return Ok(()),
+                Some(BusEvent::Error(e)) => return Err(e),
+                None => {}
+            }
+            if Instant::now() > deadline {
+                return Err(VideoError::Timeout {
+                    path: path.to_path_buf(),
+                    what: "joining clips".into(),
+                    secs: limit.as_secs(),
+                });
+            }
+        }
+    })();
+    pipeline::shutdown(&pl);
+    res
 }
 
 /// Write broken or hostile files into `dir`; returns (description, path).
