@@ -204,8 +204,7 @@ pub fn io_problem(e: &io::Error) -> String {
         io::ErrorKind::PermissionDenied => "permission denied".into(),
         _ => {
             let s = e.to_string();
-            let s = s.split(" (os error").next().unwrap_or(&s).to_string();
-            s
+            s.split(" (os error").next().unwrap_or(&s).to_string()
         }
     }
 }

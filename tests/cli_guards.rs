@@ -300,3 +300,63 @@ fn the_gpu_probe_is_quiet_without_a_desktop_session() {
     assert!(out.status.success(), "{err}");
     assert!(!err.contains("XDG_RUNTIME_DIR"), "{err}");
 }
+
+/// README's offline quick start, as written: import a checkpoint you have under the catalog's
+/// default name, then classify offline with no `--weights`, and `weights list` shows it.
+#[test]
+fn the_readmes_offline_quick_start_works_as_written() {
+    let dir = common::ScratchDir::new("guards-quick-start");
+    // A stand-in for ppTSMv2_k400_16f_dml.pdparams: the fixture's 16-frame attention model.
+    let mut store =
+        kineto::checkpoint::pdparams::read_pdparams(&common::fixture("pptsmv2/w8.pdparams"))
+            .expect("w8");
+    let extra = kineto::checkpoint::pdparams::read_pdparams(&common::fixture(
+        "pptsmv2/att16_extra.pdparams",
+    ))
+    .expect("att16");
+    for (key, tensor) in extra.iter() {
+        store.insert(key, tensor.clone());
+    }
+    let mine = dir.join("ppTSMv2_k400_16f_dml.pdparams");
+    kineto::checkpoint::pdparams::write_pdparams(&store, &mine).expect("write");
+    let cache = dir.join("cache");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kineto"))
+            .args(args)
+            .env("KINETO_CACHE_DIR", &cache)
+            .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+            .output()
+            .expect("run kineto")
+    };
+    let out = run(&[
+        "weights",
+        "import",
+        s(&mine),
+        "--name",
+        "PPTSMv2_k400_16f_dml_student",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let clip = common::fixture("video/example.avi");
+    let out = run(&[
+        "--device",
+        "cpu",
+        "classify",
+        s(&clip),
+        "--offline",
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let records: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(records[0]["status"], "ok", "{records}");
+    assert_eq!(
+        records[0]["frames"], 16,
+        "the default model is the 16-frame one"
+    );
+    let out = run(&["weights", "list", "--json"]);
+    let listing: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let entry = (listing.as_array().expect("rows").iter())
+        .find(|r| r["name"] == "PPTSMv2_k400_16f_dml_student")
+        .expect("the default model is listed");
+    assert_eq!(entry["cached"], true, "{entry}");
+}

@@ -295,8 +295,10 @@ mod tests {
             (s.live_window_s, s.timeline_stride_s, s.volume),
             (8.0, 0.25, 0.0)
         );
-        let mut nan = Settings::default();
-        nan.live_window_s = f64::NAN;
+        let nan = Settings {
+            live_window_s: f64::NAN,
+            ..Settings::default()
+        };
         assert_eq!(
             nan.clamped().live_window_s,
             Settings::default().live_window_s

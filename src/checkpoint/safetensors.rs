@@ -360,7 +360,7 @@ mod tests {
             "safetensors",
             &seeds,
             6_000,
-            &[b'[', b':', b','],
+            b"[:,",
             "f.safetensors: ",
             |data| {
                 parse_safetensors(data, Path::new("f.safetensors"))
