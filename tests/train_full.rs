@@ -363,20 +363,6 @@ fn freeze_stages_keeps_the_prefix_bit_identical() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
-/// SplitMix64: the kill test's seeded instants.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next_unit(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// What a checkpoint write leaves in `run_dir` when it is stopped: checkpoint files that the
 /// committed state does not name, and temporary files.
 fn write_leftovers(run_dir: &Path) -> Vec<String> {
@@ -506,7 +492,8 @@ fn kill_9_at_random_instants_resumes_to_the_same_weights() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(20_261_206u64);
-    let mut rng = SplitMix(seed);
+    // The kill test's seeded instants.
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
     let cut = root.join("cut");
     let (mut kills, mut inside_writes, mut sessions, mut restarts) = (0, 0, 0, 0);
     loop {
@@ -545,14 +532,18 @@ fn kill_9_at_random_instants_resumes_to_the_same_weights() {
             .and_then(|v| v["step"].as_u64())
             .unwrap_or(0) as usize;
         let near_end = steps.saturating_sub(done) * 4 <= KILLS - kills;
-        let wait_steps = match rng.next_unit() {
+        let wait_steps = match rand::Rng::random::<f64>(&mut rng) {
             _ if near_end => 0,
             u if u < 0.45 => 0,
             u if u < 0.9 => 1,
             _ => 2,
         };
-        let span = if rng.next_unit() < 0.5 { 0.25 } else { 1.0 };
-        let delay = period.mul_f64(span * rng.next_unit());
+        let span = if rand::Rng::random::<f64>(&mut rng) < 0.5 {
+            0.25
+        } else {
+            1.0
+        };
+        let delay = period.mul_f64(span * rand::Rng::random::<f64>(&mut rng));
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         let mut seen = 0;
         while seen < wait_steps {
