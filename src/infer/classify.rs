@@ -211,6 +211,44 @@ impl InFlight {
 /// Frames handed to the pool at once per worker (see [`InFlight`]).
 const IN_FLIGHT_PER_WORKER: usize = 2;
 
+/// Decodes the frames at `indices`, handing each to `work` as it is decoded: on the pool
+/// behind the in-flight gate with two or more workers (so that at most a few full-resolution
+/// frames wait), on the decoding thread with one. Returns when decoding ended and the time
+/// `work` spent on the decoding thread.
+fn decode_on_pool(
+    decoder: &mut FrameDecoder,
+    indices: &[u32],
+    workers: usize,
+    work: &(dyn Fn(RgbFrame) + Sync),
+) -> Result<(Instant, Duration), ClassifyError> {
+    let inline_time: Mutex<Duration> = Mutex::new(Duration::ZERO);
+    let in_flight = InFlight::new(IN_FLIGHT_PER_WORKER * workers);
+    let mut decoded_at = Instant::now();
+    let decoded = rayon::scope(|s| {
+        let on_frame = |frame: RgbFrame| {
+            if workers >= 2 {
+                in_flight.acquire();
+                let in_flight = &in_flight;
+                s.spawn(move |_| {
+                    work(frame);
+                    in_flight.release();
+                });
+            } else {
+                let t0 = Instant::now();
+                work(frame);
+                if let Ok(mut d) = inline_time.lock() {
+                    *d += t0.elapsed();
+                }
+            }
+        };
+        let result = decode_each(decoder, indices, workers, &on_frame);
+        decoded_at = Instant::now();
+        result
+    });
+    decoded?;
+    Ok((decoded_at, inline_time.into_inner().unwrap_or_default()))
+}
+
 /// Decodes the distinct frames at `indices` and applies `transform` to each as soon as it is
 /// decoded (on the pool with two or more workers, on the decoding thread with one), keeping
 /// only the results: at most a few full-resolution frames exist at any time. Returns the
@@ -226,8 +264,6 @@ fn decode_transformed<T: Send>(
     let path = decoder.info().path.clone();
     let done: Mutex<HashMap<u32, T>> = Mutex::new(HashMap::with_capacity(indices.len()));
     let failure: Mutex<Option<FrameError>> = Mutex::new(None);
-    let inline_time: Mutex<Duration> = Mutex::new(Duration::ZERO);
-    let in_flight = InFlight::new(IN_FLIGHT_PER_WORKER * workers);
     let run = |frame: RgbFrame| {
         let index = frame.index;
         match transform(frame) {
@@ -243,34 +279,11 @@ fn decode_transformed<T: Send>(
             }
         }
     };
-    let mut decoded_at = start;
-    let decoded = rayon::scope(|s| {
-        let on_frame = |frame: RgbFrame| {
-            if workers >= 2 {
-                in_flight.acquire();
-                let (run, in_flight) = (&run, &in_flight);
-                s.spawn(move |_| {
-                    run(frame);
-                    in_flight.release();
-                });
-            } else {
-                let t0 = Instant::now();
-                run(frame);
-                if let Ok(mut d) = inline_time.lock() {
-                    *d += t0.elapsed();
-                }
-            }
-        };
-        let result = decode_each(decoder, indices, workers, &on_frame);
-        decoded_at = Instant::now();
-        result
-    });
-    decoded?;
+    let (decoded_at, inline) = decode_on_pool(decoder, indices, workers, &run)?;
     if let Some(e) = failure.into_inner().ok().flatten() {
         return Err(ClassifyError::Frame { path, source: e });
     }
-    let inline_ms = inline_time.into_inner().unwrap_or_default().as_secs_f64() * 1e3;
-    let decode_ms = (decoded_at - start).as_secs_f64() * 1e3 - inline_ms;
+    let decode_ms = (decoded_at - start).as_secs_f64() * 1e3 - inline.as_secs_f64() * 1e3;
     Ok((done.into_inner().unwrap_or_default(), decode_ms))
 }
 
@@ -313,8 +326,11 @@ fn uniform_clip(
     let slots = Mutex::new(slots);
     let kept: Mutex<HashMap<u32, RgbFrame>> = Mutex::new(HashMap::new());
     let failure: Mutex<Option<FrameError>> = Mutex::new(None);
-    let inline_time: Mutex<Duration> = Mutex::new(Duration::ZERO);
-    let transform = |frame: RgbFrame, slot: Option<&mut [f32]>| {
+    let transform = |frame: RgbFrame| {
+        let slot = slots.lock().ok().and_then(|mut m| m.remove(&frame.index));
+        if keep_frames && let Ok(mut k) = kept.lock() {
+            k.insert(frame.index, frame.clone());
+        }
         if let Some(slot) = slot
             && let Err(e) = test_frame_into(&frame, SHORT_SIDE, INPUT_SIZE, norm, slot)
             && let Ok(mut f) = failure.lock()
@@ -322,34 +338,7 @@ fn uniform_clip(
             f.get_or_insert(e);
         }
     };
-    let in_flight = InFlight::new(IN_FLIGHT_PER_WORKER * workers);
-    let mut decoded_at = start;
-    let decoded = rayon::scope(|s| {
-        let on_frame = |frame: RgbFrame| {
-            let slot = slots.lock().ok().and_then(|mut m| m.remove(&frame.index));
-            if keep_frames && let Ok(mut k) = kept.lock() {
-                k.insert(frame.index, frame.clone());
-            }
-            if workers >= 2 {
-                in_flight.acquire();
-                let (transform, in_flight) = (&transform, &in_flight);
-                s.spawn(move |_| {
-                    transform(frame, slot);
-                    in_flight.release();
-                });
-            } else {
-                let t0 = Instant::now();
-                transform(frame, slot);
-                if let Ok(mut d) = inline_time.lock() {
-                    *d += t0.elapsed();
-                }
-            }
-        };
-        let result = decode_each(decoder, indices, workers, &on_frame);
-        decoded_at = Instant::now();
-        result
-    });
-    decoded?;
+    let (decoded_at, inline) = decode_on_pool(decoder, indices, workers, &transform)?;
     if let Some(e) = failure.into_inner().ok().flatten() {
         return Err(ClassifyError::Frame { path, source: e });
     }
@@ -371,7 +360,7 @@ fn uniform_clip(
     } else {
         None
     };
-    let inline_ms = inline_time.into_inner().unwrap_or_default().as_secs_f64() * 1e3;
+    let inline_ms = inline.as_secs_f64() * 1e3;
     let total_ms = ms_since(start);
     let decode_ms = (decoded_at - start).as_secs_f64() * 1e3 - inline_ms;
     Ok(UniformClip {
