@@ -13,7 +13,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::{ScratchDir, fixture, kineto, s, stderr};
 use kineto::npy::read_npy_u8;
@@ -25,37 +24,16 @@ use kineto::video::synth::{
     synth_clip_with_source,
 };
 
-fn python() -> PathBuf {
-    match std::env::var_os("KINETO_PADDLE_PYTHON") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => panic!(
-            "KINETO_PADDLE_PYTHON is not set: this test needs a Python with decord 0.6.0. Make \
-             one with `python3 -m venv ~/.cache/kineto/paddle-venv && \
-             ~/.cache/kineto/paddle-venv/bin/pip install decord==0.6.0 numpy==2.4.6`, then \
-             `export KINETO_PADDLE_PYTHON=~/.cache/kineto/paddle-venv/bin/python` (.ci/run does \
-             both)"
-        ),
-    }
-}
-
 /// decord's frames: all of them read in order (`indices` empty), or one `get_batch(indices)`
 /// on a fresh reader. Returns (`len(VideoReader)`, frames as [N, H, W, 3] bytes, frame size).
 fn decord_frames(video: &Path, out: &Path, indices: &[u32]) -> (u32, Vec<u8>, usize) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/decord_frames.py");
-    let python = python();
-    let output = Command::new(&python)
-        .arg(&script)
-        .arg(video)
-        .arg(out)
-        .args(indices.iter().map(|i| i.to_string()))
-        .env("PYTHONWARNINGS", "ignore")
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {} (KINETO_PADDLE_PYTHON): {e}",
-                python.display()
-            )
-        });
+    let mut args = vec![video.as_os_str().to_owned(), out.as_os_str().to_owned()];
+    args.extend(
+        indices
+            .iter()
+            .map(|i| std::ffi::OsString::from(i.to_string())),
+    );
+    let output = common::python_script("decord_frames.py", args);
     assert!(
         output.status.success(),
         "decord_frames.py failed on {} (is decord==0.6.0 installed in KINETO_PADDLE_PYTHON's \

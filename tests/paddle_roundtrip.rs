@@ -7,24 +7,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::fixture;
 use kineto::checkpoint::pdparams::{read_pdparams, write_pdparams};
-
-fn python() -> PathBuf {
-    match std::env::var_os("KINETO_PADDLE_PYTHON") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => panic!(
-            "KINETO_PADDLE_PYTHON is not set: this test needs a Python with PaddlePaddle. Make \
-             one with `python3 -m venv ~/.cache/kineto/paddle-venv && \
-             ~/.cache/kineto/paddle-venv/bin/pip install paddlepaddle==3.3.1 numpy==2.4.6`, then \
-             `export KINETO_PADDLE_PYTHON=~/.cache/kineto/paddle-venv/bin/python` (.ci/run does \
-             both)"
-        ),
-    }
-}
 
 fn kineto(args: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_kineto"))
@@ -44,20 +31,9 @@ fn kineto(args: &[&str]) {
 }
 
 fn check(export: &Path, references: &[&Path]) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/check_pdparams.py");
-    let python = python();
-    let out = Command::new(&python)
-        .arg(&script)
-        .arg(export)
-        .args(references)
-        .env("PYTHONWARNINGS", "ignore")
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {} (KINETO_PADDLE_PYTHON): {e}",
-                python.display()
-            )
-        });
+    let mut args = vec![export.as_os_str()];
+    args.extend(references.iter().map(|r| r.as_os_str()));
+    let out = common::python_script("check_pdparams.py", args);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");

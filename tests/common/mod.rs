@@ -139,6 +139,40 @@ pub fn check_activations(
     report
 }
 
+/// Runs `tests/python/<script>` with `args` under `KINETO_PADDLE_PYTHON` (the venv `.ci/run`
+/// makes: paddlepaddle, numpy, decord). Unset, the test fails and says how to make it; it is
+/// never skipped. The output is returned whatever the exit status.
+pub fn python_script<I, A>(script: &str, args: I) -> Output
+where
+    I: IntoIterator<Item = A>,
+    A: AsRef<std::ffi::OsStr>,
+{
+    let python = match std::env::var_os("KINETO_PADDLE_PYTHON") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => panic!(
+            "KINETO_PADDLE_PYTHON is not set: this test needs a Python with paddlepaddle and \
+             decord. Make one with `python3 -m venv ~/.cache/kineto/paddle-venv && \
+             ~/.cache/kineto/paddle-venv/bin/pip install paddlepaddle==3.3.1 numpy==2.4.6 \
+             decord==0.6.0`, then `export \
+             KINETO_PADDLE_PYTHON=~/.cache/kineto/paddle-venv/bin/python` (.ci/run does both)"
+        ),
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
+    Command::new(&python)
+        .arg(&path)
+        .args(args)
+        .env("PYTHONWARNINGS", "ignore")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} (KINETO_PADDLE_PYTHON): {e}",
+                python.display()
+            )
+        })
+}
+
 /// Runs the `kineto` binary the tests were built with.
 pub fn kineto(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kineto"))
