@@ -190,9 +190,7 @@ impl Shared {
         if self.project.as_ref().is_some_and(|p| p.root == root) {
             return;
         }
-        if self.project_dirty {
-            self.save_project();
-        }
+        self.save_project_if_dirty();
         self.saver.flush(Duration::from_secs(2));
         // An existing project keeps its own label set; a new one takes the model's classes.
         let loaded = Project::load(root).map(|existing| {
@@ -262,6 +260,14 @@ impl Shared {
             self.save_project();
         } else {
             self.repaint.notify();
+        }
+    }
+
+    /// Writes a project left dirty by [`Shared::save_project_soon`] now (before the project
+    /// changes or the window closes).
+    fn save_project_if_dirty(&mut self) {
+        if self.project_dirty {
+            self.save_project();
         }
     }
 
@@ -342,9 +348,7 @@ impl Shared {
     }
 
     pub fn shutdown(&mut self) {
-        if self.project_dirty {
-            self.save_project();
-        }
+        self.save_project_if_dirty();
         self.saver.flush(Duration::from_secs(2));
         self.service.shutdown(Duration::from_secs(2));
         self.player.shutdown();

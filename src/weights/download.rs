@@ -88,13 +88,8 @@ pub fn fetch(
     options: &FetchOptions,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<PathBuf, WeightsError> {
-    // A recorded file that is gone (deleted by hand) is simply downloaded again.
-    if !options.force
-        && let Some(recorded) = cache.lookup(&entry.name)?
-        && recorded.file_name == entry.file_name
-        && cache.file_path(&recorded.file_name).exists()
-    {
-        return cache.verify(&recorded);
+    if let Some(cached) = recorded_file(entry, cache, options)? {
+        return Ok(cached);
     }
     if options.offline {
         return Err(unreachable(
@@ -106,12 +101,8 @@ pub fn fetch(
     cache.ensure_dir()?;
     // One download of a file at a time: another process fetching it waits, then finds it.
     let _lock = cache.lock_entry(&entry.file_name)?;
-    if !options.force
-        && let Some(recorded) = cache.lookup(&entry.name)?
-        && recorded.file_name == entry.file_name
-        && cache.file_path(&recorded.file_name).exists()
-    {
-        return cache.verify(&recorded);
+    if let Some(cached) = recorded_file(entry, cache, options)? {
+        return Ok(cached);
     }
     let part = cache.part_path(&entry.file_name);
     transfer(entry, cache, options, progress)?;
@@ -131,6 +122,23 @@ pub fn fetch(
     sync_parent_dir(&dest);
     cache.record(IndexEntry::from_catalog(entry, sha256, size, "download"))?;
     Ok(dest)
+}
+
+/// The verified cached file the index records for `entry`, unless `force`. A recorded file
+/// that is gone (deleted by hand) is `None`: it is simply downloaded again.
+fn recorded_file(
+    entry: &CatalogEntry,
+    cache: &Cache,
+    options: &FetchOptions,
+) -> Result<Option<PathBuf>, WeightsError> {
+    if !options.force
+        && let Some(recorded) = cache.lookup(&entry.name)?
+        && recorded.file_name == entry.file_name
+        && cache.file_path(&recorded.file_name).exists()
+    {
+        return cache.verify(&recorded).map(Some);
+    }
+    Ok(None)
 }
 
 fn unreachable(entry: &CatalogEntry, cache: &Cache, problem: String) -> WeightsError {
