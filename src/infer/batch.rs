@@ -1,11 +1,15 @@
-//! Many files: expand folders, decode the next clip on a worker while the current one runs on
-//! the model (a bounded queue of two prepared clips), records in input order.
+//! Many files: expand folders; decode files on `kineto-decode-N` threads (a bounded queue)
+//! while the model runs batches of what is decoded; records in input order; where the time
+//! went ([`FeedStats`]).
 
+use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::sync_channel;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::time::{Duration, Instant};
 
-use super::classify::{Sampling, classify_prepared, prepare};
+use super::classify::{DENSE_VIEWS, PreparedClip, Sampling, classify_together, prepare};
 use super::engine::Engine;
 use crate::files::{Walk, walk};
 use crate::progress::{CancelToken, panic_text};
@@ -45,50 +49,347 @@ pub fn expand_inputs(inputs: &[PathBuf], cancel: Option<&CancelToken>) -> Vec<Pa
     files
 }
 
-/// Classifies `files` in order, calling `on_record` as each finishes. Decoding of file k+1
-/// overlaps inference of file k; a failure (or a panic) in one file becomes its error row.
-/// Once `cancel` is set no further file starts; the records finished so far are returned.
+/// How [`classify_files`] feeds the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Feed {
+    /// Views per forward at most (a uniform clip is one view, a dense one 30; a clip is never
+    /// split): the forward takes what is decoded when the model is free, up to this.
+    pub batch: usize,
+    /// Files decoded at once, each on its own `kineto-decode-N` thread (at most two batches'
+    /// worth: in dense mode, two).
+    pub decoders: usize,
+}
+
+/// Views per forward on a GPU when not told otherwise. Not yet measured on a real GPU:
+/// `scripts/device/gpu.py` sweeps batch sizes, so that a device session can set it where the
+/// gain levels off.
+pub const GPU_BATCH: usize = 16;
+
+impl Feed {
+    /// On the CPU path the model already uses every core: one clip per forward, one file
+    /// decoding ahead. On a GPU: batches of [`GPU_BATCH`] and every core decoding.
+    pub fn for_engine(engine: &Engine) -> Self {
+        if engine.device.kind == "cpu" {
+            Self {
+                batch: 1,
+                decoders: 1,
+            }
+        } else {
+            Self {
+                batch: GPU_BATCH,
+                decoders: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            }
+        }
+    }
+}
+
+/// Where the time of a [`classify_files`] run went: enough to say what limits it.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FeedStats {
+    /// Clips classified (error rows not counted).
+    pub clips: usize,
+    /// Forward passes.
+    pub forwards: usize,
+    /// Wall time of the whole run.
+    pub wall_s: f64,
+    /// Time the model ran (the forwards, back to back).
+    pub model_s: f64,
+    /// Decoding and preprocessing time summed over the files (each decoder's busy time).
+    pub decode_s: f64,
+    pub decoders: usize,
+}
+
+impl FeedStats {
+    pub fn clips_per_s(&self) -> f64 {
+        rate(self.clips, self.wall_s)
+    }
+
+    /// What the model alone would do: clips over the time it ran.
+    pub fn model_clips_per_s(&self) -> f64 {
+        rate(self.clips, self.model_s)
+    }
+
+    /// What decoding alone would do with this many decoders.
+    pub fn decode_clips_per_s(&self) -> f64 {
+        rate(self.clips, self.decode_s / self.decoders.max(1) as f64)
+    }
+
+    /// The slower of the two stages, in words.
+    pub fn bottleneck(&self) -> &'static str {
+        if self.model_clips_per_s() <= self.decode_clips_per_s() {
+            "the model"
+        } else {
+            "decoding"
+        }
+    }
+}
+
+fn rate(clips: usize, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        clips as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+/// What [`classify_files`] returns: the records in input order and where the time went.
+#[derive(Debug)]
+pub struct Classified {
+    pub records: Vec<ClassifyRecord>,
+    pub stats: FeedStats,
+}
+
+/// One file's decoding outcome, from a decoder to the model's thread.
+struct Decoded {
+    index: usize,
+    prepared: Result<Result<PreparedClip, String>, String>,
+    busy: Duration,
+}
+
+/// Classifies `files`, calling `on_record` for each in input order. `feed.decoders` files
+/// decode at once while the model runs; each forward takes the clips decoded by then (up to
+/// `feed.batch` views), so the model never waits for a full batch. A failure (or a panic) in
+/// one file becomes its error row. Once `cancel` is set no further file starts; the records
+/// finished so far are returned (those before the first unfinished one, in order).
 pub fn classify_files(
     engine: &Engine,
     files: &[PathBuf],
     sampling: Sampling,
     k: usize,
     labels: &[String],
+    feed: Feed,
     cancel: &CancelToken,
     mut on_record: impl FnMut(usize, &ClassifyRecord),
-) -> Vec<ClassifyRecord> {
-    let (tx, rx) = sync_channel(2);
-    std::thread::scope(|scope| {
-        scope.spawn(move || {
-            for (i, path) in files.iter().enumerate() {
-                if cancel.is_cancelled() {
-                    break;
-                }
-                let prepared = catch_unwind(AssertUnwindSafe(|| prepare(path, sampling, false)))
-                    .map_err(|p| panic_text(p.as_ref()));
-                if tx.send((i, prepared)).is_err() {
+) -> Classified {
+    let started = Instant::now();
+    let batch = feed.batch.max(1);
+    // Memory: at most about two batches of decoded views wait (a dense clip is 30 views,
+    // 144 MB), so dense mode gets fewer decoders and a shorter queue.
+    let views_per_clip = if sampling.dense { DENSE_VIEWS } else { 1 };
+    let clips_per_batch = (batch / views_per_clip).max(1);
+    let decoders = feed
+        .decoders
+        .min((2 * clips_per_batch).max(2))
+        .clamp(1, files.len().max(1));
+    let next_file = AtomicUsize::new(0);
+    let (tx, rx) = sync_channel::<Decoded>(clips_per_batch);
+    let mut stats = FeedStats {
+        decoders,
+        ..FeedStats::default()
+    };
+    let records = std::thread::scope(|scope| {
+        // Owned here, so that it is dropped (and blocked decoders let go) before the scope
+        // waits for them.
+        let rx = rx;
+        let (mut spawned_any, mut spawn_error) = (false, None);
+        for d in 0..decoders {
+            let tx = tx.clone();
+            let next_file = &next_file;
+            let worker = move || decode_files(files, sampling, next_file, cancel, &tx);
+            let spawned = std::thread::Builder::new()
+                .name(format!("kineto-decode-{d}"))
+                .spawn_scoped(scope, worker);
+            match spawned {
+                Ok(_) => spawned_any = true,
+                Err(e) => {
+                    spawn_error = Some(e);
                     break;
                 }
             }
-        });
-        let mut records = Vec::with_capacity(files.len());
-        for (i, prepared) in rx {
+        }
+        drop(tx);
+        let mut finished = InOrder::default();
+        let mut emit = |index: usize, record: ClassifyRecord| {
+            finished.insert(index, record, &mut on_record);
+        };
+        if let Some(e) = spawn_error.filter(|_| !spawned_any) {
+            for (i, path) in files.iter().enumerate() {
+                let problem = format!("cannot start a decoding thread: {e}");
+                emit(i, ClassifyRecord::failed(path, sampling.num_seg, problem));
+            }
+        }
+        while let Ok(first) = rx.recv() {
+            // The model is free: take what is decoded by now, up to a batch of views.
+            let mut ready = vec![first];
+            let mut views = view_count(&ready[0]);
+            while views < batch {
+                match rx.try_recv() {
+                    Ok(more) => {
+                        views += view_count(&more);
+                        ready.push(more);
+                    }
+                    Err(_) => break,
+                }
+            }
             if cancel.is_cancelled() {
                 break;
             }
-            let path = &files[i];
-            let record = match prepared {
-                Ok(Ok(clip)) => classify_prepared(engine, path, clip, k, labels),
-                Ok(Err(e)) => ClassifyRecord::failed(path, sampling.num_seg, e.problem(path)),
-                Err(panic) => ClassifyRecord::failed(
-                    path,
-                    sampling.num_seg,
-                    format!("internal error while decoding: {panic}"),
-                ),
-            };
-            on_record(i, &record);
-            records.push(record);
+            let mut clips = Vec::with_capacity(ready.len());
+            for decoded in ready {
+                stats.decode_s += decoded.busy.as_secs_f64();
+                let path = &files[decoded.index];
+                match decoded.prepared {
+                    Ok(Ok(clip)) => clips.push((decoded.index, path.as_path(), clip)),
+                    Ok(Err(problem)) => {
+                        emit(
+                            decoded.index,
+                            ClassifyRecord::failed(path, sampling.num_seg, problem),
+                        );
+                    }
+                    Err(panic) => emit(
+                        decoded.index,
+                        ClassifyRecord::failed(
+                            path,
+                            sampling.num_seg,
+                            format!("internal error while decoding: {panic}"),
+                        ),
+                    ),
+                }
+            }
+            for group in forwards(clips, batch) {
+                let indices: Vec<usize> = group.iter().map(|(i, _, _)| *i).collect();
+                let together = group.into_iter().map(|(_, p, c)| (p, c)).collect();
+                let start = Instant::now();
+                let records = classify_together(engine, together, k, labels);
+                stats.model_s += start.elapsed().as_secs_f64();
+                stats.forwards += 1;
+                stats.clips += records.iter().filter(|r| r.is_ok()).count();
+                for (index, record) in indices.into_iter().zip(records) {
+                    emit(index, record);
+                }
+            }
         }
-        records
-    })
+        finished.records
+    });
+    stats.wall_s = started.elapsed().as_secs_f64();
+    Classified { records, stats }
+}
+
+/// A decoder's loop: the next file not yet taken, until none is left, the run is cancelled or
+/// the model's side has gone.
+fn decode_files(
+    files: &[PathBuf],
+    sampling: Sampling,
+    next_file: &AtomicUsize,
+    cancel: &CancelToken,
+    tx: &SyncSender<Decoded>,
+) {
+    while !cancel.is_cancelled() {
+        let index = next_file.fetch_add(1, Ordering::Relaxed);
+        let Some(path) = files.get(index) else {
+            break;
+        };
+        let start = Instant::now();
+        let prepared = catch_unwind(AssertUnwindSafe(|| prepare(path, sampling, false)))
+            .map(|r| r.map_err(|e| e.problem(path)))
+            .map_err(|p| panic_text(p.as_ref()));
+        let decoded = Decoded {
+            index,
+            prepared,
+            busy: start.elapsed(),
+        };
+        if tx.send(decoded).is_err() {
+            break;
+        }
+    }
+}
+
+/// Views a decoded file brings to a forward (an error row brings none).
+fn view_count(decoded: &Decoded) -> usize {
+    match &decoded.prepared {
+        Ok(Ok(clip)) => clip.dims[0],
+        _ => 0,
+    }
+}
+
+/// Splits decoded clips into forwards of at most `batch` views (a clip larger than that goes
+/// alone) with one frame shape each.
+fn forwards(
+    clips: Vec<(usize, &Path, PreparedClip)>,
+    batch: usize,
+) -> Vec<Vec<(usize, &Path, PreparedClip)>> {
+    let mut groups: Vec<Vec<(usize, &Path, PreparedClip)>> = Vec::new();
+    let mut views = 0;
+    for clip in clips {
+        let n = clip.2.dims[0];
+        let fits = groups.last().is_some_and(|g| {
+            views + n <= batch && g.first().is_some_and(|f| f.2.dims[1..] == clip.2.dims[1..])
+        });
+        if fits {
+            views += n;
+            if let Some(g) = groups.last_mut() {
+                g.push(clip);
+            }
+        } else {
+            views = n;
+            groups.push(vec![clip]);
+        }
+    }
+    groups
+}
+
+/// Records that finish out of order, handed on in input order.
+#[derive(Default)]
+struct InOrder {
+    waiting: BTreeMap<usize, ClassifyRecord>,
+    records: Vec<ClassifyRecord>,
+}
+
+impl InOrder {
+    fn insert(
+        &mut self,
+        index: usize,
+        record: ClassifyRecord,
+        on_record: &mut impl FnMut(usize, &ClassifyRecord),
+    ) {
+        self.waiting.insert(index, record);
+        while let Some(record) = self.waiting.remove(&self.records.len()) {
+            on_record(self.records.len(), &record);
+            self.records.push(record);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_finished_out_of_order_are_handed_on_in_input_order() {
+        let mut in_order = InOrder::default();
+        let mut seen = Vec::new();
+        let record =
+            |i: usize| ClassifyRecord::failed(Path::new(&format!("{i}.mp4")), 8, "x".into());
+        for i in [2, 0, 3, 1] {
+            in_order.insert(i, record(i), &mut |index, r: &ClassifyRecord| {
+                seen.push((index, r.path.clone()));
+            });
+        }
+        let paths: Vec<(usize, String)> = (0..4).map(|i| (i, format!("{i}.mp4"))).collect();
+        assert_eq!(seen, paths);
+        assert_eq!(in_order.records.len(), 4);
+        assert!(in_order.waiting.is_empty());
+    }
+
+    #[test]
+    fn feed_stats_name_the_slower_stage() {
+        let stats = FeedStats {
+            clips: 100,
+            forwards: 7,
+            wall_s: 10.0,
+            model_s: 1.0,
+            decode_s: 160.0,
+            decoders: 16,
+        };
+        assert_eq!(stats.clips_per_s(), 10.0);
+        assert_eq!(stats.model_clips_per_s(), 100.0);
+        assert_eq!(stats.decode_clips_per_s(), 10.0);
+        assert_eq!(stats.bottleneck(), "decoding");
+        let model_bound = FeedStats {
+            model_s: 9.5,
+            decode_s: 20.0,
+            ..stats
+        };
+        assert_eq!(model_bound.bottleneck(), "the model");
+    }
 }

@@ -47,6 +47,9 @@ impl ClassifyError {
     }
 }
 
+/// Views of a clip in dense mode: 10 clips x 3 crops.
+pub const DENSE_VIEWS: usize = 30;
+
 /// How a clip is sampled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sampling {
@@ -141,8 +144,8 @@ pub fn prepare(
         None => (0, 0),
     };
     // GroupFullResSample: crops outside, clips inside, so view = crop * 10 + clip.
-    let mut tensor = Vec::with_capacity(30 * t * 3 * (INPUT_SIZE * INPUT_SIZE) as usize);
-    let mut view_indices = Vec::with_capacity(30);
+    let mut tensor = Vec::with_capacity(DENSE_VIEWS * t * 3 * (INPUT_SIZE * INPUT_SIZE) as usize);
+    let mut view_indices = Vec::with_capacity(DENSE_VIEWS);
     for (x, y) in three_crop_boxes(w, h, INPUT_SIZE) {
         for indices in &dense.views {
             let cropped = indices
@@ -384,47 +387,102 @@ pub fn mean_logits(logits: &[f32], views: usize, classes: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Runs the model on a prepared clip and builds its record.
-pub fn classify_prepared(
+/// Runs the model once on several prepared clips of the same frame shape (their views
+/// stacked into one batch) and builds their records, in order. Each record's `infer` time is
+/// its share of the forward (by views). If the batched forward fails, each clip is run alone,
+/// so that only the clip at fault gets the error row.
+pub fn classify_together(
     engine: &Engine,
-    path: &Path,
-    clip: PreparedClip,
+    mut clips: Vec<(&Path, PreparedClip)>,
     k: usize,
     labels: &[String],
-) -> ClassifyRecord {
-    let frames = clip.dims[1];
+) -> Vec<ClassifyRecord> {
+    let same_shape = clips
+        .windows(2)
+        .all(|w| w[0].1.dims[1..] == w[1].1.dims[1..]);
+    if clips.len() > 1 && !same_shape {
+        return clips
+            .into_iter()
+            .flat_map(|clip| classify_together(engine, vec![clip], k, labels))
+            .collect();
+    }
+    let Some(first) = clips.first() else {
+        return Vec::new();
+    };
+    let views: usize = clips.iter().map(|(_, c)| c.dims[0]).sum();
+    let dims = [
+        views,
+        first.1.dims[1],
+        first.1.dims[2],
+        first.1.dims[3],
+        first.1.dims[4],
+    ];
+    let data = if clips.len() == 1 {
+        // Alone, the clip is never retried: its tensor can go.
+        std::mem::take(&mut clips[0].1.tensor)
+    } else {
+        let mut data = Vec::with_capacity(dims.iter().product());
+        for (_, clip) in &clips {
+            data.extend_from_slice(&clip.tensor);
+        }
+        data
+    };
     let start = Instant::now();
-    let logits = match engine.logits(clip.tensor, clip.dims) {
+    let logits = engine.logits(data, dims);
+    let infer_ms = ms_since(start);
+    let logits = match logits {
         Ok(l) => l,
+        Err(_) if clips.len() > 1 => {
+            return clips
+                .into_iter()
+                .flat_map(|clip| classify_together(engine, vec![clip], k, labels))
+                .collect();
+        }
         Err(source) => {
+            let (path, clip) = &clips[0];
             let err = ClassifyError::Infer {
                 path: path.to_path_buf(),
                 source,
             };
-            return ClassifyRecord::failed(path, frames, err.problem(path));
+            return vec![ClassifyRecord::failed(
+                path,
+                clip.dims[1],
+                err.problem(path),
+            )];
         }
     };
-    let infer_ms = ms_since(start);
-    let scores = mean_logits(&logits, clip.dims[0], engine.num_classes());
+    let classes = engine.num_classes();
     let label_of = |id: usize| {
         labels
             .get(id)
             .cloned()
             .unwrap_or_else(|| format!("class_{id}"))
     };
-    ClassifyRecord {
-        path: path.display().to_string(),
-        status: "ok",
-        error: None,
-        top_k: top_k(&scores, k, label_of),
-        frames,
-        indices: clip.view_indices.into_iter().next().unwrap_or_default(),
-        timings_ms: Timings {
-            decode: clip.decode_ms,
-            preprocess: clip.preprocess_ms,
-            infer: infer_ms,
-        },
-    }
+    let mut offset = 0;
+    clips
+        .into_iter()
+        .map(|(path, clip)| {
+            let n = clip.dims[0];
+            let own = logits
+                .get(offset * classes..(offset + n) * classes)
+                .unwrap_or_default();
+            offset += n;
+            let scores = mean_logits(own, n, classes);
+            ClassifyRecord {
+                path: path.display().to_string(),
+                status: "ok",
+                error: None,
+                top_k: top_k(&scores, k, label_of),
+                frames: clip.dims[1],
+                indices: clip.view_indices.into_iter().next().unwrap_or_default(),
+                timings_ms: Timings {
+                    decode: clip.decode_ms,
+                    preprocess: clip.preprocess_ms,
+                    infer: infer_ms * n as f64 / views as f64,
+                },
+            }
+        })
+        .collect()
 }
 
 /// Uniform-mode preprocessing of frames already decoded (timeline windows reuse frames).

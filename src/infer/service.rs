@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
-use super::batch::classify_files;
+use super::batch::{Feed, classify_files};
 use super::classify::Sampling;
 use super::device::{ComputeDevice, DeviceChoice};
 use super::engine::{Engine, store_in_form};
@@ -564,6 +564,7 @@ impl Worker {
                     sampling,
                     k,
                     &ready.info.labels,
+                    Feed::for_engine(&ready.engine),
                     &cancel,
                     |index, record| {
                         self.send(ServiceEvent::Batch(BatchEvent::Record {
