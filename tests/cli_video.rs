@@ -243,6 +243,40 @@ fn classify_a_folder_of_generated_and_broken_clips() {
     assert!(errors >= 1 && ok + errors == rows.len(), "{text}");
     assert!(errors <= broken_videos, "{text}");
     assert!(!text.contains("notes.txt"));
+
+    // Batches of decoded clips and several decoders give the same records in the same order
+    // (timings aside), and the run says where its time went.
+    let records = |extra: &[&str]| {
+        let weights = fixture("pptsmv2/w8.pdparams");
+        let mut args = vec![
+            "classify",
+            "--device",
+            "cpu",
+            "--format",
+            "json",
+            "--weights",
+        ];
+        args.extend([s(&weights), s(&clips)]);
+        args.extend(extra);
+        let out = kineto(&args);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("classify json");
+        for record in json.as_array_mut().expect("an array").iter_mut() {
+            record
+                .as_object_mut()
+                .expect("a record")
+                .remove("timings_ms");
+        }
+        (json, stderr(&out))
+    };
+    let (one_by_one, _) = records(&[]);
+    let (batched, said) = records(&["--batch", "4", "--decoders", "3"]);
+    assert_eq!(batched, one_by_one);
+    assert!(
+        said.contains("clips/s") && said.contains("3 decoders"),
+        "{said}"
+    );
 }
 
 #[test]

@@ -79,3 +79,61 @@ fn cli_logits_on_the_gpu_device() {
     let d = max_abs_diff(&ours.data, &npz_get(&arrays, "logits_fused").data);
     assert!(d <= 1e-4, "gpu CLI logits: {d:e}");
 }
+
+/// A batch on wgpu gives each clip its own answer: clips 0 and 2 are the fixture clip (their
+/// logits PaddleVideo's), clip 1 its mirror image (its logits what the CPU gives it alone).
+#[test]
+fn pptsmv2_batch_of_three_on_wgpu() {
+    let device = wgpu_device();
+    let arrays = npz("pptsmv2/act64_8f.npz");
+    let input = npz_get(&arrays, "input");
+    let reference = &npz_get(&arrays, "logits_fused").data;
+    let clip_len = input.data.len();
+    let width = *input.shape.last().expect("input shape");
+    let mirror: Vec<f32> = input
+        .data
+        .chunks(width)
+        .flat_map(|row| row.iter().rev().copied())
+        .collect();
+    let frames_dims = |n: usize| {
+        let [t, c, h, w] = input.shape[input.shape.len() - 4..] else {
+            panic!("input shape {:?}", input.shape)
+        };
+        [n, t, c, h, w]
+    };
+    let store = v2_store(false);
+    let cpu = Device::flex();
+    let alone = data_f32(
+        &build(&store, Form::Fused, &cpu)
+            .forward(burn::tensor::Tensor::from_data(
+                burn::tensor::TensorData::new(mirror.clone(), frames_dims(1)),
+                &cpu,
+            ))
+            .into_data(),
+    );
+    let batch: Vec<f32> = [&input.data, &mirror, &input.data]
+        .into_iter()
+        .flat_map(|clip| clip.iter().copied())
+        .collect();
+    assert_eq!(batch.len(), 3 * clip_len);
+    let logits = data_f32(
+        &build(&store, Form::Fused, &device)
+            .forward(burn::tensor::Tensor::from_data(
+                burn::tensor::TensorData::new(batch, frames_dims(3)),
+                &device,
+            ))
+            .into_data(),
+    );
+    let classes = reference.len();
+    assert_eq!(logits.len(), 3 * classes);
+    for (row, expected, what) in [
+        (0, reference.as_slice(), "PaddleVideo's"),
+        (1, alone.as_slice(), "the CPU's alone"),
+        (2, reference.as_slice(), "PaddleVideo's"),
+    ] {
+        let d = max_abs_diff(&logits[row * classes..(row + 1) * classes], expected);
+        assert!(d <= 1e-4, "clip {row} of 3 on wgpu vs {what}: {d:e}");
+    }
+    // The mirror image is a different clip: the check above could not pass by accident.
+    assert!(max_abs_diff(&alone, reference) > 1e-3);
+}
