@@ -253,7 +253,10 @@ fn a_clip_named_relative_to_the_working_folder_joins_its_folders_project() {
     let mut h = harness(options(settings, DialogBackend::scripted(vec![])));
     let name = format!("kineto-absent-{}.mp4", std::process::id());
     h.state_mut().open_clip(Path::new(&name));
-    h.step();
+    // The project is read on its worker.
+    run_until(&mut h, Duration::from_secs(30), "the project", |h| {
+        h.state().shared.project.is_some()
+    });
     let cwd = std::env::current_dir().expect("cwd");
     let project = h.state().shared.project.as_ref().expect("a project");
     assert_eq!(project.root, cwd);
@@ -270,4 +273,254 @@ fn a_clip_named_relative_to_the_working_folder_joins_its_folders_project() {
         !cwd.join("kineto-project.json").exists(),
         "nothing labelled, nothing written"
     );
+}
+
+/// Writes `<dir>/kineto-project.json` holding `clips` labelled clips (`clip-<i>.mp4`), each
+/// with a top-5 prediction: a project of 100,000 clips is some 40 MB of JSON.
+fn write_big_project(dir: &Path, clips: usize) {
+    use std::fmt::Write as _;
+    let labels: Vec<String> = (0..400).map(|i| format!("class {i}")).collect();
+    let mut text = format!(
+        "{{\"format\":\"kineto-project\",\"version\":1,\"label_set\":{{\"name\":\"big\",\"labels\":{}}},\"clips\":[",
+        serde_json::to_string(&labels).expect("labels")
+    );
+    for i in 0..clips {
+        if i > 0 {
+            text.push(',');
+        }
+        let top_k: Vec<String> = (0..5)
+            .map(|r| {
+                let id = (i + r * 7) % 400;
+                format!(
+                    "{{\"rank\":{},\"label_id\":{id},\"label\":\"class {id}\",\"score\":0.{}}}",
+                    r + 1,
+                    9 - r
+                )
+            })
+            .collect();
+        let id = i % 400;
+        write!(
+            text,
+            "{{\"path\":\"clip-{i:06}.mp4\",\"status\":\"accepted\",\"label_id\":{id},\"label\":\"class {id}\",\"updated_at\":\"2025-01-01T00:00:00Z\",\"prediction\":{{\"top_k\":[{}]}}}}",
+            top_k.join(",")
+        )
+        .expect("write");
+    }
+    text.push_str("]}");
+    std::fs::write(dir.join("kineto-project.json"), text).expect("write the project");
+}
+
+/// The window with a model that cannot load (these tests need none): nothing but the project.
+fn harness_without_model() -> Harness<'static, KinetoApp> {
+    let settings = Settings {
+        offline: true,
+        ..test_settings(Path::new("/nonexistent/kineto-weights.pdparams"))
+    };
+    harness(options(settings, DialogBackend::scripted(vec![])))
+}
+
+const BIG: usize = 100_000;
+
+/// Like `run_until`, timing each frame (the UI thread's work in it).
+fn timed_frames_until(
+    h: &mut Harness<'static, KinetoApp>,
+    timeout: Duration,
+    what: &str,
+    mut done: impl FnMut(&Harness<'static, KinetoApp>) -> bool,
+) -> Vec<Duration> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut frames = Vec::new();
+    loop {
+        let started = std::time::Instant::now();
+        h.step();
+        frames.push(started.elapsed());
+        if done(h) {
+            return frames;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_project_switch_does_not_block_the_window_and_the_project_opens_once_read() {
+    // Opening a clip of a folder whose project holds 100,000 clips read and parsed its file on
+    // the UI thread (seconds in a debug build), after waiting up to 2 s for the saver.
+    let dir = tmp("big-project");
+    write_big_project(&dir, BIG);
+    let started = std::time::Instant::now();
+    let direct = kineto::labels::project::Project::load(&dir)
+        .expect("load")
+        .expect("a project");
+    let load_time = started.elapsed();
+    assert_eq!(direct.clips.len(), BIG);
+    drop(direct);
+
+    let mut h = harness_without_model();
+    h.step();
+    let clip = dir.join("new-clip.mp4");
+    let started = std::time::Instant::now();
+    h.state_mut().open_clip(&clip);
+    h.step();
+    let ui_time = started.elapsed();
+    eprintln!(
+        "project of {BIG} clips: Project::load {:.0} ms off the UI thread; open_clip + one frame on it {:.1} ms",
+        load_time.as_secs_f64() * 1e3,
+        ui_time.as_secs_f64() * 1e3
+    );
+    assert!(
+        ui_time < load_time / 4 && ui_time < Duration::from_millis(500),
+        "the switch held the UI thread {ui_time:?} (the load takes {load_time:?})"
+    );
+    // Meanwhile the label panel says so, and labelling waits.
+    assert!(h.state().shared.project_loading());
+    assert!(h.state().shared.project.is_none());
+    h.get_by_label_contains("loading project");
+
+    let frames = timed_frames_until(&mut h, Duration::from_secs(120), "the project", |h| {
+        h.state().shared.project.is_some()
+    });
+    let slowest = frames.iter().max().copied().unwrap_or_default();
+    eprintln!(
+        "slowest frame while it loaded and when it opened: {:.1} ms",
+        slowest.as_secs_f64() * 1e3
+    );
+    let project = h.state().shared.project.as_ref().expect("the project");
+    assert_eq!(project.root, *dir);
+    assert_eq!(project.label_set.name, "big", "the file's own label set");
+    assert_eq!(project.clips.len(), BIG + 1, "its clips and the one opened");
+    assert_eq!(project.clips[BIG].path, "new-clip.mp4");
+    assert!(!h.state().shared.project_loading());
+}
+
+#[test]
+fn a_late_project_load_is_dropped_not_applied_to_the_next_project() {
+    let big = tmp("late-load-a");
+    write_big_project(&big, BIG);
+    let other = tmp("late-load-b");
+    let mut h = harness_without_model();
+    h.step();
+    let first = h.state().shared.project_generation();
+    h.state_mut().open_clip(&big.join("a.mp4"));
+    h.state_mut().open_clip(&other.join("b.mp4"));
+    h.step();
+    // The first folder's project, read after the switch to the second, arrives late: it is
+    // dropped (its generation is not the last one) rather than opened for the second folder.
+    let stale = kineto::labels::project::Project::new(&*big, "stale", vec!["x".into()]);
+    h.state_mut()
+        .shared
+        .apply_project_load(first + 1, &big, Ok(Some(stale)));
+    assert!(
+        h.state().shared.project.is_none(),
+        "a late load was applied"
+    );
+    run_until(
+        &mut h,
+        Duration::from_secs(120),
+        "the second project",
+        |h| h.state().shared.project.is_some(),
+    );
+    // Long enough for the first load to have ended too: the second project stays.
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < until {
+        h.step();
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let project = h.state().shared.project.as_ref().expect("the project");
+    assert_eq!(project.root, *other);
+    assert_eq!(
+        project
+            .clips
+            .iter()
+            .map(|c| c.path.as_str())
+            .collect::<Vec<_>>(),
+        ["b.mp4"]
+    );
+}
+
+#[test]
+fn switching_back_to_a_project_reads_its_last_snapshot_not_the_file_before_it() {
+    // The switch no longer waits for the saver: the load of a project waits (on its worker)
+    // for the snapshots handed over before it, so what was labelled just before is there.
+    let a = tmp("switch-back-a");
+    let b = tmp("switch-back-b");
+    let mut h = harness_without_model();
+    h.step();
+    let clip = a.join("a.mp4");
+    h.state_mut().open_clip(&clip);
+    run_until(&mut h, Duration::from_secs(60), "project a", |h| {
+        h.state().shared.project.is_some()
+    });
+    {
+        let shared = &mut h.state_mut().shared;
+        let project = shared.project.as_mut().expect("project a");
+        let index = project.clip_index(&clip).expect("a.mp4");
+        project.correct(index, 3).expect("label");
+        shared.save_project();
+    }
+    h.state_mut().open_clip(&b.join("b.mp4"));
+    h.state_mut().open_clip(&clip);
+    run_until(&mut h, Duration::from_secs(60), "project a again", |h| {
+        h.state()
+            .shared
+            .project
+            .as_ref()
+            .is_some_and(|p| p.root == *a)
+    });
+    let project = h.state().shared.project.as_ref().expect("project a");
+    assert_eq!(project.clips.len(), 1);
+    assert_eq!(project.clips[0].label_id, Some(3), "the label given before");
+}
+
+#[test]
+fn starting_a_batch_of_100000_files_keeps_the_ui_thread_short() {
+    // A folder of 100,000 (empty) .mp4 files with a project of the same 100,000 clips: the
+    // walk runs on `kineto-batch-walk`, the project load on `kineto-project-load`; the UI
+    // thread adds the files to the project (one pass) and draws the table's visible rows.
+    let dir = tmp("batch-100k");
+    write_big_project(&dir, BIG);
+    for i in 0..BIG {
+        std::fs::write(dir.join(format!("clip-{i:06}.mp4")), b"").expect("write");
+    }
+    let mut h = harness_without_model();
+    h.step();
+    let started = std::time::Instant::now();
+    h.state_mut().open_paths(vec![dir.to_path_buf()]);
+    h.step();
+    let start_time = started.elapsed();
+    let mut frames = timed_frames_until(&mut h, Duration::from_secs(300), "the batch", |h| {
+        h.state().batch.files.len() == BIG && h.state().shared.project.is_some()
+    });
+    // A few more frames of the table (100,000 rows, the visible ones drawn).
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        h.step();
+        frames.push(started.elapsed());
+    }
+    let slowest = frames.iter().max().copied().unwrap_or_default();
+    let mut sorted = frames.clone();
+    sorted.sort();
+    let median = sorted[sorted.len() / 2];
+    eprintln!(
+        "batch of {BIG} files: start {:.1} ms; {} frames until started and open: slowest {:.1} ms, median {:.1} ms",
+        start_time.as_secs_f64() * 1e3,
+        frames.len(),
+        slowest.as_secs_f64() * 1e3,
+        median.as_secs_f64() * 1e3
+    );
+    let project = h.state().shared.project.as_ref().expect("the project");
+    assert_eq!(
+        project.clips.len(),
+        BIG,
+        "the files were in the project already"
+    );
+    // Generous (a debug build on a shared machine): the point is no multi-second freeze.
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a frame held the UI thread {slowest:?}"
+    );
+    h.state_mut().batch.cancel();
 }

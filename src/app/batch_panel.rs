@@ -130,6 +130,7 @@ impl BatchPanel {
 
     /// Starts the batch once its folder walk has ended.
     pub fn poll(&mut self, shared: &mut Shared) {
+        self.attach_project(shared);
         let Some(outcome) = self.finding.as_ref().and_then(|(_, t)| t.try_outcome()) else {
             return;
         };
@@ -148,17 +149,11 @@ impl BatchPanel {
         if let Some((_, cancel)) = self.job.take() {
             cancel.cancel();
         }
-        shared.ensure_project(&project_root(inputs));
-        self.project_clips = match shared.project.as_mut() {
-            Some(project) => project
-                .add_clips(&files)
-                .into_iter()
-                .map(Result::ok)
-                .collect(),
-            None => vec![None; files.len()],
-        };
-        self.project_root = shared.project.as_ref().map(|p| p.root.clone());
-        shared.save_project();
+        let root = project_root(inputs);
+        shared.ensure_project(&root);
+        self.project_clips = Vec::new();
+        // The files join the project now if it is open, else once it is (`poll`).
+        self.project_root = Some(root);
         let k = shared.settings.top_k;
         self.job = Some(shared.service.classify(files.clone(), k));
         self.records = vec![None; files.len()];
@@ -167,6 +162,29 @@ impl BatchPanel {
         self.finished = None;
         self.cancelled = false;
         self.selected = None;
+        self.attach_project(shared);
+    }
+
+    /// Finds the batch's files in its project (adding them) once that project is open: each
+    /// file's clip index, computed once in one pass.
+    fn attach_project(&mut self, shared: &mut Shared) {
+        if !self.project_clips.is_empty() || self.files.is_empty() {
+            return;
+        }
+        let Some(project) = shared.project.as_mut() else {
+            return;
+        };
+        if self.project_root.as_ref() != Some(&project.root) {
+            return;
+        }
+        self.project_clips = project
+            .add_clips(&self.files)
+            .into_iter()
+            .map(Result::ok)
+            .collect();
+        // Soon, not now: the snapshot of a project of 100,000 clips is a copy of them all,
+        // and this frame already added them.
+        shared.save_project_soon();
     }
 
     pub fn cancel(&mut self) {
@@ -532,16 +550,7 @@ pub fn status_name(status: Option<ClipStatus>) -> &'static str {
 /// Stores a clip's prediction in the project (and saves it); `clip` is its index in the
 /// project when known (a batch knows it: no search per record).
 fn record_prediction(shared: &mut Shared, record: &ClassifyRecord, clip: Option<usize>) {
-    if !record.is_ok() {
-        return;
-    }
-    let path = PathBuf::from(&record.path);
-    if let Some(project) = shared.project.as_mut()
-        && let Some(index) = clip.or_else(|| project.clip_index(&path))
-    {
-        match project.set_prediction(index, record.top_k.clone()) {
-            Ok(()) => shared.save_project_soon(),
-            Err(e) => shared.error(e.to_string()),
-        }
+    if record.is_ok() {
+        shared.record_prediction(Path::new(&record.path), &record.top_k, clip);
     }
 }

@@ -12,6 +12,7 @@ use super::Tab;
 use super::batch_panel::{BatchPanel, status_name};
 use super::dialogs::ProjectExport;
 use crate::labels::export::{FolderMode, export_class_folders_with, export_csv, export_list};
+use crate::labels::project::Project;
 use crate::labels::read_label_file;
 use crate::progress::{Task, TaskMsg};
 use crate::report::Ranked;
@@ -142,6 +143,15 @@ impl Labelling {
     pub fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared, tab: Tab, batch: &BatchPanel) {
         ui.heading("Label");
         self.export_progress_ui(ui);
+        if let Some(load) = &shared.project_load {
+            // Labelling waits for the project: a label given now would have nowhere to go.
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label("loading project…")
+                    .on_hover_text(load.root.join(Project::FILE_NAME).display().to_string());
+            });
+            return;
+        }
         let Some(project) = &shared.project else {
             ui.weak("open a clip or a folder to label it");
             return;
@@ -289,6 +299,10 @@ impl Labelling {
             Ok(labels) => labels,
             Err(e) => return shared.error(e.to_string()),
         };
+        if shared.project_loading() {
+            return shared
+                .error("the project is still loading; load the label set once it is open");
+        }
         let Some(project) = shared.project.as_mut() else {
             return shared.error("open a clip or a folder first");
         };

@@ -294,6 +294,9 @@ impl KinetoApp {
         }
         self.shared.drain_saver();
         self.shared.flush_project_if_due();
+        // Before the batch's poll: a batch waiting for its project finds its clips in the
+        // same frame as the project opens.
+        self.shared.poll_project_load();
         self.batch.poll(&mut self.shared);
         self.labelling.poll_export(&mut self.shared);
         self.train.drain();

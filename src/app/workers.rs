@@ -11,8 +11,9 @@ use super::AppOptions;
 use super::dialogs::Dialogs;
 use super::settings::Settings;
 use crate::infer::service::{InferenceService, LoadedModel, ServiceEvent};
-use crate::labels::project::{Project, ProjectSaver, SaveEvent};
+use crate::labels::project::{Project, ProjectError, ProjectSaver, SaveEvent};
 use crate::progress::{Notify, Task};
+use crate::report::Ranked;
 use crate::train::demo::{DemoOptions, generate};
 use crate::video::player::{Player, PlayerCmd, PlayerOptions};
 use crate::weights::catalog::{Catalog, EntryKind};
@@ -21,6 +22,25 @@ use crate::weights::catalog::{Catalog, EntryKind};
 const EVENTS_PER_FRAME: usize = 256;
 /// The longest a change waits before its project snapshot goes to the saver.
 pub const SAVE_INTERVAL: Duration = Duration::from_millis(250);
+/// How long a project load waits for the saver to write the snapshots handed to it before the
+/// switch (the project being opened may be one of them: it is read once they are written).
+const LOAD_WAITS_FOR_SAVES: Duration = Duration::from_secs(60);
+/// How long closing the window waits for the saver to write the last snapshot.
+const SHUTDOWN_SAVE_WAIT: Duration = Duration::from_secs(2);
+
+/// What a project load gives back: its generation, its root, the project (`None`: there is no
+/// project file yet) or why it could not be read.
+type LoadOutcome = (u64, PathBuf, Result<Option<Project>, ProjectError>);
+
+/// The labelling project being read on its `kineto-project-load` worker. While it loads,
+/// `Shared::project` is `None` (labelling shows "loading project…" and is disabled); what
+/// arrives meanwhile for the project (the clip opened, a batch's files, predictions) waits in
+/// `pending_*` and is applied once it is open.
+pub struct ProjectLoad {
+    pub root: PathBuf,
+    generation: u64,
+    task: Task<LoadOutcome>,
+}
 
 #[derive(Clone, Debug)]
 pub enum ModelState {
@@ -51,6 +71,14 @@ pub struct Shared {
     pub dialogs: Dialogs,
     pub model: ModelState,
     pub project: Option<Project>,
+    /// The project being opened (see [`ProjectLoad`]).
+    pub project_load: Option<ProjectLoad>,
+    /// Counts project switches: a load's outcome is applied only if no switch came after it.
+    project_generation: u64,
+    /// Clips to add to the project being loaded once it is open (in order).
+    pending_clips: Vec<PathBuf>,
+    /// Predictions made while the project was loading (path, top-k), stored once it is open.
+    pending_predictions: Vec<(PathBuf, Vec<Ranked>)>,
     pub current_clip: Option<PathBuf>,
     /// Job id of the one-clip classification of the clip in the player.
     pub clip_job: Option<u64>,
@@ -100,6 +128,10 @@ impl Shared {
             dialogs: Dialogs::new(options.dialogs.clone(), repaint(ctx)),
             model: ModelState::None,
             project: None,
+            project_load: None,
+            project_generation: 0,
+            pending_clips: Vec::new(),
+            pending_predictions: Vec::new(),
             current_clip: None,
             clip_job: None,
             toasts: Vec::new(),
@@ -166,14 +198,48 @@ impl Shared {
         self.player.send(PlayerCmd::Play);
         let root = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         self.ensure_project(&root);
-        if let Some(project) = self.project.as_mut()
-            && let Err(e) = project.add_clip(path)
-        {
-            let text = e.to_string();
-            self.error(text);
-        }
-        self.save_project();
+        self.add_clips_to_project(std::slice::from_ref(&absolute));
         self.classify_current();
+    }
+
+    /// Adds `paths` to the project (now, or once the project being loaded is open) and saves.
+    pub fn add_clips_to_project(&mut self, paths: &[PathBuf]) {
+        if self.project_load.is_some() {
+            self.pending_clips.extend_from_slice(paths);
+            return;
+        }
+        let Some(project) = self.project.as_mut() else {
+            return;
+        };
+        if let Some(Err(e)) = project.add_clips(paths).into_iter().find(Result::is_err) {
+            self.error(e.to_string());
+        }
+        // Soon rather than now: a snapshot copies the whole project (100,000 clips: a
+        // frame's worth of time), and a frame that opened a project did enough.
+        self.save_project_soon();
+    }
+
+    /// Whether a project is being read (the label panel says "loading project…").
+    pub fn project_loading(&self) -> bool {
+        self.project_load.is_some()
+    }
+
+    /// Stores a prediction of the clip at `path` (`clip`: its index in the project when known);
+    /// kept until the project is open while one is loading.
+    pub fn record_prediction(&mut self, path: &Path, top_k: &[Ranked], clip: Option<usize>) {
+        if self.project_load.is_some() {
+            self.pending_predictions
+                .push((path.to_path_buf(), top_k.to_vec()));
+            return;
+        }
+        if let Some(project) = self.project.as_mut()
+            && let Some(index) = clip.or_else(|| project.clip_index(path))
+        {
+            match project.set_prediction(index, top_k.to_vec()) {
+                Ok(()) => self.save_project_soon(),
+                Err(e) => self.error(e.to_string()),
+            }
+        }
     }
 
     /// The clip-level prediction of the clip in the player (PaddleVideo's uniform sampling).
@@ -184,16 +250,110 @@ impl Shared {
         }
     }
 
-    /// Opens (or creates) the labelling project of `root` unless it is the open one. A project
-    /// file that cannot be read is reported and left untouched (a new one is not written over it).
+    /// Opens (or creates) the labelling project of `root` unless it is the open one (or the
+    /// one being opened). The switch never waits: the open project's last snapshot goes to the
+    /// saver, and the new one is read on a `kineto-project-load` worker that first waits for the
+    /// saver to have written what it was given (switching back to a project whose last snapshot
+    /// is still being written reads that snapshot, not the file before it). A project file that
+    /// cannot be read is reported and left untouched (a new one is not written over it).
     pub fn ensure_project(&mut self, root: &Path) {
-        if self.project.as_ref().is_some_and(|p| p.root == root) {
+        if self.project.as_ref().is_some_and(|p| p.root == root)
+            || self.project_load.as_ref().is_some_and(|l| l.root == root)
+        {
             return;
         }
         self.save_project_if_dirty();
-        self.saver.flush(Duration::from_secs(2));
+        self.project = None;
+        // What waited for a load that is given up belonged to that project.
+        self.pending_clips.clear();
+        self.pending_predictions.clear();
+        self.project_generation += 1;
+        let generation = self.project_generation;
+        let fence = self.saver.fence();
+        let loaded_root = root.to_path_buf();
+        let spawned = Task::spawn("kineto-project-load", self.repaint.clone(), move |_| {
+            let outcome = if fence.wait(LOAD_WAITS_FOR_SAVES) {
+                Project::load(&loaded_root)
+            } else {
+                Err(ProjectError::Invalid {
+                    path: loaded_root.join(Project::FILE_NAME),
+                    problem: "the previous save of the projects has not finished; not read"
+                        .to_string(),
+                })
+            };
+            (generation, loaded_root, outcome)
+        });
+        // Replacing a load drops its task: its outcome is never read (and the generation
+        // check below refuses one that would be).
+        self.project_load = match spawned {
+            Ok(task) => Some(ProjectLoad {
+                root: root.to_path_buf(),
+                generation,
+                task,
+            }),
+            Err(e) => {
+                self.error(format!(
+                    "labelling disabled: cannot start the project load: {e}"
+                ));
+                None
+            }
+        };
+    }
+
+    /// Opens the project once its load has ended (called every frame): a new project takes
+    /// the model's classes; what waited for it is added; an outcome of a load that a later
+    /// switch replaced is dropped.
+    pub fn poll_project_load(&mut self) {
+        let Some(outcome) = self
+            .project_load
+            .as_ref()
+            .and_then(|l| l.task.try_outcome())
+        else {
+            return;
+        };
+        let Some(load) = self.project_load.take() else {
+            return;
+        };
+        let (generation, root, loaded) = match outcome {
+            Ok(outcome) => outcome,
+            Err(panic) => (
+                load.generation,
+                load.root.clone(),
+                Err(ProjectError::Invalid {
+                    path: load.root.join(Project::FILE_NAME),
+                    problem: format!("the project load failed: {panic}"),
+                }),
+            ),
+        };
+        self.apply_project_load(generation, &root, loaded);
+    }
+
+    /// Opens a loaded project unless a switch came after its load started (its generation is
+    /// not the last): a late outcome is dropped, never applied to the project of another
+    /// folder.
+    pub fn apply_project_load(
+        &mut self,
+        generation: u64,
+        root: &Path,
+        loaded: Result<Option<Project>, ProjectError>,
+    ) {
+        if generation != self.project_generation || self.project.is_some() {
+            return;
+        }
+        self.project_load = None;
+        self.open_loaded_project(root, loaded);
+    }
+
+    /// The generation of the last project switch (a load started now would carry it).
+    pub fn project_generation(&self) -> u64 {
+        self.project_generation
+    }
+
+    fn open_loaded_project(&mut self, root: &Path, loaded: Result<Option<Project>, ProjectError>) {
+        let pending_clips = std::mem::take(&mut self.pending_clips);
+        let pending_predictions = std::mem::take(&mut self.pending_predictions);
         // An existing project keeps its own label set; a new one takes the model's classes.
-        let loaded = Project::load(root).map(|existing| {
+        let loaded = loaded.map(|existing| {
             existing.unwrap_or_else(|| {
                 let labels = self
                     .model()
@@ -219,6 +379,12 @@ impl Shared {
                     self.error(text);
                 }
                 self.project = Some(project);
+                if !pending_clips.is_empty() {
+                    self.add_clips_to_project(&pending_clips);
+                }
+                if !pending_predictions.is_empty() {
+                    self.store_predictions(pending_predictions);
+                }
             }
             Err(e) => {
                 self.project = None;
@@ -226,6 +392,27 @@ impl Shared {
                 self.error(text);
             }
         }
+    }
+
+    /// Stores predictions made while the project was loading (one pass: no search per clip).
+    fn store_predictions(&mut self, predictions: Vec<(PathBuf, Vec<Ranked>)>) {
+        let Some(project) = self.project.as_mut() else {
+            return;
+        };
+        let paths: Vec<PathBuf> = predictions.iter().map(|(p, _)| p.clone()).collect();
+        let indices = project.add_clips(&paths);
+        let mut failed = None;
+        for (index, (_, top_k)) in indices.into_iter().zip(predictions) {
+            if let Ok(index) = index
+                && let Err(e) = project.set_prediction(index, top_k)
+            {
+                failed.get_or_insert(e.to_string());
+            }
+        }
+        if let Some(e) = failed {
+            self.error(e);
+        }
+        self.save_project_soon();
     }
 
     /// Hands the project's current state to the saver thread (written atomically) now.
@@ -349,7 +536,10 @@ impl Shared {
 
     pub fn shutdown(&mut self) {
         self.save_project_if_dirty();
-        self.saver.flush(Duration::from_secs(2));
+        // The one wait for the saver on the UI thread, bounded: the window is closing, and
+        // the last snapshot must be on disk before the process ends (the saver's own drop
+        // waits for it too, a few seconds at most).
+        self.saver.flush(SHUTDOWN_SAVE_WAIT);
         self.service.shutdown(Duration::from_secs(2));
         self.player.shutdown();
     }

@@ -633,9 +633,12 @@ impl Project {
         let mut index: HashMap<String, usize> = (self.clips.iter().enumerate())
             .map(|(i, c)| (c.path.clone(), i))
             .collect();
+        // The root made absolute once, not once per path (a batch of 100,000 files).
+        let root = absolute_normal(&self.root);
         let mut out = Vec::with_capacity(paths.len());
         for path in paths {
-            let rel = match self.relative_path(path) {
+            let fast = root.as_deref().and_then(|root| plain_relative(root, path));
+            let rel = match fast.map_or_else(|| self.relative_path(path), Ok) {
                 Ok(rel) => rel,
                 Err(e) => {
                     out.push(Err(e));
@@ -813,6 +816,27 @@ fn check_relative(path: &str) -> Result<(), &'static str> {
         }
     }
     Ok(())
+}
+
+/// What [`Project::relative_path`] gives for an absolute `path` without `.` or `..` under the
+/// absolute, normal `root`, without a system call; `None` for any other path (which takes
+/// the full way, with its errors).
+fn plain_relative(root: &Path, path: &Path) -> Option<String> {
+    if !path.is_absolute() {
+        return None;
+    }
+    let rel = path.strip_prefix(root).ok()?;
+    let mut out = String::with_capacity(rel.as_os_str().len());
+    for component in rel.components() {
+        let Component::Normal(part) = component else {
+            return None;
+        };
+        if !out.is_empty() {
+            out.push('/');
+        }
+        out.push_str(part.to_str()?);
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 /// `path` made absolute (against the current directory) with `.` and `..` removed lexically.
@@ -1034,14 +1058,45 @@ impl ProjectSaver {
     /// Waits until the last snapshot given to `save` has been written (or has failed);
     /// `false` if that takes longer than `timeout`.
     pub fn flush(&self, timeout: Duration) -> bool {
-        let target = *lock(&self.shared.put);
+        self.fence().wait(timeout)
+    }
+
+    /// A point in the saver's queue: every snapshot given to `save` so far. Another thread
+    /// waits on it (the window's project load waits there, so that it reads a project file
+    /// after its last snapshot was written, never the UI thread).
+    pub fn fence(&self) -> SaveFence {
+        SaveFence {
+            shared: Arc::clone(&self.shared),
+            target: *lock(&self.shared.put),
+        }
+    }
+}
+
+/// Every snapshot given to a [`ProjectSaver`] before [`ProjectSaver::fence`] was called.
+pub struct SaveFence {
+    shared: Arc<SaverShared>,
+    target: u64,
+}
+
+impl std::fmt::Debug for SaveFence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaveFence")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SaveFence {
+    /// Waits until those snapshots have been written (or have failed); `false` if that takes
+    /// longer than `timeout`.
+    pub fn wait(&self, timeout: Duration) -> bool {
         let done = lock(&self.shared.done);
         let (done, _) = self
             .shared
             .done_changed
-            .wait_timeout_while(done, timeout, |d| *d < target)
+            .wait_timeout_while(done, timeout, |d| *d < self.target)
             .unwrap_or_else(PoisonError::into_inner);
-        *done >= target
+        *done >= self.target
     }
 }
 
