@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::anyhow;
-use kineto::infer::batch::{Feed, FeedStats, classify_files, expand_inputs};
+use kineto::infer::batch::{ClassifyOptions, Feed, FeedStats, classify_files, expand_inputs};
 use kineto::infer::classify::Sampling;
 use kineto::report::{classify_csv, classify_json, classify_table};
 
@@ -62,16 +62,15 @@ pub fn run(args: &ClassifyArgs, global: &GlobalArgs) -> CliResult {
     };
     let progress = Progress::new(files.len() as u64, "clips", global.quiet);
     let cancel = interrupt_token();
-    let classified = classify_files(
-        &engine,
-        &files,
+    let how = ClassifyOptions {
         sampling,
-        args.top_k,
-        &labels,
+        top_k: args.top_k,
+        labels: &labels,
         feed,
-        &cancel,
-        |i, r| progress.update(i as u64 + 1, &r.path),
-    );
+    };
+    let classified = classify_files(&engine, &files, &how, &cancel, |i, r| {
+        progress.update(i as u64 + 1, &r.path)
+    });
     progress.finish();
     let records = classified.records;
     if !global.quiet && classified.stats.clips > 1 {
@@ -103,17 +102,18 @@ pub fn run(args: &ClassifyArgs, global: &GlobalArgs) -> CliResult {
 
 /// One line on where the time went: end to end beside what each stage alone would do.
 fn throughput_line(stats: &FeedStats, feed: Feed) -> String {
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     format!(
-        "{} clips in {:.1} s, {:.1} clips/s; the model alone {:.1} clips/s ({} forwards, up to \
-         {} views each), decoding alone {:.1} clips/s ({} decoders): {} is the bottleneck",
+        "{} clips in {:.1} s, {:.1} clips/s; the model alone {:.1} clips/s ({} of up to {}), \
+         decoding alone {:.1} clips/s ({}): {} is the bottleneck",
         stats.clips,
         stats.wall_s,
         stats.clips_per_s(),
         stats.model_clips_per_s(),
-        stats.forwards,
-        feed.batch,
+        plural(stats.forwards, "forward"),
+        plural(feed.batch, "view"),
         stats.decode_clips_per_s(),
-        stats.decoders,
+        plural(stats.decoders, "decoder"),
         stats.bottleneck()
     )
 }

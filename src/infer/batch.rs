@@ -132,6 +132,17 @@ fn rate(clips: usize, seconds: f64) -> f64 {
     }
 }
 
+/// How [`classify_files`] samples, ranks, names and feeds.
+#[derive(Clone, Copy, Debug)]
+pub struct ClassifyOptions<'a> {
+    pub sampling: Sampling,
+    /// Labels per record.
+    pub top_k: usize,
+    /// Class names by id (`class_<id>` past the end).
+    pub labels: &'a [String],
+    pub feed: Feed,
+}
+
 /// What [`classify_files`] returns: the records in input order and where the time went.
 #[derive(Debug)]
 pub struct Classified {
@@ -154,13 +165,16 @@ struct Decoded {
 pub fn classify_files(
     engine: &Engine,
     files: &[PathBuf],
-    sampling: Sampling,
-    k: usize,
-    labels: &[String],
-    feed: Feed,
+    how: &ClassifyOptions<'_>,
     cancel: &CancelToken,
     mut on_record: impl FnMut(usize, &ClassifyRecord),
 ) -> Classified {
+    let ClassifyOptions {
+        sampling,
+        top_k: k,
+        labels,
+        feed,
+    } = *how;
     let started = Instant::now();
     let batch = feed.batch.max(1);
     // Memory: at most about two batches of decoded views wait (a dense clip is 30 views,
@@ -182,10 +196,30 @@ pub fn classify_files(
         // waits for them.
         let rx = rx;
         let (mut spawned_any, mut spawn_error) = (false, None);
+        // Each decoder has its own pool for its clips' transforms: `prepare` blocks a pool
+        // thread while it decodes, so decoders sharing one pool could take every thread and
+        // leave none for the transforms they wait on.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads_each = (cores / decoders).max(1);
         for d in 0..decoders {
             let tx = tx.clone();
             let next_file = &next_file;
-            let worker = move || decode_files(files, sampling, next_file, cancel, &tx);
+            let worker = move || {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads_each)
+                    .thread_name(move |i| format!("kineto-decode-{d}.{i}"))
+                    .build();
+                match pool {
+                    Ok(pool) => pool.install(|| {
+                        decode_files(files, next_file, cancel, &tx, &|path: &Path| {
+                            prepare(path, sampling, false).map_err(|e| e.problem(path))
+                        })
+                    }),
+                    Err(e) => decode_files(files, next_file, cancel, &tx, &|_: &Path| {
+                        Err(format!("cannot start decoding threads: {e}"))
+                    }),
+                }
+            };
             let spawned = std::thread::Builder::new()
                 .name(format!("kineto-decode-{d}"))
                 .spawn_scoped(scope, worker);
@@ -269,10 +303,10 @@ pub fn classify_files(
 /// the model's side has gone.
 fn decode_files(
     files: &[PathBuf],
-    sampling: Sampling,
     next_file: &AtomicUsize,
     cancel: &CancelToken,
     tx: &SyncSender<Decoded>,
+    prepare_one: &dyn Fn(&Path) -> Result<PreparedClip, String>,
 ) {
     while !cancel.is_cancelled() {
         let index = next_file.fetch_add(1, Ordering::Relaxed);
@@ -280,8 +314,7 @@ fn decode_files(
             break;
         };
         let start = Instant::now();
-        let prepared = catch_unwind(AssertUnwindSafe(|| prepare(path, sampling, false)))
-            .map(|r| r.map_err(|e| e.problem(path)))
+        let prepared = catch_unwind(AssertUnwindSafe(|| prepare_one(path)))
             .map_err(|p| panic_text(p.as_ref()));
         let decoded = Decoded {
             index,

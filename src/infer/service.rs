@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
-use super::batch::{Feed, classify_files};
+use super::batch::{ClassifyOptions, Feed, classify_files};
 use super::classify::Sampling;
 use super::device::{ComputeDevice, DeviceChoice};
 use super::engine::{Engine, store_in_form};
@@ -558,23 +558,20 @@ impl Worker {
                     num_seg: ready.info.num_seg,
                     dense: false,
                 };
-                classify_files(
-                    &ready.engine,
-                    &files,
+                let how = ClassifyOptions {
                     sampling,
-                    k,
-                    &ready.info.labels,
-                    Feed::for_engine(&ready.engine),
-                    &cancel,
-                    |index, record| {
-                        self.send(ServiceEvent::Batch(BatchEvent::Record {
-                            job,
-                            index,
-                            record: record.clone(),
-                        }));
-                        self.live_between_steps(&ready);
-                    },
-                );
+                    top_k: k,
+                    labels: &ready.info.labels,
+                    feed: Feed::for_engine(&ready.engine),
+                };
+                classify_files(&ready.engine, &files, &how, &cancel, |index, record| {
+                    self.send(ServiceEvent::Batch(BatchEvent::Record {
+                        job,
+                        index,
+                        record: record.clone(),
+                    }));
+                    self.live_between_steps(&ready);
+                });
                 self.send(ServiceEvent::Batch(BatchEvent::Finished {
                     job,
                     cancelled: cancel.is_cancelled(),
