@@ -15,32 +15,14 @@ import time
 import numpy as np
 
 SRC = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, SRC)
+from stage import maxabs, unpack  # noqa: E402
 D = os.environ.get("KDEV", "/tmp/kdev")
 OUT = os.environ.get("OUT", "/tmp/out")
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 
 
-def unpack():
-    """Copy SRC to D, decompressing the .xz files (what travelled is compressed)."""
-    import lzma
-    import tarfile
-    if os.path.exists(D):
-        shutil.rmtree(D)
-    shutil.copytree(SRC, D)
-    for root, _, files in os.walk(D):
-        for f in files:
-            if f.endswith(".xz") and not f.endswith(".tar.xz"):
-                p = os.path.join(root, f)
-                with lzma.open(p) as src, open(p[:-3], "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-                os.remove(p)
-    with tarfile.open(f"{D}/lib.tar.xz") as t:
-        t.extractall(D)
-    for b in ("kineto", "parity_nhwc"):
-        os.chmod(f"{D}/{b}", 0o755)
-
-
-unpack()
+unpack(SRC, D, ("kineto", "parity_nhwc"))
 FX = f"{D}/fx"
 W = f"{FX}/pptsmv2/w8.pdparams"
 K = f"{D}/kineto"
@@ -96,10 +78,6 @@ def pinned(cmd, threads):
 
 def simd_env(simd):
     return dict(BASE_ENV, KINETO_CPU_SIMD=simd)
-
-
-def maxabs(a, b):
-    return float(np.abs(np.asarray(a, np.float64).reshape(-1) - np.asarray(b, np.float64).reshape(-1)).max())
 
 
 def info():

@@ -9,11 +9,14 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 
 import numpy as np
 
 SRC = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, SRC)
+from stage import decompress, maxabs, unpack  # noqa: E402
 D = "/tmp/kgpu"
 OUT = os.environ.get("OUT", "/tmp/out")
 DEADLINE = float(os.environ.get("DEADLINE_S", "420"))
@@ -22,32 +25,17 @@ SUMMARY = []
 LOG = open(f"{OUT}/gpu.jsonl", "a")
 
 
-def unpack():
-    import lzma
-    import tarfile
-    if os.path.exists(D):
-        shutil.rmtree(D)
-    shutil.copytree(SRC, D)
-    for root, _, files in os.walk(D):
-        for f in files:
-            if f.endswith(".xz") and not f.endswith(".tar.xz"):
-                p = os.path.join(root, f)
-                with lzma.open(p) as src, open(p[:-3], "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-                os.remove(p)
+def unpack_all():
+    unpack(SRC, D, ("kineto", "lib/gst-plugin-scanner"))
     # A baseline staged beside this folder (.gpu-base/) comes along when the call carried it.
     base = os.path.join(os.path.dirname(SRC), ".gpu-base", "kineto-base.xz")
     if os.path.exists(base) and not os.path.exists(f"{D}/kineto-base"):
-        with lzma.open(base) as src, open(f"{D}/kineto-base", "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-    with tarfile.open(f"{D}/lib.tar.xz") as t:
-        t.extractall(D)
-    for b in ("kineto", "kineto-base", "lib/gst-plugin-scanner"):
-        if os.path.exists(f"{D}/{b}"):
-            os.chmod(f"{D}/{b}", 0o755)
+        decompress(base, f"{D}/kineto-base", remove=False)
+    if os.path.exists(f"{D}/kineto-base"):
+        os.chmod(f"{D}/kineto-base", 0o755)
 
 
-unpack()
+unpack_all()
 FX = f"{D}/fx"
 W = f"{FX}/w8.pdparams"
 BINS = {name: f"{D}/{file}" for name, file in (("new", "kineto"), ("base", "kineto-base"))
@@ -75,11 +63,6 @@ def run(cmd, env=None, timeout=180, cwd=None):
         return 124, "", f"TIMEOUT after {timeout} s"
     except Exception as e:  # noqa: BLE001
         return 1, "", repr(e)
-
-
-def maxabs(a, b):
-    return float(np.abs(np.asarray(a, np.float64).reshape(-1)
-                        - np.asarray(b, np.float64).reshape(-1)).max())
 
 
 def info():

@@ -30,7 +30,7 @@ cp "$fixtures"/anchor/ort_bench.py .dev/fx/anchor/
 "$python" scripts/device/share_onnx_weights.py "$onnx_cache" .dev/onnx "$fixtures"
 xz -T0 -6 .dev/kineto .dev/parity_nhwc .dev/fx/pptsmv2/w8.pdparams .dev/fx/video/*.npy \
   .dev/onnx/pptsmv2_w.bin
-cp scripts/device/check.py .dev/
+cp scripts/device/check.py scripts/device/stage.py .dev/
 
 # The Vulkan loader (the device machine has NVIDIA's driver but no loader).
 if [ ! -d .gl ]; then

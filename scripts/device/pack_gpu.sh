@@ -42,12 +42,12 @@ for i in $(seq 0 15); do
     filesink location=".gpu/clips/clip$i.webm"
 done
 xz -T0 -6 .gpu/kineto .gpu/fx/w8.pdparams .gpu/fx/*.npy
-cp scripts/device/gpu.py .gpu/
+cp scripts/device/gpu.py scripts/device/stage.py .gpu/
 if [ -n "$baseline" ]; then
   mkdir -p .gpu-base
   strip -o .gpu-base/kineto-base "$baseline"
   xz -T0 -6 .gpu-base/kineto-base
-  cp .gpu/lib.tar.xz scripts/device/gpu.py .gpu-base/
+  cp .gpu/lib.tar.xz scripts/device/gpu.py scripts/device/stage.py .gpu-base/
 fi
 
 # The Vulkan loader (the device machine has NVIDIA's driver but no loader).
