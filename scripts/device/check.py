@@ -16,7 +16,7 @@ import numpy as np
 
 SRC = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, SRC)
-from stage import maxabs, unpack  # noqa: E402
+from stage import maxabs, recorder, run_steps, unpack  # noqa: E402
 D = os.environ.get("KDEV", "/tmp/kdev")
 OUT = os.environ.get("OUT", "/tmp/out")
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
@@ -26,19 +26,12 @@ unpack(SRC, D, ("kineto", "parity_nhwc"))
 FX = f"{D}/fx"
 W = f"{FX}/pptsmv2/w8.pdparams"
 K = f"{D}/kineto"
-LOG = open(f"{OUT}/results.jsonl", "a")
+
 T0 = time.time()
 BASE_ENV = dict(os.environ, LD_LIBRARY_PATH=f"{D}/lib", XDG_RUNTIME_DIR="/tmp",
                 KINETO_FIXTURES=FX, KINETO_CACHE_DIR="/tmp/kcache")
 SUMMARY = []
-
-
-def rec(d):
-    d["t"] = round(time.time() - T0, 1)
-    line = json.dumps(d)
-    print(line, flush=True)
-    LOG.write(line + "\n")
-    LOG.flush()
+rec = recorder(f"{OUT}/results.jsonl", T0)
 
 
 def run(cmd, env=None, timeout=240):
@@ -215,19 +208,7 @@ def cpu_extra():
 def main():
     steps = [info, parity_suite, parity_cli, lambda: speed(ROUNDS), cpu_extra,
              parity_gpu, gpu_bench]
-    for s in steps:
-        if time.time() - T0 > float(os.environ.get("DEADLINE_S", "460")):
-            SUMMARY.append(f"SKIPPED {getattr(s, '__name__', '?')}: past the deadline")
-            continue
-        try:
-            s()
-        except Exception as e:  # noqa: BLE001
-            rec({"step": "exception", "where": getattr(s, "__name__", "?"), "err": repr(e)})
-            SUMMARY.append(f"EXCEPTION in {getattr(s, '__name__', '?')}: {e!r}")
-    print("\n==== SUMMARY ({:.0f} s) ====".format(time.time() - T0))
-    for line in SUMMARY:
-        print(line)
-
+    run_steps(steps, T0, float(os.environ.get("DEADLINE_S", "460")), SUMMARY, rec)
 
 if __name__ == "__main__":
     main()

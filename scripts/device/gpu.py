@@ -16,13 +16,13 @@ import numpy as np
 
 SRC = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, SRC)
-from stage import decompress, maxabs, unpack  # noqa: E402
+from stage import decompress, maxabs, recorder, run_steps, unpack  # noqa: E402
 D = "/tmp/kgpu"
 OUT = os.environ.get("OUT", "/tmp/out")
 DEADLINE = float(os.environ.get("DEADLINE_S", "420"))
 T0 = time.time()
 SUMMARY = []
-LOG = open(f"{OUT}/gpu.jsonl", "a")
+rec = recorder(f"{OUT}/gpu.jsonl", T0)
 
 
 def unpack_all():
@@ -44,14 +44,6 @@ ENV = dict(os.environ, LD_LIBRARY_PATH=f"{D}/lib", XDG_RUNTIME_DIR="/tmp",
            KINETO_CACHE_DIR="/tmp/kcache", GST_PLUGIN_SYSTEM_PATH=f"{D}/lib/gst",
            GST_PLUGIN_PATH=f"{D}/lib/gst", GST_REGISTRY="/tmp/gst-registry.bin",
            GST_PLUGIN_SCANNER=f"{D}/lib/gst-plugin-scanner")
-
-
-def rec(d):
-    d["t"] = round(time.time() - T0, 1)
-    line = json.dumps(d)
-    print(line, flush=True)
-    LOG.write(line + "\n")
-    LOG.flush()
 
 
 def run(cmd, env=None, timeout=180, cwd=None):
@@ -221,19 +213,7 @@ def main():
             lambda: sweep("base", [(8, 1), (8, 8), (8, 32), (16, 1)]),
             lambda: profile("base", 8, 8),
         ]
-    for s in steps:
-        if time.time() - T0 > DEADLINE:
-            SUMMARY.append("SKIPPED a step: past the deadline")
-            continue
-        try:
-            s()
-        except Exception as e:  # noqa: BLE001
-            rec({"step": "exception", "err": repr(e)})
-            SUMMARY.append(f"EXCEPTION: {e!r}")
-    print("\n==== SUMMARY ({:.0f} s) ====".format(time.time() - T0))
-    for line in SUMMARY:
-        print(line)
-
+    run_steps(steps, T0, DEADLINE, SUMMARY, rec)
 
 if __name__ == "__main__":
     main()

@@ -34,3 +34,39 @@ def decompress(xz, out, remove=True):
 def maxabs(a, b):
     return float(np.abs(np.asarray(a, np.float64).reshape(-1)
                         - np.asarray(b, np.float64).reshape(-1)).max())
+
+
+def run_steps(steps, t0, deadline, summary, rec):
+    """Runs each step until `deadline` seconds after t0 (later ones are skipped and said so), a
+    step's exception recorded rather than ending the run; then prints the summary."""
+    import time
+    for step in steps:
+        name = getattr(step, "__name__", "?")
+        if time.time() - t0 > deadline:
+            summary.append(f"SKIPPED {name}: past the deadline")
+            continue
+        try:
+            step()
+        except Exception as e:  # noqa: BLE001
+            rec({"step": "exception", "where": name, "err": repr(e)})
+            summary.append(f"EXCEPTION in {name}: {e!r}")
+    print("\n==== SUMMARY ({:.0f} s) ====".format(time.time() - t0))
+    for line in summary:
+        print(line)
+
+
+def recorder(path, t0):
+    """A function that prints a dict as a JSON line (with seconds since t0) and appends it to
+    `path`."""
+    import json
+    import time
+    log = open(path, "a")
+
+    def rec(d):
+        d["t"] = round(time.time() - t0, 1)
+        line = json.dumps(d)
+        print(line, flush=True)
+        log.write(line + "\n")
+        log.flush()
+
+    return rec
