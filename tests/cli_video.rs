@@ -245,7 +245,8 @@ fn classify_a_folder_of_generated_and_broken_clips() {
     assert!(!text.contains("notes.txt"));
 
     // Batches of decoded clips and several decoders give the same records in the same order
-    // (timings aside), and the run says where its time went.
+    // (timings aside, and the words of an error row: a broken file can meet a 4 s discovery
+    // timeout under load), and the run says where its time went.
     let records = |extra: &[&str]| {
         let weights = fixture("pptsmv2/w8.pdparams");
         let mut args = vec![
@@ -263,10 +264,11 @@ fn classify_a_folder_of_generated_and_broken_clips() {
         let mut json: serde_json::Value =
             serde_json::from_slice(&out.stdout).expect("classify json");
         for record in json.as_array_mut().expect("an array").iter_mut() {
-            record
-                .as_object_mut()
-                .expect("a record")
-                .remove("timings_ms");
+            let record = record.as_object_mut().expect("a record");
+            record.remove("timings_ms");
+            if let Some(error) = record.get_mut("error").filter(|e| !e.is_null()) {
+                *error = serde_json::json!("(an error)");
+            }
         }
         (json, stderr(&out))
     };
