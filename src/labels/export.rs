@@ -535,7 +535,7 @@ mod tests {
         let dir = TempDir::new("exportcsv");
         let mut p = sample(&dir);
         for (i, clip) in p.clips.iter_mut().enumerate() {
-            clip.updated_at = Some(format!("2026-01-01T12:00:0{i}Z"));
+            std::sync::Arc::make_mut(clip).updated_at = Some(format!("2026-01-01T12:00:0{i}Z"));
         }
         let out = p.root.join("labels.csv");
         assert_eq!(export_csv(&p, &out).unwrap(), 5);
@@ -550,7 +550,7 @@ mod tests {
         );
         p.label_set.labels[2] = "cooking, \"egg\"".to_string();
         p.correct(1, 2).unwrap();
-        p.clips[1].updated_at = None;
+        std::sync::Arc::make_mut(&mut p.clips[1]).updated_at = None;
         export_csv(&p, &out).unwrap();
         let text = fs::read_to_string(&out).unwrap();
         assert!(
