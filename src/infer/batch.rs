@@ -262,23 +262,18 @@ pub fn classify_files(
             for decoded in ready {
                 stats.decode_s += decoded.busy.as_secs_f64();
                 let path = &files[decoded.index];
-                match decoded.prepared {
-                    Ok(Ok(clip)) => clips.push((decoded.index, path.as_path(), clip)),
-                    Ok(Err(problem)) => {
-                        emit(
-                            decoded.index,
-                            ClassifyRecord::failed(path, sampling.num_seg, problem),
-                        );
+                let problem = match decoded.prepared {
+                    Ok(Ok(clip)) => {
+                        clips.push((decoded.index, path.as_path(), clip));
+                        continue;
                     }
-                    Err(panic) => emit(
-                        decoded.index,
-                        ClassifyRecord::failed(
-                            path,
-                            sampling.num_seg,
-                            format!("internal error while decoding: {panic}"),
-                        ),
-                    ),
-                }
+                    Ok(Err(problem)) => problem,
+                    Err(panic) => format!("internal error while decoding: {panic}"),
+                };
+                emit(
+                    decoded.index,
+                    ClassifyRecord::failed(path, sampling.num_seg, problem),
+                );
             }
             for group in forwards(clips, batch) {
                 let indices: Vec<usize> = group.iter().map(|(i, _, _)| *i).collect();

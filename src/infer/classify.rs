@@ -400,11 +400,14 @@ pub fn classify_together(
     let same_shape = clips
         .windows(2)
         .all(|w| w[0].1.dims[1..] == w[1].1.dims[1..]);
-    if clips.len() > 1 && !same_shape {
-        return clips
+    let each_alone = |clips: Vec<(&Path, PreparedClip)>| -> Vec<ClassifyRecord> {
+        clips
             .into_iter()
             .flat_map(|clip| classify_together(engine, vec![clip], k, labels))
-            .collect();
+            .collect()
+    };
+    if clips.len() > 1 && !same_shape {
+        return each_alone(clips);
     }
     let Some(first) = clips.first() else {
         return Vec::new();
@@ -432,12 +435,7 @@ pub fn classify_together(
     let infer_ms = ms_since(start);
     let logits = match logits {
         Ok(l) => l,
-        Err(_) if clips.len() > 1 => {
-            return clips
-                .into_iter()
-                .flat_map(|clip| classify_together(engine, vec![clip], k, labels))
-                .collect();
-        }
+        Err(_) if clips.len() > 1 => return each_alone(clips),
         Err(source) => {
             let (path, clip) = &clips[0];
             let err = ClassifyError::Infer {
