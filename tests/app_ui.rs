@@ -260,14 +260,7 @@ fn a_clip_named_relative_to_the_working_folder_joins_its_folders_project() {
     let cwd = std::env::current_dir().expect("cwd");
     let project = h.state().shared.project.as_ref().expect("a project");
     assert_eq!(project.root, cwd);
-    assert_eq!(
-        project
-            .clips
-            .iter()
-            .map(|c| c.path.as_str())
-            .collect::<Vec<_>>(),
-        [name.as_str()]
-    );
+    assert_eq!(clip_paths(project), [name.as_str()]);
     assert_eq!(h.state().shared.current_clip, Some(cwd.join(&name)));
     assert!(
         !cwd.join("kineto-project.json").exists(),
@@ -436,14 +429,7 @@ fn a_late_project_load_is_dropped_not_applied_to_the_next_project() {
     }
     let project = h.state().shared.project.as_ref().expect("the project");
     assert_eq!(project.root, *other);
-    assert_eq!(
-        project
-            .clips
-            .iter()
-            .map(|c| c.path.as_str())
-            .collect::<Vec<_>>(),
-        ["b.mp4"]
-    );
+    assert_eq!(clip_paths(project), ["b.mp4"]);
 }
 
 #[test]
@@ -528,4 +514,9 @@ fn starting_a_batch_of_100000_files_keeps_the_ui_thread_short() {
         "a frame held the UI thread {slowest:?}"
     );
     h.state_mut().batch.cancel();
+}
+
+/// The project's clip paths, in order.
+fn clip_paths(project: &kineto::labels::project::Project) -> Vec<&str> {
+    project.clips.iter().map(|c| c.path.as_str()).collect()
 }

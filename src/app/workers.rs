@@ -214,8 +214,8 @@ impl Shared {
         if let Some(Err(e)) = project.add_clips(paths).into_iter().find(Result::is_err) {
             self.error(e.to_string());
         }
-        // Soon rather than now: a snapshot copies the whole project (100,000 clips: a
-        // frame's worth of time), and a frame that opened a project did enough.
+        // Soon rather than now: one snapshot for a burst of additions (a batch's files and
+        // the clip opened with it), not one per call.
         self.save_project_soon();
     }
 
