@@ -520,3 +520,73 @@ fn starting_a_batch_of_100000_files_keeps_the_ui_thread_short() {
 fn clip_paths(project: &kineto::labels::project::Project) -> Vec<&str> {
     project.clips.iter().map(|c| c.path.as_str()).collect()
 }
+
+#[test]
+fn closing_with_an_unsaved_project_asks_and_saves_on_try_again() {
+    // The project's last write failed (here its file's name is taken by a folder, as a full
+    // disk or a read-only folder would fail it): closing the window used to wait 2 s for the
+    // saver and quit, losing the labels. Now the close is cancelled and the window asks.
+    let dir = tmp("close-unsaved");
+    let mut h = harness_without_model();
+    h.step();
+    let clip = dir.join("a.mp4");
+    h.state_mut().open_clip(&clip);
+    run_until(&mut h, Duration::from_secs(60), "the project", |h| {
+        h.state().shared.project.is_some()
+    });
+    let file = dir.join("kineto-project.json");
+    std::fs::create_dir(&file).expect("a folder in the file's place");
+    {
+        let shared = &mut h.state_mut().shared;
+        let project = shared.project.as_mut().expect("project");
+        let index = project.clip_index(&clip).expect("a.mp4");
+        project.correct(index, 3).expect("label");
+        shared.save_project();
+    }
+    let commands = |h: &Harness<'static, KinetoApp>| {
+        h.output()
+            .viewport_output
+            .get(&egui::ViewportId::ROOT)
+            .map(|v| v.commands.clone())
+            .unwrap_or_default()
+    };
+    run_until(&mut h, Duration::from_secs(30), "the failed write", |h| {
+        h.state().shared.unsaved_project.is_some()
+    });
+    h.input_mut()
+        .viewports
+        .entry(egui::ViewportId::ROOT)
+        .or_default()
+        .events
+        .push(egui::ViewportEvent::Close);
+    h.step();
+    assert!(
+        commands(&h).contains(&egui::ViewportCommand::CancelClose),
+        "the close is cancelled while the labels are unsaved"
+    );
+    assert!(h.state().is_closing());
+    h.step(); // a new window is measured, unseen, in its first frame
+    h.get_by_label("The labelling project could not be saved");
+    h.get_by_label("Quit without saving");
+    // Three more frames: still asking, not closed.
+    for _ in 0..3 {
+        h.step();
+        assert!(!commands(&h).contains(&egui::ViewportCommand::Close));
+    }
+    std::fs::remove_dir(&file).expect("the folder removed");
+    h.get_by_label("Try again").click();
+    let mut closed = false;
+    run_until(
+        &mut h,
+        Duration::from_secs(30),
+        "the save, then the close",
+        |h| {
+            closed |= commands(h).contains(&egui::ViewportCommand::Close);
+            closed
+        },
+    );
+    let saved = kineto::labels::project::Project::load(&dir)
+        .expect("readable")
+        .expect("written");
+    assert_eq!(saved.clips[0].label_id, Some(3), "the label is on disk");
+}

@@ -26,7 +26,7 @@ pub use dialogs::DialogBackend;
 use settings::{STORAGE_KEY, Settings, SettingsOverride, SettingsWindow};
 pub use training_panel::TrainState;
 use workers::Toast;
-pub use workers::{ModelState, Shared};
+pub use workers::{ModelState, ProjectSaveState, Shared};
 
 /// Options that tests and the command line set; the window itself reads the rest from storage.
 #[derive(Clone, Debug)]
@@ -119,7 +119,8 @@ pub struct KinetoApp {
 enum Closing {
     /// No close asked, or one that needed no wait.
     Open,
-    /// A close was asked while training ran: the job is stopping and saving its checkpoint.
+    /// A close was asked while work was unsaved: a training job stopping and saving its
+    /// checkpoint, project snapshots being written, or a failed project write to ask about.
     Saving,
     /// Closing: no further wait.
     Quit,
@@ -191,18 +192,21 @@ impl KinetoApp {
         self.timeline.finished_windows()
     }
 
-    /// Whether a close of the window waits for the training job to save ("Saving…" shows).
+    /// Whether a close of the window is waiting for work to be saved ("Saving…" shows).
     pub fn is_closing(&self) -> bool {
         self.closing == Closing::Saving
     }
 
-    /// A close of the window while a training job runs: the close is cancelled, the job is
-    /// asked to stop (full fine-tuning commits a checkpoint of where it stands, at most a step
-    /// away) and a "Saving…" window shows until it has stopped; then the window closes.
-    /// "Quit now" closes without waiting (the run resumes from its last committed checkpoint).
+    /// A close of the window never leaves work behind. While a training job runs, the close
+    /// is cancelled, the job asked to stop (full fine-tuning commits a checkpoint of where it
+    /// stands, at most a step away) and "Saving the training run…" shows until it has
+    /// stopped. While the project saver still writes, "Saving the labelling project…" shows;
+    /// if the last write failed (a full disk, a folder made read-only), the window says so
+    /// and offers "Try again". Then the window closes. "Quit now" closes without waiting
+    /// (a run resumes from its last committed checkpoint).
     fn close_guard(&mut self, ctx: &egui::Context) {
         let asked = ctx.input(|i| i.viewport().close_requested());
-        if asked && self.closing != Closing::Quit && self.train.is_running() {
+        if asked && self.closing != Closing::Quit && self.must_save_before_closing() {
             ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
             self.train.cancel();
             self.closing = Closing::Saving;
@@ -210,33 +214,72 @@ impl KinetoApp {
         if self.closing != Closing::Saving {
             return;
         }
-        if !self.train.is_running() {
+        let project = self.shared.project_save_state();
+        let waiting = if self.train.is_running() {
+            Some((
+                "Saving the training run…",
+                "the job stops after its current step and saves a checkpoint; the window \
+                 closes then",
+            ))
+        } else if project == ProjectSaveState::Writing {
+            Some((
+                "Saving the labelling project…",
+                "the last labels are being written; the window closes then",
+            ))
+        } else {
+            None
+        };
+        let unsaved = match project {
+            ProjectSaveState::Failed { path, error } => Some((path, error)),
+            _ => None,
+        };
+        if waiting.is_none() && unsaved.is_none() {
             self.closing = Closing::Quit;
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
             return;
         }
-        let mut quit = false;
+        let (mut quit, mut retry) = (false, false);
         egui::Modal::new(egui::Id::unique("kineto.closing")).show(ctx, |ui| {
-            ui.heading("Saving the training run…");
-            ui.horizontal(|ui| {
-                ui.spinner();
-                ui.label(
-                    "the job stops after its current step and saves a checkpoint; the window \
-                     closes then",
-                );
-            });
-            quit = ui
-                .button("Quit now")
-                .on_hover_text(
-                    "close without waiting: the run resumes from its last saved checkpoint",
-                )
-                .clicked();
+            if let Some((heading, what)) = waiting {
+                ui.heading(heading);
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label(what);
+                });
+                quit = ui
+                    .button("Quit now")
+                    .on_hover_text(
+                        "close without waiting: a training run resumes from its last saved \
+                         checkpoint; labels not yet written are lost",
+                    )
+                    .clicked();
+            } else if let Some((path, error)) = &unsaved {
+                ui.heading("The labelling project could not be saved");
+                ui.label(format!("{}: {error}", path.display()));
+                ui.label("Free some space or fix the folder's permissions, then try again.");
+                ui.horizontal(|ui| {
+                    retry = ui.button("Try again").clicked();
+                    quit = ui
+                        .button("Quit without saving")
+                        .on_hover_text("the labels since the last good save are lost")
+                        .clicked();
+                });
+            }
         });
+        if retry {
+            self.shared.retry_project_save();
+        }
         if quit {
             self.closing = Closing::Quit;
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
         }
         ctx.request_repaint_after(Duration::from_millis(200));
+    }
+
+    /// Whether closing now would leave work unsaved: a training job running, project
+    /// snapshots not yet written, or a project write that failed.
+    fn must_save_before_closing(&mut self) -> bool {
+        self.train.is_running() || self.shared.project_save_state() != ProjectSaveState::Saved
     }
 
     /// The Train tab's panel (tests drive it).

@@ -28,6 +28,17 @@ const LOAD_WAITS_FOR_SAVES: Duration = Duration::from_secs(60);
 /// How long closing the window waits for the saver to write the last snapshot.
 const SHUTDOWN_SAVE_WAIT: Duration = Duration::from_secs(2);
 
+/// Where saving the labelling project stands ([`Shared::project_save_state`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ProjectSaveState {
+    /// Every snapshot is written (or nothing needed writing).
+    Saved,
+    /// The saver is still writing.
+    Writing,
+    /// The last write of this file failed.
+    Failed { path: PathBuf, error: String },
+}
+
 /// What a project load gives back: its generation, its root, the project (`None`: there is no
 /// project file yet) or why it could not be read.
 type LoadOutcome = (u64, PathBuf, Result<Option<Project>, ProjectError>);
@@ -84,6 +95,9 @@ pub struct Shared {
     pub clip_job: Option<u64>,
     pub toasts: Vec<Toast>,
     pub save_status: Option<String>,
+    /// The project file whose last write failed, and why (cleared by its next good write):
+    /// closing the window asks before it leaves those labels unsaved.
+    pub unsaved_project: Option<(PathBuf, String)>,
     /// The last panic of a worker (shown in the status bar).
     pub worker_crash: Option<String>,
     /// The project changed since its last snapshot (see `save_project_soon`).
@@ -136,6 +150,7 @@ impl Shared {
             clip_job: None,
             toasts: Vec::new(),
             save_status: None,
+            unsaved_project: None,
             worker_crash: None,
             project_dirty: false,
             project_saved_at: Instant::now(),
@@ -452,6 +467,33 @@ impl Shared {
 
     /// Writes a project left dirty by [`Shared::save_project_soon`] now (before the project
     /// changes or the window closes).
+    /// Where the project's saving stands; a change not yet handed to the saver is handed now.
+    /// Never waits.
+    pub fn project_save_state(&mut self) -> ProjectSaveState {
+        self.save_project_if_dirty();
+        if !self.saver.flush(Duration::ZERO) {
+            return ProjectSaveState::Writing;
+        }
+        // Everything handed over is written or failed, and reported before that: read the
+        // reports now, not next frame.
+        self.drain_saver();
+        match &self.unsaved_project {
+            Some((path, error)) => ProjectSaveState::Failed {
+                path: path.clone(),
+                error: error.clone(),
+            },
+            None => ProjectSaveState::Saved,
+        }
+    }
+
+    /// Hands the open project to the saver again (after a failed write: "Try again").
+    pub fn retry_project_save(&mut self) {
+        self.unsaved_project = None;
+        if let Some(project) = &self.project {
+            self.saver.save(project.clone());
+        }
+    }
+
     fn save_project_if_dirty(&mut self) {
         if self.project_dirty {
             self.save_project();
@@ -471,6 +513,13 @@ impl Shared {
         for event in events {
             match event {
                 SaveEvent::Saved { path, clips } => {
+                    if self
+                        .unsaved_project
+                        .as_ref()
+                        .is_some_and(|(p, _)| *p == path)
+                    {
+                        self.unsaved_project = None;
+                    }
                     self.save_status = Some(format!(
                         "saved {} ({clips} clips)",
                         path.file_name()
@@ -481,6 +530,7 @@ impl Shared {
                 SaveEvent::Failed { path, error } => {
                     self.save_status = Some("project NOT saved".into());
                     self.error(format!("{}: {error}", path.display()));
+                    self.unsaved_project = Some((path, error));
                 }
             }
         }
