@@ -18,14 +18,17 @@ use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::segments::{self, ClipSegment, ProposedSegment};
 use crate::checkpoint::write_file_atomic;
 use crate::progress::{Notify, lock};
 use crate::report::Ranked;
 
 /// The `format` value of a project file.
 pub const FORMAT: &str = "kineto-project";
-/// The newest project `version` this Kineto reads and writes.
-pub const VERSION: u32 = 1;
+/// The newest project `version` this Kineto reads and writes. Version 2 added clips'
+/// `segments` (and `duration_s`, `fps`); a version 1 file reads as it is, and is kept as
+/// `kineto-project.v1.json` the first time it is opened, before it is written as version 2.
+pub const VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectError {
@@ -177,6 +180,14 @@ pub struct ProjectClip {
     pub updated_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prediction: Option<ClipPrediction>,
+    /// Labelled spans of time (version 2), sorted and apart (`labels::segments`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<ClipSegment>,
+    /// The clip's length and frame rate, once known (segment exports and frame snapping).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fps: Option<f64>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -190,6 +201,9 @@ impl ProjectClip {
             label: None,
             updated_at: Some(now_rfc3339()),
             prediction: None,
+            segments: Vec::new(),
+            duration_s: None,
+            fps: None,
             extra: Map::new(),
         }
     }
@@ -253,6 +267,9 @@ pub struct Project {
     pub warnings: Vec<String>,
     #[serde(skip)]
     path_index: PathIndex,
+    /// The version of the file this was read from, when older than [`VERSION`].
+    #[serde(skip)]
+    pub migrated_from: Option<u32>,
 }
 
 /// Each clip's index by its relative path, kept by every function that adds a clip: the
@@ -314,6 +331,7 @@ impl Project {
             extra: Map::new(),
             warnings: Vec::new(),
             path_index: PathIndex::default(),
+            migrated_from: None,
         }
     }
 
@@ -331,6 +349,15 @@ impl Project {
             Err(e) => return Err(ProjectError::io(path, "read", e)),
         };
         let mut project = Self::from_json(&bytes, root)?;
+        if let Some(old) = project.migrated_from {
+            // The file as an older Kineto wrote it stays beside the project (once: a later
+            // open of a file not yet rewritten keeps the first copy).
+            let kept = root.join(format!("kineto-project.v{old}.json"));
+            if !kept.exists() {
+                write_file_atomic(&kept, &bytes)
+                    .map_err(|e| ProjectError::io(kept, "keep a copy of the older project", e))?;
+            }
+        }
         if !project.warnings.is_empty() {
             // The next save writes the project without what could not be read: the file as
             // it was stays beside it, so that nothing is lost.
@@ -420,6 +447,10 @@ impl Project {
             }
         };
         project.root = root.to_path_buf();
+        if project.version < VERSION {
+            project.migrated_from = Some(project.version);
+            project.version = VERSION;
+        }
         let mut warnings = Vec::new();
         for (i, clip) in clips.into_iter().enumerate() {
             if let Some(clip) = read_clip(i, clip, &mut warnings) {
@@ -600,6 +631,7 @@ impl Project {
                     clip.label = labels.get(top1.label_id).cloned();
                 }
             }
+            repair_segments(&mut clip, &labels, &mut warn);
             self.push_clip(clip);
         }
         Ok(())
@@ -836,6 +868,103 @@ impl Project {
         Ok(())
     }
 
+    /// Clip `idx`'s segments (empty for no such clip).
+    pub fn segments(&self, idx: usize) -> &[ClipSegment] {
+        self.clips.get(idx).map_or(&[], |c| c.segments.as_slice())
+    }
+
+    /// Records clip `idx`'s length and frame rate (what segment edits snap to and exports
+    /// write); values that are not positive numbers are ignored.
+    pub fn set_clip_timing(
+        &mut self,
+        idx: usize,
+        duration_s: f64,
+        fps: f64,
+    ) -> Result<(), ProjectError> {
+        let clip = self.clip_mut(idx)?;
+        if duration_s.is_finite() && duration_s > 0.0 {
+            clip.duration_s = Some(duration_s);
+        }
+        if fps.is_finite() && fps > 0.0 {
+            clip.fps = Some(fps);
+        }
+        Ok(())
+    }
+
+    /// Runs one edit of clip `idx`'s segments (the functions of `labels::segments`, given the
+    /// list, the clip's frame rate and its length, 0 where unknown). The edit works on a copy:
+    /// one that errs, or leaves the list breaking the rules, changes nothing.
+    pub fn edit_segments<T>(
+        &mut self,
+        idx: usize,
+        edit: impl FnOnce(&mut Vec<ClipSegment>, f64, f64) -> Result<T, String>,
+    ) -> Result<T, ProjectError> {
+        let clip_path = self.clip_path_for_error(idx);
+        let clip = self.clip_mut(idx)?;
+        let (fps, duration) = (clip.fps.unwrap_or(0.0), clip.duration_s.unwrap_or(0.0));
+        let mut list = clip.segments.clone();
+        let invalid = |problem: String| ProjectError::Invalid {
+            path: clip_path.clone(),
+            problem,
+        };
+        let out = edit(&mut list, fps, duration).map_err(invalid)?;
+        if let Some(problem) = segments::check(&list, duration) {
+            return Err(invalid(problem));
+        }
+        clip.segments = list;
+        Ok(out)
+    }
+
+    /// Labels segment `seg` of clip `idx` with class `label_id` (the predicted top-1 is an
+    /// acceptance, anything else a correction).
+    pub fn label_segment(
+        &mut self,
+        idx: usize,
+        seg: usize,
+        label_id: usize,
+    ) -> Result<(), ProjectError> {
+        let classes = self.label_set.labels.len();
+        let Some(name) = self.label_set.labels.get(label_id).cloned() else {
+            return Err(ProjectError::LabelOutOfRange {
+                path: self.clip_path_for_error(idx),
+                label_id,
+                classes,
+            });
+        };
+        self.edit_segments(idx, |list, _, _| {
+            let count = list.len();
+            let s = (list.get_mut(seg))
+                .ok_or(format!("no segment {} (the clip has {count})", seg + 1))?;
+            s.set_label(label_id, name);
+            Ok(())
+        })
+    }
+
+    /// The model's segments for clip `idx`: they replace its predicted segments; segments a
+    /// person labelled or marked stay (`labels::segments::apply_proposals`).
+    pub fn set_segment_proposals(
+        &mut self,
+        idx: usize,
+        proposals: Vec<ProposedSegment>,
+    ) -> Result<(), ProjectError> {
+        let classes = self.label_set.labels.len();
+        if let Some(r) = proposals
+            .iter()
+            .flat_map(|p| &p.top_k)
+            .find(|r| r.label_id >= classes)
+        {
+            return Err(ProjectError::LabelOutOfRange {
+                path: self.clip_path_for_error(idx),
+                label_id: r.label_id,
+                classes,
+            });
+        }
+        self.edit_segments(idx, |list, fps, _| {
+            segments::apply_proposals(list, proposals, fps);
+            Ok(())
+        })
+    }
+
     pub fn counts(&self) -> StatusCounts {
         let mut c = StatusCounts::default();
         for clip in &self.clips {
@@ -932,21 +1061,51 @@ fn read_clip(i: usize, value: Value, warnings: &mut Vec<String>) -> Option<Proje
             return None;
         }
     };
+    // Segments one by one too: an unreadable segment costs that segment.
+    let mut segments = Vec::new();
+    match fields.remove("segments") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(list)) => {
+            for (j, value) in list.into_iter().enumerate() {
+                match serde_json::from_value::<ClipSegment>(value) {
+                    Ok(segment) => segments.push(segment),
+                    Err(e) => warnings.push(format!(
+                        "clip {i} ({name}): segment {j} could not be read ({}); left out",
+                        crate::text::one_line(&e.to_string())
+                    )),
+                }
+            }
+        }
+        Some(_) => warnings.push(format!(
+            "clip {i} ({name}): `segments` is not a list; left out"
+        )),
+    }
     loop {
         match serde_json::from_value::<ProjectClip>(Value::Object(fields.clone())) {
-            Ok(clip) => return Some(clip),
+            Ok(mut clip) => {
+                clip.segments = segments;
+                return Some(clip);
+            }
             Err(e) => {
                 // The first optional field that does not read on its own goes.
-                let culprit = ["prediction", "status", "label_id", "label", "updated_at"]
-                    .into_iter()
-                    .find(|key| {
-                        fields.get(*key).is_some_and(|v| {
-                            let mut alone = Map::new();
-                            alone.insert("path".to_string(), Value::String(String::new()));
-                            alone.insert((*key).to_string(), v.clone());
-                            serde_json::from_value::<ProjectClip>(Value::Object(alone)).is_err()
-                        })
-                    });
+                let culprit = [
+                    "prediction",
+                    "status",
+                    "label_id",
+                    "label",
+                    "updated_at",
+                    "duration_s",
+                    "fps",
+                ]
+                .into_iter()
+                .find(|key| {
+                    fields.get(*key).is_some_and(|v| {
+                        let mut alone = Map::new();
+                        alone.insert("path".to_string(), Value::String(String::new()));
+                        alone.insert((*key).to_string(), v.clone());
+                        serde_json::from_value::<ProjectClip>(Value::Object(alone)).is_err()
+                    })
+                });
                 let Some(key) = culprit else {
                     warnings.push(format!(
                         "clip {i} ({name}): {}; left out",
@@ -962,6 +1121,59 @@ fn read_clip(i: usize, value: Value, warnings: &mut Vec<String>) -> Option<Proje
             }
         }
     }
+}
+
+/// Keeps the segments that keep the rules (finite, sorted, apart, inside the clip, labels in
+/// range), each one dropped or repaired a line in `warn`.
+fn repair_segments(clip: &mut ProjectClip, labels: &[String], warn: &mut impl FnMut(String)) {
+    let duration = clip.duration_s.filter(|d| d.is_finite() && *d > 0.0);
+    if clip.duration_s.is_some() && duration.is_none() {
+        warn("`duration_s` is not a positive number; left out".to_string());
+        clip.duration_s = None;
+    }
+    if clip.fps.is_some_and(|f| !(f.is_finite() && f > 0.0)) {
+        warn("`fps` is not a positive number; left out".to_string());
+        clip.fps = None;
+    }
+    let mut kept: Vec<ClipSegment> = Vec::with_capacity(clip.segments.len());
+    for (j, mut seg) in std::mem::take(&mut clip.segments).into_iter().enumerate() {
+        let prev_end = kept.last().map_or(0.0, |s| s.end_s);
+        let problem =
+            segments::check(std::slice::from_ref(&seg), duration.unwrap_or(0.0)).or_else(|| {
+                (seg.start_s < prev_end - 1e-9)
+                    .then(|| format!("starts before the previous segment ends ({prev_end} s)"))
+            });
+        if let Some(problem) = problem {
+            // `check` names a one-segment list's segment 0; say which segment it is.
+            let problem = problem.trim_start_matches("segment 0: ");
+            warn(format!("segment {j}: {problem}; left out"));
+            continue;
+        }
+        if let Some(id) = seg.label_id
+            && labels
+                .get(id)
+                .is_none_or(|name| seg.label.as_ref() != Some(name))
+        {
+            warn(format!(
+                "segment {j}: label_id {id} is out of range or disagrees with its name; the \
+                 label was left out"
+            ));
+            seg.label_id = None;
+            seg.label = None;
+            seg.status = ClipStatus::Unlabelled;
+        }
+        if seg.top_k().iter().any(|r| r.label_id >= labels.len()) {
+            warn(format!(
+                "segment {j}: a predicted label_id is out of range; the prediction was left out"
+            ));
+            seg.prediction = None;
+        }
+        if seg.status != ClipStatus::Unlabelled && seg.label_id.is_none() {
+            seg.status = ClipStatus::Unlabelled;
+        }
+        kept.push(seg);
+    }
+    clip.segments = kept;
 }
 
 /// What the saver thread reports after each write.
@@ -1281,8 +1493,11 @@ pub(crate) mod tests {
         );
 
         project.correct(1, 2).unwrap();
+        assert_eq!(project.migrated_from, Some(1), "a version 1 file");
         project.save().unwrap();
-        let again = Project::load(dir.path()).unwrap().unwrap();
+        let mut again = Project::load(dir.path()).unwrap().unwrap();
+        assert_eq!(again.migrated_from, None, "written as version 2");
+        again.migrated_from = Some(1);
         assert_eq!(again, project);
         let raw: Value =
             serde_json::from_str(&fs::read_to_string(project.path()).unwrap()).unwrap();
@@ -1291,12 +1506,13 @@ pub(crate) mod tests {
         assert_eq!(raw["clips"][1]["label"], "cooking egg");
         assert_eq!(raw["clips"][1]["status"], "corrected");
         assert!(raw["clips"][1].get("prediction").is_none());
-        // No temporary files left beside it.
-        let names: Vec<_> = fs::read_dir(dir.path())
+        // No temporary files left beside it (the version 1 original is kept).
+        let mut names: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(names, [Project::FILE_NAME]);
+        names.sort();
+        assert_eq!(names, [Project::FILE_NAME, "kineto-project.v1.json"]);
     }
 
     #[test]
@@ -1352,19 +1568,108 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_version_1_project_is_kept_aside_and_written_as_version_2_with_segments() {
+        let dir = TempDir::new("migrate");
+        let v1 = r#"{"format": "kineto-project", "version": 1,
+          "label_set": {"name": "t", "labels": ["archery", "bowling", "cooking egg"]},
+          "clips": [{"path": "long.mp4", "status": "unlabelled"}]}"#;
+        write_project(dir.path(), v1);
+        let mut p = Project::load(dir.path()).unwrap().unwrap();
+        assert_eq!(p.migrated_from, Some(1));
+        let kept = dir.path().join("kineto-project.v1.json");
+        assert_eq!(
+            fs::read_to_string(&kept).unwrap(),
+            v1,
+            "the original, as it was"
+        );
+        p.set_clip_timing(0, 12.0, 25.0).unwrap();
+        let ranked = |id: usize| Ranked {
+            rank: 1,
+            label_id: id,
+            label: labels()[id].clone(),
+            score: 0.7,
+        };
+        let proposal = |a: f64, b: f64, id: usize| ProposedSegment {
+            start_s: a,
+            end_s: b,
+            top_k: vec![ranked(id)],
+        };
+        p.set_segment_proposals(0, vec![proposal(0.0, 5.0, 0), proposal(5.0, 12.0, 2)])
+            .unwrap();
+        p.label_segment(0, 1, 1).unwrap();
+        let err = p
+            .edit_segments(0, |list, _, _| {
+                list[0].end_s = 7.0;
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("before the previous one ends"),
+            "{err}"
+        );
+        assert!(p.label_segment(0, 1, 9).is_err());
+        p.save().unwrap();
+
+        let raw: Value = serde_json::from_slice(&fs::read(p.path()).unwrap()).unwrap();
+        assert_eq!(raw["version"], 2);
+        assert_eq!(raw["clips"][0]["segments"][1]["status"], "corrected");
+        assert_eq!(raw["clips"][0]["segments"][1]["label"], "bowling");
+        let again = Project::load(dir.path()).unwrap().unwrap();
+        assert_eq!(again.migrated_from, None);
+        assert_eq!(again.segments(0), p.segments(0));
+        assert_eq!(again.clips[0].fps, Some(25.0));
+        // A second open does not replace the kept original.
+        assert_eq!(fs::read_to_string(&kept).unwrap(), v1);
+    }
+
+    #[test]
+    fn unreadable_segments_cost_themselves_not_the_clip() {
+        let dir = TempDir::new("bad-segments");
+        write_project(
+            dir.path(),
+            r#"{"format": "kineto-project", "version": 2,
+          "label_set": {"name": "t", "labels": ["archery", "bowling", "cooking egg"]},
+          "clips": [{"path": "a.mp4", "status": "accepted", "label_id": 1, "label": "bowling",
+            "duration_s": 10.0, "fps": 25.0,
+            "segments": [
+              {"start_s": 0.0, "end_s": 2.0, "status": "accepted", "label_id": 0,
+               "label": "archery"},
+              {"start_s": null, "end_s": 3.0},
+              {"start_s": 1.0, "end_s": 3.0, "status": "corrected", "label_id": 2,
+               "label": "cooking egg"},
+              {"start_s": 3.0, "end_s": 4.0, "status": "corrected", "label_id": 7,
+               "label": "nope"},
+              {"start_s": 5.0, "end_s": 4.5},
+              {"start_s": 9.0, "end_s": 11.0},
+              "not a segment"
+            ]}]}"#,
+        );
+        let p = Project::load(dir.path()).unwrap().unwrap();
+        assert_eq!(p.clips[0].label_id, Some(1), "the clip's own label stays");
+        let spans: Vec<(f64, f64)> = p.segments(0).iter().map(|s| (s.start_s, s.end_s)).collect();
+        assert_eq!(spans, [(0.0, 2.0), (3.0, 4.0)]);
+        assert_eq!(
+            p.segments(0)[1].status,
+            ClipStatus::Unlabelled,
+            "its label was out of range"
+        );
+        assert_eq!(p.warnings.len(), 7, "{:#?}", p.warnings);
+    }
+
+    #[test]
     fn newer_version_is_refused() {
         let dir = TempDir::new("newer");
         write_project(
             dir.path(),
-            r#"{"format": "kineto-project", "version": 2, "clips": "new layout"}"#,
+            r#"{"format": "kineto-project", "version": 3, "clips": "new layout"}"#,
         );
         let err = Project::load(dir.path()).unwrap_err();
         assert!(
             matches!(
                 err,
                 ProjectError::NewerVersion {
-                    found: 2,
-                    supported: 1,
+                    found: 3,
+                    supported: 2,
                     ..
                 }
             ),
@@ -1373,8 +1678,8 @@ pub(crate) mod tests {
         let msg = err.to_string();
         assert!(
             msg.ends_with(
-                "kineto-project.json: written by a newer Kineto (version 2); this one reads \
-                 version 1"
+                "kineto-project.json: written by a newer Kineto (version 3); this one reads \
+                 version 2"
             ),
             "{msg}"
         );
