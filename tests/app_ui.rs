@@ -590,3 +590,192 @@ fn closing_with_an_unsaved_project_asks_and_saves_on_try_again() {
         .expect("written");
     assert_eq!(saved.clips[0].label_id, Some(3), "the label is on disk");
 }
+
+/// The project file as JSON, once the saver has written what `done` waits for.
+fn project_on_disk_until(
+    h: &mut Harness<'static, KinetoApp>,
+    dir: &Path,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let file = dir.join("kineto-project.json");
+    let read = || -> Option<serde_json::Value> {
+        serde_json::from_slice(&std::fs::read(&file).ok()?).ok()
+    };
+    run_until(h, Duration::from_secs(30), what, |_| {
+        read().is_some_and(|v| done(&v))
+    });
+    read().expect("the project file")
+}
+
+/// `(start_s, end_s, status, label)` of each segment of the first clip in the file.
+fn segments_on_disk(v: &serde_json::Value) -> Vec<(f64, f64, String, String)> {
+    v["clips"][0]["segments"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|s| {
+                    (
+                        s["start_s"].as_f64().unwrap_or(-1.0),
+                        s["end_s"].as_f64().unwrap_or(-1.0),
+                        s["status"].as_str().unwrap_or("").to_string(),
+                        s["label"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn segments_are_selected_corrected_dragged_split_and_undone_in_the_window() {
+    let dir = tmp("segments");
+    let video = clip(&dir, "long.mp4", Container::Mp4, Codec::H264, 100);
+    // A version 1 project from an older Kineto: it opens, is kept aside and is migrated.
+    let v1 = format!(
+        r#"{{"format": "kineto-project", "version": 1,
+          "label_set": {{"name": "three", "labels": ["archery", "bowling", "cooking egg"]}},
+          "clips": [{{"path": "long.mp4", "status": "accepted", "label_id": 1,
+                      "label": "bowling", "updated_at": "2026-01-01T12:00:00Z"}}]}}"#
+    );
+    std::fs::write(dir.join("kineto-project.json"), &v1).unwrap();
+    let mut h = harness_without_model();
+    h.step();
+    h.state_mut().open_clip(&video);
+    run_until(
+        &mut h,
+        Duration::from_secs(60),
+        "the project and the clip",
+        |h| {
+            h.state().shared.project.is_some()
+                && h.state().shared.player.status().duration_s.is_some()
+        },
+    );
+    let kept = dir.join("kineto-project.v1.json");
+    assert_eq!(
+        std::fs::read_to_string(&kept).unwrap(),
+        v1,
+        "the v1 file kept aside"
+    );
+    let duration = h.state().shared.player.status().duration_s.unwrap();
+    assert!((duration - 4.0).abs() < 0.05, "{duration}");
+    let ranked = |id: usize, score: f32, rank: usize| kineto::report::Ranked {
+        rank,
+        label_id: id,
+        label: ["archery", "bowling", "cooking egg"][id].to_string(),
+        score,
+    };
+    let proposal = |a: f64, b: f64, top: usize| kineto::labels::segments::ProposedSegment {
+        start_s: a,
+        end_s: b,
+        top_k: vec![ranked(top, 0.7, 1), ranked((top + 1) % 3, 0.2, 2)],
+    };
+    h.state_mut().offer_segment_proposals(
+        vec![
+            proposal(0.0, 1.0, 0),
+            proposal(1.0, 3.0, 1),
+            proposal(3.0, 4.0, 2),
+        ],
+        4.0,
+        25.0,
+    );
+    h.step();
+    let track = h.get_by_label("segment track").rect();
+    let x_at = |t: f64| track.left() + track.width() * (t / duration) as f32;
+    let y = track.center().y;
+    let click = |h: &mut Harness<'static, KinetoApp>, x: f32| {
+        h.hover_at(egui::pos2(x, y));
+        h.step();
+        h.drag_at(egui::pos2(x, y));
+        h.step();
+        h.drop_at(egui::pos2(x, y));
+        h.step();
+    };
+
+    // Select the middle segment with a click, correct it with a key: its second class.
+    click(&mut h, x_at(2.0));
+    assert_eq!(h.state_mut().segment_track().selected, Some(1));
+    h.key_press(egui::Key::Num2);
+    h.step();
+    let v = project_on_disk_until(&mut h, &dir, "the correction", |v| {
+        segments_on_disk(v)
+            .get(1)
+            .is_some_and(|s| s.2 == "corrected")
+    });
+    assert_eq!(v["version"], 2, "migrated to version 2");
+    assert_eq!(
+        v["clips"][0]["label"], "bowling",
+        "the clip's own label stays"
+    );
+    let s = segments_on_disk(&v);
+    assert_eq!(s.len(), 3);
+    assert_eq!(
+        (s[1].2.as_str(), s[1].3.as_str()),
+        ("corrected", "cooking egg")
+    );
+
+    // Drag its start from 1 s to about 1.5 s: snapped to a 25 fps frame.
+    h.hover_at(egui::pos2(x_at(1.0), y));
+    h.step();
+    h.drag_at(egui::pos2(x_at(1.0), y));
+    h.step();
+    for k in 1..=5 {
+        h.hover_at(egui::pos2(x_at(1.0 + 0.1 * f64::from(k)), y));
+        h.step();
+    }
+    h.drop_at(egui::pos2(x_at(1.5), y));
+    h.step();
+    let v = project_on_disk_until(&mut h, &dir, "the drag", |v| {
+        segments_on_disk(v).get(1).is_some_and(|s| s.0 > 1.2)
+    });
+    let s = segments_on_disk(&v);
+    let start = s[1].0;
+    assert!((start - 1.5).abs() < 0.1, "dragged to {start}");
+    assert!(
+        ((start * 25.0) - (start * 25.0).round()).abs() < 1e-6,
+        "on a frame: {start}"
+    );
+    assert_eq!(s[0].1, 1.0, "the neighbour keeps its end");
+
+    // Split at the playhead (2.4 s).
+    h.state()
+        .shared
+        .player
+        .send(kineto::video::player::PlayerCmd::Seek {
+            position_s: 2.4,
+            accurate: true,
+        });
+    run_until(&mut h, Duration::from_secs(30), "the seek", |h| {
+        (h.state().shared.player.status().position_s - 2.4).abs() < 0.05
+    });
+    h.key_press(egui::Key::S);
+    h.step();
+    let v = project_on_disk_until(&mut h, &dir, "the split", |v| {
+        segments_on_disk(v).len() == 4
+    });
+    let s = segments_on_disk(&v);
+    assert!((s[1].1 - 2.4).abs() < 0.05 && s[2].0 == s[1].1, "{s:?}");
+    assert_eq!(s[2].3, "cooking egg", "both halves keep the label");
+
+    // Undo the split, then the drag.
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
+    h.step();
+    project_on_disk_until(&mut h, &dir, "the split undone", |v| {
+        segments_on_disk(v).len() == 3
+    });
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
+    h.step();
+    let v = project_on_disk_until(&mut h, &dir, "the drag undone", |v| {
+        segments_on_disk(v).get(1).is_some_and(|s| s.0 == 1.0)
+    });
+    assert_eq!(
+        segments_on_disk(&v)[1].2,
+        "corrected",
+        "the correction stays"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&kept).unwrap(),
+        v1,
+        "the kept v1 file is untouched"
+    );
+}

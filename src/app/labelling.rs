@@ -23,6 +23,8 @@ type ExportTask = Task<Result<String, String>, (usize, usize)>;
 #[derive(Default)]
 pub struct Labelling {
     picker_open: bool,
+    /// The picker labels this segment of the clip in the player, not the clip.
+    picker_segment: Option<usize>,
     search: String,
     folder_mode: Option<FolderMode>,
     include_predicted: bool,
@@ -135,8 +137,7 @@ impl Labelling {
             }
         }
         if picker {
-            self.picker_open = true;
-            self.search.clear();
+            self.open_picker(None);
         }
     }
 
@@ -214,8 +215,7 @@ impl Labelling {
                 .on_hover_text("Enter")
                 .clicked();
             if ui.button("Other label…").on_hover_text("L").clicked() {
-                self.picker_open = true;
-                self.search.clear();
+                self.open_picker(None);
             }
             clear = ui.button("Clear").clicked();
         });
@@ -236,16 +236,28 @@ impl Labelling {
         }
     }
 
-    /// The searchable picker over the whole label set.
+    fn open_picker(&mut self, segment: Option<usize>) {
+        self.picker_open = true;
+        self.picker_segment = segment;
+        self.search.clear();
+    }
+
+    /// Opens the label picker for segment `seg` of the clip in the player.
+    pub fn open_picker_for_segment(&mut self, seg: usize) {
+        self.open_picker(Some(seg));
+    }
+
+    /// The searchable picker over the whole label set. A label picked for a segment is
+    /// returned as `(segment, label id)` for the segment track to apply.
     pub fn picker_window_ui(
         &mut self,
         ctx: &egui::Context,
         shared: &mut Shared,
         tab: Tab,
         batch: &BatchPanel,
-    ) {
+    ) -> Option<(usize, usize)> {
         if !self.picker_open {
-            return;
+            return None;
         }
         let target = target_clip(shared, tab, batch).and_then(|p| Self::clip_index(shared, &p));
         let labels = shared
@@ -255,7 +267,11 @@ impl Labelling {
             .unwrap_or_default();
         let mut open = true;
         let mut chosen = None;
-        egui::Window::new("Pick a label")
+        let title = match self.picker_segment {
+            Some(seg) => format!("Pick a label for segment {}", seg + 1),
+            None => "Pick a label".to_string(),
+        };
+        egui::Window::new(title)
             .open(&mut open)
             .default_size([320.0, 420.0])
             .show(ctx, |ui| {
@@ -285,11 +301,17 @@ impl Labelling {
                     }
                 });
             });
-        if let (Some(id), Some(index)) = (chosen, target) {
-            Self::correct(shared, index, id);
+        let mut for_segment = None;
+        if let Some(id) = chosen {
+            match (self.picker_segment, target) {
+                (Some(seg), _) => for_segment = Some((seg, id)),
+                (None, Some(index)) => Self::correct(shared, index, id),
+                (None, None) => {}
+            }
             open = false;
         }
         self.picker_open = open;
+        for_segment
     }
 
     /// Replaces the project's label set with the one in `path` (refused once a label was

@@ -12,6 +12,7 @@ mod dialogs;
 mod labelling;
 mod live_panel;
 mod player_view;
+pub mod segment_track;
 pub mod settings;
 mod timeline_strip;
 mod training_panel;
@@ -106,6 +107,7 @@ pub struct KinetoApp {
     player_view: player_view::PlayerView,
     live: live_panel::LivePanel,
     timeline: timeline_strip::TimelineStrip,
+    segments: segment_track::SegmentTrack,
     pub batch: batch_panel::BatchPanel,
     /// The Train tab.
     pub train: training_panel::TrainingPanel,
@@ -144,6 +146,7 @@ impl KinetoApp {
             player_view: player_view::PlayerView::default(),
             live: live_panel::LivePanel::default(),
             timeline: timeline_strip::TimelineStrip::default(),
+            segments: segment_track::SegmentTrack::default(),
             batch: batch_panel::BatchPanel::default(),
             train: training_panel::TrainingPanel::default(),
             labelling: labelling::Labelling::default(),
@@ -178,6 +181,7 @@ impl KinetoApp {
     pub fn open_clip(&mut self, path: &Path) {
         self.shared.open_clip(path);
         self.live.reset();
+        self.segments.reset();
         self.timeline.start(&mut self.shared, path);
         self.tab = Tab::Player;
     }
@@ -280,6 +284,22 @@ impl KinetoApp {
     /// snapshots not yet written, or a project write that failed.
     fn must_save_before_closing(&mut self) -> bool {
         self.train.is_running() || self.shared.project_save_state() != ProjectSaveState::Saved
+    }
+
+    /// The segment track of the clip in the player (tests read its selection).
+    pub fn segment_track(&mut self) -> &mut segment_track::SegmentTrack {
+        &mut self.segments
+    }
+
+    /// Stores the model's segment proposals for the clip in the player (the timeline's, once
+    /// it is done; tests give their own).
+    pub fn offer_segment_proposals(
+        &mut self,
+        proposals: Vec<crate::labels::segments::ProposedSegment>,
+        duration_s: f64,
+        fps: f64,
+    ) {
+        (self.segments).offer_proposals(&mut self.shared, proposals, duration_s, fps, false);
     }
 
     /// The Train tab's panel (tests drive it).
@@ -404,6 +424,10 @@ impl KinetoApp {
         }
         if self.tab == Tab::Player {
             self.player_view.keys(ctx, &mut self.shared);
+            // A selected segment takes the labelling keys before the clip does.
+            if let Some(segment_track::PickFor(seg)) = self.segments.keys(ctx, &mut self.shared) {
+                self.labelling.open_picker_for_segment(seg);
+            }
         }
         self.labelling
             .keys(ctx, &mut self.shared, self.tab, &self.batch);
@@ -552,8 +576,12 @@ impl eframe::App for KinetoApp {
         if std::mem::take(&mut self.shared.settings_requested) {
             self.settings_window.show(&self.shared.settings);
         }
-        self.labelling
-            .picker_window_ui(&ctx, &mut self.shared, self.tab, &self.batch);
+        if let Some((seg, label_id)) =
+            self.labelling
+                .picker_window_ui(&ctx, &mut self.shared, self.tab, &self.batch)
+        {
+            self.segments.label(&mut self.shared, seg, label_id);
+        }
 
         egui::Panel::top("menu").show(ui, |ui| self.menu_ui(ui));
         egui::Panel::bottom("status").show(ui, |ui| self.status_bar_ui(ui));
@@ -568,6 +596,10 @@ impl eframe::App for KinetoApp {
                     }
                     self.labelling
                         .ui(ui, &mut self.shared, self.tab, &self.batch);
+                    if self.tab == Tab::Player && self.shared.current_clip.is_some() {
+                        ui.separator();
+                        self.segments.list_ui(ui, &mut self.shared);
+                    }
                 });
             });
         egui::CentralPanel::default().show(ui, |ui| {
@@ -582,8 +614,12 @@ impl eframe::App for KinetoApp {
                         empty_ui(ui, &mut self.shared);
                     } else {
                         egui::Panel::bottom("timeline")
-                            .exact_size(64.0)
-                            .show(ui, |ui| self.timeline.ui(ui, &mut self.shared));
+                            .exact_size(70.0 + segment_track::TRACK_HEIGHT)
+                            .show(ui, |ui| {
+                                self.timeline.ui(ui, &mut self.shared);
+                                let duration = self.timeline.duration(&self.shared);
+                                self.segments.track_ui(ui, &mut self.shared, duration);
+                            });
                         self.player_view.ui(ui, &mut self.shared);
                     }
                 }

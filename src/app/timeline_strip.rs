@@ -84,12 +84,16 @@ impl TimelineStrip {
         }
     }
 
+    /// The clip's length: the player's, else the timeline's end.
+    pub fn duration(&self, shared: &Shared) -> f64 {
+        (shared.player.status().duration_s)
+            .or_else(|| self.windows.last().map(|w| w.end_s))
+            .unwrap_or(0.0)
+    }
+
     pub fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
         let status = shared.player.status();
-        let duration = status
-            .duration_s
-            .or_else(|| self.windows.last().map(|w| w.end_s))
-            .unwrap_or(0.0);
+        let duration = self.duration(shared);
         ui.horizontal(|ui| {
             ui.label(egui::RichText::new("Timeline").strong());
             if let Some(error) = &self.error {

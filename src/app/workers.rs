@@ -438,7 +438,10 @@ impl Shared {
         self.project_saved_at = Instant::now();
         if let Some(project) = &self.project {
             let counts = project.counts();
-            if counts.accepted + counts.corrected > 0 || project.path().exists() {
+            if counts.accepted + counts.corrected > 0
+                || project.has_confirmed_segments()
+                || project.path().exists()
+            {
                 self.saver.save(project.clone());
             }
         }

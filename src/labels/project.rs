@@ -965,6 +965,12 @@ impl Project {
         })
     }
 
+    /// Whether a person labelled, or marked, any segment.
+    pub fn has_confirmed_segments(&self) -> bool {
+        (self.clips.iter().flat_map(|c| &c.segments))
+            .any(|s| s.status.is_confirmed() || s.prediction.is_none())
+    }
+
     pub fn counts(&self) -> StatusCounts {
         let mut c = StatusCounts::default();
         for clip in &self.clips {
