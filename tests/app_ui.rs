@@ -778,4 +778,28 @@ fn segments_are_selected_corrected_dragged_split_and_undone_in_the_window() {
         v1,
         "the kept v1 file is untouched"
     );
+
+    // The wheel over the track zooms in around the pointer (a long file's segments get room).
+    let full = h.state_mut().segment_track().view(duration);
+    h.hover_at(egui::pos2(x_at(3.0), y));
+    h.step();
+    for _ in 0..10 {
+        h.event(egui::Event::MouseWheel {
+            unit: egui::MouseWheelUnit::Point,
+            delta: egui::vec2(0.0, 60.0),
+            modifiers: egui::Modifiers::NONE,
+            phase: egui::TouchPhase::Move,
+            source: egui::MouseWheelSource::Wheel,
+        });
+        h.step();
+    }
+    let zoomed = h.state_mut().segment_track().view(duration);
+    assert!(
+        zoomed.end_s - zoomed.start_s < 0.8 * (full.end_s - full.start_s),
+        "{full:?} -> {zoomed:?}"
+    );
+    assert!(
+        zoomed.start_s <= 3.0 && 3.0 <= zoomed.end_s,
+        "around the pointer: {zoomed:?}"
+    );
 }

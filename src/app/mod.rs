@@ -616,8 +616,9 @@ impl eframe::App for KinetoApp {
                         egui::Panel::bottom("timeline")
                             .exact_size(70.0 + segment_track::TRACK_HEIGHT)
                             .show(ui, |ui| {
-                                self.timeline.ui(ui, &mut self.shared);
                                 let duration = self.timeline.duration(&self.shared);
+                                let view = self.segments.view(duration);
+                                self.timeline.ui(ui, &mut self.shared, view);
                                 self.segments.track_ui(ui, &mut self.shared, duration);
                             });
                         self.player_view.ui(ui, &mut self.shared);

@@ -11,7 +11,7 @@ use eframe::egui;
 use super::Shared;
 use super::batch_panel::status_name;
 use super::player_view::format_time;
-use super::timeline_strip::label_color;
+use super::timeline_strip::{TimeView, label_color};
 use crate::labels::project::ClipStatus;
 use crate::labels::segments::{self, ClipSegment, Edge, ProposedSegment};
 use crate::video::player::PlayerCmd;
@@ -36,6 +36,9 @@ pub struct SegmentTrack {
     mark_in: Option<f64>,
     undo: Vec<Undo>,
     filter: Option<ClipStatus>,
+    /// The zoomed span (`None`: the whole clip). The wheel over the track zooms around the
+    /// pointer, a horizontal scroll (or Shift + wheel) pans.
+    zoom: Option<TimeView>,
 }
 
 /// What a key asked of the label picker: open it for segment `n`.
@@ -54,6 +57,41 @@ impl SegmentTrack {
         self.selected = None;
         self.drag = None;
         self.mark_in = None;
+        self.zoom = None;
+    }
+
+    /// The span shown of a clip of `duration` seconds.
+    pub fn view(&self, duration: f64) -> TimeView {
+        match self.zoom {
+            Some(v) if v.end_s <= duration + 1e-9 => v,
+            _ => TimeView::all(duration),
+        }
+    }
+
+    /// Shows `[start_s, end_s)` of the clip (the whole clip for an empty or inverted span).
+    pub fn zoom_to(&mut self, start_s: f64, end_s: f64) {
+        self.zoom = (end_s > start_s).then_some(TimeView { start_s, end_s });
+    }
+
+    /// The wheel over the track: zoom around the pointer at `x` (vertical) and pan
+    /// (horizontal); at least a second, at most the clip.
+    fn zoom_ui(&mut self, ui: &egui::Ui, rect: egui::Rect, x: f32, duration: f64) {
+        let delta = ui.input(|i| i.smooth_scroll_delta);
+        if delta == egui::Vec2::ZERO {
+            return;
+        }
+        let view = self.view(duration);
+        let span = view.end_s - view.start_s;
+        let at = view.t_of(x, rect);
+        let factor = f64::from((-delta.y * 0.003).exp());
+        let new_span = (span * factor).clamp(1.0_f64.min(duration), duration);
+        let pan = -f64::from(delta.x / rect.width()) * new_span;
+        let mut start = at - (at - view.start_s) * new_span / span + pan;
+        start = start.clamp(0.0, (duration - new_span).max(0.0));
+        self.zoom = (new_span < duration - 1e-9).then_some(TimeView {
+            start_s: start,
+            end_s: start + new_span,
+        });
     }
 
     /// The model's proposals for the clip in the player, once its timeline is done: stored
@@ -278,8 +316,12 @@ impl SegmentTrack {
         if duration <= 0.0 {
             return;
         }
-        let x_of = |t: f64| rect.left() + rect.width() * (t / duration).clamp(0.0, 1.0) as f32;
-        let t_of = |x: f32| f64::from((x - rect.left()) / rect.width()).clamp(0.0, 1.0) * duration;
+        if let Some(p) = response.hover_pos() {
+            self.zoom_ui(ui, rect, p.x, duration);
+        }
+        let view = self.view(duration);
+        let x_of = |t: f64| view.x_of(t, rect);
+        let t_of = |x: f32| view.t_of(x, rect);
         let position = shared.player.status().position_s;
         let selected = self.selected;
         let pointer = response.interact_pointer_pos();
@@ -290,7 +332,7 @@ impl SegmentTrack {
                 return;
             };
             let list = project.segments(idx);
-            paint_segments(ui, &painter, rect, list, selected, &x_of);
+            paint_segments(ui, &painter, rect, list, selected, view);
             painter.line_segment(
                 [
                     egui::pos2(x_of(position), rect.top()),
@@ -314,6 +356,9 @@ impl SegmentTrack {
             let near_edge = |x: f32| -> Option<(usize, Edge)> {
                 let mut best: Option<(f32, usize, Edge)> = None;
                 for (i, s) in list.iter().enumerate() {
+                    if s.end_s < view.start_s || s.start_s > view.end_s {
+                        continue;
+                    }
                     for (edge, t) in [(Edge::Start, s.start_s), (Edge::End, s.end_s)] {
                         let bonus = if selected == Some(i) { 1.0 } else { 0.0 };
                         let d = (x_of(t) - x).abs() - bonus;
@@ -468,14 +513,17 @@ fn paint_segments(
     rect: egui::Rect,
     list: &[ClipSegment],
     selected: Option<usize>,
-    x_of: &impl Fn(f64) -> f32,
+    view: TimeView,
 ) {
     let dark = ui.visuals().dark_mode;
-    for (i, s) in list.iter().enumerate() {
-        let (x0, x1) = (x_of(s.start_s), x_of(s.end_s).max(x_of(s.start_s) + 1.0));
-        if x1 < rect.left() || x0 > rect.right() {
-            continue;
+    // Only the segments in view (the list is sorted).
+    let first = list.partition_point(|s| s.end_s <= view.start_s);
+    for (i, s) in list.iter().enumerate().skip(first) {
+        if s.start_s >= view.end_s {
+            break;
         }
+        let x0 = view.x_of(s.start_s, rect);
+        let x1 = view.x_of(s.end_s, rect).max(x0 + 1.0);
         let r = egui::Rect::from_min_max(egui::pos2(x0, rect.top()), egui::pos2(x1, rect.bottom()));
         let color = match (s.status, s.label_id) {
             (ClipStatus::Unlabelled, _) | (_, None) => egui::Color32::GRAY,

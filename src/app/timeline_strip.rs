@@ -22,6 +22,35 @@ pub struct TimelineStrip {
     done: bool,
 }
 
+/// The span of the clip the timeline and the segment track show, in seconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TimeView {
+    pub start_s: f64,
+    pub end_s: f64,
+}
+
+impl TimeView {
+    /// The whole clip.
+    pub fn all(duration_s: f64) -> Self {
+        Self {
+            start_s: 0.0,
+            end_s: duration_s.max(1e-3),
+        }
+    }
+
+    /// The x of time `t` in `rect` (clamped to its edges).
+    pub fn x_of(&self, t: f64, rect: egui::Rect) -> f32 {
+        let f = ((t - self.start_s) / (self.end_s - self.start_s)).clamp(0.0, 1.0);
+        rect.left() + rect.width() * f as f32
+    }
+
+    /// The time at `x` in `rect`.
+    pub fn t_of(&self, x: f32, rect: egui::Rect) -> f64 {
+        let f = f64::from((x - rect.left()) / rect.width()).clamp(0.0, 1.0);
+        self.start_s + f * (self.end_s - self.start_s)
+    }
+}
+
 /// A stable, distinct colour per label id (golden-ratio hue steps).
 pub fn label_color(label_id: usize, dark: bool) -> egui::Color32 {
     let hue = (label_id as f32 * 0.618_034).fract();
@@ -91,7 +120,9 @@ impl TimelineStrip {
             .unwrap_or(0.0)
     }
 
-    pub fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+    /// Draws the strip over `view` (the part of the clip shown, in seconds: all of it, or
+    /// what the segment track zoomed to).
+    pub fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared, view: TimeView) {
         let status = shared.player.status();
         let duration = self.duration(shared);
         ui.horizontal(|ui| {
@@ -110,7 +141,7 @@ impl TimelineStrip {
         if duration <= 0.0 {
             return;
         }
-        let x_of = |t: f64| rect.left() + rect.width() * (t / duration).clamp(0.0, 1.0) as f32;
+        let x_of = |t: f64| view.x_of(t, rect);
         let dark = ui.visuals().dark_mode;
         // Each window is drawn over its stride (the part not covered by the next window), so
         // overlapping windows tile the strip.
@@ -122,6 +153,9 @@ impl TimelineStrip {
             let Some(top) = w.top_k.first() else {
                 continue;
             };
+            if end <= view.start_s || w.start_s >= view.end_s {
+                continue;
+            }
             let r = egui::Rect::from_min_max(
                 egui::pos2(x_of(w.start_s), rect.top()),
                 egui::pos2(x_of(end).max(x_of(w.start_s) + 1.0), rect.bottom()),
@@ -146,7 +180,7 @@ impl TimelineStrip {
             egui::Stroke::new(2.0, ui.visuals().strong_text_color()),
         );
         if let Some(pos) = response.hover_pos() {
-            let t = f64::from((pos.x - rect.left()) / rect.width()) * duration;
+            let t = view.t_of(pos.x, rect);
             let window = self
                 .windows
                 .iter()
