@@ -16,6 +16,7 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use kineto::app::settings::{DeviceSetting, Settings};
 use kineto::app::{AppOptions, DialogBackend, KinetoApp, Tab};
+use kineto::labels::project::ClipStatus;
 use kineto::video::synth::{ClipSpec, Codec, Container, synth_clip};
 
 fn tmp(tag: &str) -> common::ScratchDir {
@@ -119,6 +120,26 @@ fn a_clip_plays_with_live_labels_a_timeline_and_frame_steps() {
         h.state().timeline_windows() == Some(3)
     });
     assert_eq!(h.state().tab, Tab::Player);
+    // The finished timeline proposed the clip's segments: they cover the clip, on frames, and
+    // are predictions (the file is still not written: nothing was labelled).
+    {
+        let project = h.state().shared.project.as_ref().expect("project");
+        let clip = project
+            .clips
+            .iter()
+            .find(|c| c.path == "ball.mp4")
+            .expect("the clip");
+        let segments = &clip.segments;
+        assert!(!segments.is_empty(), "segments proposed");
+        assert_eq!(segments[0].start_s, 0.0);
+        assert!(
+            (segments.last().unwrap().end_s - 4.0).abs() < 1e-6,
+            "{segments:?}"
+        );
+        assert!(segments.windows(2).all(|w| w[0].end_s == w[1].start_s));
+        assert!(segments.iter().all(|s| s.status == ClipStatus::Predicted));
+        assert_eq!(clip.fps, Some(25.0));
+    }
 
     // Opening and classifying wrote no project file; the first label writes it, with the clip.
     let project_file = dir.join("kineto-project.json");

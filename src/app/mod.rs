@@ -315,7 +315,11 @@ impl KinetoApp {
                 E::Live(result) => self.live.on_result(&self.shared, result),
                 E::LiveFailed { generation, error } => self.live.on_error(generation, error),
                 E::Batch(event) => self.batch.on_event(&mut self.shared, event),
-                E::Timeline(event) => self.timeline.on_event(event),
+                E::Timeline(event) => {
+                    if let Some(record) = self.timeline.on_event(event) {
+                        self.segments.propose_from(&mut self.shared, record, false);
+                    }
+                }
                 E::Loaded(model) => {
                     self.shared.model = ModelState::Ready(model);
                     self.live.reset();
@@ -598,7 +602,7 @@ impl eframe::App for KinetoApp {
                         .ui(ui, &mut self.shared, self.tab, &self.batch);
                     if self.tab == Tab::Player && self.shared.current_clip.is_some() {
                         ui.separator();
-                        self.segments.list_ui(ui, &mut self.shared);
+                        (self.segments).list_ui(ui, &mut self.shared, self.timeline.record());
                     }
                 });
             });

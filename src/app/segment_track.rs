@@ -12,6 +12,8 @@ use super::Shared;
 use super::batch_panel::status_name;
 use super::player_view::format_time;
 use super::timeline_strip::{TimeView, label_color};
+use crate::infer::segments::{SegmentOptions, propose_segments};
+use crate::infer::timeline::TimelineRecord;
 use crate::labels::project::ClipStatus;
 use crate::labels::segments::{self, ClipSegment, Edge, ProposedSegment};
 use crate::video::player::PlayerCmd;
@@ -94,9 +96,24 @@ impl SegmentTrack {
         });
     }
 
+    /// The model's segments from the finished timeline of the clip in the player
+    /// (`infer::segments` with its defaults: `kineto segments`' answer), stored as
+    /// [`SegmentTrack::offer_proposals`] says.
+    pub fn propose_from(&mut self, shared: &mut Shared, record: &TimelineRecord, replace: bool) {
+        let proposals = propose_segments(record, &SegmentOptions::default())
+            .into_iter()
+            .map(|s| ProposedSegment {
+                start_s: s.start_s,
+                end_s: s.end_s,
+                top_k: s.top_k,
+            })
+            .collect();
+        self.offer_proposals(shared, proposals, record.duration_s, record.fps, replace);
+    }
+
     /// The model's proposals for the clip in the player, once its timeline is done: stored
     /// when the clip has no segments yet (a clip a person already segmented keeps its
-    /// segments; "Propose again" replaces the predicted ones).
+    /// segments; "Propose again" replaces the predicted ones, and can be undone).
     pub fn offer_proposals(
         &mut self,
         shared: &mut Shared,
@@ -305,9 +322,8 @@ impl SegmentTrack {
             egui::vec2(ui.available_width(), TRACK_HEIGHT),
             egui::Sense::click_and_drag(),
         );
-        response.widget_info(|| {
-            egui::WidgetInfo::labeled(egui::WidgetType::Group, true, "segment track")
-        });
+        response
+            .widget_info(|| egui::WidgetInfo::labeled(egui::Role::Group, true, "segment track"));
         let painter = ui.painter_at(rect);
         painter.rect_filled(rect, 2.0, ui.visuals().extreme_bg_color);
         let Some(idx) = current_index(shared) else {
@@ -438,17 +454,20 @@ impl SegmentTrack {
         }
     }
 
-    /// The list of the clip's segments (filtered by status) for the side panel.
-    pub fn list_ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+    /// The list of the clip's segments (filtered by status) for the side panel; `record`, the
+    /// clip's finished timeline, offers "Propose again".
+    pub fn list_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        shared: &mut Shared,
+        record: Option<&TimelineRecord>,
+    ) {
         let Some(idx) = current_index(shared) else {
             return;
         };
-        let Some(project) = shared.project.as_ref() else {
-            return;
-        };
-        let list = project.segments(idx);
+        let count = shared.project.as_ref().map_or(0, |p| p.segments(idx).len());
         ui.horizontal(|ui| {
-            ui.strong(format!("Segments ({})", list.len()));
+            ui.strong(format!("Segments ({count})"));
             egui::ComboBox::from_id_salt("kineto.segment_filter")
                 .selected_text(self.filter.map_or("all", ClipStatus::as_str))
                 .show_ui(ui, |ui| {
@@ -462,7 +481,22 @@ impl SegmentTrack {
                         ui.selectable_value(&mut self.filter, Some(s), s.as_str());
                     }
                 });
+            if let Some(record) = record
+                && ui
+                    .button("Propose again")
+                    .on_hover_text(
+                        "the model's segments replace the predicted ones; what you labelled or \
+                         marked stays (Ctrl+Z undoes)",
+                    )
+                    .clicked()
+            {
+                self.propose_from(shared, record, true);
+            }
         });
+        let Some(project) = shared.project.as_ref() else {
+            return;
+        };
+        let list = project.segments(idx);
         if list.is_empty() {
             ui.weak("none yet: they are proposed when the timeline is done; I / O mark one");
             return;

@@ -8,7 +8,7 @@ use eframe::egui;
 use super::Shared;
 use super::player_view::format_time;
 use crate::infer::service::TimelineEvent;
-use crate::infer::timeline::TimelineWindow;
+use crate::infer::timeline::{TimelineRecord, TimelineWindow};
 use crate::progress::CancelToken;
 use crate::video::player::PlayerCmd;
 
@@ -20,6 +20,7 @@ pub struct TimelineStrip {
     total: usize,
     error: Option<String>,
     done: bool,
+    record: Option<TimelineRecord>,
 }
 
 /// The span of the clip the timeline and the segment track show, in seconds.
@@ -91,7 +92,9 @@ impl TimelineStrip {
         self.job.as_ref().is_some_and(|(j, _)| *j == job)
     }
 
-    pub fn on_event(&mut self, event: TimelineEvent) {
+    /// Applies a timeline event; a finished timeline of the current clip is also returned,
+    /// for the segment track's proposals.
+    pub fn on_event(&mut self, event: TimelineEvent) -> Option<&TimelineRecord> {
         match event {
             TimelineEvent::Window {
                 job, window, total, ..
@@ -104,13 +107,21 @@ impl TimelineStrip {
                 match result {
                     Ok(record) => {
                         self.total = record.windows.len();
-                        self.windows = record.windows;
+                        self.windows = record.windows.clone();
+                        self.record = Some(record);
+                        return self.record.as_ref();
                     }
                     Err(error) => self.error = Some(error),
                 }
             }
             _ => {}
         }
+        None
+    }
+
+    /// The finished timeline of the clip in the player.
+    pub fn record(&self) -> Option<&TimelineRecord> {
+        self.record.as_ref()
     }
 
     /// The clip's length: the player's, else the timeline's end.
