@@ -22,6 +22,14 @@ pub enum ProjectExport {
     ListFile,
     Csv,
     ClassFolders,
+    /// Segments: `path,start_s,end_s,label_id,label,score`.
+    SegmentsCsv,
+    /// Segments as ActivityNet-style JSON.
+    ActivityNet,
+    /// Segments as a Kinetics-style CSV.
+    KineticsCsv,
+    /// Segments cut into trimmed clips in class folders.
+    SegmentClips,
 }
 
 /// Why a dialog was opened: decides what its answer does.
@@ -146,7 +154,18 @@ impl Dialogs {
                 self.ask(Purpose::ExportProject(kind), Kind::Save("train_list.txt"))
             }
             ProjectExport::Csv => self.ask(Purpose::ExportProject(kind), Kind::Save("labels.csv")),
-            ProjectExport::ClassFolders => self.ask(Purpose::ExportProject(kind), Kind::PickFolder),
+            ProjectExport::ClassFolders | ProjectExport::SegmentClips => {
+                self.ask(Purpose::ExportProject(kind), Kind::PickFolder)
+            }
+            ProjectExport::SegmentsCsv => {
+                self.ask(Purpose::ExportProject(kind), Kind::Save("segments.csv"))
+            }
+            ProjectExport::ActivityNet => {
+                self.ask(Purpose::ExportProject(kind), Kind::Save("activitynet.json"))
+            }
+            ProjectExport::KineticsCsv => {
+                self.ask(Purpose::ExportProject(kind), Kind::Save("kinetics.csv"))
+            }
         }
     }
 
@@ -197,10 +216,14 @@ fn native_dialog(purpose: Purpose, kind: Kind) -> Vec<PathBuf> {
             dialog.add_filter("Weights", &["pdparams", "safetensors"])
         }
         Purpose::LabelFile => dialog.add_filter("Label lists", &["txt", "csv"]),
-        Purpose::ExportResults(ResultsFormat::Csv) | Purpose::ExportProject(ProjectExport::Csv) => {
-            dialog.add_filter("CSV", &["csv"])
+        Purpose::ExportResults(ResultsFormat::Csv)
+        | Purpose::ExportProject(
+            ProjectExport::Csv | ProjectExport::SegmentsCsv | ProjectExport::KineticsCsv,
+        ) => dialog.add_filter("CSV", &["csv"]),
+        Purpose::ExportResults(ResultsFormat::Json)
+        | Purpose::ExportProject(ProjectExport::ActivityNet) => {
+            dialog.add_filter("JSON", &["json"])
         }
-        Purpose::ExportResults(ResultsFormat::Json) => dialog.add_filter("JSON", &["json"]),
         Purpose::ExportProject(_) | Purpose::TrainData => dialog,
     };
     match kind {

@@ -14,8 +14,13 @@ use super::dialogs::ProjectExport;
 use crate::labels::export::{FolderMode, export_class_folders_with, export_csv, export_list};
 use crate::labels::project::Project;
 use crate::labels::read_label_file;
+use crate::labels::segment_export::{
+    SegmentClipsSummary, SegmentRow, export_activitynet, export_kinetics_csv, export_segment_clips,
+    export_segments_csv, project_segment_rows,
+};
 use crate::progress::{Task, TaskMsg};
 use crate::report::Ranked;
+use crate::video::cut::CutMode;
 
 /// An export running on its worker: clips done of the total, then a line for the toast.
 type ExportTask = Task<Result<String, String>, (usize, usize)>;
@@ -28,6 +33,8 @@ pub struct Labelling {
     search: String,
     folder_mode: Option<FolderMode>,
     include_predicted: bool,
+    /// Trimmed segment clips are re-encoded (frame-accurate) rather than cut on key frames.
+    reencode: bool,
     /// The export in progress (class folders may copy gigabytes) and its last progress.
     exporting: Option<(ExportTask, Option<(usize, usize)>)>,
 }
@@ -354,6 +361,24 @@ impl Labelling {
             if ui.button("Export labels CSV…").clicked() {
                 shared.dialogs.export_project(ProjectExport::Csv);
             }
+            ui.menu_button("Export segments", |ui| {
+                if ui.button("Segments CSV…").clicked() {
+                    shared.dialogs.export_project(ProjectExport::SegmentsCsv);
+                }
+                if ui.button("ActivityNet JSON…").clicked() {
+                    shared.dialogs.export_project(ProjectExport::ActivityNet);
+                }
+                if ui.button("Kinetics CSV…").clicked() {
+                    shared.dialogs.export_project(ProjectExport::KineticsCsv);
+                }
+                if ui.button("Trimmed clips in class folders…").clicked() {
+                    shared.dialogs.export_project(ProjectExport::SegmentClips);
+                }
+                ui.checkbox(
+                    &mut self.reencode,
+                    "Cut frame-accurately (re-encode; else on key frames)",
+                );
+            });
             ui.menu_button("Export class folders", |ui| {
                 for (mode, name) in [
                     (FolderMode::Copy, "Copy clips…"),
@@ -381,9 +406,27 @@ impl Labelling {
         }
         let include = self.include_predicted;
         let mode = self.folder_mode.unwrap_or(FolderMode::Copy);
+        let cut = if self.reencode {
+            CutMode::Reencode
+        } else {
+            CutMode::KeyFrames
+        };
         let out = out.to_path_buf();
         let spawned = Task::spawn("kineto-export", shared.repaint.clone(), move |ctx| {
+            let rows = || project_segment_rows(&project, include);
+            let segments_to = |n: usize| format!("{n} segments written to {}", out.display());
             let outcome = match kind {
+                ProjectExport::SegmentsCsv => export_segments_csv(&rows(), &out).map(segments_to),
+                ProjectExport::ActivityNet => export_activitynet(&rows(), &out).map(segments_to),
+                ProjectExport::KineticsCsv => {
+                    export_kinetics_csv(&rows(), &out, "train").map(segments_to)
+                }
+                ProjectExport::SegmentClips => {
+                    let rows = rows();
+                    let mut progress = |done, total| ctx.send((done, total));
+                    export_segment_clips(&rows, &out, cut, ctx.cancel(), &mut progress)
+                        .map(|s| segment_clips_line(&s, &rows, &out))
+                }
                 ProjectExport::ListFile => export_list(&project, &out, include)
                     .map(|n| format!("{n} clips written to {}", out.display())),
                 ProjectExport::Csv => export_csv(&project, &out)
@@ -456,4 +499,27 @@ impl Labelling {
             }
         });
     }
+}
+
+/// One line for the toast after a trimmed-clips export: written, kept, failed, and how far
+/// key-frame cuts moved.
+fn segment_clips_line(s: &SegmentClipsSummary, rows: &[SegmentRow], out: &Path) -> String {
+    let existing = s.clips.len() - s.written() - s.failed();
+    let mut line = format!(
+        "{} segment clips in {} class folders under {}",
+        s.written(),
+        s.classes,
+        out.display()
+    );
+    if existing > 0 {
+        line.push_str(&format!("; {existing} already there, left as they were"));
+    }
+    if s.failed() > 0 {
+        line.push_str(&format!("; {} could not be cut", s.failed()));
+    }
+    let shift = s.max_shift_s(rows);
+    if shift > 0.0005 {
+        line.push_str(&format!("; key-frame cuts moved up to {shift:.3} s"));
+    }
+    line
 }

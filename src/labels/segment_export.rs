@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value, json};
 
 use super::export::folder_name_for_label;
-use super::project::ProjectError;
+use super::project::{Project, ProjectError};
 use crate::checkpoint::write_file_atomic;
 use crate::progress::CancelToken;
 use crate::report::{SEGMENTS_CSV_HEADER, csv_field, seconds_cell};
@@ -35,6 +35,42 @@ pub struct SegmentRow {
     pub label: String,
     /// The model's score, for proposed segments.
     pub score: Option<f32>,
+}
+
+/// The labelled segments of a project's clips, clip by clip: those a person accepted or
+/// corrected, and predicted ones too with `include_predicted`. A clip's duration is the one
+/// recorded when its segments were proposed, else its last segment's end.
+pub fn project_segment_rows(project: &Project, include_predicted: bool) -> Vec<SegmentRow> {
+    let mut rows = Vec::new();
+    for (i, clip) in project.clips.iter().enumerate() {
+        let Some(video) = project.abs_path(i) else {
+            continue;
+        };
+        let duration_s = clip
+            .duration_s
+            .or_else(|| clip.segments.last().map(|s| s.end_s))
+            .unwrap_or(0.0);
+        for s in &clip.segments {
+            let wanted = s.status.is_confirmed()
+                || (include_predicted && s.status == crate::labels::project::ClipStatus::Predicted);
+            let (Some(label_id), Some(label)) = (s.label_id, s.label.clone()) else {
+                continue;
+            };
+            if !wanted {
+                continue;
+            }
+            rows.push(SegmentRow {
+                video: video.clone(),
+                duration_s,
+                start_s: s.start_s,
+                end_s: s.end_s,
+                label_id,
+                label,
+                score: s.top_k().first().map(|r| r.score),
+            });
+        }
+    }
+    rows
 }
 
 /// The header of the Kinetics-style CSV.
