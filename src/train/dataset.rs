@@ -182,8 +182,20 @@ impl Dataset {
     /// label is the last field), paths relative to the list file's folder, blank lines
     /// ignored. Class names from `labels`, else `class_<id>` up to the largest id.
     pub fn from_list_file(list: &Path, labels: Option<&Path>) -> Result<Self, TrainError> {
+        Self::from_list_file_in(list, labels, None, false)
+    }
+
+    /// [`Dataset::from_list_file`] with its paths relative to `root` when given (else to the
+    /// list file's folder). With `missing_ok` a clip that does not exist stays in the set (an
+    /// evaluation reports it as a broken clip) instead of being an error.
+    pub fn from_list_file_in(
+        list: &Path,
+        labels: Option<&Path>,
+        root: Option<&Path>,
+        missing_ok: bool,
+    ) -> Result<Self, TrainError> {
         let text = crate::files::read_to_string(list).map_err(|e| TrainError::io(list, e))?;
-        let base = list.parent().unwrap_or(Path::new("."));
+        let base = root.unwrap_or(list.parent().unwrap_or(Path::new(".")));
         let names = labels.map(read_label_file).transpose()?;
         let line_err = |line: usize, problem: String| TrainError::ListLine {
             path: list.to_path_buf(),
@@ -226,7 +238,7 @@ impl Dataset {
                 ));
             }
             let path = base.join(file);
-            if !path.is_file() {
+            if !missing_ok && !path.is_file() {
                 return Err(line_err(line, format!("{}: no such file", path.display())));
             }
             items.push(Sample { path, label });
@@ -279,6 +291,121 @@ impl Dataset {
         Ok(dataset)
     }
 
+    /// UCF-101's official split files: `trainlist01.txt` lines `Class/clip.avi 1` with 1-based
+    /// class ids, `testlist01.txt` lines `Class/clip.avi` whose class is the clip's folder;
+    /// `class_index` is `classInd.txt` (`1 ApplyEyeMakeup` per line), giving the classes in
+    /// order (label = id - 1). Paths are relative to `root` (the `UCF-101` folder), else to the
+    /// split file's folder. A clip that does not exist stays in the set (see
+    /// [`Dataset::from_list_file_in`]).
+    pub fn from_ucf_split(
+        list: &Path,
+        class_index: &Path,
+        root: Option<&Path>,
+    ) -> Result<Self, TrainError> {
+        let classes = read_ucf_class_index(class_index)?;
+        let text = crate::files::read_to_string(list).map_err(|e| TrainError::io(list, e))?;
+        let base = root.unwrap_or(list.parent().unwrap_or(Path::new(".")));
+        let line_err = |line: usize, problem: String| TrainError::ListLine {
+            path: list.to_path_buf(),
+            line,
+            problem,
+        };
+        let by_name = |name: &str| {
+            classes
+                .iter()
+                .position(|c| c == name)
+                .or_else(|| classes.iter().position(|c| c.eq_ignore_ascii_case(name)))
+        };
+        let mut items = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = i + 1;
+            let entry = raw.trim();
+            if entry.is_empty() {
+                continue;
+            }
+            let (file, id) = match entry.rsplit_once(char::is_whitespace) {
+                Some((file, id)) if id.trim().parse::<usize>().is_ok() => {
+                    (file.trim(), id.trim().parse::<usize>().ok())
+                }
+                _ => (entry, None),
+            };
+            let folder = Path::new(file)
+                .parent()
+                .and_then(Path::file_name)
+                .map(|f| f.to_string_lossy().into_owned());
+            let from_folder = folder.as_deref().and_then(by_name);
+            let label = match (id, from_folder) {
+                (Some(0), _) => {
+                    return Err(line_err(
+                        line,
+                        "class id 0: UCF-101's ids start at 1 (a 0-based PaddleVideo list is \
+                         read without --class-index)"
+                            .into(),
+                    ));
+                }
+                (Some(id), _) if id > classes.len() => {
+                    return Err(line_err(
+                        line,
+                        format!(
+                            "class id {id} is out of range: {} has {} classes (1..={})",
+                            class_index.display(),
+                            classes.len(),
+                            classes.len()
+                        ),
+                    ));
+                }
+                (Some(id), Some(named)) if named != id - 1 => {
+                    return Err(line_err(
+                        line,
+                        format!(
+                            "class id {id} ({}) but the clip's folder is {}",
+                            classes[id - 1],
+                            folder.unwrap_or_default()
+                        ),
+                    ));
+                }
+                (Some(id), _) => id - 1,
+                (None, Some(label)) => label,
+                (None, None) => {
+                    return Err(line_err(
+                        line,
+                        match folder {
+                            Some(f) => format!(
+                                "no class id, and the clip's folder {f:?} is not a class of {}",
+                                class_index.display()
+                            ),
+                            None => format!(
+                                "no class id and no class folder in {file:?} (expected \
+                                 `Class/clip.avi [id]`)"
+                            ),
+                        },
+                    ));
+                }
+            };
+            items.push(Sample {
+                path: base.join(file),
+                label,
+            });
+        }
+        if items.is_empty() {
+            return Err(TrainError::NoVideos {
+                path: list.to_path_buf(),
+            });
+        }
+        items.sort();
+        let dataset = Dataset {
+            classes,
+            items,
+            source: DatasetSource::ListFile {
+                path: list.to_path_buf(),
+                labels: Some(class_index.to_path_buf()),
+            },
+            notes: Vec::new(),
+        };
+        dataset.check_class_count()?;
+        Ok(dataset)
+    }
+
     /// Clips per class, indexed by label.
     pub fn counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.classes.len()];
@@ -307,6 +434,43 @@ impl Dataset {
         }
         Ok(())
     }
+}
+
+/// UCF-101's `classInd.txt`: `1 ApplyEyeMakeup` per line, ids from 1 in order.
+pub fn read_ucf_class_index(path: &Path) -> Result<Vec<String>, TrainError> {
+    let text = crate::files::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+    let mut names = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let entry = raw.trim();
+        if entry.is_empty() {
+            continue;
+        }
+        let parsed = entry
+            .split_once(char::is_whitespace)
+            .and_then(|(id, name)| Some((id.parse::<usize>().ok()?, name.trim())));
+        match parsed {
+            Some((id, name)) if id == names.len() + 1 && !name.is_empty() => {
+                names.push(name.to_string())
+            }
+            _ => {
+                return Err(TrainError::ListLine {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    problem: format!(
+                        "expected `{} ClassName` (ids from 1, in order), found {entry:?}",
+                        names.len() + 1
+                    ),
+                });
+            }
+        }
+    }
+    if names.is_empty() {
+        return Err(TrainError::Classes {
+            path: path.to_path_buf(),
+            problem: "no classes (expected `1 ClassName` per line)".into(),
+        });
+    }
+    Ok(names)
 }
 
 fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, TrainError> {
