@@ -216,6 +216,14 @@ pub fn read_jsonl(text: &str, path: &Path) -> Result<JsonLines, ReportError> {
     let mut torn = None;
     for (i, piece) in text.split_inclusive('\n').enumerate() {
         if !piece.ends_with('\n') {
+            // Torn only if it is the start of a record: a file of something else is an error.
+            if !piece.trim().is_empty() && !piece.trim_start().starts_with('{') {
+                return Err(ReportError::Line {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    problem: format!("expected a JSON object, found {:?}", one_line_start(piece)),
+                });
+            }
             torn = Some(i + 1);
             break;
         }
@@ -236,6 +244,15 @@ pub fn read_jsonl(text: &str, path: &Path) -> Result<JsonLines, ReportError> {
         complete_len,
         torn,
     })
+}
+
+/// The first few characters of a line, for a message.
+fn one_line_start(text: &str) -> String {
+    let mut start: String = text.chars().take(40).filter(|c| !c.is_control()).collect();
+    if text.chars().count() > 40 {
+        start.push_str("...");
+    }
+    start
 }
 
 /// Classify output in either shape: a JSON array (`--format json`) or JSON lines (`--format
@@ -373,6 +390,7 @@ mod tests {
         let unterminated = text.trim_end();
         let read = read_jsonl(unterminated, Path::new("o.jsonl")).unwrap();
         assert_eq!((read.records.len(), read.torn), (1, Some(2)));
+        assert!(read_jsonl("not a record", Path::new("o.jsonl")).is_err());
         let bad = format!("{text}nonsense\n");
         let err = read_jsonl(&bad, Path::new("o.jsonl")).unwrap_err();
         assert!(err.to_string().starts_with("o.jsonl: line 3: "), "{err}");
