@@ -917,6 +917,65 @@ mod tests {
         let _ = std::fs::remove_dir_all(&root);
     }
 
+    #[test]
+    fn ucf_split_files_and_their_errors_name_the_line() {
+        let root = tmpdir("ucf");
+        let index = root.join("classInd.txt");
+        write(&index, "1 ApplyEyeMakeup\n2 Archery\n3 YoYo\n");
+        assert_eq!(
+            read_ucf_class_index(&index).unwrap(),
+            ["ApplyEyeMakeup", "Archery", "YoYo"]
+        );
+        let list = root.join("testlist01.txt");
+        let open = |text: &str| {
+            write(&list, text);
+            Dataset::from_ucf_split(&list, &index, None)
+        };
+        let set = open("Archery/v_Archery_g01_c01.avi\nApplyEyeMakeup/v_a.avi 1\nyoyo/v_y.avi\n")
+            .unwrap();
+        let labels: Vec<(String, usize)> = set
+            .items
+            .iter()
+            .map(|s| {
+                (
+                    s.path.strip_prefix(&root).unwrap().display().to_string(),
+                    s.label,
+                )
+            })
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                ("ApplyEyeMakeup/v_a.avi".to_string(), 0),
+                ("Archery/v_Archery_g01_c01.avi".to_string(), 1),
+                ("yoyo/v_y.avi".to_string(), 2),
+            ]
+        );
+        for (text, words) in [
+            ("Archery/a.avi 0\nYoYo/b.avi 3\n", "line 1: class id 0"),
+            (
+                "Archery/a.avi 2\nYoYo/b.avi 4\n",
+                "line 2: class id 4 is out of range",
+            ),
+            (
+                "Archery/a.avi 1\n",
+                "class id 1 (ApplyEyeMakeup) but the clip's folder is Archery",
+            ),
+            (
+                "Archery/a.avi\nBowling/b.avi\n",
+                "line 2: no class id, and the clip's folder",
+            ),
+            ("a.avi\n", "no class id and no class folder"),
+        ] {
+            let e = open(text).unwrap_err().to_string();
+            assert!(e.contains(words), "{text:?}: {e}");
+        }
+        write(&index, "0 ApplyEyeMakeup\n");
+        let e = read_ucf_class_index(&index).unwrap_err().to_string();
+        assert!(e.contains("line 1: expected `1 ClassName`"), "{e}");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
     fn synthetic(counts: &[usize]) -> Dataset {
         let mut items = Vec::new();
         for (label, &n) in counts.iter().enumerate() {
