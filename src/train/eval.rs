@@ -271,14 +271,28 @@ impl EvalReport {
                 (e, n) => format!(", {e} broken, {n} not reached (interrupted)"),
             }
         );
+        let top5_name = self.top5_name();
+        let w = top5_name.chars().count().max(16);
+        let top5_hits = (self.top5 * self.clips as f64).round();
         let _ = writeln!(
             out,
-            "top-1            {:>8}  ({top1_hits}/{})",
+            "{:<w$} {:>8}  ({top1_hits}/{})",
+            "top-1",
             percent(self.top1),
             self.clips
         );
-        let _ = writeln!(out, "{:<16} {:>8}", self.top5_name(), percent(self.top5));
-        let _ = writeln!(out, "mean class top-1 {:>8}", percent(self.mean_class_top1));
+        let _ = writeln!(
+            out,
+            "{top5_name:<w$} {:>8}  ({top5_hits}/{})",
+            percent(self.top5),
+            self.clips
+        );
+        let _ = writeln!(
+            out,
+            "{:<w$} {:>8}",
+            "mean class top-1",
+            percent(self.mean_class_top1)
+        );
         let shown: Vec<&ClassAccuracy> = self.per_class.iter().filter(|c| c.clips > 0).collect();
         let name_w = shown
             .iter()
