@@ -79,6 +79,14 @@ impl Dataset {
     /// Classes are sorted by name unless `labels` gives the order. Video files directly in
     /// `root` are ignored (with a note); folders whose name starts with `.` are skipped.
     pub fn from_class_folders(root: &Path, labels: Option<&Path>) -> Result<Self, TrainError> {
+        let dataset = Self::read_class_folders(root, labels)?;
+        dataset.check_class_count()?;
+        Ok(dataset)
+    }
+
+    /// [`Dataset::from_class_folders`] without requiring two classes (a test set may hold
+    /// one).
+    pub fn read_class_folders(root: &Path, labels: Option<&Path>) -> Result<Self, TrainError> {
         let mut folders = Vec::new();
         let mut loose = 0usize;
         for path in read_dir_sorted(root)? {
@@ -166,28 +174,29 @@ impl Dataset {
             items.extend(clips.into_iter().map(|path| Sample { path, label }));
         }
         items.sort();
-        let dataset = Dataset {
+        Ok(Dataset {
             classes,
             items,
             source: DatasetSource::ClassFolders {
                 root: root.to_path_buf(),
             },
             notes,
-        };
-        dataset.check_class_count()?;
-        Ok(dataset)
+        })
     }
 
     /// A PaddleVideo list file: `path label_id` per line (the path may contain spaces; the
     /// label is the last field), paths relative to the list file's folder, blank lines
     /// ignored. Class names from `labels`, else `class_<id>` up to the largest id.
     pub fn from_list_file(list: &Path, labels: Option<&Path>) -> Result<Self, TrainError> {
-        Self::from_list_file_in(list, labels, None, false)
+        let dataset = Self::from_list_file_in(list, labels, None, false)?;
+        dataset.check_class_count()?;
+        Ok(dataset)
     }
 
     /// [`Dataset::from_list_file`] with its paths relative to `root` when given (else to the
-    /// list file's folder). With `missing_ok` a clip that does not exist stays in the set (an
-    /// evaluation reports it as a broken clip) instead of being an error.
+    /// list file's folder), without requiring two classes (a test set may hold one). With
+    /// `missing_ok` a clip that does not exist stays in the set (an evaluation reports it as a
+    /// broken clip) instead of being an error.
     pub fn from_list_file_in(
         list: &Path,
         labels: Option<&Path>,
@@ -287,7 +296,6 @@ impl Dataset {
                 }
             ));
         }
-        dataset.check_class_count()?;
         Ok(dataset)
     }
 
@@ -296,7 +304,7 @@ impl Dataset {
     /// `class_index` is `classInd.txt` (`1 ApplyEyeMakeup` per line), giving the classes in
     /// order (label = id - 1). Paths are relative to `root` (the `UCF-101` folder), else to the
     /// split file's folder. A clip that does not exist stays in the set (see
-    /// [`Dataset::from_list_file_in`]).
+    /// [`Dataset::from_list_file_in`]); one class is enough (a test set).
     pub fn from_ucf_split(
         list: &Path,
         class_index: &Path,
@@ -393,7 +401,7 @@ impl Dataset {
             });
         }
         items.sort();
-        let dataset = Dataset {
+        Ok(Dataset {
             classes,
             items,
             source: DatasetSource::ListFile {
@@ -401,9 +409,7 @@ impl Dataset {
                 labels: Some(class_index.to_path_buf()),
             },
             notes: Vec::new(),
-        };
-        dataset.check_class_count()?;
-        Ok(dataset)
+        })
     }
 
     /// Clips per class, indexed by label.

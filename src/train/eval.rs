@@ -45,7 +45,7 @@ impl TestSet {
     pub fn open(source: TestSetSource<'_>, model_classes: &[String]) -> Result<Self, TrainError> {
         let data = source.data;
         let (dataset, by_name) = if data.is_dir() {
-            (Dataset::from_class_folders(data, None)?, true)
+            (Dataset::read_class_folders(data, None)?, true)
         } else if !data.is_file() {
             return Err(TrainError::NotFound {
                 path: data.to_path_buf(),
@@ -499,6 +499,20 @@ mod tests {
         let folders = TestSet::open(source, &model).unwrap();
         let labels: Vec<usize> = folders.clips.iter().map(|s| s.label).collect();
         assert_eq!(labels, [2, 0, 0]);
+        // One class is a test set too (training needs two).
+        let one = root.join("one");
+        std::fs::create_dir_all(one.join("run")).unwrap();
+        std::fs::write(one.join("run/r.mp4"), b"x").unwrap();
+        let single = TestSet::open(
+            TestSetSource {
+                data: &one,
+                class_index: None,
+                root: None,
+            },
+            &model,
+        )
+        .unwrap();
+        assert_eq!(single.clips[0].label, 0);
         // A list file: ids as they are, paths relative to --root; a missing clip stays (it
         // becomes a broken clip).
         let list = root.join("test.txt");
