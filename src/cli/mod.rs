@@ -7,9 +7,11 @@
 mod bench;
 mod classify;
 mod demo_data;
+mod eval;
 mod export;
 mod generate;
 mod logits;
+mod merge;
 mod model;
 mod open;
 mod preprocess;
@@ -91,7 +93,18 @@ pub fn parse_seconds(s: &str) -> Result<f64, String> {
 )]
 pub enum Command {
     /// Top-k labels for video files and folders (PaddleVideo's test pipeline).
+    #[command(mut_arg("format", |a| a
+        .help("table, json, csv or jsonl (a line per clip, written as it finishes); default: \
+               from --output's extension, else table")))]
     Classify(classify::ClassifyArgs),
+    /// Measure a model on a labelled test set: top-1, top-5, mean class accuracy, per-class
+    /// accuracy, the confusion matrix (PaddleVideo's `main.py --test`).
+    Eval(eval::EvalArgs),
+    /// Join the outputs of sharded classify runs (jsonl or json) into one list, in the order
+    /// one run prints.
+    #[command(mut_arg("format", |a| a
+        .help("json, csv, jsonl or table; default: from --output's extension, else json")))]
+    Merge(merge::MergeArgs),
     /// Predictions over sliding windows of one video.
     #[command(mut_arg("format", |a| a
         .help("json or csv; default: from --output's extension, else json")
@@ -206,21 +219,30 @@ pub struct OutputArgs {
 impl OutputArgs {
     /// `--format` wins, then the extension of `--output`, then `default`.
     pub fn format(&self, default: &str) -> Result<String, Failure> {
+        self.format_among(default, &["table", "json", "csv"])
+    }
+
+    /// [`OutputArgs::format`] for a command that writes the formats `allowed` (an extension of
+    /// `--output` names a format only if it is allowed).
+    pub fn format_among(&self, default: &str, allowed: &[&str]) -> Result<String, Failure> {
         let chosen = match (&self.format, &self.output) {
             (Some(f), _) => f.to_ascii_lowercase(),
             (None, Some(path)) => match path.extension().and_then(|e| e.to_str()) {
-                Some(e) if e.eq_ignore_ascii_case("json") => "json".into(),
-                Some(e) if e.eq_ignore_ascii_case("csv") => "csv".into(),
+                Some(e) if allowed.iter().any(|a| a.eq_ignore_ascii_case(e)) => {
+                    e.to_ascii_lowercase()
+                }
                 _ => default.into(),
             },
             (None, None) => default.into(),
         };
-        match chosen.as_str() {
-            "table" | "json" | "csv" => Ok(chosen),
-            other => Err(Failure::fatal(anyhow!(
-                "unknown --format {other}; use table, json or csv"
-            ))),
+        if allowed.contains(&chosen.as_str()) {
+            return Ok(chosen);
         }
+        let (last, rest) = allowed.split_last().unwrap_or((&"table", &[]));
+        Err(Failure::fatal(anyhow!(
+            "unknown --format {chosen}; use {} or {last}",
+            rest.join(", ")
+        )))
     }
 
     /// Checks before any work that `--output` can be written: its folder exists and takes a
@@ -351,6 +373,8 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Classify(args) => classify::run(args, &cli.global),
+        Command::Eval(args) => eval::run(args, &cli.global),
+        Command::Merge(args) => merge::run(args, &cli.global),
         Command::Timeline(args) => timeline::run(args, &cli.global),
         Command::Preprocess(args) => preprocess::run(args, &cli.global),
         Command::Logits(args) => logits::run(args, &cli.global),

@@ -39,6 +39,16 @@ pub fn load_engine(
     args: &ModelArgs,
     global: &GlobalArgs,
 ) -> Result<(Engine, Vec<String>, usize), Failure> {
+    load_engine_with(args, global, None)
+}
+
+/// [`load_engine`] with the class names to use when neither --labels nor the checkpoint names
+/// them (instead of Kinetics-400), e.g. `eval --class-index`'s.
+pub fn load_engine_with(
+    args: &ModelArgs,
+    global: &GlobalArgs,
+    fallback_labels: Option<Vec<String>>,
+) -> Result<(Engine, Vec<String>, usize), Failure> {
     let weights = resolve_weights(&args.weights, global)?.path;
     let device = resolve_device(global)?;
     let engine =
@@ -60,7 +70,7 @@ pub fn load_engine(
     let labels = match (&args.labels, &engine.class_names) {
         (Some(path), _) => read_label_file(path).map_err(Failure::fatal)?,
         (None, Some(names)) => names.clone(),
-        (None, None) => kinetics400(),
+        (None, None) => fallback_labels.unwrap_or_else(kinetics400),
     };
     let classes = engine.num_classes();
     if labels.len() != classes {

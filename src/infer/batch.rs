@@ -49,6 +49,51 @@ pub fn expand_inputs(inputs: &[PathBuf], cancel: Option<&CancelToken>) -> Vec<Pa
     files
 }
 
+/// One part of a run split over several processes (`classify --shard I/N`): shard `index`
+/// of `count` (0-based, as Slurm's `SLURM_ARRAY_TASK_ID` with `--array=0-(N-1)` and
+/// Kubernetes' `JOB_COMPLETION_INDEX` count) takes the files at positions `index`, `index +
+/// count`, ... of the sorted list, so that the shards are disjoint, cover every file, and each
+/// gets a share of every folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    /// `I/N` with `0 <= I < N`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let usage = || format!("expected I/N with 0 <= I < N (I 0-based), found {s:?}");
+        let (i, n) = s.trim().split_once('/').ok_or_else(usage)?;
+        let index: usize = i.trim().parse().map_err(|_| usage())?;
+        let count: usize = n.trim().parse().map_err(|_| usage())?;
+        if count == 0 {
+            return Err(format!("{s:?}: the number of shards N must be at least 1"));
+        }
+        if index >= count {
+            return Err(format!(
+                "{s:?}: shard {index} does not exist; shards are numbered 0 to {} (I is 0-based)",
+                count - 1
+            ));
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl Shard {
+    /// This shard's files of `files` (already sorted), in their order.
+    pub fn take<T: Clone>(&self, files: &[T]) -> Vec<T> {
+        files
+            .iter()
+            .skip(self.index)
+            .step_by(self.count.max(1))
+            .cloned()
+            .collect()
+    }
+}
+
 /// How [`classify_files`] feeds the model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Feed {
@@ -397,6 +442,25 @@ mod tests {
         assert_eq!(seen, paths);
         assert_eq!(in_order.records.len(), 4);
         assert!(in_order.waiting.is_empty());
+    }
+
+    #[test]
+    fn shards_parse_and_partition_the_sorted_list() {
+        assert_eq!("1/3".parse::<Shard>(), Ok(Shard { index: 1, count: 3 }));
+        for bad in ["3/3", "1/0", "-1/3", "1", "a/b", "1/3/4", ""] {
+            assert!(bad.parse::<Shard>().is_err(), "{bad}");
+        }
+        let files: Vec<usize> = (0..10).collect();
+        let mut seen = Vec::new();
+        for index in 0..3 {
+            let part = Shard { index, count: 3 }.take(&files);
+            assert!(part.windows(2).all(|w| w[0] < w[1]));
+            seen.extend(part);
+        }
+        seen.sort();
+        assert_eq!(seen, files);
+        assert_eq!(Shard { index: 0, count: 1 }.take(&files), files);
+        assert!(Shard { index: 4, count: 5 }.take(&[1, 2, 3]).is_empty());
     }
 
     #[test]

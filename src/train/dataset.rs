@@ -79,6 +79,14 @@ impl Dataset {
     /// Classes are sorted by name unless `labels` gives the order. Video files directly in
     /// `root` are ignored (with a note); folders whose name starts with `.` are skipped.
     pub fn from_class_folders(root: &Path, labels: Option<&Path>) -> Result<Self, TrainError> {
+        let dataset = Self::read_class_folders(root, labels)?;
+        dataset.check_class_count()?;
+        Ok(dataset)
+    }
+
+    /// [`Dataset::from_class_folders`] without requiring two classes (a test set may hold
+    /// one).
+    pub fn read_class_folders(root: &Path, labels: Option<&Path>) -> Result<Self, TrainError> {
         let mut folders = Vec::new();
         let mut loose = 0usize;
         for path in read_dir_sorted(root)? {
@@ -166,24 +174,37 @@ impl Dataset {
             items.extend(clips.into_iter().map(|path| Sample { path, label }));
         }
         items.sort();
-        let dataset = Dataset {
+        Ok(Dataset {
             classes,
             items,
             source: DatasetSource::ClassFolders {
                 root: root.to_path_buf(),
             },
             notes,
-        };
-        dataset.check_class_count()?;
-        Ok(dataset)
+        })
     }
 
     /// A PaddleVideo list file: `path label_id` per line (the path may contain spaces; the
     /// label is the last field), paths relative to the list file's folder, blank lines
     /// ignored. Class names from `labels`, else `class_<id>` up to the largest id.
     pub fn from_list_file(list: &Path, labels: Option<&Path>) -> Result<Self, TrainError> {
+        let dataset = Self::from_list_file_in(list, labels, None, false)?;
+        dataset.check_class_count()?;
+        Ok(dataset)
+    }
+
+    /// [`Dataset::from_list_file`] with its paths relative to `root` when given (else to the
+    /// list file's folder), without requiring two classes (a test set may hold one). With
+    /// `missing_ok` a clip that does not exist stays in the set (an evaluation reports it as a
+    /// broken clip) instead of being an error.
+    pub fn from_list_file_in(
+        list: &Path,
+        labels: Option<&Path>,
+        root: Option<&Path>,
+        missing_ok: bool,
+    ) -> Result<Self, TrainError> {
         let text = crate::files::read_to_string(list).map_err(|e| TrainError::io(list, e))?;
-        let base = list.parent().unwrap_or(Path::new("."));
+        let base = root.unwrap_or(list.parent().unwrap_or(Path::new(".")));
         let names = labels.map(read_label_file).transpose()?;
         let line_err = |line: usize, problem: String| TrainError::ListLine {
             path: list.to_path_buf(),
@@ -226,7 +247,7 @@ impl Dataset {
                 ));
             }
             let path = base.join(file);
-            if !path.is_file() {
+            if !missing_ok && !path.is_file() {
                 return Err(line_err(line, format!("{}: no such file", path.display())));
             }
             items.push(Sample { path, label });
@@ -275,8 +296,120 @@ impl Dataset {
                 }
             ));
         }
-        dataset.check_class_count()?;
         Ok(dataset)
+    }
+
+    /// UCF-101's official split files: `trainlist01.txt` lines `Class/clip.avi 1` with 1-based
+    /// class ids, `testlist01.txt` lines `Class/clip.avi` whose class is the clip's folder;
+    /// `class_index` is `classInd.txt` (`1 ApplyEyeMakeup` per line), giving the classes in
+    /// order (label = id - 1). Paths are relative to `root` (the `UCF-101` folder), else to the
+    /// split file's folder. A clip that does not exist stays in the set (see
+    /// [`Dataset::from_list_file_in`]); one class is enough (a test set).
+    pub fn from_ucf_split(
+        list: &Path,
+        class_index: &Path,
+        root: Option<&Path>,
+    ) -> Result<Self, TrainError> {
+        let classes = read_ucf_class_index(class_index)?;
+        let text = crate::files::read_to_string(list).map_err(|e| TrainError::io(list, e))?;
+        let base = root.unwrap_or(list.parent().unwrap_or(Path::new(".")));
+        let line_err = |line: usize, problem: String| TrainError::ListLine {
+            path: list.to_path_buf(),
+            line,
+            problem,
+        };
+        let by_name = |name: &str| {
+            classes
+                .iter()
+                .position(|c| c == name)
+                .or_else(|| classes.iter().position(|c| c.eq_ignore_ascii_case(name)))
+        };
+        let mut items = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = i + 1;
+            let entry = raw.trim();
+            if entry.is_empty() {
+                continue;
+            }
+            let (file, id) = match entry.rsplit_once(char::is_whitespace) {
+                Some((file, id)) if id.trim().parse::<usize>().is_ok() => {
+                    (file.trim(), id.trim().parse::<usize>().ok())
+                }
+                _ => (entry, None),
+            };
+            let folder = Path::new(file)
+                .parent()
+                .and_then(Path::file_name)
+                .map(|f| f.to_string_lossy().into_owned());
+            let from_folder = folder.as_deref().and_then(by_name);
+            let label = match (id, from_folder) {
+                (Some(0), _) => {
+                    return Err(line_err(
+                        line,
+                        "class id 0: UCF-101's ids start at 1 (a 0-based PaddleVideo list is \
+                         read without --class-index)"
+                            .into(),
+                    ));
+                }
+                (Some(id), _) if id > classes.len() => {
+                    return Err(line_err(
+                        line,
+                        format!(
+                            "class id {id} is out of range: {} has {} classes (1..={})",
+                            class_index.display(),
+                            classes.len(),
+                            classes.len()
+                        ),
+                    ));
+                }
+                (Some(id), Some(named)) if named != id - 1 => {
+                    return Err(line_err(
+                        line,
+                        format!(
+                            "class id {id} ({}) but the clip's folder is {}",
+                            classes[id - 1],
+                            folder.unwrap_or_default()
+                        ),
+                    ));
+                }
+                (Some(id), _) => id - 1,
+                (None, Some(label)) => label,
+                (None, None) => {
+                    return Err(line_err(
+                        line,
+                        match folder {
+                            Some(f) => format!(
+                                "no class id, and the clip's folder {f:?} is not a class of {}",
+                                class_index.display()
+                            ),
+                            None => format!(
+                                "no class id and no class folder in {file:?} (expected \
+                                 `Class/clip.avi [id]`)"
+                            ),
+                        },
+                    ));
+                }
+            };
+            items.push(Sample {
+                path: base.join(file),
+                label,
+            });
+        }
+        if items.is_empty() {
+            return Err(TrainError::NoVideos {
+                path: list.to_path_buf(),
+            });
+        }
+        items.sort();
+        Ok(Dataset {
+            classes,
+            items,
+            source: DatasetSource::ListFile {
+                path: list.to_path_buf(),
+                labels: Some(class_index.to_path_buf()),
+            },
+            notes: Vec::new(),
+        })
     }
 
     /// Clips per class, indexed by label.
@@ -307,6 +440,43 @@ impl Dataset {
         }
         Ok(())
     }
+}
+
+/// UCF-101's `classInd.txt`: `1 ApplyEyeMakeup` per line, ids from 1 in order.
+pub fn read_ucf_class_index(path: &Path) -> Result<Vec<String>, TrainError> {
+    let text = crate::files::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+    let mut names = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let entry = raw.trim();
+        if entry.is_empty() {
+            continue;
+        }
+        let parsed = entry
+            .split_once(char::is_whitespace)
+            .and_then(|(id, name)| Some((id.parse::<usize>().ok()?, name.trim())));
+        match parsed {
+            Some((id, name)) if id == names.len() + 1 && !name.is_empty() => {
+                names.push(name.to_string())
+            }
+            _ => {
+                return Err(TrainError::ListLine {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    problem: format!(
+                        "expected `{} ClassName` (ids from 1, in order), found {entry:?}",
+                        names.len() + 1
+                    ),
+                });
+            }
+        }
+    }
+    if names.is_empty() {
+        return Err(TrainError::Classes {
+            path: path.to_path_buf(),
+            problem: "no classes (expected `1 ClassName` per line)".into(),
+        });
+    }
+    Ok(names)
 }
 
 fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, TrainError> {
@@ -750,6 +920,65 @@ mod tests {
         write(&list, "\n\n");
         let e = Dataset::open(&list, None).err();
         assert!(matches!(e, Some(TrainError::NoVideos { .. })), "{e:?}");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn ucf_split_files_and_their_errors_name_the_line() {
+        let root = tmpdir("ucf");
+        let index = root.join("classInd.txt");
+        write(&index, "1 ApplyEyeMakeup\n2 Archery\n3 YoYo\n");
+        assert_eq!(
+            read_ucf_class_index(&index).unwrap(),
+            ["ApplyEyeMakeup", "Archery", "YoYo"]
+        );
+        let list = root.join("testlist01.txt");
+        let open = |text: &str| {
+            write(&list, text);
+            Dataset::from_ucf_split(&list, &index, None)
+        };
+        let set = open("Archery/v_Archery_g01_c01.avi\nApplyEyeMakeup/v_a.avi 1\nyoyo/v_y.avi\n")
+            .unwrap();
+        let labels: Vec<(String, usize)> = set
+            .items
+            .iter()
+            .map(|s| {
+                (
+                    s.path.strip_prefix(&root).unwrap().display().to_string(),
+                    s.label,
+                )
+            })
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                ("ApplyEyeMakeup/v_a.avi".to_string(), 0),
+                ("Archery/v_Archery_g01_c01.avi".to_string(), 1),
+                ("yoyo/v_y.avi".to_string(), 2),
+            ]
+        );
+        for (text, words) in [
+            ("Archery/a.avi 0\nYoYo/b.avi 3\n", "line 1: class id 0"),
+            (
+                "Archery/a.avi 2\nYoYo/b.avi 4\n",
+                "line 2: class id 4 is out of range",
+            ),
+            (
+                "Archery/a.avi 1\n",
+                "class id 1 (ApplyEyeMakeup) but the clip's folder is Archery",
+            ),
+            (
+                "Archery/a.avi\nBowling/b.avi\n",
+                "line 2: no class id, and the clip's folder",
+            ),
+            ("a.avi\n", "no class id and no class folder"),
+        ] {
+            let e = open(text).unwrap_err().to_string();
+            assert!(e.contains(words), "{text:?}: {e}");
+        }
+        write(&index, "0 ApplyEyeMakeup\n");
+        let e = read_ucf_class_index(&index).unwrap_err().to_string();
+        assert!(e.contains("line 1: expected `1 ClassName`"), "{e}");
         let _ = std::fs::remove_dir_all(&root);
     }
 

@@ -115,6 +115,25 @@ impl Confusion {
             .collect()
     }
 
+    /// The mean of [`Confusion::per_class_accuracy`] over the classes that have clips (0 when
+    /// none has).
+    pub fn mean_class_accuracy(&self) -> f64 {
+        let accuracies: Vec<f64> = self.per_class_accuracy().into_iter().flatten().collect();
+        if accuracies.is_empty() {
+            0.0
+        } else {
+            accuracies.iter().sum::<f64>() / accuracies.len() as f64
+        }
+    }
+
+    /// The matrix as rows (one per true class).
+    pub fn rows(&self) -> Vec<Vec<u64>> {
+        self.counts
+            .chunks_exact(self.classes.max(1))
+            .map(<[u64]>::to_vec)
+            .collect()
+    }
+
     /// CSV: header `truth\predicted,<names...>`, one row per true class.
     pub fn to_csv(&self, names: &[String]) -> String {
         let name = |i: usize| csv_field(names.get(i).map_or("", String::as_str));
@@ -175,6 +194,61 @@ fn csv_field(s: &str) -> String {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
+    }
+}
+
+/// Accuracy of ranked predictions against true classes, as PaddleVideo's test reports it
+/// (`paddle.metric.accuracy`): top-k is the share of clips whose true class is among the first
+/// k classes of their prediction, averaged over clips; plus the confusion matrix of the first
+/// class, hence per-class and mean class accuracy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RankedAccuracy {
+    /// The k of top-k: 5, or the number of classes when there are fewer (top-5 of 3 classes
+    /// would be top-3, always 100%: it is reported as what it is).
+    pub k: usize,
+    pub clips: usize,
+    pub top1_hits: usize,
+    pub topk_hits: usize,
+    pub confusion: Confusion,
+}
+
+impl RankedAccuracy {
+    /// `k` is capped at `classes`.
+    pub fn new(classes: usize, k: usize) -> Self {
+        Self {
+            k: k.min(classes).max(1),
+            clips: 0,
+            top1_hits: 0,
+            topk_hits: 0,
+            confusion: Confusion::new(classes),
+        }
+    }
+
+    /// One clip: its true class and its prediction's class ids, best first.
+    pub fn add(&mut self, truth: usize, ranked: &[usize]) {
+        self.clips += 1;
+        let first = ranked.first().copied();
+        self.top1_hits += usize::from(first == Some(truth));
+        self.topk_hits += usize::from(ranked.iter().take(self.k).any(|&c| c == truth));
+        if let Some(first) = first {
+            self.confusion.add(truth, first);
+        }
+    }
+
+    pub fn top1(&self) -> f64 {
+        share(self.top1_hits, self.clips)
+    }
+
+    pub fn topk(&self) -> f64 {
+        share(self.topk_hits, self.clips)
+    }
+}
+
+fn share(hits: usize, of: usize) -> f64 {
+    if of == 0 {
+        0.0
+    } else {
+        hits as f64 / of as f64
     }
 }
 
@@ -281,5 +355,35 @@ mod tests {
             elapsed_s: 0.1,
         };
         assert!(ev.to_json_line().starts_with("{\"event\":\"epoch\""));
+    }
+
+    #[test]
+    fn ranked_accuracy_is_paddlevideos_top_k_averaged_over_clips() {
+        let mut acc = RankedAccuracy::new(7, 5);
+        assert_eq!(acc.k, 5);
+        acc.add(0, &[0, 1, 2, 3, 4]); // top-1
+        acc.add(1, &[0, 2, 3, 4, 1]); // 5th: a top-5 hit only
+        acc.add(1, &[0, 2, 3, 4, 5, 1]); // 6th: neither
+        acc.add(2, &[2, 0]); // top-1
+        assert_eq!((acc.clips, acc.top1_hits, acc.topk_hits), (4, 2, 3));
+        assert_eq!(acc.top1(), 0.5);
+        assert_eq!(acc.topk(), 0.75);
+        // Per class: 0 -> 1/1, 1 -> 0/2, 2 -> 1/1; the mean over classes with clips is 2/3,
+        // unlike the clip average (1/2).
+        assert_eq!(
+            acc.confusion.per_class_accuracy()[..4],
+            [Some(1.0), Some(0.0), Some(1.0), None]
+        );
+        assert!((acc.confusion.mean_class_accuracy() - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(acc.confusion.rows()[1], [2, 0, 0, 0, 0, 0, 0]);
+        // Fewer classes than 5: top-k over all of them.
+        let mut three = RankedAccuracy::new(3, 5);
+        assert_eq!(three.k, 3);
+        three.add(2, &[0, 1, 2]);
+        assert_eq!((three.top1(), three.topk()), (0.0, 1.0));
+        // Nothing measured: zeros, not NaN.
+        let none = RankedAccuracy::new(3, 5);
+        assert_eq!((none.top1(), none.topk()), (0.0, 0.0));
+        assert_eq!(none.confusion.mean_class_accuracy(), 0.0);
     }
 }

@@ -12,7 +12,8 @@
 //! - the parts of a run: [`data_check`], [`run_folder`] (settings, `metrics.jsonl`, reports),
 //!   [`features`] and [`head`] (head-only), [`model_file`] (trained models as safetensors),
 //!   [`loader`] (decode workers), [`evaluate`], [`checkpoints`] (the start weights' checks,
-//!   `latest`/`best`, resume), [`teacher`] (DML / KD);
+//!   `latest`/`best`, resume), [`teacher`] (DML / KD), [`eval`] (`kineto eval`: a test set in
+//!   the model's class ids, classified by `infer::batch`, scored by [`metrics`]);
 //! - the jobs: [`head_only_job`], [`full_job`];
 //! - [`service`]: runs a job on a named thread with cancel, pause and events.
 
@@ -20,6 +21,7 @@ pub mod checkpoints;
 pub mod data_check;
 pub mod dataset;
 pub mod demo;
+pub mod eval;
 pub mod evaluate;
 pub mod features;
 pub mod full_job;
