@@ -345,3 +345,151 @@ fn classify_a_folder_with_links_to_itself_and_a_fifo_answers_once_per_clip() {
         "{fifo_row}"
     );
 }
+
+#[test]
+fn export_segments_writes_every_format_and_clips_that_train_reads() {
+    let dir = tmp("export-segments");
+    let video = dir.join("long.mp4");
+    let mut spec = ClipSpec::new(Container::Mp4, Codec::H264, 100);
+    spec.width = 96;
+    spec.height = 64;
+    synth_clip(&video, &spec).expect("clip");
+    // A project as the window writes it: two labelled segments, one predicted.
+    let labels = r#"{"name": "three", "labels": ["archery", "bowling", "cooking egg"]}"#;
+    let text = format!(
+        r#"{{"format": "kineto-project", "version": 2, "label_set": {labels},
+          "clips": [{{"path": "long.mp4", "status": "unlabelled", "duration_s": 4.0, "fps": 25.0,
+            "segments": [
+              {{"start_s": 0.0, "end_s": 1.2, "status": "accepted", "label_id": 0,
+                "label": "archery",
+                "prediction": {{"top_k": [{{"rank": 1, "label_id": 0, "label": "archery",
+                                            "score": 0.75}}]}}}},
+              {{"start_s": 1.2, "end_s": 2.6, "status": "predicted", "label_id": 2,
+                "label": "cooking egg",
+                "prediction": {{"top_k": [{{"rank": 1, "label_id": 2, "label": "cooking egg",
+                                            "score": 0.5}}]}}}},
+              {{"start_s": 2.6, "end_s": 4.0, "status": "corrected", "label_id": 1,
+                "label": "bowling"}}
+            ]}}]}}"#
+    );
+    std::fs::write(dir.join("kineto-project.json"), text).unwrap();
+
+    let csv = dir.join("segments.csv");
+    let out = kineto(&[
+        "export-segments",
+        s(&dir),
+        "--format",
+        "csv",
+        "--output",
+        s(&csv),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let csv_text = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = csv_text.lines().collect();
+    assert_eq!(lines[0], "path,start_s,end_s,label_id,label,score");
+    assert_eq!(
+        lines.len(),
+        3,
+        "the predicted segment is left out: {csv_text}"
+    );
+    assert!(
+        lines[1].ends_with(",0,1.2,0,archery,0.750000"),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[2].contains(",2.6,4,1,bowling,"), "{}", lines[2]);
+
+    let anet = dir.join("anet.json");
+    let out = kineto(&[
+        "export-segments",
+        s(&dir),
+        "--format",
+        "activitynet",
+        "--include-predicted",
+        "--output",
+        s(&anet),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&anet).unwrap()).unwrap();
+    let entry = &v["database"]["long"];
+    assert_eq!(entry["duration"], 4.0);
+    let ann = entry["annotations"].as_array().unwrap();
+    assert_eq!(ann.len(), 3);
+    assert_eq!(ann[1]["label"], "cooking egg");
+    assert_eq!(ann[1]["segment"], serde_json::json!([1.2, 2.6]));
+
+    let kin = dir.join("kinetics.csv");
+    let out = kineto(&[
+        "export-segments",
+        s(&dir),
+        "--format",
+        "kinetics",
+        "--split",
+        "val",
+        "--output",
+        s(&kin),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let kin_text = std::fs::read_to_string(&kin).unwrap();
+    assert!(kin_text.starts_with("label,youtube_id,time_start,time_end,split\n"));
+    assert!(kin_text.contains("archery,long,0,1.2,val"), "{kin_text}");
+
+    // Trimmed clips, frame-accurate: class folders that training reads.
+    let clips = dir.join("clips");
+    let out = kineto(&[
+        "export-segments",
+        s(&dir),
+        "--format",
+        "clips",
+        "--reencode",
+        "--output",
+        s(&clips),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let data = kineto::train::dataset::Dataset::open(&clips, None).expect("class folders");
+    assert_eq!(data.classes, ["archery", "bowling"]);
+    assert_eq!(data.counts(), [1, 1]);
+    for item in &data.items {
+        let info = kineto::video::probe::probe(&item.path).expect("a readable clip");
+        let want = if item.label == 0 { 30 } else { 35 };
+        assert_eq!(info.frame_count, want, "{}", item.path.display());
+    }
+    // Again: nothing is overwritten.
+    let out = kineto(&[
+        "export-segments",
+        s(&dir),
+        "--format",
+        "clips",
+        "--reencode",
+        "--output",
+        s(&clips),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("already there"), "{}", stderr(&out));
+
+    // Bad input: one line, the right exit code.
+    let out = kineto(&[
+        "export-segments",
+        s(&dir.join("nowhere")),
+        "--format",
+        "csv",
+        "--output",
+        s(&csv),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no kineto-project.json"),
+        "{}",
+        stderr(&out)
+    );
+    let out = kineto(&[
+        "export-segments",
+        s(&dir),
+        "--format",
+        "csv",
+        "--reencode",
+        "--output",
+        s(&csv),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}

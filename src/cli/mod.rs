@@ -9,6 +9,7 @@ mod classify;
 mod demo_data;
 mod eval;
 mod export;
+mod export_segments;
 mod generate;
 mod logits;
 mod merge;
@@ -119,6 +120,9 @@ pub enum Command {
     Weights(weights::WeightsCommand),
     /// Write a checkpoint as safetensors (Kineto's format) or .pdparams (PaddleVideo's layout).
     Export(export::ExportArgs),
+    /// Export the segments labelled in a folder's project: CSV, ActivityNet JSON, Kinetics CSV
+    /// or trimmed clips in class folders (what `kineto train` reads).
+    ExportSegments(export_segments::ExportSegmentsArgs),
     /// Time the model's forward pass (median of N runs after warm-up).
     Bench(bench::BenchArgs),
     /// Open the window, optionally with a clip and model settings (`kineto` and `kineto VIDEO`
@@ -380,6 +384,7 @@ pub fn run() -> ExitCode {
         Command::Logits(args) => logits::run(args, &cli.global),
         Command::Weights(cmd) => weights::run(cmd, &cli.global),
         Command::Export(args) => export::run(args, &cli.global),
+        Command::ExportSegments(args) => export_segments::run(args, &cli.global),
         Command::Bench(args) => bench::run(args, &cli.global),
         Command::Open(args) => open::run(args, &cli.global),
         Command::DemoData(args) => demo_data::run(args, &cli.global),
