@@ -2,7 +2,8 @@
 //! labelled, coloured spans. Click selects, double-click seeks; a boundary drags (snapped to
 //! frames, its time shown). Keys while a segment is selected: Enter accepts, 1-9 pick among its
 //! top-k, L opens the label picker, S splits at the playhead, M merges with the next, Delete
-//! removes; I / O mark in and out to add one by hand; Ctrl+Z undoes any segment edit. Every
+//! removes, Escape deselects (the keys label the clip again); I / O mark in and out to add one
+//! by hand; Ctrl+Z undoes any segment edit. Every
 //! edit goes to the project saver at once. A list of the segments, filtered by status, sits
 //! in the side panel.
 
@@ -214,13 +215,19 @@ impl SegmentTrack {
         let idx = current_index(shared)?;
         let position = shared.player.status().position_s;
         let none = egui::Modifiers::NONE;
-        let (undo, mark_in, mark_out) = ctx.input_mut(|i| {
+        let (undo, mark_in, mark_out, escape) = ctx.input_mut(|i| {
             (
                 i.consume_key(egui::Modifiers::COMMAND, egui::Key::Z),
                 i.consume_key(none, egui::Key::I),
                 i.consume_key(none, egui::Key::O),
+                i.key_pressed(egui::Key::Escape),
             )
         });
+        if escape {
+            // Back to labelling the clip as a whole.
+            self.selected = None;
+            self.mark_in = None;
+        }
         if undo {
             self.undo(shared);
         }
@@ -529,7 +536,7 @@ impl SegmentTrack {
                     }
                 }
             });
-        ui.weak("Enter accept · 1-9 pick · L other label · S split · M merge · Del remove · I/O mark · Ctrl+Z undo");
+        ui.weak("Enter accept · 1-9 pick · L other label · S split · M merge · Del remove · Esc deselect · I/O mark · Ctrl+Z undo");
         if let Some(position_s) = seek {
             shared.player.send(PlayerCmd::Seek {
                 position_s,
