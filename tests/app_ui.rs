@@ -653,13 +653,11 @@ fn segments_are_selected_corrected_dragged_split_and_undone_in_the_window() {
     let dir = tmp("segments");
     let video = clip(&dir, "long.mp4", Container::Mp4, Codec::H264, 100);
     // A version 1 project from an older Kineto: it opens, is kept aside and is migrated.
-    let v1 = format!(
-        r#"{{"format": "kineto-project", "version": 1,
-          "label_set": {{"name": "three", "labels": ["archery", "bowling", "cooking egg"]}},
-          "clips": [{{"path": "long.mp4", "status": "accepted", "label_id": 1,
-                      "label": "bowling", "updated_at": "2026-01-01T12:00:00Z"}}]}}"#
-    );
-    std::fs::write(dir.join("kineto-project.json"), &v1).unwrap();
+    let v1 = r#"{"format": "kineto-project", "version": 1,
+          "label_set": {"name": "three", "labels": ["archery", "bowling", "cooking egg"]},
+          "clips": [{"path": "long.mp4", "status": "accepted", "label_id": 1,
+                      "label": "bowling", "updated_at": "2026-01-01T12:00:00Z"}]}"#;
+    std::fs::write(dir.join("kineto-project.json"), v1).unwrap();
     let mut h = harness_without_model();
     h.step();
     h.state_mut().open_clip(&video);
