@@ -16,7 +16,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::app::run_until;
+use common::app::{request_close, run_until, viewport_commands};
 use common::fixture;
 use eframe::egui;
 use egui_kittest::Harness;
@@ -264,22 +264,10 @@ fn full_fine_tuning_from_the_panel_cancel_resume_fused_refusal_kd_and_export() {
     // Closing the window (while paused): the close is cancelled and "Saving..." shows while
     // the run stops between steps and commits `latest`; then the window closes. Resume is
     // offered.
-    h.input_mut()
-        .viewports
-        .entry(egui::ViewportId::ROOT)
-        .or_default()
-        .events
-        .push(egui::ViewportEvent::Close);
+    request_close(&mut h);
     h.step();
-    let commands = |h: &Harness<'static, KinetoApp>| {
-        h.output()
-            .viewport_output
-            .get(&egui::ViewportId::ROOT)
-            .map(|v| v.commands.clone())
-            .unwrap_or_default()
-    };
     assert!(
-        commands(&h).contains(&egui::ViewportCommand::CancelClose),
+        viewport_commands(&h).contains(&egui::ViewportCommand::CancelClose),
         "the close is cancelled while training runs"
     );
     assert!(h.state().is_closing());
@@ -288,7 +276,7 @@ fn full_fine_tuning_from_the_panel_cancel_resume_fused_refusal_kd_and_export() {
     h.get_by_label("Quit now");
     let mut closed = false;
     run_until(&mut h, Duration::from_secs(60), "the save on close", |h| {
-        closed |= commands(h).contains(&egui::ViewportCommand::Close);
+        closed |= viewport_commands(h).contains(&egui::ViewportCommand::Close);
         closed
     });
     assert!(!h.state().train.is_running());

@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::app::run_until;
+use common::app::{request_close, run_until, viewport_commands};
 use common::fixture;
 use eframe::egui;
 use egui_kittest::Harness;
@@ -564,25 +564,13 @@ fn closing_with_an_unsaved_project_asks_and_saves_on_try_again() {
         project.correct(index, 3).expect("label");
         shared.save_project();
     }
-    let commands = |h: &Harness<'static, KinetoApp>| {
-        h.output()
-            .viewport_output
-            .get(&egui::ViewportId::ROOT)
-            .map(|v| v.commands.clone())
-            .unwrap_or_default()
-    };
     run_until(&mut h, Duration::from_secs(30), "the failed write", |h| {
         h.state().shared.unsaved_project.is_some()
     });
-    h.input_mut()
-        .viewports
-        .entry(egui::ViewportId::ROOT)
-        .or_default()
-        .events
-        .push(egui::ViewportEvent::Close);
+    request_close(&mut h);
     h.step();
     assert!(
-        commands(&h).contains(&egui::ViewportCommand::CancelClose),
+        viewport_commands(&h).contains(&egui::ViewportCommand::CancelClose),
         "the close is cancelled while the labels are unsaved"
     );
     assert!(h.state().is_closing());
@@ -592,7 +580,7 @@ fn closing_with_an_unsaved_project_asks_and_saves_on_try_again() {
     // Three more frames: still asking, not closed.
     for _ in 0..3 {
         h.step();
-        assert!(!commands(&h).contains(&egui::ViewportCommand::Close));
+        assert!(!viewport_commands(&h).contains(&egui::ViewportCommand::Close));
     }
     std::fs::remove_dir(&file).expect("the folder removed");
     h.get_by_label("Try again").click();
@@ -602,7 +590,7 @@ fn closing_with_an_unsaved_project_asks_and_saves_on_try_again() {
         Duration::from_secs(30),
         "the save, then the close",
         |h| {
-            closed |= commands(h).contains(&egui::ViewportCommand::Close);
+            closed |= viewport_commands(h).contains(&egui::ViewportCommand::Close);
             closed
         },
     );

@@ -48,7 +48,8 @@ pub fn target_clip(shared: &Shared, tab: Tab, batch: &BatchPanel) -> Option<Path
     }
 }
 
-const DIGIT_KEYS: [egui::Key; 9] = [
+/// `1`-`9`: pick among the shown top-k (of a clip, or of a selected segment).
+pub const DIGIT_KEYS: [egui::Key; 9] = [
     egui::Key::Num1,
     egui::Key::Num2,
     egui::Key::Num3,

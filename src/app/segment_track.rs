@@ -11,6 +11,7 @@ use eframe::egui;
 
 use super::Shared;
 use super::batch_panel::status_name;
+use super::labelling::DIGIT_KEYS;
 use super::player_view::format_time;
 use super::timeline_strip::{TimeView, label_color};
 use crate::infer::segments::{SegmentOptions, propose_segments};
@@ -248,19 +249,8 @@ impl SegmentTrack {
         }
         let count = shared.project.as_ref()?.segments(idx).len();
         let seg = self.selected.filter(|&s| s < count)?;
-        let keys = [
-            egui::Key::Num1,
-            egui::Key::Num2,
-            egui::Key::Num3,
-            egui::Key::Num4,
-            egui::Key::Num5,
-            egui::Key::Num6,
-            egui::Key::Num7,
-            egui::Key::Num8,
-            egui::Key::Num9,
-        ];
         let (digit, enter, picker, split, merge, delete) = ctx.input_mut(|i| {
-            let digit = (keys.iter().position(|k| i.consume_key(none, *k))).map(|n| n + 1);
+            let digit = (DIGIT_KEYS.iter().position(|k| i.consume_key(none, *k))).map(|n| n + 1);
             (
                 digit,
                 i.consume_key(none, egui::Key::Enter),

@@ -22,3 +22,26 @@ pub fn run_until(
         std::thread::sleep(Duration::from_millis(30));
     }
 }
+
+/// Asks the window to close, as the window manager's close button does.
+pub fn request_close(harness: &mut Harness<'static, KinetoApp>) {
+    harness
+        .input_mut()
+        .viewports
+        .entry(eframe::egui::ViewportId::ROOT)
+        .or_default()
+        .events
+        .push(eframe::egui::ViewportEvent::Close);
+}
+
+/// The commands the app sent to its window in the last frame (close, cancel close...).
+pub fn viewport_commands(
+    harness: &Harness<'static, KinetoApp>,
+) -> Vec<eframe::egui::ViewportCommand> {
+    harness
+        .output()
+        .viewport_output
+        .get(&eframe::egui::ViewportId::ROOT)
+        .map(|v| v.commands.clone())
+        .unwrap_or_default()
+}
