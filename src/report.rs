@@ -1,6 +1,6 @@
-//! Prediction results and their text forms: a ranked class ([`Ranked`]) and what `classify`
-//! reports for one file ([`ClassifyRecord`]), as a table, JSON and CSV (the CLI's output and the
-//! app's exports share these). The data types live here, below `infer` (which produces them) and
+//! Prediction results and their text forms: a ranked class ([`Ranked`]), what `classify`
+//! reports for one file ([`ClassifyRecord`]), as a table, JSON and CSV, and a labelled span of
+//! a long video ([`Segment`]) with its CSV (the CLI's output and the app's exports share these). The data types live here, below `infer` (which produces them) and
 //! `labels` (whose projects store predictions), so both can use them.
 
 use std::fmt::Write as _;
@@ -60,6 +60,57 @@ impl ClassifyRecord {
     pub fn is_ok(&self) -> bool {
         self.error.is_none()
     }
+}
+
+/// A span `[start_s, end_s)` of a video with one label: what `infer::segments` proposes from a
+/// timeline (`kineto segments`' JSON is a list of these). Times lie on frame boundaries.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    pub start_s: f64,
+    pub end_s: f64,
+    pub label_id: usize,
+    pub label: String,
+    /// The mean over the merged windows of this label's score (`null` in JSON when not finite).
+    #[serde(deserialize_with = "score_or_nan")]
+    pub score: f32,
+    /// Each class's score averaged over the merged windows, best first.
+    pub top_k: Vec<Ranked>,
+}
+
+impl Segment {
+    pub fn duration_s(&self) -> f64 {
+        self.end_s - self.start_s
+    }
+}
+
+pub const SEGMENTS_CSV_HEADER: &str = "path,start_s,end_s,label_id,label,score";
+
+/// Seconds as written in CSV files: six decimals (a microsecond; a frame boundary at any frame
+/// rate below 1000 fps reads back to the same frame), trailing zeros dropped.
+pub fn seconds_cell(t: f64) -> String {
+    if t.abs() < 5e-7 {
+        return "0".to_string();
+    }
+    let text = format!("{t:.6}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// `path,start_s,end_s,label_id,label,score`, one row per segment of the video at `path`.
+pub fn segments_csv(path: &str, segments: &[Segment]) -> String {
+    let mut out = format!("{SEGMENTS_CSV_HEADER}\n");
+    for s in segments {
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{:.6}",
+            csv_field(path),
+            seconds_cell(s.start_s),
+            seconds_cell(s.end_s),
+            s.label_id,
+            csv_field(&s.label),
+            s.score,
+        );
+    }
+    out
 }
 
 /// `label:score` pairs joined by `;` (the CSV `top_k` column).
@@ -166,5 +217,37 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("plain"), "plain");
+    }
+
+    #[test]
+    fn segments_csv_rows_and_json_round_trip() {
+        let seg = Segment {
+            start_s: 0.0,
+            end_s: 2.0 / 3.0,
+            label_id: 4,
+            label: "a, b".to_string(),
+            score: 0.5,
+            top_k: vec![Ranked {
+                rank: 1,
+                label_id: 4,
+                label: "a, b".to_string(),
+                score: 0.5,
+            }],
+        };
+        assert_eq!(
+            segments_csv("dir/x.mp4", std::slice::from_ref(&seg)),
+            "path,start_s,end_s,label_id,label,score\n\
+             dir/x.mp4,0,0.666667,4,\"a, b\",0.500000\n"
+        );
+        assert_eq!(seconds_cell(12.5), "12.5");
+        assert_eq!(seconds_cell(-0.0000001), "0");
+        let json = serde_json::to_string(&seg).unwrap();
+        let back: Segment = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, seg);
+        let nan: Segment = serde_json::from_str(
+            &json.replace("\"score\":0.5,\"top_k\"", "\"score\":null,\"top_k\""),
+        )
+        .unwrap();
+        assert!(nan.score.is_nan());
     }
 }

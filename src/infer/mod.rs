@@ -6,6 +6,7 @@ pub mod classify;
 pub mod device;
 pub mod engine;
 pub mod live;
+pub mod segments;
 pub mod service;
 pub mod timeline;
 pub mod topk;
