@@ -1,6 +1,7 @@
 //! Video in: probing and decoding with GStreamer (decord-exact RGB), PaddleVideo's samplers and
 //! transforms (an exact port of its preprocessing, Pillow's resampling included), test clips.
 
+pub mod cut;
 pub mod decode;
 pub mod frame;
 pub mod pillow;
@@ -71,6 +72,10 @@ pub enum VideoError {
         what: String,
         secs: u64,
     },
+    /// A cut that cannot be made (a container Kineto cannot write, an empty range, timestamps
+    /// a key-frame cut cannot go by).
+    #[error("{}: cannot cut: {reason}", path.display())]
+    CannotCut { path: PathBuf, reason: String },
     /// GStreamer could not be initialised, or another internal failure.
     #[error("{}: GStreamer error: {detail}", path.display())]
     Gstreamer { path: PathBuf, detail: String },
@@ -91,6 +96,7 @@ impl VideoError {
             | VideoError::FrameOutOfRange { path, .. }
             | VideoError::FrameUnavailable { path, .. }
             | VideoError::Timeout { path, .. }
+            | VideoError::CannotCut { path, .. }
             | VideoError::Gstreamer { path, .. } => path,
         }
     }

@@ -297,6 +297,49 @@ pub(crate) fn set_state_and_wait(
     }
 }
 
+/// Plays a writing pipeline `pl` (writing `path`) until its end, its error or `limit` (`what`
+/// names the work in the messages), then shuts it down.
+pub(crate) fn run_to_end(
+    pl: &gst::Pipeline,
+    path: &Path,
+    what: &str,
+    limit: Duration,
+) -> Result<(), VideoError> {
+    let mut bus_state = BusState::new(path);
+    let bus = pl.bus().ok_or_else(|| VideoError::Gstreamer {
+        path: path.to_path_buf(),
+        detail: "pipeline has no bus".into(),
+    })?;
+    let res = (|| {
+        if pl.set_state(gst::State::Playing).is_err() {
+            if let Some(BusEvent::Error(e)) = bus_state.poll(&bus, Duration::from_millis(500)) {
+                return Err(e);
+            }
+            return Err(VideoError::Gstreamer {
+                path: path.to_path_buf(),
+                detail: format!("cannot start the {what} pipeline"),
+            });
+        }
+        let deadline = Instant::now() + limit;
+        loop {
+            match bus_state.poll(&bus, Duration::from_millis(50)) {
+                Some(BusEvent::Eos) => return Ok(()),
+                Some(BusEvent::Error(e)) => return Err(e),
+                None => {}
+            }
+            if Instant::now() > deadline {
+                return Err(VideoError::Timeout {
+                    path: path.to_path_buf(),
+                    what: what.into(),
+                    secs: limit.as_secs(),
+                });
+            }
+        }
+    })();
+    shutdown(pl);
+    res
+}
+
 /// Stop a pipeline (best effort; errors on the way down are irrelevant).
 pub(crate) fn shutdown(pipeline: &gst::Pipeline) {
     let _ = pipeline.set_state(gst::State::Null);

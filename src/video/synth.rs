@@ -465,49 +465,7 @@ fn synth_clip_impl(
     let pixels = spec.width as u64 * spec.height as u64 * spec.frames as u64;
     // ~1 s per 20 Mpixel on 2 busy cores, plus slack.
     let limit = Duration::from_secs(60 + pixels / 20_000_000);
-    run_to_end(&pl, path, "encoding", limit)
-}
-
-/// Plays a writing pipeline `pl` (writing `path`) until its end, its error or `limit` (`what`
-/// names the work in the messages), then shuts it down.
-fn run_to_end(
-    pl: &gst::Pipeline,
-    path: &Path,
-    what: &str,
-    limit: Duration,
-) -> Result<(), VideoError> {
-    let mut bus_state = BusState::new(path);
-    let bus = pl
-        .bus()
-        .ok_or_else(|| encode_err(path, "pipeline has no bus"))?;
-    let res = (|| {
-        if pl.set_state(gst::State::Playing).is_err() {
-            if let Some(BusEvent::Error(e)) = bus_state.poll(&bus, Duration::from_millis(500)) {
-                return Err(e);
-            }
-            return Err(encode_err(
-                path,
-                format!("cannot start the {what} pipeline"),
-            ));
-        }
-        let deadline = Instant::now() + limit;
-        loop {
-            match bus_state.poll(&bus, Duration::from_millis(50)) {
-                Some(BusEvent::Eos) => return Ok(()),
-                Some(BusEvent::Error(e)) => return Err(e),
-                None => {}
-            }
-            if Instant::now() > deadline {
-                return Err(VideoError::Timeout {
-                    path: path.to_path_buf(),
-                    what: what.into(),
-                    secs: limit.as_secs(),
-                });
-            }
-        }
-    })();
-    pipeline::shutdown(pl);
-    res
+    pipeline::run_to_end(&pl, path, "encoding", limit)
 }
 
 /// Set an enum property from its nick without panicking on a bad value.
@@ -587,7 +545,7 @@ pub fn join_clips(parts: &[PathBuf], path: &Path) -> Result<(), VideoError> {
             }
         });
     }
-    run_to_end(&pl, path, "joining clips", Duration::from_secs(120))
+    pipeline::run_to_end(&pl, path, "joining clips", Duration::from_secs(120))
 }
 
 /// Write broken or hostile files into `dir`; returns (description, path).
