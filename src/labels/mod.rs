@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 pub mod export;
 pub mod project;
+pub mod segment_export;
 
 const KINETICS400: &str = include_str!("../../assets/labels/kinetics400.txt");
 
