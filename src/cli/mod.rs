@@ -17,6 +17,7 @@ mod model;
 mod open;
 mod preprocess;
 mod progress;
+mod segments;
 mod timeline;
 mod train;
 mod weights;
@@ -111,6 +112,12 @@ pub enum Command {
         .help("json or csv; default: from --output's extension, else json")
         .value_parser(["json", "csv"])))]
     Timeline(timeline::TimelineArgs),
+    /// Labelled segments of a long video from the sliding-window timeline (and, with --cut,
+    /// each segment as a clip in class folders).
+    #[command(mut_arg("format", |a| a
+        .help("json or csv; default: from --output's extension, else json")
+        .value_parser(["json", "csv"])))]
+    Segments(segments::SegmentsArgs),
     /// Write the exact tensor classify feeds the model (.npy), and report the sampled frames.
     Preprocess(preprocess::PreprocessArgs),
     /// Raw logits of a model on a preprocessed clip tensor (.npy in, .npy out).
@@ -380,6 +387,7 @@ pub fn run() -> ExitCode {
         Command::Eval(args) => eval::run(args, &cli.global),
         Command::Merge(args) => merge::run(args, &cli.global),
         Command::Timeline(args) => timeline::run(args, &cli.global),
+        Command::Segments(args) => segments::run(args, &cli.global),
         Command::Preprocess(args) => preprocess::run(args, &cli.global),
         Command::Logits(args) => logits::run(args, &cli.global),
         Command::Weights(cmd) => weights::run(cmd, &cli.global),

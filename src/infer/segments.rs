@@ -101,6 +101,7 @@ pub fn segments_from_windows(
     let vote = |w: &TimelineWindow| -> Option<usize> {
         let top = w.top_k.first()?;
         match opts.min_score {
+            // A NaN score is below any threshold.
             Some(min) if top.score.is_nan() || top.score < min => None,
             _ => Some(top.label_id),
         }

@@ -180,10 +180,7 @@ pub fn cut_video(
             ),
         ));
     }
-    let tmp = crate::checkpoint::temp_path_for(dest).map_err(|e| VideoError::Unreadable {
-        path: dest.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    let tmp = temp_path_for(dest)?;
     let written = match mode {
         CutMode::KeyFrames => remux(
             src,
@@ -204,7 +201,10 @@ pub fn cut_video(
                 path: dest.to_path_buf(),
                 reason: format!("cannot write: {e}"),
             })?;
-        crate::checkpoint::sync_parent_dir(dest);
+        // Best effort: the rename is made durable where the folder can be opened.
+        if let Ok(dir) = std::fs::File::open(folder_of(dest)) {
+            let _ = dir.sync_all();
+        }
         Ok(CutOutcome {
             start_s: f64::from(from) / fps,
             end_s: f64::from(to) / fps,
@@ -215,6 +215,30 @@ pub fn cut_video(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// The folder holding `path` (`.` for a bare file name).
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// A hidden temporary name beside `dest`, unique per process and call (`kineto train` skips
+/// hidden files, so a cut being written is never read as a clip).
+fn temp_path_for(dest: &Path) -> Result<std::path::PathBuf, VideoError> {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let name = dest.file_name().ok_or_else(|| VideoError::Unreadable {
+        path: dest.to_path_buf(),
+        reason: "cannot write: the path has no file name".to_string(),
+    })?;
+    Ok(folder_of(dest).join(format!(
+        ".{}.cut-{}-{}",
+        name.to_string_lossy(),
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )))
 }
 
 /// The index of the timestamp in `sorted` nearest to `pts`, if within half a frame.

@@ -499,6 +499,31 @@ fn set_enum_by_nick(
 /// (`x264enc`, `mp4mux`). The joined file's timestamps jump and repeat at the joins (what
 /// `mp4mux` makes of `concat`'s segments), as in concatenated footage.
 pub fn join_clips(parts: &[PathBuf], path: &Path) -> Result<(), VideoError> {
+    join_impl(parts, path, None)
+}
+
+/// One frame size and rate for [`join_clips_uniform`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JoinFormat {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    /// Maximum distance between key frames (x264's default, 250, when None).
+    pub keyframe_interval: Option<u32>,
+}
+
+/// [`join_clips`] with every part scaled to one frame size and converted to one frame rate
+/// (`videoscale`, `videorate`): a long clip of a constant rate whose part `k` starts where the
+/// parts before it end (each part keeps its duration, to a frame).
+pub fn join_clips_uniform(
+    parts: &[PathBuf],
+    path: &Path,
+    format: JoinFormat,
+) -> Result<(), VideoError> {
+    join_impl(parts, path, Some(format))
+}
+
+fn join_impl(parts: &[PathBuf], path: &Path, format: Option<JoinFormat>) -> Result<(), VideoError> {
     pipeline::init(path)?;
     if parts.is_empty() {
         return Err(encode_err(path, "no clips to join"));
@@ -520,11 +545,30 @@ pub fn join_clips(parts: &[PathBuf], path: &Path) -> Result<(), VideoError> {
     let mux = pipeline::make("mp4mux", path)?;
     let sink = pipeline::make("filesink", path)?;
     sink.set_property("location", path);
-    let chain = [&concat, &convert, &capsf, &enc, &mux, &sink];
-    for e in chain {
+    let mut chain = vec![concat.clone(), convert];
+    if let Some(f) = format {
+        capsf.set_property(
+            "caps",
+            gst::Caps::builder("video/x-raw")
+                .field("format", "I420")
+                .field("width", f.width as i32)
+                .field("height", f.height as i32)
+                .field("framerate", gst::Fraction::new(f.fps as i32, 1))
+                .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+                .build(),
+        );
+        chain.push(pipeline::make("videoscale", path)?);
+        chain.push(pipeline::make("videorate", path)?);
+        if let Some(k) = f.keyframe_interval {
+            enc.set_property("key-int-max", k);
+        }
+        restamp_constant(&capsf, f.fps, path)?;
+    }
+    chain.extend([capsf, enc, mux, sink]);
+    for e in &chain {
         pl.add(e).map_err(gerr)?;
     }
-    gst::Element::link_many(chain).map_err(gerr)?;
+    gst::Element::link_many(chain.iter()).map_err(gerr)?;
     for part in parts {
         // concat plays its sink pads in the order they were requested.
         let slot = concat
@@ -546,6 +590,41 @@ pub fn join_clips(parts: &[PathBuf], path: &Path) -> Result<(), VideoError> {
         });
     }
     pipeline::run_to_end(&pl, path, "joining clips", Duration::from_secs(120))
+}
+
+/// On `el`'s output: one time segment from zero (`concat` opens one per part) and frame `k`
+/// stamped `k / fps`, so that a joined clip's timestamps neither jump nor repeat.
+fn restamp_constant(el: &gst::Element, fps: u32, path: &Path) -> Result<(), VideoError> {
+    let pad = el
+        .static_pad("src")
+        .ok_or_else(|| encode_err(path, "capsfilter has no src pad"))?;
+    let fps = u64::from(fps.max(1));
+    let counter = std::sync::atomic::AtomicU64::new(0);
+    let segments = std::sync::atomic::AtomicU64::new(0);
+    let types = gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM;
+    pad.add_probe(types, move |_, info| {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some(ev) = info.event()
+            && ev.type_() == gst::EventType::Segment
+        {
+            if segments.fetch_add(1, Relaxed) > 0 {
+                return gst::PadProbeReturn::Drop;
+            }
+            let seg = gst::FormattedSegment::<gst::ClockTime>::new();
+            info.data = Some(gst::PadProbeData::Event(gst::event::Segment::new(&seg)));
+            return gst::PadProbeReturn::Ok;
+        }
+        if let Some(buf) = info.buffer_mut() {
+            let n = counter.fetch_add(1, Relaxed);
+            let t = |k: u64| gst::ClockTime::from_nseconds(k * 1_000_000_000 / fps);
+            let b = buf.make_mut();
+            b.set_pts(t(n));
+            b.set_dts(t(n));
+            b.set_duration(t(n + 1) - t(n));
+        }
+        gst::PadProbeReturn::Ok
+    });
+    Ok(())
 }
 
 /// Write broken or hostile files into `dir`; returns (description, path).
