@@ -21,7 +21,7 @@ use super::project::{Project, ProjectError};
 use crate::checkpoint::write_file_atomic;
 use crate::progress::CancelToken;
 use crate::report::{SEGMENTS_CSV_HEADER, csv_field, seconds_cell};
-use crate::video::cut::{CutContainer, CutMode, CutOutcome, cut_file_name, cut_video};
+use crate::video::cut::{CutContainer, CutMode, CutOutcome, CutSource, cut_file_name};
 
 /// One labelled span of one video.
 #[derive(Clone, Debug, PartialEq)]
@@ -272,7 +272,7 @@ fn unhidden(name: String) -> String {
 }
 
 /// Cuts every row into `out_dir/<label folder>/<stem>_<start>-<end>.<ext>` (the source's
-/// container; `mode` as in [`cut_video`]). Names are planned and checked before anything is
+/// container; `mode` as in [`crate::video::cut::cut_video`]). Names are planned and checked before anything is
 /// written; `progress(done, total)` is told after each clip, and `cancel` stops between clips
 /// with [`ProjectError::Cancelled`] (the clips written stay, each whole).
 pub fn export_segment_clips(
@@ -349,6 +349,7 @@ pub fn export_segment_clips(
             source,
         })?;
     }
+    let mut source: Option<(PathBuf, Result<CutSource, crate::video::VideoError>)> = None;
     let mut summary = SegmentClipsSummary {
         clips: Vec::with_capacity(plan.len()),
         classes: folders.len(),
@@ -374,9 +375,17 @@ pub fn export_segment_clips(
                 let status = if std::fs::symlink_metadata(&dest).is_ok() {
                     ClipStatus::Existing
                 } else {
-                    match cut_video(&r.video, &dest, r.start_s, r.end_s, mode) {
-                        Ok(out) => ClipStatus::Written(out),
-                        Err(e) => ClipStatus::Failed(e.to_string()),
+                    // One demux pass per video, not per segment (rows come video by video).
+                    if source.as_ref().is_none_or(|(p, _)| *p != r.video) {
+                        source = Some((r.video.clone(), CutSource::open(&r.video)));
+                    }
+                    match source.as_ref().map(|(_, s)| s) {
+                        Some(Ok(src)) => match src.cut(&dest, r.start_s, r.end_s, mode) {
+                            Ok(out) => ClipStatus::Written(out),
+                            Err(e) => ClipStatus::Failed(e.to_string()),
+                        },
+                        Some(Err(e)) => ClipStatus::Failed(e.to_string()),
+                        None => ClipStatus::Failed(format!("{}: not opened", r.video.display())),
                     }
                 };
                 ClipResult { row, dest, status }

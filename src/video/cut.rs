@@ -146,14 +146,69 @@ pub fn cut_video(
     end_s: f64,
     mode: CutMode,
 ) -> Result<CutOutcome, VideoError> {
-    let container = CutContainer::of(src)?;
+    CutSource::open(src)?.cut(dest, start_s, end_s, mode)
+}
+
+/// A video to cut, read once: its container and its demux pass (every frame's timestamp and
+/// key-frame flag), kept for the many cuts of one long recording (a demux pass over a 2-hour
+/// file per segment is what it saves).
+pub struct CutSource {
+    path: std::path::PathBuf,
+    container: CutContainer,
+    found: super::probe::Scan,
+}
+
+impl CutSource {
+    pub fn open(src: &Path) -> Result<Self, VideoError> {
+        let container = CutContainer::of(src)?;
+        let found = scan(src)?;
+        Ok(Self {
+            path: src.to_path_buf(),
+            container,
+            found,
+        })
+    }
+
+    /// The video's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Cuts `[start_s, end_s)` into `dest`, as [`cut_video`].
+    pub fn cut(
+        &self,
+        dest: &Path,
+        start_s: f64,
+        end_s: f64,
+        mode: CutMode,
+    ) -> Result<CutOutcome, VideoError> {
+        cut_scanned(
+            &self.path,
+            self.container,
+            &self.found,
+            dest,
+            start_s,
+            end_s,
+            mode,
+        )
+    }
+}
+
+fn cut_scanned(
+    src: &Path,
+    container: CutContainer,
+    found: &super::probe::Scan,
+    dest: &Path,
+    start_s: f64,
+    end_s: f64,
+    mode: CutMode,
+) -> Result<CutOutcome, VideoError> {
     if !(start_s.is_finite() && end_s.is_finite() && start_s >= 0.0 && end_s > start_s) {
         return Err(cannot(
             src,
             format!("the range {start_s} s to {end_s} s is empty or not a range of time"),
         ));
     }
-    let found = scan(src)?;
     let info = &found.info;
     let fps = if info.fps() > 0.0 {
         info.fps()
