@@ -117,7 +117,8 @@ pub enum Command {
     /// The weights catalog and cache: list, info, fetch, import.
     #[command(subcommand)]
     Weights(weights::WeightsCommand),
-    /// Write a checkpoint as safetensors (Kineto's format) or .pdparams (PaddleVideo's layout).
+    /// Write a checkpoint as safetensors (Kineto's format), .pdparams (PaddleVideo's layout) or
+    /// ONNX (the fused inference graph).
     Export(export::ExportArgs),
     /// Time the model's forward pass (median of N runs after warm-up).
     Bench(bench::BenchArgs),
