@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
 use common::*;
+use kineto::checkpoint::ParamStore;
 use kineto::checkpoint::pdparams::{read_pdparams, write_pdparams};
 use kineto::model::Form;
 use kineto::npy::{NpyArray, read_npy_f32, write_npy_f32};
@@ -59,8 +60,12 @@ fn ort(model: &Path, inputs: &[(&[usize], &[f32])]) -> (serde_json::Value, Vec<N
 
 /// Kineto's own logits (fused form, burn on the CPU) for `[N, T, 3, H, W]` clips.
 fn kineto_logits(attention: bool, shape: &[usize], data: &[f32]) -> Vec<f32> {
+    kineto_logits_of(&v2_store(attention), shape, data)
+}
+
+fn kineto_logits_of(store: &ParamStore, shape: &[usize], data: &[f32]) -> Vec<f32> {
     let device = Device::flex();
-    let model = build(&v2_store(attention), Form::Fused, &device);
+    let model = build(store, Form::Fused, &device);
     let dims: [usize; 5] = shape.try_into().expect("5-D");
     let x = Tensor::<5>::from_data(TensorData::new(data.to_vec(), dims), &device);
     data_f32(&model.forward(x).into_data())
@@ -236,6 +241,53 @@ fn onnx_runs_in_onnxruntime_with_fixture_and_kineto_logits() {
     }
 }
 
+/// PP-TSM ResNet-50 8f: batch 1 at 112 (odd maps before the last stage: the ResNet-D pool's
+/// partial windows) and batch 2 at 64, against the fixtures and Kineto.
+#[test]
+fn resnet50_runs_in_onnxruntime_with_fixture_and_kineto_logits() {
+    let dir = ScratchDir::new("onnx-export-r50");
+    let model = dir.join("pptsm_r50.onnx");
+    export(&fixture("pptsm_r50/w.pdparams"), &model, &[]);
+    let io112 = npz("pptsm_r50/io112.npz");
+    let x112 = npz_get(&io112, "input");
+    let act64 = npz("pptsm_r50/act64.npz");
+    let (shape64, x64) = with_reversed(npz_get(&act64, "input"));
+    let (info, logits) = ort(&model, &[(&x112.shape, &x112.data), (&shape64, &x64)]);
+    assert_eq!(
+        info["inputs"],
+        serde_json::json!([["clips", ["batch", 8, 3, "height", "width"]]])
+    );
+    assert_eq!(info["metadata"]["model"], "pptsm_resnet", "{info}");
+    let ops: Vec<&str> = info["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        ops.contains(&"AveragePool") && !ops.contains(&"BatchNormalization"),
+        "{ops:?}"
+    );
+    let d112 = max_abs_diff(&logits[0].data, &npz_get(&io112, "logits").data);
+    assert!(d112 <= TOL, "R50 @112 vs fixture: {d112:e}");
+    let d64 = max_abs_diff(&logits[1].data[..400], &npz_get(&act64, "logits").data);
+    assert!(d64 <= TOL, "R50 @64 row 0 vs fixture: {d64:e}");
+    let store = r50_store();
+    let ours112 = kineto_logits_of(&store, &x112.shape, &x112.data);
+    let k112 = max_abs_diff(&logits[0].data, &ours112);
+    let ours64 = kineto_logits_of(&store, &shape64, &x64);
+    let k64 = max_abs_diff(&logits[1].data, &ours64);
+    assert!(
+        k112 <= TOL && k64 <= TOL,
+        "R50 vs Kineto: {k112:e}, {k64:e}"
+    );
+    eprintln!(
+        "pptsm_r50: max |ORT - fixture| = {:.2e}, max |ORT - Kineto| = {:.2e}",
+        d112.max(d64),
+        k112.max(k64)
+    );
+}
+
 /// A safetensors with Kineto's metadata (what `kineto train` writes: own class names, here
 /// also in the fused form) exports the same way, its class names in the ONNX metadata.
 #[test]
@@ -270,9 +322,8 @@ fn unsupported_requests_fail_with_one_line() {
     let w8 = fixture("pptsmv2/w8.pdparams");
     let out = dir.join("x.onnx");
     let att = attention_weights(&dir);
-    let r50 = fixture("pptsm_r50/w.pdparams");
     let st = dir.join("x.safetensors");
-    let cases: [(Vec<&str>, &str); 4] = [
+    let cases: [(Vec<&str>, &str); 3] = [
         (
             vec!["--weights", s(&w8), "--output", s(&out), "--teacher"],
             "--teacher does not apply to --format onnx",
@@ -280,10 +331,6 @@ fn unsupported_requests_fail_with_one_line() {
         (
             vec!["--weights", s(&att), "--output", s(&out), "--frames", "8"],
             "--frames 8: this checkpoint's temporal attention fixes num_seg = 16",
-        ),
-        (
-            vec!["--weights", s(&r50), "--output", s(&out)],
-            "holds PP-TSM R50; ONNX export supports PP-TSMv2 only",
         ),
         (
             vec!["--weights", s(&w8), "--output", s(&st), "--frames", "8"],

@@ -22,7 +22,7 @@ pub struct ExportArgs {
     pub output: PathBuf,
     /// Default: from OUT's extension (.safetensors, .pdparams, .onnx). `onnx` writes the fused
     /// inference graph (opset 13, input `clips` [batch, T, 3, H, W] float32, output `logits`
-    /// [batch, classes], class names in the metadata); PP-TSMv2 only so far.
+    /// [batch, classes], class names in the metadata); PP-TSMv2 and PP-TSM ResNet.
     #[arg(long, value_enum)]
     pub format: Option<FormatArg>,
     /// ONNX only: frames per clip (T) of the exported graph. Default: the temporal attention's

@@ -25,9 +25,6 @@ pub enum WeightsError {
     /// a changed cached file, a fused checkpoint where the training form is needed).
     #[error("{}: {problem}", path.display())]
     Invalid { path: PathBuf, problem: String },
-    /// A valid model that this export cannot write yet (ONNX of a PP-TSM ResNet).
-    #[error("{}: {problem}", path.display())]
-    Unsupported { path: PathBuf, problem: String },
     /// Bad arguments: an unknown catalog name, conflicting options.
     #[error("{0}")]
     Usage(String),

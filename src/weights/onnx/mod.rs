@@ -8,8 +8,8 @@
 //! frame, Concat, Reshape back. Kineto's metadata (class names, num_seg, preprocessing) goes into
 //! the model's `metadata_props`.
 //!
-//! PP-TSMv2 (with or without the temporal attention) only, so far; the PP-TSM ResNet is refused
-//! with one line.
+//! Both networks: PP-TSMv2 (with or without the temporal attention) and the PP-TSM ResNet
+//! (ResNet-D shortcuts as AveragePool in ceil mode, exclusive counts).
 
 pub mod proto;
 
@@ -27,7 +27,8 @@ use crate::checkpoint::write_file_atomic;
 use crate::model::fuse::fuse_store;
 use crate::model::layers::{Act, Conv, ConvBn, Linear, shift_channels};
 use crate::model::pptsm_v2::{DROPOUT_KEEP, PpTsmV2, RepDepthwiseSeparable};
-use crate::model::{Form, ModelKind, Network, Recognizer};
+use crate::model::resnet_tsm::{Bottleneck, ResConvBn, ResNetTsm};
+use crate::model::{Form, Network, Recognizer};
 use proto::{
     AttributeProto, AttributeType, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
     StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto, data_type,
@@ -71,16 +72,6 @@ pub fn export_onnx(
     }
     let ckpt = open_checkpoint(request.source, Role::Student)?;
     let arch = ckpt.arch;
-    if arch.model != ModelKind::PptsmV2 {
-        return Err(WeightsError::Unsupported {
-            path: request.source.to_path_buf(),
-            problem: format!(
-                "holds {}; ONNX export supports PP-TSMv2 only so far (export it as \
-                 .safetensors or .pdparams instead)",
-                arch.display_name()
-            ),
-        });
-    }
     if let Some(labels) = &request.labels
         && labels.names.len() != arch.num_classes
     {
@@ -116,15 +107,12 @@ pub fn export_onnx(
     let device = Device::flex();
     let model = Recognizer::from_store(&store, &device)
         .map_err(|e| WeightsError::invalid(request.source, e.to_string()))?;
-    let Network::V2(net) = &model.network else {
-        return Err(WeightsError::invalid(
-            request.source,
-            "the fused network is not PP-TSMv2",
-        ));
-    };
     let mut graph = Builder::default();
-    pptsm_v2_graph(&mut graph, net, frames)
-        .map_err(|p| WeightsError::invalid(request.source, p))?;
+    match &model.network {
+        Network::V2(net) => pptsm_v2_graph(&mut graph, net, frames),
+        Network::Resnet(net) => resnet_graph(&mut graph, net, frames),
+    }
+    .map_err(|p| WeightsError::invalid(request.source, p))?;
 
     let mut props: Vec<(String, String)> = meta.to_map().into_iter().collect();
     props.sort();
@@ -534,6 +522,101 @@ fn pptsm_v2_graph(g: &mut Builder, net: &PpTsmV2, frames: usize) -> Result<(), S
     );
     g.linear(&features, &net.fc, "backbone.fc")?;
     // The classifier's output is the graph's.
+    if let Some(last) = g.nodes.last_mut() {
+        last.output = vec![OUTPUT_NAME.into()];
+    }
+    Ok(())
+}
+
+/// `[N*T, C, H, W]` -> its temporal shift, same shape (`key` names the nodes).
+fn shift_4d(g: &mut Builder, x: &str, channels: usize, frames: usize, key: &str) -> String {
+    let chw = g.shape_slice(x, key, 1, 4);
+    let x5 = g.reshape_with_tail(x, key, &[-1, frames as i64], &chw);
+    let shifted = g.temporal_shift(&x5, channels, frames);
+    g.reshape_with_tail(&shifted, key, &[-1], &chw)
+}
+
+/// A fused ResNet `ConvBNLayer`: the ResNet-D 2x2 average pool first where it has one.
+fn res_conv_bn(g: &mut Builder, x: &str, layer: &ResConvBn, key: &str) -> Result<String, String> {
+    if layer._batch_norm.is_some() {
+        return Err(format!("{key}: BatchNorm left after fusing"));
+    }
+    let pooled;
+    let x = if layer.avg_pool_first {
+        pooled = g.node(
+            "AveragePool",
+            &format!("{key}.pool"),
+            &[x],
+            vec![
+                ints("kernel_shape", &[2, 2]),
+                ints("strides", &[2, 2]),
+                int("ceil_mode", 1),
+                int("count_include_pad", 0),
+            ],
+        );
+        pooled.as_str()
+    } else {
+        x
+    };
+    let y = g.conv(x, &layer._conv, &format!("{key}._conv"))?;
+    Ok(g.act(y, key, layer.act))
+}
+
+fn bottleneck(
+    g: &mut Builder,
+    x: &str,
+    block: &Bottleneck,
+    frames: usize,
+    key: &str,
+) -> Result<String, String> {
+    let channels = block.conv0._conv.weight.dims()[1];
+    let shifted = shift_4d(g, x, channels, frames, &format!("{key}.temporal_shift"));
+    let y = res_conv_bn(g, &shifted, &block.conv0, &format!("{key}.conv0"))?;
+    let y = res_conv_bn(g, &y, &block.conv1, &format!("{key}.conv1"))?;
+    let y = res_conv_bn(g, &y, &block.conv2, &format!("{key}.conv2"))?;
+    let short = match &block.short {
+        Some(proj) => res_conv_bn(g, x, proj, &format!("{key}.short"))?,
+        None => x.to_string(),
+    };
+    let sum = g.node("Add", key, &[&short, &y], Vec::new());
+    Ok(g.act(sum, key, Act::LeakyRelu))
+}
+
+/// The fused PP-TSM ResNet (`ResNetTweaksTSM` + `ppTSMHead`, whose dropout is the identity in
+/// eval) for clips of `frames` frames.
+fn resnet_graph(g: &mut Builder, net: &ResNetTsm, frames: usize) -> Result<(), String> {
+    let t = frames as i64;
+    let hw = g.shape_slice(INPUT_NAME, "frames", 3, 5);
+    let mut x = g.reshape_with_tail(INPUT_NAME, "frames", &[-1, 3], &hw);
+    x = res_conv_bn(g, &x, &net.conv1_1, "backbone.conv1_1")?;
+    x = res_conv_bn(g, &x, &net.conv1_2, "backbone.conv1_2")?;
+    x = res_conv_bn(g, &x, &net.conv1_3, "backbone.conv1_3")?;
+    x = g.node(
+        "MaxPool",
+        "backbone.pool2d_max",
+        &[&x],
+        vec![
+            ints("kernel_shape", &[3, 3]),
+            ints("strides", &[2, 2]),
+            ints("pads", &[1, 1, 1, 1]),
+        ],
+    );
+    for (s, stage) in net.stages.iter().enumerate() {
+        for (i, block) in stage.iter().enumerate() {
+            x = bottleneck(g, &x, block, frames, &format!("backbone.bb_{s}_{i}"))?;
+        }
+    }
+    let x = g.node("GlobalAveragePool", "avg_pool", &[&x], Vec::new());
+    let width = net.head.fc.weight.dims()[0] as i64;
+    let shape = g.i64_init("segments", &[-1, t, width]);
+    let x = g.node("Reshape", "segments", &[&x, &shape], Vec::new());
+    let features = g.node(
+        "ReduceMean",
+        "features",
+        &[&x],
+        vec![ints("axes", &[1]), int("keepdims", 0)],
+    );
+    g.linear(&features, &net.head.fc, "head.fc")?;
     if let Some(last) = g.nodes.last_mut() {
         last.output = vec![OUTPUT_NAME.into()];
     }
