@@ -125,7 +125,8 @@ pub enum Command {
     /// The weights catalog and cache: list, info, fetch, import.
     #[command(subcommand)]
     Weights(weights::WeightsCommand),
-    /// Write a checkpoint as safetensors (Kineto's format) or .pdparams (PaddleVideo's layout).
+    /// Write a checkpoint as safetensors (Kineto's format), .pdparams (PaddleVideo's layout) or
+    /// ONNX (the fused inference graph).
     Export(export::ExportArgs),
     /// Export the segments labelled in a folder's project: CSV, ActivityNet JSON, Kinetics CSV
     /// or trimmed clips in class folders (what `kineto train` reads).

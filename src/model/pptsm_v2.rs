@@ -13,7 +13,7 @@ use super::layers::{
 /// Width of the last conv (`class_expand`).
 pub const CLASS_EXPAND: usize = 1280;
 /// Eval-mode dropout of p = 0.2 in `downscale_in_infer` mode multiplies by 1 - p.
-const DROPOUT_KEEP: f32 = 0.8;
+pub const DROPOUT_KEEP: f32 = 0.8;
 
 /// One stage of PP-LCNetV2: (input channels of block 0, depthwise kernel, split pointwise,
 /// rep branches, SE, shortcut), PaddleVideo's `NET_CONFIG`.

@@ -57,8 +57,8 @@ pub fn export(request: &ExportRequest<'_>) -> Result<ExportReport, WeightsError>
         Some(f) => f,
         None => {
             return Err(WeightsError::Usage(format!(
-                "{}: cannot tell the format from the extension; name it .safetensors or \
-                 .pdparams, or pass --format",
+                "{}: cannot tell the format from the extension; name it .safetensors, \
+                 .pdparams or .onnx, or pass --format",
                 request.output.display()
             )));
         }
@@ -155,7 +155,9 @@ pub fn paddle_store(ckpt: &Checkpoint) -> Result<ParamStore, WeightsError> {
     Ok(reorder(&store, &key_order(ckpt.arch)))
 }
 
-fn metadata(
+/// Kineto's metadata for an export of `ckpt` in `form` (class names from `--labels`, the file, or
+/// Kinetics-400 for a 400-class model; provenance).
+pub(crate) fn metadata(
     request: &ExportRequest<'_>,
     ckpt: &Checkpoint,
     form: Form,

@@ -1,12 +1,13 @@
 //! Weights: the catalog of PaddleVideo's published checkpoints, the local cache with its
 //! sha256 index, verified downloads, `--weights NAME|FILE` resolution, and export to
-//! safetensors and `.pdparams`.
+//! safetensors and `.pdparams`, and to ONNX (`onnx`).
 
 pub mod cache;
 pub mod catalog;
 pub mod download;
 mod error;
 pub mod export;
+pub mod onnx;
 pub mod resolve;
 
 use std::path::Path;

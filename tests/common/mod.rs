@@ -150,10 +150,10 @@ where
     let python = match std::env::var_os("KINETO_PADDLE_PYTHON") {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => panic!(
-            "KINETO_PADDLE_PYTHON is not set: this test needs a Python with paddlepaddle and \
-             decord. Make one with `python3 -m venv ~/.cache/kineto/paddle-venv && \
+            "KINETO_PADDLE_PYTHON is not set: this test needs a Python with paddlepaddle, decord, \
+             onnx and onnxruntime. Make one with `python3 -m venv ~/.cache/kineto/paddle-venv && \
              ~/.cache/kineto/paddle-venv/bin/pip install paddlepaddle==3.3.1 numpy==2.4.6 \
-             decord==0.6.0`, then `export \
+             decord==0.6.0 onnx==1.17.0 onnxruntime==1.32.0`, then `export \
              KINETO_PADDLE_PYTHON=~/.cache/kineto/paddle-venv/bin/python` (.ci/run does both)"
         ),
     };
