@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use anyhow::anyhow;
 use kineto::checkpoint::check_dir_writable;
 use kineto::infer::segments::{SegmentOptions, propose_segments};
-use kineto::infer::timeline::{TimelineRequest, timeline};
 use kineto::labels::segment_export::{ClipStatus, SegmentRow, export_segment_clips};
 use kineto::report::segments_csv;
 use kineto::video::cut::{CutContainer, CutMode};
 
-use super::model::{ModelArgs, load_engine};
+use super::model::ModelArgs;
 use super::progress::Progress;
+use super::timeline::run_timeline;
 use super::{CliResult, Failure, GlobalArgs, OutputArgs, interrupt_token, write_output};
 
 #[derive(clap::Args, Debug)]
@@ -87,31 +87,16 @@ pub fn run(args: &SegmentsArgs, global: &GlobalArgs) -> CliResult {
             .and_then(|()| check_dir_writable(dir))
             .map_err(|e| Failure::fatal(anyhow!("{}: cannot write: {e}", dir.display())))?;
     }
-    let (engine, labels, num_seg) = load_engine(&args.model, global)?;
-    let req = TimelineRequest {
-        window_s: args.window_s,
-        stride_s: args.stride_s,
-        num_seg,
-        k: args.top_k.max(5),
-        labels: &labels,
-        batch: kineto::infer::timeline::WINDOWS_PER_BATCH,
-    };
-    let mut progress: Option<Progress> = None;
+    // At least 5 classes per window, so that the segments' averaged top-k has them.
+    let record = run_timeline(
+        &args.model,
+        &args.video,
+        args.window_s,
+        args.stride_s,
+        args.top_k.max(5),
+        global,
+    )?;
     let cancel = interrupt_token();
-    let start = std::time::Instant::now();
-    let outcome = timeline(&engine, &args.video, &req, &cancel, |_, done, total| {
-        let bar = progress.get_or_insert_with(|| {
-            Progress::new(total as u64, "windows", global.quiet).started_at(start)
-        });
-        bar.update(done as u64, "");
-    });
-    if cancel.is_cancelled() {
-        return Err(Failure::interrupted());
-    }
-    let record = outcome.map_err(Failure::input)?;
-    if let Some(bar) = &progress {
-        bar.finish();
-    }
     let opts = SegmentOptions {
         hysteresis: args.hysteresis,
         min_s: args.min_s,

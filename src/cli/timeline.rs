@@ -1,7 +1,7 @@
 //! `kineto timeline VIDEO [--window-s 2] [--stride-s 1] [--top-k 5] [--format json|csv]`
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
 use kineto::infer::timeline::{TimelineRecord, TimelineRequest, timeline};
@@ -34,19 +34,44 @@ pub fn run(args: &TimelineArgs, global: &GlobalArgs) -> CliResult {
     if format == "table" {
         return Err(Failure::fatal(anyhow!("timeline writes json or csv")));
     }
-    let (engine, labels, num_seg) = load_engine(&args.model, global)?;
+    let record = run_timeline(
+        &args.model,
+        &args.video,
+        args.window_s,
+        args.stride_s,
+        args.top_k,
+        global,
+    )?;
+    let text = match format.as_str() {
+        "csv" => timeline_csv(&record),
+        _ => serde_json::to_string_pretty(&record).unwrap_or_default(),
+    };
+    write_output(&args.output, &text)
+}
+
+/// Loads the model and runs it over the windows of `video`, with a progress bar and Ctrl-C
+/// (`timeline` and `segments` share it).
+pub fn run_timeline(
+    model: &ModelArgs,
+    video: &Path,
+    window_s: f64,
+    stride_s: f64,
+    top_k: usize,
+    global: &GlobalArgs,
+) -> Result<TimelineRecord, Failure> {
+    let (engine, labels, num_seg) = load_engine(model, global)?;
     let req = TimelineRequest {
-        window_s: args.window_s,
-        stride_s: args.stride_s,
+        window_s,
+        stride_s,
         num_seg,
-        k: args.top_k,
+        k: top_k,
         labels: &labels,
         batch: kineto::infer::timeline::WINDOWS_PER_BATCH,
     };
     let mut progress: Option<Progress> = None;
     let cancel = interrupt_token();
     let start = std::time::Instant::now();
-    let outcome = timeline(&engine, &args.video, &req, &cancel, |_, done, total| {
+    let outcome = timeline(&engine, video, &req, &cancel, |_, done, total| {
         let bar = progress.get_or_insert_with(|| {
             Progress::new(total as u64, "windows", global.quiet).started_at(start)
         });
@@ -59,11 +84,7 @@ pub fn run(args: &TimelineArgs, global: &GlobalArgs) -> CliResult {
     if let Some(bar) = &progress {
         bar.finish();
     }
-    let text = match format.as_str() {
-        "csv" => timeline_csv(&record),
-        _ => serde_json::to_string_pretty(&record).unwrap_or_default(),
-    };
-    write_output(&args.output, &text)
+    Ok(record)
 }
 
 fn timeline_csv(record: &TimelineRecord) -> String {
