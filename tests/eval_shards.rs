@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::train::demo_data;
+use common::train::{demo_data, train_head_only};
 use common::{fixture, kineto, s, stderr};
 use serde_json::Value;
 
@@ -81,29 +81,7 @@ fn eval_matches_classify_and_reads_folders_lists_and_ucf_splits() {
     let data = root.join("data");
     demo_data(&data, 3, 3, 3);
     let model = root.join("head.safetensors");
-    let trained = kineto(&[
-        "-q",
-        "--device",
-        "cpu",
-        "train",
-        s(&data),
-        "--head-only",
-        "--weights",
-        s(&w8()),
-        "--frames",
-        "8",
-        "--val-split",
-        "0",
-        "--epochs",
-        "1",
-        "--seed",
-        "7",
-        "--run-dir",
-        s(&root.join("run")),
-        "--output",
-        s(&model),
-    ]);
-    assert!(trained.status.success(), "train: {}", stderr(&trained));
+    train_head_only(&data, &root, &model, 1, &["-q", "--val-split", "0"]);
     let eval = |data: &Path, extra: &[&str]| {
         let mut args = vec![
             "-q",

@@ -13,7 +13,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use common::{fixture, kineto, s, stderr};
+use common::train::train_head_only;
+use common::{kineto, s, stderr};
 use kineto::report::Segment;
 use kineto::train::dataset::Dataset;
 use kineto::video::probe::probe;
@@ -53,26 +54,7 @@ fn segments_of_joined_demo_clips_are_found_labelled_and_cut_into_class_folders()
     ]);
     assert!(made.status.success(), "demo-data: {}", stderr(&made));
     let model = root.join("model.safetensors");
-    let trained = kineto(&[
-        "--device",
-        "cpu",
-        "train",
-        s(&data),
-        "--head-only",
-        "--weights",
-        s(&fixture("pptsmv2/w8.pdparams")),
-        "--frames",
-        "8",
-        "--epochs",
-        "10",
-        "--seed",
-        "7",
-        "--run-dir",
-        s(&root.join("run")),
-        "--output",
-        s(&model),
-    ]);
-    assert!(trained.status.success(), "train: {}", stderr(&trained));
+    train_head_only(&data, &root, &model, 10, &[]);
     let t_train = t0.elapsed();
 
     // The long clip: other demo clips (another seed, 4 s each) of classes 0, 1, 2, 0.

@@ -107,3 +107,37 @@ pub fn classify_demo_clip(data: &Path, weights: &Path) -> String {
         .expect("top-1 label")
         .to_string()
 }
+
+/// A head-only model trained on `data` with `kineto train --head-only` on the 8-frame fixture
+/// weights (CPU, seed 7, the run in `root/run`), written to `output`; `extra` adds flags.
+pub fn train_head_only(data: &Path, root: &Path, output: &Path, epochs: u32, extra: &[&str]) {
+    let epochs = epochs.to_string();
+    let run = root.join("run");
+    let weights = super::fixture("pptsmv2/w8.pdparams");
+    let mut args = vec![
+        "--device",
+        "cpu",
+        "train",
+        super::s(data),
+        "--head-only",
+        "--weights",
+        super::s(&weights),
+        "--frames",
+        "8",
+        "--epochs",
+        &epochs,
+        "--seed",
+        "7",
+        "--run-dir",
+        super::s(&run),
+        "--output",
+        super::s(output),
+    ];
+    args.extend_from_slice(extra);
+    let trained = super::kineto(&args);
+    assert!(
+        trained.status.success(),
+        "train: {}",
+        super::stderr(&trained)
+    );
+}
