@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::inference_model::{is_inference_model_path, read_inference_model};
 use super::keys::{Layout, Role, canonicalize, reorder};
 use super::pdparams::read_pdparams;
 use super::safetensors::{KinetoMeta, read_safetensors};
@@ -16,6 +17,8 @@ use crate::model::key_order;
 pub enum Format {
     Pdparams,
     Safetensors,
+    /// A PaddleVideo inference model (`.pdiparams` + `.pdmodel`/`.json`); read, never written.
+    PaddleInference,
 }
 
 impl Format {
@@ -23,10 +26,12 @@ impl Format {
         match self {
             Format::Pdparams => "pdparams",
             Format::Safetensors => "safetensors",
+            Format::PaddleInference => "pdiparams",
         }
     }
 
-    /// From a file name's extension (any case); `None` for other extensions.
+    /// The format Kineto writes for a file name's extension (any case); `None` for other
+    /// extensions, inference models included (they are only read).
     pub fn from_path(path: &Path) -> Option<Format> {
         let ext = path.extension()?.to_str()?.to_ascii_lowercase();
         match ext.as_str() {
@@ -57,16 +62,37 @@ pub struct Checkpoint {
     pub class_names: Option<Vec<String>>,
     /// Kineto's safetensors metadata, when the file has it.
     pub meta: Option<KinetoMeta>,
+    /// The frames per clip an inference model's graph was exported with.
+    pub graph_num_seg: Option<usize>,
 }
 
 /// Reads `path` and takes the model `role` names (the student unless asked for the teacher of a
-/// DML checkpoint). `.safetensors` files are Kineto's format (one model, canonical keys); any
-/// other name is read as `.pdparams`.
+/// DML checkpoint). `.safetensors` files are Kineto's format (one model, canonical keys);
+/// `.pdiparams` and `.pdmodel` a PaddleVideo inference model (both files, beside each other);
+/// any other name is read as `.pdparams`.
 pub fn open_checkpoint(path: &Path, role: Role) -> Result<Checkpoint, OpenError> {
     let content = |problem: String| OpenError::Content {
         path: path.to_path_buf(),
         problem,
     };
+    if is_inference_model_path(path) {
+        if role == Role::Teacher {
+            return Err(content(
+                "--teacher needs a DML checkpoint; an inference model holds one model".into(),
+            ));
+        }
+        let model = read_inference_model(path)?;
+        return Ok(Checkpoint {
+            path: path.to_path_buf(),
+            format: Format::PaddleInference,
+            layout: Layout::Plain,
+            arch: model.arch,
+            store: model.store,
+            class_names: None,
+            meta: None,
+            graph_num_seg: model.num_seg,
+        });
+    }
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
@@ -79,8 +105,8 @@ pub fn open_checkpoint(path: &Path, role: Role) -> Result<Checkpoint, OpenError>
         Some("pdparams") | Some("pdparam") | None => (Format::Pdparams, read_pdparams(path)?, None),
         Some(other) => {
             return Err(content(format!(
-                "unsupported weights format .{other}; Kineto reads .pdparams and .safetensors \
-                 files"
+                "unsupported weights format .{other}; Kineto reads .pdparams, .safetensors and \
+                 PaddleVideo inference models (.pdiparams with .pdmodel or .json)"
             )));
         }
     };
@@ -89,7 +115,7 @@ pub fn open_checkpoint(path: &Path, role: Role) -> Result<Checkpoint, OpenError>
     let store = match format {
         // safetensors keeps tensors sorted by name: put them back in the model's order.
         Format::Safetensors => reorder(&store, &key_order(arch)),
-        Format::Pdparams => store,
+        Format::Pdparams | Format::PaddleInference => store,
     };
     if let Some(meta) = &meta {
         check_meta(meta, &arch).map_err(content)?;
@@ -102,6 +128,7 @@ pub fn open_checkpoint(path: &Path, role: Role) -> Result<Checkpoint, OpenError>
         store,
         class_names: meta.as_ref().and_then(|m| m.class_names.clone()),
         meta,
+        graph_num_seg: None,
     })
 }
 

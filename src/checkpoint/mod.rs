@@ -13,7 +13,9 @@
 //! module or item for itself, so that sibling modules keep their own lint rules).
 
 pub mod file;
+pub mod inference_model;
 pub mod keys;
+pub mod paddle_graph;
 pub mod pdparams;
 pub mod pickle;
 pub mod safetensors;
@@ -50,6 +52,12 @@ pub enum CheckpointError {
     /// The pickle is fine but its top-level object is not a str-keyed dict.
     #[error("{}: {problem}", path.display())]
     Layout { path: PathBuf, problem: String },
+    /// A file an inference model needs beside this one is missing or belongs to another model.
+    #[error("{}: {problem}", path.display())]
+    Companion { path: PathBuf, problem: String },
+    /// An inference model's graph is unreadable or is no model Kineto runs.
+    #[error("{}: {problem}", path.display())]
+    Graph { path: PathBuf, problem: String },
     /// One entry is not a usable float array.
     #[error("{}: {key}: {problem}", path.display())]
     Entry {

@@ -13,8 +13,8 @@ use super::{CliResult, Failure, GlobalArgs, resolve_weights, weights_failure};
 
 #[derive(clap::Args, Debug)]
 pub struct ExportArgs {
-    /// A catalog name or a .pdparams / .safetensors file (a model trained with `kineto train`
-    /// too).
+    /// A catalog name, a .pdparams / .safetensors file (a model trained with `kineto train`
+    /// too) or a PaddleVideo inference model (.pdiparams beside its .pdmodel or .json).
     #[arg(long, value_name = "NAME|FILE")]
     pub weights: String,
     /// The file to write (temporary name, then renamed).

@@ -13,8 +13,9 @@ use super::{CliResult, Failure, GlobalArgs, resolve_device, resolve_weights};
 
 #[derive(clap::Args, Debug)]
 pub struct LogitsArgs {
-    /// A catalog name (fetched into the cache on demand) or a .pdparams (plain, DML or
-    /// extracted student) / .safetensors file.
+    /// A catalog name (fetched into the cache on demand), a .pdparams (plain, DML or
+    /// extracted student) / .safetensors file, or a PaddleVideo inference model (.pdiparams
+    /// beside its .pdmodel or .json).
     #[arg(long, value_name = "NAME|FILE")]
     pub weights: String,
     /// f32 clips: [T, 3, H, W] (one clip) or [N, T, 3, H, W]; num_seg = T.

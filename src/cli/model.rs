@@ -13,8 +13,9 @@ use super::{Failure, GlobalArgs, resolve_device, resolve_weights};
 
 #[derive(clap::Args, Debug)]
 pub struct ModelArgs {
-    /// Weights: a catalog name (fetched into the cache on first use) or a .pdparams /
-    /// .safetensors file.
+    /// Weights: a catalog name (fetched into the cache on first use), a .pdparams /
+    /// .safetensors file, or a PaddleVideo inference model (.pdiparams beside its .pdmodel or
+    /// .json).
     #[arg(long, default_value = kineto::weights::DEFAULT_WEIGHTS)]
     pub weights: String,
     /// Frames per clip (num_seg); default: what the checkpoint's attention fixes, else 8.

@@ -15,7 +15,8 @@ use super::{CliResult, Failure, GlobalArgs};
 pub struct OpenArgs {
     /// A video to play.
     pub video: Option<PathBuf>,
-    /// Weights: a catalog name or a .pdparams / .safetensors file.
+    /// Weights: a catalog name, a .pdparams / .safetensors file or a PaddleVideo inference
+    /// model (.pdiparams).
     #[arg(long)]
     pub weights: Option<String>,
     /// Frames per clip (num_seg).

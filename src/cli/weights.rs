@@ -35,7 +35,8 @@ pub struct ListArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct InfoArgs {
-    /// A catalog name or a .pdparams / .safetensors file.
+    /// A catalog name, a .pdparams / .safetensors file or a PaddleVideo inference model
+    /// (.pdiparams beside its .pdmodel or .json).
     #[arg(value_name = "NAME|FILE")]
     pub weights: String,
     /// Describe the teacher of a DML checkpoint.
@@ -57,7 +58,9 @@ pub struct FetchArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct ImportArgs {
-    /// A .pdparams (plain, DML or student) or .safetensors checkpoint.
+    /// A .pdparams (plain, DML or student) or .safetensors checkpoint, or a PaddleVideo
+    /// inference model (.pdiparams beside its .pdmodel or .json; stored converted to
+    /// .safetensors).
     pub file: PathBuf,
     /// The name to file it under (default: the file's stem); a catalog name is verified
     /// against the catalog entry.

@@ -114,16 +114,17 @@ fn merge_rep(store: &ParamStore, prefix: &str) -> Result<Folded, String> {
     })
 }
 
-/// The fused form of a canonical training-form store. Keys keep their order; each folded conv
-/// gains a bias key right after its weight.
-pub fn fuse_store(store: &ParamStore) -> Result<ParamStore, String> {
-    let mut fused = ParamStore::new();
+/// PaddleVideo's `rep()` on a canonical training-form store: each rep block's branches become
+/// its merged `dw_conv.{weight,bias}` (where the first branch was); BatchNorms stay. This is the
+/// form `export_model.py` saves in an inference model.
+pub fn rep_store(store: &ParamStore) -> Result<ParamStore, String> {
+    let mut repped = ParamStore::new();
     for (key, tensor) in store.iter() {
-        // Rep blocks: the first branch's conv weight stands for the merged conv; the rest of the
-        // branches and the unused training-form dw_conv disappear.
+        // The first branch's conv weight stands for the merged conv; the rest of the branches
+        // and the unused training-form dw_conv disappear.
         if let Some(prefix) = key.strip_suffix(".dw_conv_list.0.conv.weight") {
             let merged = merge_rep(store, prefix)?;
-            insert(&mut fused, &format!("{prefix}.dw_conv"), merged);
+            insert(&mut repped, &format!("{prefix}.dw_conv"), merged);
             continue;
         }
         if key.contains(".dw_conv_list.") {
@@ -133,9 +134,20 @@ pub fn fuse_store(store: &ParamStore) -> Result<ParamStore, String> {
             .strip_suffix(".dw_conv.weight")
             .or_else(|| key.strip_suffix(".dw_conv.bias"))
             .is_some_and(|prefix| store.contains(&format!("{prefix}.dw_conv_list.0.conv.weight")));
-        if unused_training_dw {
-            continue;
+        if !unused_training_dw {
+            repped.insert(key, tensor.clone());
         }
+    }
+    Ok(repped)
+}
+
+/// The fused form of a canonical training-form store (or of its [`rep_store`]): rep blocks
+/// merged, every BatchNorm folded into its convolution. Keys keep their order; each folded conv
+/// gains a bias key right after its weight.
+pub fn fuse_store(store: &ParamStore) -> Result<ParamStore, String> {
+    let repped = rep_store(store)?;
+    let mut fused = ParamStore::new();
+    for (key, tensor) in repped.iter() {
         let bn_pair = [
             (".conv.weight", ".conv", ".bn"),
             ("._conv.weight", "._conv", "._batch_norm"),
@@ -143,12 +155,12 @@ pub fn fuse_store(store: &ParamStore) -> Result<ParamStore, String> {
         .into_iter()
         .find_map(|(suffix, conv, bn)| {
             let p = key.strip_suffix(suffix)?;
-            store
+            repped
                 .contains(&format!("{p}{bn}.weight"))
                 .then(|| (format!("{p}{conv}"), format!("{p}{bn}")))
         });
         if let Some((conv, bn)) = bn_pair {
-            insert(&mut fused, &conv, fold(store, &conv, &bn)?);
+            insert(&mut fused, &conv, fold(&repped, &conv, &bn)?);
             continue;
         }
         if key.contains(".bn.") || key.contains("._batch_norm.") {

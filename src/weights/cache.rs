@@ -266,18 +266,30 @@ pub fn rfc3339(secs: u64) -> String {
 /// `kineto weights import FILE [--name NAME]`: checks `file` and copies it into the cache under
 /// `name` (default: the file's stem). A catalog name is verified against the catalog entry and
 /// stored under the entry's file name, so `--weights NAME` finds it; any other name must be a
-/// checkpoint Kineto can run (plain, DML or student `.pdparams`, or `.safetensors`).
+/// checkpoint Kineto can run (plain, DML or student `.pdparams`, or `.safetensors`). A
+/// PaddleVideo inference model (`.pdiparams` with its graph) is converted to `NAME.safetensors`.
 pub fn import(cache: &Cache, file: &Path, name: Option<&str>) -> Result<IndexEntry, WeightsError> {
     use super::catalog::Catalog;
     use crate::checkpoint::file::Format;
+    use crate::checkpoint::inference_model::is_inference_model_path;
 
     let meta =
         fs::metadata(file).map_err(|e| WeightsError::invalid(file, format!("cannot read: {e}")))?;
     if !meta.is_file() {
         return Err(WeightsError::invalid(file, "not a file"));
     }
-    let format = Format::from_path(file)
-        .ok_or_else(|| WeightsError::invalid(file, "expected a .pdparams or .safetensors file"))?;
+    // An inference model is converted: the cache keeps one self-contained safetensors file.
+    let inference = is_inference_model_path(file);
+    let format = if inference {
+        Format::Safetensors
+    } else {
+        Format::from_path(file).ok_or_else(|| {
+            WeightsError::invalid(
+                file,
+                "expected a .pdparams, .safetensors or .pdiparams (inference model) file",
+            )
+        })?
+    };
     let stem = file
         .file_stem()
         .and_then(|s| s.to_str())
@@ -296,6 +308,16 @@ pub fn import(cache: &Cache, file: &Path, name: Option<&str>) -> Result<IndexEnt
     }
     let catalog = Catalog::load()?;
     let (file_name, url) = match catalog.get(&name) {
+        Some(entry) if inference => {
+            return Err(WeightsError::invalid(
+                file,
+                format!(
+                    "{} is published as {}; import that file, or give this model another \
+                     --name",
+                    name, entry.file_name
+                ),
+            ));
+        }
         Some(entry) => {
             if Format::from_path(Path::new(&entry.file_name)) != Some(format) {
                 return Err(WeightsError::invalid(
@@ -318,13 +340,30 @@ pub fn import(cache: &Cache, file: &Path, name: Option<&str>) -> Result<IndexEnt
     let dest = cache.file_path(&file_name);
     let tmp =
         crate::checkpoint::temp_path_for(&dest).map_err(|e| WeightsError::io(&dest, "write", e))?;
-    let copied = (|| {
-        fs::copy(file, &tmp)?;
-        fs::File::open(&tmp)?.sync_all()
-    })();
-    if let Err(e) = copied {
-        let _ = fs::remove_file(&tmp);
-        return Err(WeightsError::io(&dest, "write", e));
+    if inference {
+        let request = super::export::ExportRequest {
+            source: file,
+            source_name: None,
+            catalog_num_seg: None,
+            output: &tmp,
+            format: Some(Format::Safetensors),
+            fused: false,
+            teacher: false,
+            labels: None,
+        };
+        if let Err(e) = super::export::export(&request) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+    } else {
+        let copied = (|| {
+            fs::copy(file, &tmp)?;
+            fs::File::open(&tmp)?.sync_all()
+        })();
+        if let Err(e) = copied {
+            let _ = fs::remove_file(&tmp);
+            return Err(WeightsError::io(&dest, "write", e));
+        }
     }
     let (sha256, size) = match sha256_file(&tmp) {
         Ok(v) => v,

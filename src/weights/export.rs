@@ -63,6 +63,13 @@ pub fn export(request: &ExportRequest<'_>) -> Result<ExportReport, WeightsError>
             )));
         }
     };
+    if format == Format::PaddleInference {
+        return Err(WeightsError::Usage(
+            "Kineto reads PaddleVideo inference models but does not write them: export \
+             .safetensors, .pdparams or .onnx"
+                .into(),
+        ));
+    }
     if request.fused && format == Format::Pdparams {
         return Err(WeightsError::Usage(
             "--fused applies to safetensors only: .pdparams is always PaddleVideo's unfused \
@@ -102,7 +109,7 @@ pub fn export(request: &ExportRequest<'_>) -> Result<ExportReport, WeightsError>
             write_pdparams(&store, request.output)?;
             Ok(report(&store, Form::Training, None))
         }
-        Format::Safetensors => {
+        Format::Safetensors | Format::PaddleInference => {
             let (store, form) = if request.fused && ckpt.arch.form == Form::Training {
                 let fused = fuse_store(&ckpt.store)
                     .map_err(|p| WeightsError::invalid(request.source, p))?;
@@ -168,6 +175,7 @@ pub(crate) fn metadata(
         .num_seg
         .or(request.catalog_num_seg)
         .or(source_meta.map(|m| m.num_seg))
+        .or(ckpt.graph_num_seg)
         .unwrap_or(8);
     let (class_names, label_set) = match &request.labels {
         Some(labels) => (Some(labels.names.clone()), Some(labels.set.clone())),
