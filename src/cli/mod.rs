@@ -20,6 +20,7 @@ mod progress;
 mod segments;
 mod timeline;
 mod train;
+mod watch;
 mod weights;
 
 use std::io::IsTerminal;
@@ -112,6 +113,9 @@ pub enum Command {
         .help("json or csv; default: from --output's extension, else json")
         .value_parser(["json", "csv"])))]
     Timeline(timeline::TimelineArgs),
+    /// Labels on a camera, a network stream (RTSP, HTTP(S), HLS, SRT, UDP) or a file as it
+    /// plays: one line per prediction, flushed.
+    Watch(watch::WatchArgs),
     /// Labelled segments of a long video from the sliding-window timeline (and, with --cut,
     /// each segment as a clip in class folders).
     #[command(mut_arg("format", |a| a
@@ -388,6 +392,7 @@ pub fn run() -> ExitCode {
         Command::Eval(args) => eval::run(args, &cli.global),
         Command::Merge(args) => merge::run(args, &cli.global),
         Command::Timeline(args) => timeline::run(args, &cli.global),
+        Command::Watch(args) => watch::run(args, &cli.global),
         Command::Segments(args) => segments::run(args, &cli.global),
         Command::Preprocess(args) => preprocess::run(args, &cli.global),
         Command::Logits(args) => logits::run(args, &cli.global),

@@ -10,6 +10,7 @@ pub mod segments;
 pub mod service;
 pub mod timeline;
 pub mod topk;
+pub mod watch;
 
 use std::path::PathBuf;
 

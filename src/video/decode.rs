@@ -860,7 +860,7 @@ pub fn decode_each(
 }
 
 /// Formats the appsink accepts, in order of preference.
-const YUV_FORMATS: [&str; 5] = ["I420", "YV12", "Y42B", "Y444", "RGB"];
+pub(crate) const YUV_FORMATS: [&str; 5] = ["I420", "YV12", "Y42B", "Y444", "RGB"];
 
 /// libav decoders' `max-threads` (0: libav's default, one thread per core), decided after
 /// the demux pass by [`decoder_threads`]. The decoding pipeline starts before that pass ends;
@@ -1105,7 +1105,7 @@ pub(crate) fn decide_color(parsed: &gst::Caps, decoded: &gst_video::VideoInfo) -
 }
 
 /// Convert one mapped frame to packed RGB24.
-fn frame_to_rgb(
+pub(crate) fn frame_to_rgb(
     frame: &gst_video::VideoFrameRef<&gst::BufferRef>,
     color: YuvColor,
 ) -> Result<Vec<u8>, String> {

@@ -4,6 +4,7 @@
 pub mod cut;
 pub mod decode;
 pub mod frame;
+pub mod live_source;
 pub mod pillow;
 pub mod pipeline;
 pub mod player;
@@ -76,6 +77,19 @@ pub enum VideoError {
     /// a key-frame cut cannot go by).
     #[error("{}: cannot cut: {reason}", path.display())]
     CannotCut { path: PathBuf, reason: String },
+    /// A URL whose scheme is not on the allow-list (`live_source::ALLOWED_SCHEMES`).
+    #[error(
+        "{}: the {scheme}:// scheme is not allowed (use a file, /dev/video*, or file, http(s), rtsp(s), srt or udp URLs)",
+        path.display()
+    )]
+    SchemeNotAllowed { path: PathBuf, scheme: String },
+    /// A live source dropped and did not come back.
+    #[error("{}: the source dropped and {attempts} reconnection attempts failed ({detail})", path.display())]
+    SourceLost {
+        path: PathBuf,
+        attempts: u32,
+        detail: String,
+    },
     /// GStreamer could not be initialised, or another internal failure.
     #[error("{}: GStreamer error: {detail}", path.display())]
     Gstreamer { path: PathBuf, detail: String },
@@ -97,6 +111,8 @@ impl VideoError {
             | VideoError::FrameUnavailable { path, .. }
             | VideoError::Timeout { path, .. }
             | VideoError::CannotCut { path, .. }
+            | VideoError::SchemeNotAllowed { path, .. }
+            | VideoError::SourceLost { path, .. }
             | VideoError::Gstreamer { path, .. } => path,
         }
     }

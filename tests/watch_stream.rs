@@ -1,0 +1,300 @@
+//! `kineto watch` on real servers started here on 127.0.0.1: Python's `http.server` serving an
+//! mp4 and an HLS playlist, and GStreamer's RTSP server library (`tests/python/rtsp_server.py`,
+//! run with the system python3 that has `gi` and `GstRtspServer`, which `.ci/run` installs).
+//! The clip's H.264 reaches the decoder unchanged over every transport, so each prediction
+//! must equal `kineto timeline`'s window with the same end (stride = `--every-s`): the same
+//! frame indices, the same top-1 and score. Credentials in the URL never appear in the output.
+
+// Test code: a failed unwrap/expect is the test failing (clippy.toml exempts only #[test] fns).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const SECRET: &str = "s3cretpw";
+
+fn weights() -> PathBuf {
+    fixture("pptsmv2/w8.pdparams")
+}
+
+/// A 5-second 320x240 25 fps H.264 clip with a key frame every second, `moov` first.
+fn make_clip(dir: &Path) -> PathBuf {
+    let clip = dir.join("clip.mp4");
+    let status = Command::new("gst-launch-1.0")
+        .args(["-q", "videotestsrc", "num-buffers=125", "pattern=ball", "!"])
+        .args([
+            "video/x-raw,width=320,height=240,framerate=25/1",
+            "!",
+            "videoconvert",
+            "!",
+        ])
+        .args([
+            "x264enc",
+            "key-int-max=25",
+            "!",
+            "mp4mux",
+            "faststart=true",
+            "!",
+        ])
+        .arg("filesink")
+        .arg(format!("location={}", clip.display()))
+        .status()
+        .expect("gst-launch-1.0 (gstreamer1.0-tools)");
+    assert!(status.success());
+    clip
+}
+
+/// The same H.264 as an HLS playlist of 1-second segments under `dir/hls`.
+fn make_hls(clip: &Path, dir: &Path) -> PathBuf {
+    let hls = dir.join("hls");
+    std::fs::create_dir_all(&hls).unwrap();
+    let status = Command::new("gst-launch-1.0")
+        .args(["-q", "-e", "filesrc"])
+        .arg(format!("location={}", clip.display()))
+        .args(["!", "qtdemux", "!", "h264parse", "!", "hlssink2"])
+        .arg(format!("location={}/seg%05d.ts", hls.display()))
+        .arg(format!("playlist-location={}/playlist.m3u8", hls.display()))
+        .args(["target-duration=1", "playlist-length=0", "max-files=0"])
+        .status()
+        .expect("gst-launch-1.0 hlssink2 (gstreamer1.0-plugins-bad)");
+    assert!(status.success());
+    hls.join("playlist.m3u8")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills the server when the test ends, however it ends.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "no server on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn system_python() -> String {
+    std::env::var("KINETO_SYSTEM_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into())
+}
+
+fn http_server(dir: &Path) -> (Server, u16) {
+    let port = free_port();
+    let child = Command::new(system_python())
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 -m http.server");
+    let server = Server(child);
+    wait_listening(port);
+    (server, port)
+}
+
+fn rtsp_server(clip: &Path) -> (Server, u16) {
+    let port = free_port();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/rtsp_server.py");
+    let mut child = Command::new(system_python())
+        .arg(script)
+        .arg(port.to_string())
+        .arg(clip)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("system python3 for the RTSP server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(
+        line.trim(),
+        "ready",
+        "the RTSP server needs python3-gi and gir1.2-gst-rtsp-server-1.0"
+    );
+    (Server(child), port)
+}
+
+/// `kineto timeline` of the clip with stride `every_s`: end -> window.
+fn timeline_windows(clip: &Path) -> Vec<Value> {
+    let out = kineto(&[
+        "timeline",
+        s(clip),
+        "--weights",
+        s(&weights()),
+        "--device",
+        "cpu",
+        "--stride-s",
+        "0.5",
+        "--top-k",
+        "1",
+        "-q",
+    ]);
+    assert!(out.status.success(), "timeline: {}", stderr(&out));
+    let record: Value = serde_json::from_slice(&out.stdout).unwrap();
+    record["windows"].as_array().unwrap().clone()
+}
+
+fn parse_lines(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+/// Each prediction equals timeline's window with the same end.
+fn assert_matches_timeline(predictions: &[Value], windows: &[Value], what: &str) {
+    assert!(!predictions.is_empty(), "{what}: no predictions");
+    for p in predictions {
+        let t = p["t_s"].as_f64().unwrap();
+        let w = windows
+            .iter()
+            .find(|w| (w["end_s"].as_f64().unwrap() - t).abs() < 1e-6)
+            .unwrap_or_else(|| panic!("{what}: timeline has no window ending at {t}"));
+        assert_eq!(
+            p["indices"], w["indices"],
+            "{what} at {t} s: sampled frames"
+        );
+        let (ours, theirs) = (&p["top_k"][0], &w["top_k"][0]);
+        assert_eq!(
+            ours["label_id"], theirs["label_id"],
+            "{what} at {t} s: top-1"
+        );
+        let diff = (ours["score"].as_f64().unwrap() - theirs["score"].as_f64().unwrap()).abs();
+        assert!(diff < 1e-5, "{what} at {t} s: score differs by {diff}");
+        assert!(p["latency_ms"].as_f64().unwrap() >= 0.0 && p["wall_time"].as_f64().unwrap() > 0.0);
+    }
+}
+
+fn watch(url: &str, extra: &[&str]) -> std::process::Output {
+    let w = weights();
+    let mut args = vec![
+        "watch",
+        url,
+        "--weights",
+        s(&w),
+        "--device",
+        "cpu",
+        "--top-k",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    kineto(&args)
+}
+
+fn assert_no_secret(out: &std::process::Output, what: &str) {
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(out));
+    assert!(
+        !all.contains(SECRET),
+        "{what}: the password was printed: {all}"
+    );
+}
+
+#[test]
+fn http_file_and_hls_playlist_give_timeline_windows() {
+    let dir = ScratchDir::new("watch-http");
+    let clip = make_clip(&dir);
+    make_hls(&clip, &dir);
+    let windows = timeline_windows(&clip);
+    let (_server, port) = http_server(&dir);
+
+    for (what, path) in [("mp4", "clip.mp4"), ("HLS", "hls/playlist.m3u8")] {
+        let url = format!("http://viewer:{SECRET}@127.0.0.1:{port}/{path}");
+        let out = watch(&url, &[]);
+        assert!(out.status.success(), "{what}: {}", stderr(&out));
+        assert_no_secret(&out, what);
+        let predictions = parse_lines(&out.stdout);
+        // A download is not live: the model is waited for, no window is dropped.
+        assert_eq!(predictions.len(), windows.len(), "{what}: every window");
+        assert_matches_timeline(&predictions, &windows, what);
+    }
+
+    let missing = watch(&format!("http://127.0.0.1:{port}/missing.mp4"), &[]);
+    assert_eq!(missing.status.code(), Some(1), "{}", stderr(&missing));
+    let refused = watch(
+        &format!("smb://viewer:{SECRET}@127.0.0.1/share/clip.mp4"),
+        &[],
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("scheme is not allowed"));
+    assert_no_secret(&refused, "smb");
+}
+
+#[test]
+fn rtsp_stream_matches_timeline_and_a_dropped_server_ends_cleanly() {
+    let dir = ScratchDir::new("watch-rtsp");
+    let clip = make_clip(&dir);
+    let windows = timeline_windows(&clip);
+    let (server, port) = rtsp_server(&clip);
+    // rtspt: RTP over the RTSP connection (TCP), so no packet is lost on the way.
+    let url = format!("rtspt://viewer:{SECRET}@127.0.0.1:{port}/clip");
+    let out = watch(&url, &["--duration", "3.5"]);
+    assert!(out.status.success(), "rtsp: {}", stderr(&out));
+    assert_no_secret(&out, "rtsp");
+    let predictions = parse_lines(&out.stdout);
+    assert!(predictions.len() >= 2, "{predictions:?}");
+    assert_matches_timeline(&predictions, &windows, "RTSP");
+
+    // The server goes away mid-stream: a reconnect attempt, then a clean exit 1.
+    let w = weights();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kineto"))
+        .args([
+            "watch",
+            &url,
+            "--weights",
+            s(&w),
+            "--device",
+            "cpu",
+            "--reconnects",
+            "1",
+        ])
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(
+        first.contains("\"t_s\""),
+        "a prediction before the drop: {first}"
+    );
+    drop(server);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("reconnecting in"), "{err}");
+    assert!(err.contains("reconnection attempts failed"), "{err}");
+    assert!(!err.contains(SECRET), "{err}");
+}
