@@ -111,6 +111,10 @@ pub fn export_onnx(
     match &model.network {
         Network::V2(net) => pptsm_v2_graph(&mut graph, net, frames),
         Network::Resnet(net) => resnet_graph(&mut graph, net, frames),
+        Network::Mv2(_) | Network::Mv3(_) => Err(format!(
+            "ONNX export of {} is not implemented yet",
+            arch.display_name()
+        )),
     }
     .map_err(|p| WeightsError::invalid(request.source, p))?;
 
@@ -280,6 +284,20 @@ impl Builder {
             Act::None => x,
             Act::Relu => self.node("Relu", name, &[&x], Vec::new()),
             Act::LeakyRelu => self.node("LeakyRelu", name, &[&x], vec![float("alpha", 0.01)]),
+            Act::Relu6 => {
+                let (lo, hi) = (self.scalar_init("zero", 0.0), self.scalar_init("six", 6.0));
+                self.node("Clip", name, &[&x, &lo, &hi], Vec::new())
+            }
+            // Opset 13 has no HardSwish: x * HardSigmoid(x; 1/6, 0.5) is the same function.
+            Act::Hardswish => {
+                let gate = self.node(
+                    "HardSigmoid",
+                    name,
+                    &[&x],
+                    vec![float("alpha", 1.0 / 6.0), float("beta", 0.5)],
+                );
+                self.node("Mul", name, &[&x, &gate], Vec::new())
+            }
         }
     }
 
