@@ -138,10 +138,17 @@ fn keys_detection_and_strict_loading() {
         let store = store(name);
         let a = arch::detect(&store).expect("detect");
         assert_eq!(a.model, kind);
-        assert_eq!((a.num_classes, a.form, a.num_seg), (400, Form::Training, None));
+        assert_eq!(
+            (a.num_classes, a.form, a.num_seg),
+            (400, Form::Training, None)
+        );
         let fused = kineto::model::fuse::fuse_store(&store).expect("fuse");
         assert_eq!(arch::detect(&fused).expect("detect").form, Form::Fused);
-        assert!(!fused.names().any(|k| k.contains("_batch_norm") || k.contains(".bn.")));
+        assert!(
+            !fused
+                .names()
+                .any(|k| k.contains("_batch_norm") || k.contains(".bn."))
+        );
 
         let order = kineto::model::key_order(a);
         let file: Vec<&str> = store.names().collect();
@@ -162,7 +169,10 @@ fn keys_detection_and_strict_loading() {
         })
         .expect("tensor");
         wrong.insert(fc, bad);
-        assert!(arch::detect(&wrong).is_err(), "{name}: misshapen fc accepted");
+        assert!(
+            arch::detect(&wrong).is_err(),
+            "{name}: misshapen fc accepted"
+        );
     }
 }
 
@@ -191,8 +201,20 @@ fn cli_info_export_and_classify() {
         let st = dir.join(format!("{name}.safetensors"));
         let back = dir.join(format!("{name}_back.pdparams"));
         let fused = dir.join(format!("{name}_fused.safetensors"));
-        ok(kineto(&["export", "--weights", s(&src), "--output", s(&st)]));
-        ok(kineto(&["export", "--weights", s(&st), "--output", s(&back)]));
+        ok(kineto(&[
+            "export",
+            "--weights",
+            s(&src),
+            "--output",
+            s(&st),
+        ]));
+        ok(kineto(&[
+            "export",
+            "--weights",
+            s(&st),
+            "--output",
+            s(&back),
+        ]));
         ok(kineto(&[
             "export",
             "--weights",
@@ -211,13 +233,19 @@ fn cli_info_export_and_classify() {
             let u = exported.get(k).expect("key");
             assert_eq!(t.shape, u.shape, "{k}");
             assert!(
-                t.data.iter().zip(&u.data).all(|(a, b)| a.to_bits() == b.to_bits()),
+                t.data
+                    .iter()
+                    .zip(&u.data)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
                 "{k} differs"
             );
         }
         let meta = read_safetensors(&st).expect("st").raw_metadata;
         assert_eq!(meta["model"], model);
-        assert_eq!(read_safetensors(&fused).expect("fused").raw_metadata["form"], "fused");
+        assert_eq!(
+            read_safetensors(&fused).expect("fused").raw_metadata["form"],
+            "fused"
+        );
 
         // The fused export's logits on the 64x64 clip.
         let act = arrays(&format!("{name}_act64.npz"));
@@ -226,8 +254,15 @@ fn cli_info_export_and_classify() {
         write_npy_f32(&input, &x.shape, &x.data).expect("write input");
         let out = dir.join(format!("{name}_l.npy"));
         ok(kineto(&[
-            "logits", "--device", "cpu", "--weights", s(&fused), "--input", s(&input),
-            "--output", s(&out),
+            "logits",
+            "--device",
+            "cpu",
+            "--weights",
+            s(&fused),
+            "--input",
+            s(&input),
+            "--output",
+            s(&out),
         ]));
         let ours = read_npy_f32(&out).expect("logits").data;
         let d = max_abs_diff(&ours, &npz_get(&act, "logits").data);
@@ -361,7 +396,10 @@ fn onnx_export_gives_paddlevideos_logits() {
             let input = dir.join(format!("{name}_{frames}_in.npy"));
             write_npy_f32(&input, &x.shape, &x.data).expect("write input");
             let out = dir.join(format!("{name}_{frames}_out.npy"));
-            let run = python_script("ort_logits.py", [model.as_os_str(), input.as_os_str(), out.as_os_str()]);
+            let run = python_script(
+                "ort_logits.py",
+                [model.as_os_str(), input.as_os_str(), out.as_os_str()],
+            );
             assert!(
                 run.status.success(),
                 "ort_logits.py: {}\n{}",
@@ -387,8 +425,22 @@ fn head_only_training_and_the_full_training_refusal() {
         let output = root.join(format!("{name}_head.safetensors"));
         let run = root.join(format!("{name}_run"));
         ok(kineto(&[
-            "--device", "cpu", "train", s(&data), "--head-only", "--weights", s(&weights(name)),
-            "--frames", "8", "--epochs", "1", "--seed", "7", "--run-dir", s(&run), "--output",
+            "--device",
+            "cpu",
+            "train",
+            s(&data),
+            "--head-only",
+            "--weights",
+            s(&weights(name)),
+            "--frames",
+            "8",
+            "--epochs",
+            "1",
+            "--seed",
+            "7",
+            "--run-dir",
+            s(&run),
+            "--output",
             s(&output),
         ]));
         let info = ok(kineto(&["weights", "info", "--json", s(&output)]));
@@ -397,8 +449,19 @@ fn head_only_training_and_the_full_training_refusal() {
         assert_eq!(v["classes"], 2, "{v}");
 
         let out = kineto(&[
-            "--device", "cpu", "train", s(&data), "--weights", s(&weights(name)), "--frames", "8",
-            "--epochs", "1", "--run-dir", s(&root.join(format!("{name}_full"))), "--output",
+            "--device",
+            "cpu",
+            "train",
+            s(&data),
+            "--weights",
+            s(&weights(name)),
+            "--frames",
+            "8",
+            "--epochs",
+            "1",
+            "--run-dir",
+            s(&root.join(format!("{name}_full"))),
+            "--output",
             s(&root.join(format!("{name}_full.safetensors"))),
         ]);
         assert!(!out.status.success());

@@ -103,9 +103,8 @@ pub struct PpTsmMv3 {
 impl PpTsmMv3 {
     /// Zero-weight skeleton.
     pub fn new(device: &Device, num_classes: usize, fused: bool) -> Self {
-        let conv_bn = |c: [usize; 2], k, s, groups, act| {
-            ConvBn::new(device, c, k, s, groups, act, fused)
-        };
+        let conv_bn =
+            |c: [usize; 2], k, s, groups, act| ConvBn::new(device, c, k, s, groups, act, fused);
         let mut c_in = STEM_CHANNELS;
         let blocks = UNITS
             .iter()

@@ -412,7 +412,9 @@ impl FullTrainer {
             Network::V2(net) => net.forward_train_frozen(frames, t, self.frozen, &mut stats, trace),
             Network::Resnet(net) => net.forward_train(frames, t, &mut stats, trace),
             Network::Mv2(_) | Network::Mv3(_) => {
-                return Err(FullTrainError::ModelUnsupported(self.kind.as_str().to_string()));
+                return Err(FullTrainError::ModelUnsupported(
+                    self.kind.as_str().to_string(),
+                ));
             }
         };
         let classes = logits.dims()[1];

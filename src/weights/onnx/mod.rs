@@ -689,8 +689,18 @@ fn mv2_block(
     } else {
         x.to_string()
     };
-    let y = mv2_conv_bn(g, &input, &block._expand_conv, &format!("{key}._expand_conv"))?;
-    let y = mv2_conv_bn(g, &y, &block._bottleneck_conv, &format!("{key}._bottleneck_conv"))?;
+    let y = mv2_conv_bn(
+        g,
+        &input,
+        &block._expand_conv,
+        &format!("{key}._expand_conv"),
+    )?;
+    let y = mv2_conv_bn(
+        g,
+        &y,
+        &block._bottleneck_conv,
+        &format!("{key}._bottleneck_conv"),
+    )?;
     let y = mv2_conv_bn(g, &y, &block._linear_conv, &format!("{key}._linear_conv"))?;
     Ok(if block.shortcut {
         g.node("Add", key, &[x, &y], Vec::new())
@@ -705,13 +715,30 @@ fn mv2_graph(g: &mut Builder, net: &PpTsmMv2, frames: usize) -> Result<(), Strin
     x = mv2_conv_bn(g, &x, &net.conv1, "backbone.conv1")?;
     for (i, group) in net.blocks.iter().enumerate() {
         let name = format!("backbone.conv{}", i + 2);
-        x = mv2_block(g, &x, &group._first_block, frames, &format!("{name}._first_block"))?;
+        x = mv2_block(
+            g,
+            &x,
+            &group._first_block,
+            frames,
+            &format!("{name}._first_block"),
+        )?;
         for (j, block) in group.rest.iter().enumerate() {
-            x = mv2_block(g, &x, block, frames, &format!("{name}.conv{}_{}", i + 2, j + 2))?;
+            x = mv2_block(
+                g,
+                &x,
+                block,
+                frames,
+                &format!("{name}.conv{}_{}", i + 2, j + 2),
+            )?;
         }
     }
     x = mv2_conv_bn(g, &x, &net.conv9, "backbone.conv9")?;
-    let x = g.node("GlobalAveragePool", "backbone.pool2d_avg", &[&x], Vec::new());
+    let x = g.node(
+        "GlobalAveragePool",
+        "backbone.pool2d_avg",
+        &[&x],
+        Vec::new(),
+    );
     let features = segment_mean(g, &x, net.out.weight.dims()[0], frames);
     g.linear(&features, &net.out, "backbone.out")?;
     mark_output(g);
