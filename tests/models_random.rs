@@ -42,6 +42,8 @@ fn fused_and_training_forms_agree_on_random_models() {
         (arch(ModelKind::PptsmV2, None, Some(4), 5), 4, 64, 48),
         (arch(ModelKind::PptsmResnet, Some(50), None, 7), 2, 33, 47),
         (arch(ModelKind::PptsmResnet, Some(101), None, 3), 2, 32, 32),
+        (arch(ModelKind::PptsmMv2, None, None, 6), 3, 35, 50),
+        (arch(ModelKind::PptsmMv3, None, None, 4), 2, 33, 47),
     ];
     for (i, (arch, t, h, w)) in cases.into_iter().enumerate() {
         let store = random_store(arch, 100 + i as u64);

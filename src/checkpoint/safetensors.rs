@@ -64,6 +64,8 @@ fn model_from_str(s: &str) -> Option<ModelKind> {
     match s {
         "pptsm_v2" => Some(ModelKind::PptsmV2),
         "pptsm_resnet" => Some(ModelKind::PptsmResnet),
+        "pptsm_mv2" => Some(ModelKind::PptsmMv2),
+        "pptsm_mv3" => Some(ModelKind::PptsmMv3),
         _ => None,
     }
 }

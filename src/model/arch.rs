@@ -13,6 +13,10 @@ pub enum ModelKind {
     PptsmV2,
     /// PP-TSM (`ResNetTweaksTSM` + `ppTSMHead`).
     PptsmResnet,
+    /// PP-TSM MobileNetV2 (`PPTSM_MobileNetV2`, classifier in the backbone).
+    PptsmMv2,
+    /// PP-TSM MobileNetV3 (`PPTSM_MobileNetV3`, large, classifier in the backbone).
+    PptsmMv3,
 }
 
 impl ModelKind {
@@ -20,6 +24,8 @@ impl ModelKind {
         match self {
             ModelKind::PptsmV2 => "pptsm_v2",
             ModelKind::PptsmResnet => "pptsm_resnet",
+            ModelKind::PptsmMv2 => "pptsm_mv2",
+            ModelKind::PptsmMv3 => "pptsm_mv3",
         }
     }
 
@@ -28,6 +34,18 @@ impl ModelKind {
         match self {
             ModelKind::PptsmV2 => super::pptsm_v2::CLASS_EXPAND,
             ModelKind::PptsmResnet => super::resnet_tsm::FEATURE_CHANNELS,
+            ModelKind::PptsmMv2 => super::pptsm_mv2::FEATURE_CHANNELS,
+            ModelKind::PptsmMv3 => super::pptsm_mv3::FEATURE_CHANNELS,
+        }
+    }
+
+    /// The checkpoint keys of the classifier (weight, bias): PP-TSM ResNet's is its head's,
+    /// the others keep it in the backbone.
+    pub fn fc_keys(self) -> (&'static str, &'static str) {
+        match self {
+            ModelKind::PptsmV2 | ModelKind::PptsmMv3 => ("backbone.fc.weight", "backbone.fc.bias"),
+            ModelKind::PptsmResnet => ("head.fc.weight", "head.fc.bias"),
+            ModelKind::PptsmMv2 => ("backbone.out.weight", "backbone.out.bias"),
         }
     }
 }
@@ -71,6 +89,8 @@ impl Arch {
                 None => "PP-TSMv2".to_string(),
             },
             ModelKind::PptsmResnet => format!("PP-TSM R{}", self.depth.unwrap_or(50)),
+            ModelKind::PptsmMv2 => "PP-TSM MobileNetV2".to_string(),
+            ModelKind::PptsmMv3 => "PP-TSM MobileNetV3".to_string(),
         }
     }
 }
@@ -147,12 +167,54 @@ pub fn detect(store: &ParamStore) -> Result<Arch, String> {
         });
     }
 
-    Err(
-        "not a PP-TSMv2 or PP-TSM checkpoint: neither backbone.stem.0.conv.weight nor \
-         backbone.conv1_1._conv.weight is present"
-            .into(),
-    )
+    for (model, stem, (fc, _)) in [
+        (ModelKind::PptsmMv2, MV2_STEM, ModelKind::PptsmMv2.fc_keys()),
+        (ModelKind::PptsmMv3, MV3_MARK, ModelKind::PptsmMv3.fc_keys()),
+    ] {
+        if !store.contains(stem) {
+            continue;
+        }
+        let dim = model.feature_dim();
+        let name = Arch {
+            model,
+            depth: None,
+            num_seg: None,
+            num_classes: 0,
+            attention: false,
+            form,
+        }
+        .display_name();
+        let num_classes = match shape(store, fc) {
+            Some([d, c]) if *d == dim && *c > 0 => *c,
+            Some(other) => {
+                return Err(format!(
+                    "{fc} has shape {other:?}, {name} needs [{dim}, classes] with at least one class"
+                ));
+            }
+            None => return Err(format!("{name} checkpoint without {fc}")),
+        };
+        return Ok(Arch {
+            model,
+            depth: None,
+            num_seg: None,
+            num_classes,
+            attention: false,
+            form,
+        });
+    }
+
+    Err(format!(
+        "not a PP-TSMv2, PP-TSM ResNet or PP-TSM MobileNet checkpoint: none of \
+         backbone.stem.0.conv.weight, backbone.conv1_1._conv.weight, {MV2_STEM} or {MV3_MARK} \
+         is present"
+    ))
 }
+
+/// PP-TSM MobileNetV2's stem conv, present in both forms.
+const MV2_STEM: &str = "backbone.conv1._conv.weight";
+/// PP-TSM MobileNetV3's penultimate conv, present in both forms (its stem `conv.conv` is too
+/// generic a name to tell it by).
+const MV3_MARK: &str = "backbone.last_second_conv.conv.weight";
 
 /// The key of a bottleneck's first conv, present in both forms.
 fn block_key(stage: usize, block: usize) -> String {

@@ -36,6 +36,10 @@ pub enum Act {
     Relu,
     /// PaddlePaddle's `leaky_relu` default slope.
     LeakyRelu,
+    /// `min(max(x, 0), 6)` (MobileNetV2).
+    Relu6,
+    /// `x * relu6(x + 3) / 6` (MobileNetV3).
+    Hardswish,
 }
 
 impl Act {
@@ -44,6 +48,8 @@ impl Act {
             Act::None => x,
             Act::Relu => activation::relu(x),
             Act::LeakyRelu => activation::leaky_relu(x, 0.01),
+            Act::Relu6 => x.clamp(0.0, 6.0),
+            Act::Hardswish => x.clone() * x.add_scalar(3.0).clamp(0.0, 6.0).div_scalar(6.0),
         }
     }
 }
@@ -305,6 +311,12 @@ pub fn shift_channels(channels: usize, num_seg: usize) -> (usize, usize) {
     let c1 = (channels as f32 * ratio) as usize;
     let c2 = ((channels * 2) as f32 * ratio) as usize;
     (c1.min(channels), c2.min(channels))
+}
+
+/// PaddleVideo's MobileNetV3 `Hardsigmoid(slope=0.2, offset=0.5)`: `clip(0.2 x + 0.5, 0, 1)`
+/// (not PyTorch's 1/6 slope).
+pub fn hardsigmoid<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    x.mul_scalar(0.2).add_scalar(0.5).clamp(0.0, 1.0)
 }
 
 /// Global average pool to `[N, C, 1, 1]`.

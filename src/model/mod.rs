@@ -1,4 +1,4 @@
-//! The two PaddleVideo recognizers as burn modules, built from a checkpoint's weights by name.
+//! PaddleVideo's recognizers (PP-TSMv2, PP-TSM ResNet, PP-TSM MobileNetV2/V3) as burn modules, built from a checkpoint's weights by name.
 //!
 //! Every struct field is named after PaddleVideo's attribute, so a parameter's path in the module
 //! tree is its checkpoint key; `paddle_key` maps the few places where Rust needs another name.
@@ -14,6 +14,8 @@ pub mod layers;
 pub mod load;
 pub mod nhwc;
 pub mod params;
+pub mod pptsm_mv2;
+pub mod pptsm_mv3;
 pub mod pptsm_v2;
 pub mod resnet_tsm;
 
@@ -24,6 +26,8 @@ pub use arch::{Arch, Form, ModelKind};
 use layers::Trace;
 use load::{StrictLoad, load_strict, store_from_module};
 use params::ParamStore;
+use pptsm_mv2::PpTsmMv2;
+use pptsm_mv3::PpTsmMv3;
 use pptsm_v2::PpTsmV2;
 use resnet_tsm::ResNetTsm;
 
@@ -43,12 +47,14 @@ pub enum ModelError {
     NumSeg { expected: usize, got: usize },
 }
 
-/// One of the two networks. (Held once per engine, so the variants' size difference is moot.)
+/// One of the networks. (Held once per engine, so the variants' size difference is moot.)
 #[derive(Module, Debug)]
 #[allow(clippy::large_enum_variant)]
 pub enum Network {
     V2(PpTsmV2),
     Resnet(ResNetTsm),
+    Mv2(PpTsmMv2),
+    Mv3(PpTsmMv3),
 }
 
 /// A PaddleVideo recognizer ready to run: `[N, T, 3, H, W]` clips -> `[N, classes]` raw logits.
@@ -88,6 +94,29 @@ pub fn paddle_key(model: ModelKind, path: &str) -> String {
                 _ => format!("backbone.{path}"),
             }
         }
+        ModelKind::PptsmMv2 => {
+            // `blocks.{g}._first_block.*` -> `conv{g+2}._first_block.*`,
+            // `blocks.{g}.rest.{j}.*` -> `conv{g+2}.conv{g+2}_{j+2}.*`.
+            let path = path.strip_prefix("Mv2.").unwrap_or(path);
+            let mut parts = path.splitn(3, '.');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some("blocks"), Some(g), Some(rest)) => {
+                    let group = g.parse::<usize>().map(|g| g + 2).unwrap_or(0);
+                    match rest.strip_prefix("rest.").and_then(|r| r.split_once('.')) {
+                        Some((j, tail)) => {
+                            let block = j.parse::<usize>().map(|j| j + 2).unwrap_or(0);
+                            format!("backbone.conv{group}.conv{group}_{block}.{tail}")
+                        }
+                        None => format!("backbone.conv{group}.{rest}"),
+                    }
+                }
+                _ => format!("backbone.{path}"),
+            }
+        }
+        ModelKind::PptsmMv3 => {
+            let path = path.strip_prefix("Mv3.").unwrap_or(path);
+            format!("backbone.{path}")
+        }
     }
 }
 
@@ -114,6 +143,8 @@ impl Recognizer {
                     .ok_or_else(|| ModelError::Arch(format!("unsupported ResNet depth {depth}")))?;
                 Network::Resnet(net)
             }
+            ModelKind::PptsmMv2 => Network::Mv2(PpTsmMv2::new(device, arch.num_classes, fused)),
+            ModelKind::PptsmMv3 => Network::Mv3(PpTsmMv3::new(device, arch.num_classes, fused)),
         };
         Ok(Self { arch, network })
     }
@@ -176,7 +207,7 @@ impl Recognizer {
         self.forward_traced(clips, &mut Trace::off())
     }
 
-    /// The pooled pre-fc features `[N, C]` (C = 1280 for PP-TSMv2, 2048 for ResNet-50): what
+    /// The pooled pre-fc features `[N, C]` (C = 1280 for PP-TSMv2 and the MobileNets, 2048 for ResNet): what
     /// the classifier sees. Call `check_input` first.
     pub fn features(&self, clips: Tensor<5>) -> Tensor<2> {
         let [n, t, c, h, w] = clips.dims();
@@ -185,6 +216,8 @@ impl Recognizer {
         match &self.network {
             Network::V2(net) => net.features(frames, t, trace),
             Network::Resnet(net) => net.features(frames, t, trace),
+            Network::Mv2(net) => net.features(frames, t, trace),
+            Network::Mv3(net) => net.features(frames, t, trace),
         }
     }
 
@@ -194,6 +227,8 @@ impl Recognizer {
         match &self.network {
             Network::V2(net) => net.forward(frames, t, trace),
             Network::Resnet(net) => net.forward(frames, t, trace),
+            Network::Mv2(net) => net.forward(frames, t, trace),
+            Network::Mv3(net) => net.forward(frames, t, trace),
         }
     }
 }

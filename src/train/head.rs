@@ -62,13 +62,15 @@ impl Head {
         }
     }
 
-    /// The new classifier of a model PaddleVideo fine-tunes: PP-TSMv2's fc is a plain `Linear`
-    /// ([`Head::init`]); PP-TSM's `ppTSMHead.init_weights` draws the weight from N(0, 0.01²)
+    /// The new classifier of a model PaddleVideo fine-tunes: PP-TSMv2's and the MobileNets' fc
+    /// is a plain `Linear` ([`Head::init`]); PP-TSM's `ppTSMHead.init_weights` draws the weight from N(0, 0.01²)
     /// and zeroes the bias. Seeded.
     pub fn for_model(model: ModelKind, classes: usize, seed: u64) -> Self {
         let dim = model.feature_dim();
         match model {
-            ModelKind::PptsmV2 => Self::init(dim, classes, seed),
+            ModelKind::PptsmV2 | ModelKind::PptsmMv2 | ModelKind::PptsmMv3 => {
+                Self::init(dim, classes, seed)
+            }
             // Box-Muller: one standard normal from two uniforms in (0, 1].
             ModelKind::PptsmResnet => Self::drawn(dim, classes, seed, |rng| {
                 let (u, v) = (1.0 - rng.random::<f64>(), rng.random::<f64>());

@@ -15,12 +15,9 @@ use crate::infer::device::ComputeDevice;
 use crate::model::{Arch, ModelKind, Recognizer};
 use crate::video::transform::{INPUT_SIZE, MEAN, SHORT_SIDE, STD};
 
-/// The fc keys of an architecture: PP-TSMv2 keeps its fc in the backbone.
+/// The fc keys of an architecture: PP-TSMv2 and the MobileNets keep their fc in the backbone.
 pub fn fc_keys(model: ModelKind) -> (&'static str, &'static str) {
-    match model {
-        ModelKind::PptsmV2 => ("backbone.fc.weight", "backbone.fc.bias"),
-        ModelKind::PptsmResnet => ("head.fc.weight", "head.fc.bias"),
-    }
+    model.fc_keys()
 }
 
 /// The start checkpoint with its fc replaced by `head`.

@@ -79,6 +79,11 @@ pub enum FullTrainError {
          rep branches); this model is {0}"
     )]
     Unsupported(String),
+    #[error(
+        "full fine-tuning is not implemented for {0} (its training forward is not written); \
+         train the head only"
+    )]
+    ModelUnsupported(String),
     #[error("a training batch is [N, T, 3, H, W] with N, T >= 1 and H, W >= 32; got {0:?}")]
     InputShape(Vec<usize>),
     #[error("{labels} labels for {clips} clips")]
@@ -241,6 +246,10 @@ impl FullTrainer {
         let device = match &model.network {
             Network::V2(net) => net.fc.bias.val().device(),
             Network::Resnet(net) => net.head.fc.bias.val().device(),
+            // Their training forward (BatchNorm on batch statistics) is not written yet.
+            Network::Mv2(_) | Network::Mv3(_) => {
+                return Err(FullTrainError::ModelUnsupported(model.arch.display_name()));
+            }
         }
         .autodiff();
         let network = model.network.map(&mut Trainable {
@@ -402,6 +411,11 @@ impl FullTrainer {
         let (features, logits) = match &self.network {
             Network::V2(net) => net.forward_train_frozen(frames, t, self.frozen, &mut stats, trace),
             Network::Resnet(net) => net.forward_train(frames, t, &mut stats, trace),
+            Network::Mv2(_) | Network::Mv3(_) => {
+                return Err(FullTrainError::ModelUnsupported(
+                    self.kind.as_str().to_string(),
+                ));
+            }
         };
         let classes = logits.dims()[1];
         let logits_host = host(&logits, "logits")?;
@@ -607,6 +621,8 @@ impl FullTrainer {
         match &self.network {
             Network::V2(net) => net.fc.bias.dims()[0],
             Network::Resnet(net) => net.head.fc.bias.dims()[0],
+            Network::Mv2(net) => net.out.bias.dims()[0],
+            Network::Mv3(net) => net.fc.bias.dims()[0],
         }
     }
 

@@ -164,6 +164,10 @@ mod tests {
             "ppTSM_k400_uniform_distill",
             "ppTSM_k400_dense",
             "ppTSM_k400_dense_distill",
+            "ppTSM_k400_uniform_distill_r101",
+            "ppTSM_k400_dense_r101",
+            "ppTSM_mv2_k400",
+            "ppTSM_mv3_k400",
             "PPLCNetV2_base_ssld_pretrained",
             "ResNet50_vd_ssld_v2_pretrained",
         ] {

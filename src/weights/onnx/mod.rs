@@ -8,8 +8,9 @@
 //! frame, Concat, Reshape back. Kineto's metadata (class names, num_seg, preprocessing) goes into
 //! the model's `metadata_props`.
 //!
-//! Both networks: PP-TSMv2 (with or without the temporal attention) and the PP-TSM ResNet
-//! (ResNet-D shortcuts as AveragePool in ceil mode, exclusive counts).
+//! Every network: PP-TSMv2 (with or without the temporal attention), the PP-TSM ResNet
+//! (ResNet-D shortcuts as AveragePool in ceil mode, exclusive counts) and PP-TSM MobileNetV2/V3
+//! (ReLU6 as Clip; hardswish as `x * HardSigmoid(x; 1/6, 0.5)`, opset 13 having no HardSwish).
 
 pub mod proto;
 
@@ -26,6 +27,8 @@ use crate::checkpoint::keys::Role;
 use crate::checkpoint::write_file_atomic;
 use crate::model::fuse::fuse_store;
 use crate::model::layers::{Act, Conv, ConvBn, Linear, shift_channels};
+use crate::model::pptsm_mv2::{InvertedResidual, Mv2ConvBn, PpTsmMv2};
+use crate::model::pptsm_mv3::{DROPOUT_INFER_SCALE, PpTsmMv3, ResidualUnit};
 use crate::model::pptsm_v2::{DROPOUT_KEEP, PpTsmV2, RepDepthwiseSeparable};
 use crate::model::resnet_tsm::{Bottleneck, ResConvBn, ResNetTsm};
 use crate::model::{Form, Network, Recognizer};
@@ -111,6 +114,8 @@ pub fn export_onnx(
     match &model.network {
         Network::V2(net) => pptsm_v2_graph(&mut graph, net, frames),
         Network::Resnet(net) => resnet_graph(&mut graph, net, frames),
+        Network::Mv2(net) => mv2_graph(&mut graph, net, frames),
+        Network::Mv3(net) => mv3_graph(&mut graph, net, frames),
     }
     .map_err(|p| WeightsError::invalid(request.source, p))?;
 
@@ -280,6 +285,20 @@ impl Builder {
             Act::None => x,
             Act::Relu => self.node("Relu", name, &[&x], Vec::new()),
             Act::LeakyRelu => self.node("LeakyRelu", name, &[&x], vec![float("alpha", 0.01)]),
+            Act::Relu6 => {
+                let (lo, hi) = (self.scalar_init("zero", 0.0), self.scalar_init("six", 6.0));
+                self.node("Clip", name, &[&x, &lo, &hi], Vec::new())
+            }
+            // Opset 13 has no HardSwish: x * HardSigmoid(x; 1/6, 0.5) is the same function.
+            Act::Hardswish => {
+                let gate = self.node(
+                    "HardSigmoid",
+                    name,
+                    &[&x],
+                    vec![float("alpha", 1.0 / 6.0), float("beta", 0.5)],
+                );
+                self.node("Mul", name, &[&x, &gate], Vec::new())
+            }
         }
     }
 
@@ -620,5 +639,165 @@ fn resnet_graph(g: &mut Builder, net: &ResNetTsm, frames: usize) -> Result<(), S
     if let Some(last) = g.nodes.last_mut() {
         last.output = vec![OUTPUT_NAME.into()];
     }
+    Ok(())
+}
+
+/// `[N*T, C, 1, 1]` pooled frames -> `[N, C]`, the mean over each clip's `frames` segments.
+fn segment_mean(g: &mut Builder, x: &str, width: usize, frames: usize) -> String {
+    let shape = g.i64_init("segments", &[-1, frames as i64, width as i64]);
+    let x = g.node("Reshape", "segments", &[x, &shape], Vec::new());
+    g.node(
+        "ReduceMean",
+        "features",
+        &[&x],
+        vec![ints("axes", &[1]), int("keepdims", 0)],
+    )
+}
+
+/// `[N, T, 3, H, W]` input -> `[N*T, 3, H, W]` frames.
+fn input_frames(g: &mut Builder) -> String {
+    let hw = g.shape_slice(INPUT_NAME, "frames", 3, 5);
+    g.reshape_with_tail(INPUT_NAME, "frames", &[-1, 3], &hw)
+}
+
+/// Names the last node's output as the graph's.
+fn mark_output(g: &mut Builder) {
+    if let Some(last) = g.nodes.last_mut() {
+        last.output = vec![OUTPUT_NAME.into()];
+    }
+}
+
+/// A fused MobileNetV2 `ConvBNLayer` and its activation.
+fn mv2_conv_bn(g: &mut Builder, x: &str, layer: &Mv2ConvBn, key: &str) -> Result<String, String> {
+    if layer._batch_norm.is_some() {
+        return Err(format!("{key}: BatchNorm left after fusing"));
+    }
+    let y = g.conv(x, &layer._conv, &format!("{key}._conv"))?;
+    Ok(g.act(y, key, layer.act))
+}
+
+fn mv2_block(
+    g: &mut Builder,
+    x: &str,
+    block: &InvertedResidual,
+    frames: usize,
+    key: &str,
+) -> Result<String, String> {
+    let input = if block.shortcut {
+        let channels = block._expand_conv._conv.weight.dims()[1];
+        shift_4d(g, x, channels, frames, &format!("{key}.temporal_shift"))
+    } else {
+        x.to_string()
+    };
+    let y = mv2_conv_bn(
+        g,
+        &input,
+        &block._expand_conv,
+        &format!("{key}._expand_conv"),
+    )?;
+    let y = mv2_conv_bn(
+        g,
+        &y,
+        &block._bottleneck_conv,
+        &format!("{key}._bottleneck_conv"),
+    )?;
+    let y = mv2_conv_bn(g, &y, &block._linear_conv, &format!("{key}._linear_conv"))?;
+    Ok(if block.shortcut {
+        g.node("Add", key, &[x, &y], Vec::new())
+    } else {
+        y
+    })
+}
+
+/// The fused PP-TSM MobileNetV2 for clips of `frames` frames.
+fn mv2_graph(g: &mut Builder, net: &PpTsmMv2, frames: usize) -> Result<(), String> {
+    let mut x = input_frames(g);
+    x = mv2_conv_bn(g, &x, &net.conv1, "backbone.conv1")?;
+    for (i, group) in net.blocks.iter().enumerate() {
+        let name = format!("backbone.conv{}", i + 2);
+        x = mv2_block(
+            g,
+            &x,
+            &group._first_block,
+            frames,
+            &format!("{name}._first_block"),
+        )?;
+        for (j, block) in group.rest.iter().enumerate() {
+            x = mv2_block(
+                g,
+                &x,
+                block,
+                frames,
+                &format!("{name}.conv{}_{}", i + 2, j + 2),
+            )?;
+        }
+    }
+    x = mv2_conv_bn(g, &x, &net.conv9, "backbone.conv9")?;
+    let x = g.node(
+        "GlobalAveragePool",
+        "backbone.pool2d_avg",
+        &[&x],
+        Vec::new(),
+    );
+    let features = segment_mean(g, &x, net.out.weight.dims()[0], frames);
+    g.linear(&features, &net.out, "backbone.out")?;
+    mark_output(g);
+    Ok(())
+}
+
+fn mv3_unit(
+    g: &mut Builder,
+    x: &str,
+    unit: &ResidualUnit,
+    frames: usize,
+    key: &str,
+) -> Result<String, String> {
+    let input = if unit.shortcut {
+        let channels = unit.expand_conv.conv.weight.dims()[1];
+        shift_4d(g, x, channels, frames, &format!("{key}.temporal_shift"))
+    } else {
+        x.to_string()
+    };
+    let y = g.conv_bn(&input, &unit.expand_conv, &format!("{key}.expand_conv"))?;
+    let mut y = g.conv_bn(&y, &unit.bottleneck_conv, &format!("{key}.bottleneck_conv"))?;
+    if let Some(se) = &unit.mid_se {
+        let se_key = format!("{key}.mid_se");
+        let gate = g.node("GlobalAveragePool", &se_key, &[&y], Vec::new());
+        let gate = g.conv(&gate, &se.conv1, &format!("{se_key}.conv1"))?;
+        let gate = g.act(gate, &se_key, Act::Relu);
+        let gate = g.conv(&gate, &se.conv2, &format!("{se_key}.conv2"))?;
+        let gate = g.node(
+            "HardSigmoid",
+            &se_key,
+            &[&gate],
+            vec![float("alpha", 0.2), float("beta", 0.5)],
+        );
+        y = g.node("Mul", &se_key, &[&y, &gate], Vec::new());
+    }
+    let y = g.conv_bn(&y, &unit.linear_conv, &format!("{key}.linear_conv"))?;
+    Ok(if unit.shortcut {
+        g.node("Add", key, &[x, &y], Vec::new())
+    } else {
+        y
+    })
+}
+
+/// The fused PP-TSM MobileNetV3 for clips of `frames` frames: the pool before `last_conv`, the
+/// dropout as its inference scale.
+fn mv3_graph(g: &mut Builder, net: &PpTsmMv3, frames: usize) -> Result<(), String> {
+    let mut x = input_frames(g);
+    x = g.conv_bn(&x, &net.conv, "backbone.conv")?;
+    for (i, unit) in net.blocks.iter().enumerate() {
+        x = mv3_unit(g, &x, unit, frames, &format!("backbone.blocks.{i}"))?;
+    }
+    x = g.conv_bn(&x, &net.last_second_conv, "backbone.last_second_conv")?;
+    let x = g.node("GlobalAveragePool", "backbone.avg_pool", &[&x], Vec::new());
+    let x = g.conv(&x, &net.last_conv, "backbone.last_conv")?;
+    let x = g.act(x, "backbone.hardswish", Act::Hardswish);
+    let scale = g.scalar_init("dropout_scale", DROPOUT_INFER_SCALE);
+    let x = g.node("Mul", "backbone.dropout", &[&x, &scale], Vec::new());
+    let features = segment_mean(g, &x, net.fc.weight.dims()[0], frames);
+    g.linear(&features, &net.fc, "backbone.fc")?;
+    mark_output(g);
     Ok(())
 }
