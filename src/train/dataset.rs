@@ -16,9 +16,10 @@ use serde::Serialize;
 
 use super::TrainError;
 use crate::files::{Found, Walk, is_hidden, walk};
-use crate::infer::batch::is_video_file;
+use crate::infer::batch::{clip_of, is_clip_file, is_video_file};
 use crate::labels::read_label_file;
 use crate::video::probe::probe;
+use crate::video::rawframes::{FrameFolder, FrameNames};
 
 /// One training clip.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -116,13 +117,13 @@ impl Dataset {
                 .unwrap_or_default();
             let mut clips = Vec::new();
             let how = Walk {
-                wanted: &is_video_file,
+                wanted: &is_clip_file,
                 skip_hidden: true,
                 cancel: None,
             };
             for found in walk(&folder, how) {
                 match found {
-                    Found::File(path) => clips.push(path),
+                    Found::File(path) => clips.push(clip_of(&path)),
                     Found::Problem { path, problem } => {
                         notes.push(format!("{}: skipped: {problem}", path.display()))
                     }
@@ -246,8 +247,18 @@ impl Dataset {
                     ),
                 ));
             }
-            let path = base.join(file);
-            if !missing_ok && !path.is_file() {
+            let mut path = base.join(file);
+            // PaddleVideo's frame format: `frame_dir num_frames label`.
+            if !path.is_file()
+                && let Some((dir, n)) = file.rsplit_once(char::is_whitespace)
+                && let Ok(listed) = n.trim().parse::<u32>()
+            {
+                path = base.join(dir.trim());
+                if !missing_ok {
+                    FrameFolder::open(&path, &FrameNames::default(), Some(listed))
+                        .map_err(|e| line_err(line, e.to_string()))?;
+                }
+            } else if !missing_ok && !path.is_file() {
                 return Err(line_err(line, format!("{}: no such file", path.display())));
             }
             items.push(Sample { path, label });
@@ -668,7 +679,14 @@ pub fn check_decodable(
     let results: Vec<Result<(), String>> = samples
         .par_iter()
         .map(|s| {
-            let r = match std::panic::catch_unwind(|| probe(&s.path)) {
+            let r = match std::panic::catch_unwind(|| {
+                if s.path.is_dir() {
+                    FrameFolder::open(&s.path, &FrameNames::default(), None)
+                        .map(|f| f.info().clone())
+                } else {
+                    probe(&s.path)
+                }
+            }) {
                 Ok(Ok(info)) if info.frame_count > 0 => Ok(()),
                 Ok(Ok(_)) => Err("video stream has no frames".to_string()),
                 Ok(Err(e)) => Err(strip_path(&e.to_string(), &s.path)),
