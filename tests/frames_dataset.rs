@@ -207,6 +207,11 @@ fn extract_frames_writes_paddlevideos_layout_resumably_and_the_clips_read_alike(
     eprintln!("extracted q95 vs video: max |tensor diff| = {max}");
     assert!(max < 0.5, "{max}");
 
+    // Class folders of frame folders are a training set too.
+    let folders = Dataset::open(&out, None).unwrap();
+    let paths: Vec<&Path> = folders.items.iter().map(|i| i.path.as_path()).collect();
+    assert_eq!(paths, [out.join("a/one"), out.join("b/two")]);
+
     // `kineto preprocess` takes a frame folder as a clip.
     let npy = root.join("x.npy");
     let pre = kineto(&["preprocess", s(&out.join("b/two")), "--output", s(&npy)]);

@@ -211,6 +211,23 @@ mod tests {
     }
 
     #[test]
+    fn mutated_jpegs_are_decoded_or_refused_in_one_line() {
+        let seeds = [
+            encode_rgb(24, 16, &gradient(24, 16), 90).unwrap(),
+            encode_rgb(9, 7, &gradient(9, 7), 40).unwrap(),
+        ];
+        let (ok, refused) = crate::fuzz_lite::run(
+            "jpeg",
+            &seeds,
+            3_000,
+            &[0xff, 0xd8, 0xc0, 0xc4, 0xda],
+            "",
+            |data| decode_rgb(data).map(drop).map_err(|e| e.to_string()),
+        );
+        assert!(refused > 0 && ok + refused == 3_000);
+    }
+
+    #[test]
     fn garbage_and_truncation_are_errors() {
         assert!(matches!(
             decode_rgb(b"not a jpeg"),
