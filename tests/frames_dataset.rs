@@ -106,6 +106,20 @@ fn frames_extracted_paddlevideos_way_read_as_paddlevideo_reads_them() {
     eprintln!("frames: max |tensor - PaddleVideo's| = {max:e}");
     assert!(max <= 1e-6, "tensor differs by {max}");
 
+    // `kineto extract-frames` writes the same files, byte for byte: decord's frames, JPEG at
+    // quality 95 with libjpeg-turbo's defaults (what Pillow and cv2.imwrite write).
+    let videos = dir.join("videos");
+    video_dataset(&videos);
+    let extracted = dir.join("extracted");
+    let run = kineto(&["-q", "extract-frames", s(&videos), s(&extracted)]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    for n in 1..=131 {
+        let name = format!("img_{n:05}.jpg");
+        let ours = std::fs::read(extracted.join("a/one").join(&name)).unwrap();
+        let pil = std::fs::read(clip.join(&name)).unwrap();
+        assert!(ours == pil, "{name} differs from Pillow's");
+    }
+
     // Dense: PaddleVideo's `+1` names the 1-based file here (decord reads one frame later).
     let dense = prepare(
         &clip,
@@ -274,5 +288,15 @@ fn bad_frame_folders_are_one_error_row_each_and_the_rest_goes_on() {
     assert!(
         err.contains("line 1") && err.contains("img_00131.jpg"),
         "{err}"
+    );
+    // A test set keeps it, with a note.
+    let test = Dataset::from_list_file_in(&list, None, None, true).unwrap();
+    assert_eq!(test.items.len(), 2);
+    assert!(
+        test.notes
+            .iter()
+            .any(|n| n.contains("line 1") && n.contains("130")),
+        "{:?}",
+        test.notes
     );
 }

@@ -18,6 +18,7 @@ use super::TrainError;
 use crate::files::{Found, Walk, is_hidden, walk};
 use crate::infer::batch::{clip_of, is_clip_file, is_video_file};
 use crate::labels::read_label_file;
+use crate::video::VideoError;
 use crate::video::probe::probe;
 use crate::video::rawframes::{FrameFolder, FrameNames};
 
@@ -213,6 +214,7 @@ impl Dataset {
             problem,
         };
         let mut items = Vec::new();
+        let mut line_notes = Vec::new();
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
             let entry = raw.trim();
@@ -257,6 +259,15 @@ impl Dataset {
                 if !missing_ok {
                     FrameFolder::open(&path, &FrameNames::default(), Some(listed))
                         .map_err(|e| line_err(line, e.to_string()))?;
+                } else if path.is_dir()
+                    && let Err(e @ VideoError::FewerFrames { .. }) =
+                        FrameFolder::open(&path, &FrameNames::default(), Some(listed))
+                {
+                    // An evaluation reads the frames the folder has; say so.
+                    line_notes.push(format!(
+                        "{}: line {line}: {e}; read with the frames it has",
+                        list.display()
+                    ));
                 }
             } else if !missing_ok && !path.is_file() {
                 return Err(line_err(line, format!("{}: no such file", path.display())));
@@ -283,7 +294,7 @@ impl Dataset {
                 path: list.to_path_buf(),
                 labels: labels.map(Path::to_path_buf),
             },
-            notes: Vec::new(),
+            notes: line_notes,
         };
         let counts = dataset.counts();
         let empty: Vec<String> = counts
