@@ -10,6 +10,7 @@ mod demo_data;
 mod eval;
 mod export;
 mod export_segments;
+mod extract_frames;
 mod generate;
 mod logits;
 mod merge;
@@ -142,6 +143,9 @@ pub enum Command {
     Open(open::OpenArgs),
     /// Write a labelled set of synthetic clips (one folder per class) for `kineto train`.
     DemoData(demo_data::DemoDataArgs),
+    /// Turn a video dataset into PaddleVideo's frame format (a folder of JPEGs per clip and a
+    /// `frame_dir num_frames label` list file), resumable.
+    ExtractFrames(extract_frames::ExtractFramesArgs),
     /// Fine-tune a model for your own classes on a folder of class folders (full
     /// fine-tuning, or --head-only: frozen backbone, cached features).
     Train(train::TrainArgs),
@@ -402,6 +406,7 @@ pub fn run() -> ExitCode {
         Command::Bench(args) => bench::run(args, &cli.global),
         Command::Open(args) => open::run(args, &cli.global),
         Command::DemoData(args) => demo_data::run(args, &cli.global),
+        Command::ExtractFrames(args) => extract_frames::run(args, &cli.global),
         Command::Train(args) => train::run(args, &cli.global),
         Command::Generate(cmd) => generate::run(cmd, &cli.global),
     };

@@ -14,6 +14,7 @@ use super::engine::Engine;
 use crate::files::{Walk, walk};
 use crate::progress::{CancelToken, panic_text};
 use crate::report::ClassifyRecord;
+use crate::video::rawframes::{FrameNames, is_frame_folder};
 
 /// File extensions taken from folders (any case). Files named explicitly are always taken.
 pub const VIDEO_EXTENSIONS: &[&str] = &[
@@ -26,20 +27,42 @@ pub fn is_video_file(path: &Path) -> bool {
         .is_some_and(|e| VIDEO_EXTENSIONS.iter().any(|v| v.eq_ignore_ascii_case(e)))
 }
 
-/// Files and folders -> the files to classify: folders recursively (video extensions only,
+/// A video file by its extension, or frame 1 of a frame folder (`img_00001.jpg`, PaddleVideo's
+/// naming), which stands for its folder (see [`clip_of`]).
+pub fn is_clip_file(path: &Path) -> bool {
+    is_video_file(path) || is_first_frame(path)
+}
+
+fn is_first_frame(path: &Path) -> bool {
+    let first = FrameNames::default().name(1);
+    path.file_name().is_some_and(|n| n == first.as_str())
+}
+
+/// The clip a walked file stands for: a video itself, a frame folder's first frame its folder.
+pub fn clip_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if is_first_frame(path) => dir.to_path_buf(),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Files and folders -> the clips to classify: a frame folder (PaddleVideo's `img_00001.jpg`,
+/// ...) is one clip; other folders are walked recursively (video extensions and frame folders,
 /// each folder and clip once however links loop), everything sorted and de-duplicated. A path
 /// that does not exist, or that is not a regular file, stays in the list, so that it becomes
 /// an error row rather than vanishing (or blocking, for a FIFO).
 pub fn expand_inputs(inputs: &[PathBuf], cancel: Option<&CancelToken>) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for input in inputs {
-        if input.is_dir() {
+        if is_frame_folder(input) {
+            files.push(input.clone());
+        } else if input.is_dir() {
             let how = Walk {
-                wanted: &is_video_file,
+                wanted: &is_clip_file,
                 skip_hidden: false,
                 cancel,
             };
-            files.extend(walk(input, how).iter().map(|f| f.path().to_path_buf()));
+            files.extend(walk(input, how).iter().map(|f| clip_of(f.path())));
         } else {
             files.push(input.clone());
         }

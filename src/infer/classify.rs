@@ -14,10 +14,10 @@ use super::engine::Engine;
 use super::topk::top_k;
 use crate::report::{ClassifyRecord, Timings};
 use crate::video::VideoError;
-use crate::video::decode::{FrameDecoder, decode_each};
 use crate::video::frame::{FrameError, RgbFrame};
 use crate::video::probe::VideoInfo;
-use crate::video::sample::{dense_indices, uniform_indices};
+use crate::video::sample::uniform_indices;
+use crate::video::source::ClipSource;
 use crate::video::transform::{
     INPUT_SIZE, Normalize, SHORT_SIDE, crop, scale_center_crop, scale_short_side, test_frame_into,
     three_crop_boxes, to_clip_tensor,
@@ -86,7 +86,7 @@ fn ms_since(start: Instant) -> f64 {
 /// one thread, each frame is transformed on the decoding thread as soon as it is decoded
 /// (GStreamer's own streaming threads keep decoding meanwhile). With two or more, the
 /// transforms run on the pool while the next frames decode, and a sparse request in a long
-/// video is decoded by two decoders at once ([`decode_each`]). The result is the same
+/// video is decoded by two decoders at once ([`crate::video::decode::decode_each`]; a frame folder decodes its JPEGs on the pool). The result is the same
 /// tensor, bit for bit, either way.
 pub fn prepare(
     path: &Path,
@@ -98,7 +98,7 @@ pub fn prepare(
         source,
     };
     let start = Instant::now();
-    let mut decoder = FrameDecoder::open(path)?;
+    let mut decoder = ClipSource::open(path)?;
     let info = decoder.info().clone();
     let frames_len = info.frame_count as usize;
     if frames_len == 0 {
@@ -123,7 +123,7 @@ pub fn prepare(
         });
     }
 
-    let dense = dense_indices(frames_len, t);
+    let dense = decoder.dense_indices(t);
     let flat: Vec<u32> = dense.views.iter().flatten().copied().collect();
     // Each distinct frame is scaled as soon as it is decoded; only the scaled ones are kept.
     let scale = |f: RgbFrame| scale_short_side(&f, SHORT_SIDE);
@@ -219,7 +219,7 @@ const IN_FLIGHT_PER_WORKER: usize = 2;
 /// frames wait), on the decoding thread with one. Returns when decoding ended and the time
 /// `work` spent on the decoding thread.
 fn decode_on_pool(
-    decoder: &mut FrameDecoder,
+    decoder: &mut ClipSource,
     indices: &[u32],
     workers: usize,
     work: &(dyn Fn(RgbFrame) + Sync),
@@ -244,7 +244,7 @@ fn decode_on_pool(
                 }
             }
         };
-        let result = decode_each(decoder, indices, workers, &on_frame);
+        let result = decoder.decode_each(indices, workers, &on_frame);
         decoded_at = Instant::now();
         result
     });
@@ -258,7 +258,7 @@ fn decode_on_pool(
 /// results by index and the decoding time in ms since `start` (less the transform time spent
 /// on the decoding thread).
 fn decode_transformed<T: Send>(
-    decoder: &mut FrameDecoder,
+    decoder: &mut ClipSource,
     indices: &[u32],
     workers: usize,
     start: Instant,
@@ -302,7 +302,7 @@ struct UniformClip {
 /// `[T, 3, INPUT_SIZE, INPUT_SIZE]` tensor as soon as it is decoded (see [`prepare`]). `start`
 /// is when opening the file began.
 fn uniform_clip(
-    decoder: &mut FrameDecoder,
+    decoder: &mut ClipSource,
     indices: &[u32],
     norm: &Normalize,
     keep_frames: bool,

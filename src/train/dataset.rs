@@ -16,9 +16,11 @@ use serde::Serialize;
 
 use super::TrainError;
 use crate::files::{Found, Walk, is_hidden, walk};
-use crate::infer::batch::is_video_file;
+use crate::infer::batch::{clip_of, is_clip_file, is_video_file};
 use crate::labels::read_label_file;
+use crate::video::VideoError;
 use crate::video::probe::probe;
+use crate::video::rawframes::{FrameFolder, FrameNames};
 
 /// One training clip.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -116,13 +118,13 @@ impl Dataset {
                 .unwrap_or_default();
             let mut clips = Vec::new();
             let how = Walk {
-                wanted: &is_video_file,
+                wanted: &is_clip_file,
                 skip_hidden: true,
                 cancel: None,
             };
             for found in walk(&folder, how) {
                 match found {
-                    Found::File(path) => clips.push(path),
+                    Found::File(path) => clips.push(clip_of(&path)),
                     Found::Problem { path, problem } => {
                         notes.push(format!("{}: skipped: {problem}", path.display()))
                     }
@@ -212,6 +214,7 @@ impl Dataset {
             problem,
         };
         let mut items = Vec::new();
+        let mut line_notes = Vec::new();
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
             let entry = raw.trim();
@@ -246,8 +249,27 @@ impl Dataset {
                     ),
                 ));
             }
-            let path = base.join(file);
-            if !missing_ok && !path.is_file() {
+            let mut path = base.join(file);
+            // PaddleVideo's frame format: `frame_dir num_frames label`.
+            if !path.is_file()
+                && let Some((dir, n)) = file.rsplit_once(char::is_whitespace)
+                && let Ok(listed) = n.trim().parse::<u32>()
+            {
+                path = base.join(dir.trim());
+                if !missing_ok {
+                    FrameFolder::open(&path, &FrameNames::default(), Some(listed))
+                        .map_err(|e| line_err(line, e.to_string()))?;
+                } else if path.is_dir()
+                    && let Err(e @ VideoError::FewerFrames { .. }) =
+                        FrameFolder::open(&path, &FrameNames::default(), Some(listed))
+                {
+                    // An evaluation reads the frames the folder has; say so.
+                    line_notes.push(format!(
+                        "{}: line {line}: {e}; read with the frames it has",
+                        list.display()
+                    ));
+                }
+            } else if !missing_ok && !path.is_file() {
                 return Err(line_err(line, format!("{}: no such file", path.display())));
             }
             items.push(Sample { path, label });
@@ -272,7 +294,7 @@ impl Dataset {
                 path: list.to_path_buf(),
                 labels: labels.map(Path::to_path_buf),
             },
-            notes: Vec::new(),
+            notes: line_notes,
         };
         let counts = dataset.counts();
         let empty: Vec<String> = counts
@@ -668,7 +690,14 @@ pub fn check_decodable(
     let results: Vec<Result<(), String>> = samples
         .par_iter()
         .map(|s| {
-            let r = match std::panic::catch_unwind(|| probe(&s.path)) {
+            let r = match std::panic::catch_unwind(|| {
+                if s.path.is_dir() {
+                    FrameFolder::open(&s.path, &FrameNames::default(), None)
+                        .map(|f| f.info().clone())
+                } else {
+                    probe(&s.path)
+                }
+            }) {
                 Ok(Ok(info)) if info.frame_count > 0 => Ok(()),
                 Ok(Ok(_)) => Err("video stream has no frames".to_string()),
                 Ok(Err(e)) => Err(strip_path(&e.to_string(), &s.path)),

@@ -15,9 +15,9 @@ use rand::rngs::StdRng;
 
 use super::TrainError;
 use crate::progress::panic_text;
-use crate::video::decode::FrameDecoder;
 use crate::video::frame::{FrameError, RgbFrame};
 use crate::video::sample::{train_indices, uniform_indices};
+use crate::video::source::ClipSource;
 use crate::video::transform::{
     Normalize, multi_scale_crop, random_crop, random_flip, scale_center_crop, scale_short_side,
     to_clip_tensor,
@@ -54,7 +54,7 @@ fn problem(path: &Path, text: String) -> String {
 /// RandomFlip, normalisation, all random choices from `seed`. `[T, 3, size, size]`.
 fn train_clip(path: &Path, spec: ClipSpec, seed: u64) -> Result<Vec<f32>, String> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut decoder = FrameDecoder::open(path).map_err(|e| problem(path, e.to_string()))?;
+    let mut decoder = ClipSource::open(path).map_err(|e| problem(path, e.to_string()))?;
     let frames_len = decoder.info().frame_count as usize;
     if frames_len == 0 {
         return Err("the video has no frames".into());
@@ -75,7 +75,7 @@ fn train_clip(path: &Path, spec: ClipSpec, seed: u64) -> Result<Vec<f32>, String
 /// One validation clip: the test pipeline (middle frame of each segment, Scale, CenterCrop,
 /// normalisation) at the run's scale; at 224 the exact tensor `kineto classify` feeds.
 fn eval_clip(path: &Path, spec: ClipSpec) -> Result<Vec<f32>, String> {
-    let mut decoder = FrameDecoder::open(path).map_err(|e| problem(path, e.to_string()))?;
+    let mut decoder = ClipSource::open(path).map_err(|e| problem(path, e.to_string()))?;
     let frames_len = decoder.info().frame_count as usize;
     if frames_len == 0 {
         return Err("the video has no frames".into());
@@ -94,7 +94,7 @@ fn eval_clip(path: &Path, spec: ClipSpec) -> Result<Vec<f32>, String> {
 /// `map` of the frames at `indices` (in their order, repeats included), each distinct frame
 /// mapped as soon as it is decoded, so that one full-resolution frame is held at a time.
 fn decode_mapped(
-    decoder: &mut FrameDecoder,
+    decoder: &mut ClipSource,
     path: &Path,
     indices: &[u32],
     map: impl Fn(&RgbFrame) -> Result<RgbFrame, FrameError>,

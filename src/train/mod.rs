@@ -13,7 +13,8 @@
 //!   [`features`] and [`head`] (head-only), [`model_file`] (trained models as safetensors),
 //!   [`loader`] (decode workers), [`evaluate`], [`checkpoints`] (the start weights' checks,
 //!   `latest`/`best`, resume), [`teacher`] (DML / KD), [`eval`] (`kineto eval`: a test set in
-//!   the model's class ids, classified by `infer::batch`, scored by [`metrics`]);
+//!   the model's class ids, classified by `infer::batch`, scored by [`metrics`]),
+//!   [`extract_frames`] (`kineto extract-frames`: a dataset into PaddleVideo's frame format);
 //! - the jobs: [`head_only_job`], [`full_job`];
 //! - [`service`]: runs a job on a named thread with cancel, pause and events.
 
@@ -23,6 +24,7 @@ pub mod dataset;
 pub mod demo;
 pub mod eval;
 pub mod evaluate;
+pub mod extract_frames;
 pub mod features;
 pub mod full_job;
 pub mod head;

@@ -4,12 +4,15 @@
 pub mod cut;
 pub mod decode;
 pub mod frame;
+pub mod jpeg;
 pub mod live_source;
 pub mod pillow;
 pub mod pipeline;
 pub mod player;
 pub mod probe;
+pub mod rawframes;
 pub mod sample;
+pub mod source;
 pub mod synth;
 pub mod transform;
 pub mod yuv;
@@ -66,6 +69,17 @@ pub enum VideoError {
         index: u32,
         detail: String,
     },
+    /// A frame folder holds fewer consecutive frames than its list file says.
+    #[error("{}: the list says {listed} frames, the folder has {found} ({first_missing} is missing)", path.display())]
+    FewerFrames {
+        path: PathBuf,
+        listed: u32,
+        found: u32,
+        first_missing: String,
+    },
+    /// A file or folder that could not be written (frame extraction).
+    #[error("{}: cannot write: {reason}", path.display())]
+    Write { path: PathBuf, reason: String },
     /// GStreamer stopped answering.
     #[error("{}: timed out after {secs} s while {what}", path.display())]
     Timeout {
@@ -109,6 +123,8 @@ impl VideoError {
             | VideoError::NoFrames { path }
             | VideoError::FrameOutOfRange { path, .. }
             | VideoError::FrameUnavailable { path, .. }
+            | VideoError::FewerFrames { path, .. }
+            | VideoError::Write { path, .. }
             | VideoError::Timeout { path, .. }
             | VideoError::CannotCut { path, .. }
             | VideoError::SchemeNotAllowed { path, .. }
@@ -136,6 +152,7 @@ impl VideoError {
                 | VideoError::NoVideoStream { .. }
                 | VideoError::Corrupt { .. }
                 | VideoError::NoFrames { .. }
+                | VideoError::FewerFrames { .. }
         )
     }
 }

@@ -91,6 +91,22 @@ pub fn dense_indices(frames_len: usize, num_seg: usize) -> DenseSample {
     }
 }
 
+/// PaddleVideo's dense sampler on a frame folder (`FrameDecoder`): the same starts and
+/// `(k * t_stride + s) % L + 1` as [`dense_indices`], but here the `+1` names 1-based file
+/// `img_{:05}.jpg`, so the 0-based frames read are `(k * t_stride + s) % L`: one earlier than
+/// decord reads from the video the folder was extracted from (PaddleVideo's own difference).
+pub fn dense_frame_indices(frames_len: usize, num_seg: usize) -> DenseSample {
+    let mut dense = dense_indices(frames_len, num_seg);
+    for view in &mut dense.views {
+        for i in view.iter_mut() {
+            // decord's frame is `(x + 1) % L`; the folder's is `x`.
+            let len = frames_len as u32;
+            *i = (*i + len - 1) % len;
+        }
+    }
+    dense
+}
+
 /// `np.linspace(0, stop, num, dtype=int)` as numpy 2 computes it: `floor(i * (stop / (num -
 /// 1)))` in f64, with the last value set to `stop` exactly.
 fn linspace_floor(stop: usize, num: usize) -> Vec<usize> {
@@ -116,6 +132,16 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
+
+    #[test]
+    fn dense_frames_are_the_offsets_themselves() {
+        let d = dense_frame_indices(131, 8);
+        assert_eq!(d.starts, dense_indices(131, 8).starts);
+        assert_eq!(d.views[0], [0, 8, 16, 24, 32, 40, 48, 56]);
+        assert_eq!(d.views[9][0], 67);
+        // L = 9: decord would need frame 9 (wrapped to 0 by `dense_indices`); files go to 9.
+        assert_eq!(dense_frame_indices(9, 8).views[0], [0, 8, 7, 6, 5, 4, 3, 2]);
+    }
 
     #[test]
     fn uniform_example_avi() {
