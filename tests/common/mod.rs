@@ -150,11 +150,10 @@ where
     let python = match std::env::var_os("KINETO_PADDLE_PYTHON") {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => panic!(
-            "KINETO_PADDLE_PYTHON is not set: this test needs a Python with paddlepaddle, decord, \
-             onnx and onnxruntime. Make one with `python3 -m venv ~/.cache/kineto/paddle-venv && \
-             ~/.cache/kineto/paddle-venv/bin/pip install paddlepaddle==3.3.1 numpy==2.4.6 \
-             decord==0.6.0 onnx==1.17.0 onnxruntime==1.32.0`, then `export \
-             KINETO_PADDLE_PYTHON=~/.cache/kineto/paddle-venv/bin/python` (.ci/run does both)"
+            "KINETO_PADDLE_PYTHON is not set: this test needs the Python venv .ci/run makes \
+             (paddlepaddle, numpy, decord, onnx, onnxruntime, pillow, opencv-python-headless, \
+             scipy, and ppvideo installed with --no-deps; see .ci/run for the versions), then \
+             `export KINETO_PADDLE_PYTHON=~/.cache/kineto/paddle-venv/bin/python`"
         ),
     };
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
