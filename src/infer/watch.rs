@@ -212,34 +212,21 @@ pub fn watch(
                 }
             },
         };
-        let Some(job) = job else {
-            if finished.load(Ordering::SeqCst) {
-                // A last window may have come just before the flag.
+        let job = match job {
+            Some(job) => job,
+            // A last window may have come just before the flag.
+            None if finished.load(Ordering::SeqCst) => {
                 let last = match &handoff {
                     Handoff::Latest(slot) => slot.try_take(),
                     Handoff::Queue(rx) => rx.try_recv().ok(),
                 };
                 match last {
-                    Some(job) => {
-                        predict(
-                            engine,
-                            &job,
-                            req,
-                            &norm,
-                            &label_of,
-                            &name,
-                            &mut summary,
-                            &mut on_event,
-                        )?;
-                        continue;
-                    }
+                    Some(job) => job,
                     None => break,
                 }
             }
-            if cancel.is_cancelled() {
-                break;
-            }
-            continue;
+            None if cancel.is_cancelled() => break,
+            None => continue,
         };
         predict(
             engine,

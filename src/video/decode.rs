@@ -860,7 +860,7 @@ pub fn decode_each(
 }
 
 /// Formats the appsink accepts, in order of preference.
-pub(crate) const YUV_FORMATS: [&str; 5] = ["I420", "YV12", "Y42B", "Y444", "RGB"];
+const YUV_FORMATS: [&str; 5] = ["I420", "YV12", "Y42B", "Y444", "RGB"];
 
 /// libav decoders' `max-threads` (0: libav's default, one thread per core), decided after
 /// the demux pass by [`decoder_threads`]. The decoding pipeline starts before that pass ends;
@@ -934,6 +934,31 @@ fn decoder_threads(scan: &Scan) -> i32 {
     }
 }
 
+/// An appsink that takes decoded frames in [`YUV_FORMATS`] as fast as they come (not synced to
+/// the clock), holding at most `max_buffers`; the element and its AppSink view.
+pub(crate) fn yuv_appsink(
+    path: &Path,
+    max_buffers: u32,
+) -> Result<(gst::Element, gst_app::AppSink), VideoError> {
+    let sink_el = pipeline::make("appsink", path)?;
+    let appsink = sink_el
+        .clone()
+        .dynamic_cast::<gst_app::AppSink>()
+        .map_err(|_| VideoError::Gstreamer {
+            path: path.to_path_buf(),
+            detail: "appsink is not an AppSink".into(),
+        })?;
+    let caps = gst::Caps::builder("video/x-raw")
+        .field("format", gst::List::new(YUV_FORMATS))
+        .build();
+    appsink.set_caps(Some(&caps));
+    appsink.set_property("sync", false);
+    appsink.set_max_buffers(max_buffers);
+    appsink.set_drop(false);
+    appsink.set_property("enable-last-sample", false);
+    Ok((sink_el, appsink))
+}
+
 type Built = (gst::Pipeline, gst_app::AppSink, Arc<Mutex<FrameFilter>>);
 
 fn build(path: &Path, gate: Arc<ThreadGate>) -> Result<Built, VideoError> {
@@ -946,19 +971,7 @@ fn build(path: &Path, gate: Arc<ThreadGate>) -> Result<Built, VideoError> {
     src.set_property("location", path);
     let decodebin = pipeline::make("decodebin", path)?;
     let convert = pipeline::make("videoconvert", path)?;
-    let sink_el = pipeline::make("appsink", path)?;
-    let appsink = sink_el
-        .clone()
-        .dynamic_cast::<gst_app::AppSink>()
-        .map_err(|_| gerr("appsink is not an AppSink".into()))?;
-    let caps = gst::Caps::builder("video/x-raw")
-        .field("format", gst::List::new(YUV_FORMATS))
-        .build();
-    appsink.set_caps(Some(&caps));
-    appsink.set_property("sync", false);
-    appsink.set_max_buffers(3);
-    appsink.set_drop(false);
-    appsink.set_property("enable-last-sample", false);
+    let (sink_el, appsink) = yuv_appsink(path, 3)?;
     pl.add_many([&src, &decodebin, &convert, &sink_el])
         .map_err(|e| gerr(e.to_string()))?;
     src.link(&decodebin).map_err(|e| gerr(e.to_string()))?;

@@ -18,7 +18,7 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
 use super::VideoError;
-use super::decode::{YUV_FORMATS, decide_color, frame_to_rgb};
+use super::decode::{decide_color, frame_to_rgb, yuv_appsink};
 use super::frame::RgbFrame;
 use super::pipeline::{self, BusEvent, BusState};
 use crate::progress::CancelToken;
@@ -316,19 +316,7 @@ fn build(source: &Source) -> Result<(gst::Pipeline, gst_app::AppSink), VideoErro
     };
     let pl = gst::Pipeline::new();
     let convert = pipeline::make("videoconvert", &path)?;
-    let sink_el = pipeline::make("appsink", &path)?;
-    let appsink = sink_el
-        .clone()
-        .dynamic_cast::<gst_app::AppSink>()
-        .map_err(|_| gerr("appsink is not an AppSink".into()))?;
-    let caps = gst::Caps::builder("video/x-raw")
-        .field("format", gst::List::new(YUV_FORMATS))
-        .build();
-    appsink.set_caps(Some(&caps));
-    appsink.set_property("sync", false);
-    appsink.set_max_buffers(4);
-    appsink.set_drop(false);
-    appsink.set_property("enable-last-sample", false);
+    let (sink_el, appsink) = yuv_appsink(&path, 4)?;
     let decode = match source {
         Source::Url { uri, scheme } => {
             if gst::Element::make_from_uri(gst::URIType::Src, uri, None).is_err() {
