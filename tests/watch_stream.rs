@@ -52,21 +52,42 @@ fn make_clip(dir: &Path) -> PathBuf {
     clip
 }
 
-/// The same H.264 as an HLS playlist of 1-second segments under `dir/hls`.
+/// The same H.264 as an HLS playlist of 1-second segments under `dir/hls`. gst-launch sometimes
+/// hangs after hlssink2 has written the whole playlist (its EOS never reaches the bus), so it
+/// is done once the playlist ends, and then killed.
 fn make_hls(clip: &Path, dir: &Path) -> PathBuf {
     let hls = dir.join("hls");
     std::fs::create_dir_all(&hls).unwrap();
-    let status = Command::new("gst-launch-1.0")
+    let playlist = hls.join("playlist.m3u8");
+    let mut child = Command::new("gst-launch-1.0")
         .args(["-q", "-e", "filesrc"])
         .arg(format!("location={}", clip.display()))
         .args(["!", "qtdemux", "!", "h264parse", "!", "hlssink2"])
         .arg(format!("location={}/seg%05d.ts", hls.display()))
-        .arg(format!("playlist-location={}/playlist.m3u8", hls.display()))
+        .arg(format!("playlist-location={}", playlist.display()))
         .args(["target-duration=1", "playlist-length=0", "max-files=0"])
-        .status()
+        .spawn()
         .expect("gst-launch-1.0 hlssink2 (gstreamer1.0-plugins-bad)");
-    assert!(status.success());
-    hls.join("playlist.m3u8")
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ended =
+            std::fs::read_to_string(&playlist).is_ok_and(|text| text.contains("#EXT-X-ENDLIST"));
+        if ended {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "hlssink2 failed");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hlssink2 wrote no complete playlist"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    playlist
 }
 
 fn free_port() -> u16 {
