@@ -68,7 +68,9 @@ pub fn size(data: &[u8]) -> Result<(u32, u32), JpegError> {
         c_ulong::try_from(data.len()).map_err(|_| JpegError::Decode("file too large".into()))?;
     let mut msg = [0 as c_char; MSG_LEN];
     let (mut w, mut h): (c_uint, c_uint) = (0, 0);
-    // SAFETY: as in `decode_rgb`: `data` is only read, `w`, `h`, `msg` are valid for writes.
+    // SAFETY: `data` is valid for `len` bytes and only read; `w`, `h` and `msg` are valid for
+    // writes of their sizes (the shim writes at most `MSG_LEN` bytes, NUL included, with
+    // snprintf); libjpeg errors longjmp inside the shim, never across this frame.
     let rc = unsafe {
         kineto_jpeg_size(
             data.as_ptr(),
@@ -89,26 +91,10 @@ pub fn size(data: &[u8]) -> Result<(u32, u32), JpegError> {
 /// three channels (as Pillow's `convert('RGB')`); CMYK is refused; a truncated file is an
 /// error (Pillow: "image file is truncated"), other libjpeg warnings are ignored (as Pillow).
 pub fn decode_rgb(data: &[u8]) -> Result<(u32, u32, Vec<u8>), JpegError> {
+    let (w, h) = size(data)?;
     let len =
         c_ulong::try_from(data.len()).map_err(|_| JpegError::Decode("file too large".into()))?;
     let mut msg = [0 as c_char; MSG_LEN];
-    let (mut w, mut h): (c_uint, c_uint) = (0, 0);
-    // SAFETY: `data` is valid for `len` bytes and only read; `w`, `h` and `msg` are valid for
-    // writes of their sizes (the shim writes at most `MSG_LEN` bytes, NUL included, with
-    // snprintf); libjpeg errors longjmp inside the shim, never across this frame.
-    let rc = unsafe {
-        kineto_jpeg_size(
-            data.as_ptr(),
-            len,
-            &mut w,
-            &mut h,
-            msg.as_mut_ptr(),
-            MSG_LEN,
-        )
-    };
-    if rc != 0 {
-        return Err(JpegError::Decode(message(&msg)));
-    }
     if w == 0 || h == 0 || w > MAX_SIDE || h > MAX_SIDE {
         return Err(JpegError::TooLarge {
             width: w,
