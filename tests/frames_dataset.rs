@@ -289,14 +289,39 @@ fn bad_frame_folders_are_one_error_row_each_and_the_rest_goes_on() {
         err.contains("line 1") && err.contains("img_00131.jpg"),
         "{err}"
     );
-    // A test set keeps it, with a note.
+    // A test set keeps it, known unreadable: `eval` reports it as one broken row naming the
+    // line, and scores the rest.
     let test = Dataset::from_list_file_in(&list, None, None, true).unwrap();
     assert_eq!(test.items.len(), 2);
     assert!(
-        test.notes
+        test.unreadable
             .iter()
-            .any(|n| n.contains("line 1") && n.contains("130")),
+            .any(|(p, e)| p.ends_with("a/one") && e.contains("line 1") && e.contains("130")),
         "{:?}",
-        test.notes
+        test.unreadable
+    );
+    std::fs::write(&corrupt, &bytes).unwrap();
+    let eval = kineto(&[
+        "-q",
+        "--device",
+        "cpu",
+        "eval",
+        s(&list),
+        "--weights",
+        s(&fixture("pptsmv2/w8.pdparams")),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(eval.status.code(), Some(1), "{}", stderr(&eval));
+    let report: Value = serde_json::from_slice(&eval.stdout).unwrap();
+    assert_eq!(
+        (report["clips"].as_u64(), report["errors"].as_u64()),
+        (Some(1), Some(1)),
+        "{report}"
+    );
+    let broken = report["broken"][0].to_string();
+    assert!(
+        broken.contains("a/one") && broken.contains("line 1"),
+        "{broken}"
     );
 }

@@ -60,6 +60,10 @@ pub struct Dataset {
     /// Things the user should know that are not errors (ignored files, classes without clips
     /// in a list file), one line each.
     pub notes: Vec<String>,
+    /// Clips known unreadable before decoding, with the problem: a frame folder with fewer
+    /// images than its list line says. Only when missing clips are kept (evaluation), which
+    /// reports them as broken; otherwise the line is an error.
+    pub unreadable: Vec<(PathBuf, String)>,
 }
 
 impl Dataset {
@@ -183,6 +187,7 @@ impl Dataset {
                 root: root.to_path_buf(),
             },
             notes,
+            unreadable: Vec::new(),
         })
     }
 
@@ -214,7 +219,7 @@ impl Dataset {
             problem,
         };
         let mut items = Vec::new();
-        let mut line_notes = Vec::new();
+        let mut unreadable = Vec::new();
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
             let entry = raw.trim();
@@ -263,11 +268,7 @@ impl Dataset {
                     && let Err(e @ VideoError::FewerFrames { .. }) =
                         FrameFolder::open(&path, &FrameNames::default(), Some(listed))
                 {
-                    // An evaluation reads the frames the folder has; say so.
-                    line_notes.push(format!(
-                        "{}: line {line}: {e}; read with the frames it has",
-                        list.display()
-                    ));
+                    unreadable.push((path.clone(), format!("line {line}: {e}")));
                 }
             } else if !missing_ok && !path.is_file() {
                 return Err(line_err(line, format!("{}: no such file", path.display())));
@@ -294,7 +295,8 @@ impl Dataset {
                 path: list.to_path_buf(),
                 labels: labels.map(Path::to_path_buf),
             },
-            notes: line_notes,
+            notes: Vec::new(),
+            unreadable,
         };
         let counts = dataset.counts();
         let empty: Vec<String> = counts
@@ -431,6 +433,7 @@ impl Dataset {
                 labels: Some(class_index.to_path_buf()),
             },
             notes: Vec::new(),
+            unreadable: Vec::new(),
         })
     }
 
@@ -1028,6 +1031,7 @@ mod tests {
                 root: PathBuf::from("data"),
             },
             notes: Vec::new(),
+            unreadable: Vec::new(),
         }
     }
 

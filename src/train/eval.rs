@@ -37,6 +37,9 @@ pub struct TestSet {
     pub clips: Vec<Sample>,
     /// Lines the user should see (ignored files and the like).
     pub notes: Vec<String>,
+    /// Clips known broken before classification (a frame folder with fewer images than its
+    /// list line says): reported broken whatever their classification gave.
+    pub unreadable: Vec<(PathBuf, String)>,
 }
 
 impl TestSet {
@@ -108,6 +111,7 @@ impl TestSet {
         Ok(TestSet {
             clips,
             notes: dataset.notes,
+            unreadable: dataset.unreadable,
         })
     }
 
@@ -190,7 +194,9 @@ impl EvalReport {
         let mut per_clip = Vec::with_capacity(records.len());
         for (sample, record) in test.clips.iter().zip(records) {
             let ranked: Vec<usize> = record.top_k.iter().map(|r| r.label_id).collect();
+            let known = test.unreadable.iter().find(|(p, _)| *p == sample.path);
             let error = match (&record.error, record.top_k.first()) {
+                _ if known.is_some() => known.map(|(_, e)| e.clone()),
                 (Some(e), _) => Some(e.clone()),
                 (None, None) => Some("no prediction".to_string()),
                 (None, Some(_)) => None,
@@ -434,6 +440,7 @@ mod tests {
                 sample("f.mp4", 2),
             ],
             notes: Vec::new(),
+            unreadable: Vec::new(),
         };
         let records = vec![
             record("a.mp4", &[0, 1, 2]),
