@@ -381,10 +381,8 @@ fn collect_ops<'a>(regions: &'a [Value], out: &mut Vec<&'a Value>, depth: usize)
 mod tests {
     use super::*;
 
-    #[test]
-    fn pir_json_roles_and_seg_num() {
-        let json =
-            br##"{"base_code":{"magic":"pir","version":4},"program":{"regions":[{"blocks":[{"ops":[
+    const PIR_JSON: &[u8] =
+        br##"{"base_code":{"magic":"pir","version":4},"program":{"regions":[{"blocks":[{"ops":[
           {"#":"p","A":[0,1,1,"bn.w_2"],"O":{"%":1,"TT":{"D":[{},[4]]}}},
           {"#":"p","A":[0,1,1,"conv.w_0"],"O":{"%":2,"TT":{"D":[{},[4,3,3,3]]}}},
           {"#":"p","A":[0,1,1,"bn.w_0"],"O":{"%":3,"TT":{"D":[{},[4]]}}},
@@ -395,6 +393,85 @@ mod tests {
           {"#":"1.batch_norm_","I":[{"%":11},{"%":5},{"%":1},{"%":3},{"%":4}]},
           {"#":"1.temporal_shift","A":[{"AT":{"D":8},"N":"seg_num"}],"I":[{"%":12}]}
         ]}]}]}}"##;
+
+    /// A Paddle 2 program: one conv weight and a BatchNorm's four inputs, a temporal shift.
+    fn pdmodel() -> Vec<u8> {
+        let var = |name: &str, dims: Vec<i64>| VarDesc {
+            name: name.into(),
+            var_type: Some(VarType {
+                kind: DENSE_TENSOR,
+                dense_tensor: Some(DenseTensorDesc {
+                    tensor: Some(TensorDesc {
+                        data_type: FP32,
+                        dims,
+                    }),
+                }),
+            }),
+            persistable: true,
+        };
+        let input = |slot: &str, name: &str| OpVar {
+            parameter: slot.into(),
+            arguments: vec![name.into()],
+        };
+        let op = |op_type: &str, inputs: Vec<OpVar>, attrs: Vec<OpAttr>| OpDesc {
+            inputs,
+            op_type: op_type.into(),
+            attrs,
+        };
+        let program = ProgramDesc {
+            blocks: vec![BlockDesc {
+                vars: ["s", "b", "m", "v"]
+                    .into_iter()
+                    .map(|n| var(n, vec![4]))
+                    .chain([var("w", vec![4, 3, 3, 3])])
+                    .collect(),
+                ops: vec![
+                    op("conv2d", vec![input("Filter", "w")], Vec::new()),
+                    op(
+                        "batch_norm",
+                        vec![
+                            input("Bias", "b"),
+                            input("Mean", "m"),
+                            input("Scale", "s"),
+                            input("Variance", "v"),
+                        ],
+                        Vec::new(),
+                    ),
+                    op(
+                        "temporal_shift",
+                        Vec::new(),
+                        vec![OpAttr {
+                            name: "seg_num".into(),
+                            i: 8,
+                        }],
+                    ),
+                ],
+            }],
+        };
+        program.encode_to_vec()
+    }
+
+    #[test]
+    fn pdmodel_roles_and_seg_num() {
+        let g = parse_pdmodel(&pdmodel()).unwrap();
+        let got: Vec<(&str, Option<ParamRole>)> =
+            g.params.iter().map(|p| (p.name.as_str(), p.role)).collect();
+        assert_eq!(
+            got,
+            [
+                ("w", Some(ParamRole::Weight)),
+                ("b", Some(ParamRole::BnBias)),
+                ("m", Some(ParamRole::BnMean)),
+                ("s", Some(ParamRole::BnScale)),
+                ("v", Some(ParamRole::BnVariance)),
+            ]
+        );
+        assert_eq!(g.num_seg, Some(8));
+    }
+
+    #[test]
+    fn pir_json_roles_and_seg_num() {
+        let json = PIR_JSON;
         let g = parse_pir_json(json).unwrap();
         let got: Vec<(&str, Option<ParamRole>)> =
             g.params.iter().map(|p| (p.name.as_str(), p.role)).collect();
@@ -421,18 +498,20 @@ mod tests {
         assert!(parse_pir_json(b"{}").is_err());
         assert!(parse_pir_json(b"[1,2").is_err());
         assert!(parse_pdmodel(b"\xff\xff\xff\xff").is_err());
-        let mut rng = 0x1234_5678u64;
-        for len in 0..200 {
-            let bytes: Vec<u8> = (0..len)
-                .map(|_| {
-                    rng ^= rng << 13;
-                    rng ^= rng >> 7;
-                    rng ^= rng << 17;
-                    rng as u8
-                })
-                .collect();
-            let _ = parse_pdmodel(&bytes);
-            let _ = parse_pir_json(&bytes);
+        type Parse = fn(&[u8]) -> Result<InferenceGraph, String>;
+        let cases: [(&str, Vec<u8>, Parse); 2] = [
+            ("pdmodel", pdmodel(), parse_pdmodel),
+            ("pir-json", PIR_JSON.to_vec(), parse_pir_json),
+        ];
+        for (name, seed, parse) in cases {
+            let (ok, refused) =
+                crate::fuzz_lite::run(name, &[seed], 2_000, b"\x12\x1a\":[", "", |data| {
+                    parse(data).map(drop)
+                });
+            assert!(
+                ok > 0 && refused > 0,
+                "{name}: {ok} parsed, {refused} refused"
+            );
         }
     }
 }
