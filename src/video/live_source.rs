@@ -244,7 +244,7 @@ fn run_source(
                 return;
             }
             RunEnd::Eos => "the stream ended".to_string(),
-            RunEnd::Error(e) if !(source.can_reconnect() && (got_frames || next_index > 0)) => {
+            RunEnd::Error(e) if !(source.can_reconnect() && next_index > 0) => {
                 let _ = tx.send(LiveEvent::Failed(cannot_open(source, e)));
                 return;
             }
