@@ -4,6 +4,8 @@
 //! The clip's H.264 reaches the decoder unchanged over every transport, so each prediction
 //! must equal `kineto timeline`'s window with the same end (stride = `--every-s`): the same
 //! frame indices, the same top-1 and score. Credentials in the URL never appear in the output.
+//! `--record` writes the stream remuxed: `timeline` reads the recording as it reads the clip,
+//! and Ctrl-C finishes the file (its index written) before exiting 130.
 
 // Test code: a failed unwrap/expect is the test failing (clippy.toml exempts only #[test] fns).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -318,4 +320,120 @@ fn rtsp_stream_matches_timeline_and_a_dropped_server_ends_cleanly() {
     assert!(err.contains("reconnecting in"), "{err}");
     assert!(err.contains("reconnection attempts failed"), "{err}");
     assert!(!err.contains(SECRET), "{err}");
+}
+
+/// Whether a Matroska file was finished: its `Cues` element (the index the muxer writes at
+/// the end of the stream) is there, beside the `SeekHead`'s reference to it at the start. A
+/// recording cut short by a kill has only the reference (seen with `kill -KILL`).
+fn has_index(mkv: &Path) -> bool {
+    let data = std::fs::read(mkv).unwrap();
+    let cues = [0x1C, 0x53, 0xBB, 0x6B];
+    data.windows(4).filter(|w| *w == cues).count() >= 2
+}
+
+fn timeline_json(video: &Path) -> Value {
+    let out = kineto(&[
+        "timeline",
+        s(video),
+        "--weights",
+        s(&weights()),
+        "--device",
+        "cpu",
+        "--stride-s",
+        "0.5",
+        "--top-k",
+        "1",
+        "-q",
+    ]);
+    assert!(out.status.success(), "timeline: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn http_recording_holds_every_frame_and_timeline_reads_it() {
+    let dir = ScratchDir::new("watch-record-http");
+    let clip = make_clip(&dir);
+    let (_server, port) = http_server(&dir);
+    let url = format!("http://viewer:{SECRET}@127.0.0.1:{port}/clip.mp4");
+    let recording = dir.join("seen.mkv");
+    let out = watch(&url, &["--record", s(&recording)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_no_secret(&out, "record");
+    assert!(
+        stderr(&out).contains("recorded 125 frames") && stderr(&out).contains("(remuxed)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(has_index(&recording), "the recording was finished");
+    // The H.264 was remuxed, not re-encoded: timeline reads the same frames, window by window.
+    let (original, recorded) = (timeline_json(&clip), timeline_json(&recording));
+    assert_eq!(recorded["frame_count"], 125);
+    assert_eq!(recorded["fps"], original["fps"]);
+    let windows = recorded["windows"].as_array().unwrap();
+    assert_eq!(windows.len(), original["windows"].as_array().unwrap().len());
+    for (r, o) in windows.iter().zip(original["windows"].as_array().unwrap()) {
+        assert_eq!(r["indices"], o["indices"]);
+        let (r, o) = (&r["top_k"][0], &o["top_k"][0]);
+        assert_eq!(r["label_id"], o["label_id"]);
+        assert!((r["score"].as_f64().unwrap() - o["score"].as_f64().unwrap()).abs() < 1e-6);
+    }
+
+    // A recording never replaces a file; the refusal is one line, the file untouched.
+    let before = std::fs::read(&recording).unwrap();
+    let again = watch(&url, &["--record", s(&recording)]);
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("the file exists"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(stderr(&again).lines().count(), 1, "{}", stderr(&again));
+    assert_eq!(std::fs::read(&recording).unwrap(), before);
+}
+
+#[test]
+fn ctrl_c_finishes_the_rtsp_recording_and_exits_130() {
+    let dir = ScratchDir::new("watch-record-rtsp");
+    let clip = make_clip(&dir);
+    let (_server, port) = rtsp_server(&clip);
+    let recording = dir.join("seen.mkv");
+    let w = weights();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kineto"))
+        .args([
+            "watch",
+            &format!("rtspt://127.0.0.1:{port}/clip"),
+            "--weights",
+            s(&w),
+            "--device",
+            "cpu",
+            "--record",
+            s(&recording),
+        ])
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first prediction is 2 s of stream in: Ctrl-C then, with the 5 s clip still playing.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.contains("\"t_s\""), "a prediction first: {first}");
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("recorded"), "{err}");
+    assert!(has_index(&recording), "Ctrl-C finished the file: {err}");
+    let recorded = timeline_json(&recording);
+    let frames = recorded["frame_count"].as_u64().unwrap();
+    // At least the 2 s the first prediction saw, and not more than the clip.
+    assert!((50..125).contains(&frames), "{frames} frames recorded");
+    assert!(!recorded["windows"].as_array().unwrap().is_empty());
 }

@@ -28,7 +28,10 @@ use crate::progress::{CancelToken, LatestSlot};
 use crate::report::Ranked;
 use crate::video::VideoError;
 use crate::video::frame::{FrameError, RgbFrame};
-use crate::video::live_source::{LiveEvent, LiveOptions, Source, open_live};
+use crate::video::live_source::{
+    LiveEvent, LiveHandle, LiveOptions, LiveThread, Source, open_live,
+};
+use crate::video::record::Recording;
 use crate::video::transform::{Normalize, to_clip_tensor};
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +102,9 @@ pub struct WatchSummary {
     pub fps: f64,
     /// True when the stream ended by itself (not `--duration`, not cancelled).
     pub ended: bool,
+    /// The recording, finished, when `reconnect.record` asked for one.
+    #[serde(skip)]
+    pub recording: Option<Recording>,
 }
 
 /// A window ready for the model.
@@ -154,7 +160,17 @@ pub fn watch(
         return Err(WatchError::BadWindow(name));
     }
     let live = source.is_live();
-    let frames = open_live(source, req.reconnect.clone(), cancel.clone())?;
+    // The source thread stops on this token once the watch is over (or the caller's cancel
+    // ended it): it finishes the recording, and the watch returns only after that.
+    let stop = CancelToken::new();
+    let LiveHandle {
+        events: frames,
+        thread,
+    } = open_live(source, req.reconnect.clone(), stop.clone())?;
+    let source_thread = SourceGuard {
+        stop,
+        thread: Some(thread),
+    };
     let (handoff, handoff_tx) = if live {
         let slot = Arc::new(LatestSlot::new());
         (Handoff::Latest(slot.clone()), HandoffTx::Latest(slot))
@@ -248,13 +264,37 @@ pub fn watch(
     let outcome = outcome_rx
         .recv_timeout(Duration::from_secs(5))
         .unwrap_or_default();
+    let recording = source_thread.finish();
     if let Some(e) = outcome.error {
         return Err(e);
     }
+    summary.recording = recording.transpose()?;
     summary.frames = outcome.frames;
     summary.fps = outcome.fps;
     summary.ended = outcome.ended;
     Ok(summary)
+}
+
+/// Stops the source thread and waits for it (and its recording) however `watch` returns.
+struct SourceGuard {
+    stop: CancelToken,
+    thread: Option<LiveThread>,
+}
+
+impl SourceGuard {
+    fn finish(mut self) -> Option<Result<Recording, VideoError>> {
+        self.stop.cancel();
+        self.thread.take().and_then(LiveThread::finish)
+    }
+}
+
+impl Drop for SourceGuard {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.finish();
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
