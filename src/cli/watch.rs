@@ -88,6 +88,7 @@ pub fn run(args: &WatchArgs, global: &GlobalArgs) -> CliResult {
             record,
             ..LiveOptions::default()
         },
+        display: None,
     };
     let cancel = interrupt_token();
     let stdout = std::io::stdout();

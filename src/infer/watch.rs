@@ -64,6 +64,8 @@ pub struct WatchRequest {
     /// Stop after this much stream time.
     pub duration_s: Option<f64>,
     pub reconnect: LiveOptions,
+    /// Every decoded frame, latest wins (the window shows the stream from here).
+    pub display: Option<Arc<LatestSlot<RgbFrame>>>,
 }
 
 /// One prediction, as `watch --format jsonl` prints it.
@@ -188,6 +190,7 @@ pub fn watch(
         num_seg: req.num_seg,
         duration_s: req.duration_s,
         name: name.clone(),
+        display: req.display.clone(),
     };
     let thread_finished = finished.clone();
     let thread_cancel = cancel.clone();
@@ -342,6 +345,7 @@ struct Windows {
     num_seg: usize,
     duration_s: Option<f64>,
     name: String,
+    display: Option<Arc<LatestSlot<RgbFrame>>>,
 }
 
 impl Windows {
@@ -462,12 +466,13 @@ impl Windows {
             {
                 return outcome;
             }
+            let index = frame.index;
             // Keep the frame if a window still to come samples it; a source that ends keeps
             // every frame of the last window_s seconds too, for the window ending at its end.
-            if !self.live || self.sampled_later(frame.index, fps, next_window) {
+            if !self.live || self.sampled_later(index, fps, next_window) {
                 match transform_frame(&frame) {
                     Ok(small) => {
-                        kept.insert(frame.index, small);
+                        kept.insert(index, small);
                     }
                     Err(source) => {
                         outcome.error = Some(WatchError::Frame {
@@ -478,13 +483,17 @@ impl Windows {
                     }
                 }
             }
+            // The frame as decoded goes on to whoever shows the stream (the window).
+            if let Some(display) = &self.display {
+                display.put(frame);
+            }
             // Every window whose frames are all in goes to the model.
             loop {
                 let span = self.span(next_window);
-                if f64::from(frame.index + 1) < (span.end_s * fps).floor() {
+                if f64::from(index + 1) < (span.end_s * fps).floor() {
                     break;
                 }
-                let indices = window_indices(span, fps, frame.index + 1, self.num_seg);
+                let indices = window_indices(span, fps, index + 1, self.num_seg);
                 if let Some(job) = self.job(span, indices, &kept)
                     && !handoff.send(job)
                 {
@@ -495,7 +504,7 @@ impl Windows {
             let mut first_needed = (self.span(next_window).start_s * fps).floor() as u32;
             if !self.live {
                 let trailing = (self.window_s * fps).ceil() as u32 + 1;
-                first_needed = first_needed.min(frame.index.saturating_sub(trailing));
+                first_needed = first_needed.min(index.saturating_sub(trailing));
             }
             while let Some((&i, _)) = kept.first_key_value() {
                 if i >= first_needed {

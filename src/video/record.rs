@@ -158,6 +158,11 @@ impl Recorder {
             self.appsrc.set_caps(Some(&caps.to_owned()));
             t.caps = Some(caps.to_owned());
         }
+        // A connection joined between key frames: what comes before its first key frame
+        // cannot be decoded by itself, so the recording of each connection starts there.
+        if t.base.is_none() && buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) {
+            return;
+        }
         let first = buffer.dts().or(buffer.pts()).map(|c| c.nseconds());
         let base = match (t.base, first) {
             (Some(b), _) => b,
