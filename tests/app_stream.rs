@@ -111,6 +111,19 @@ fn a_stream_url_shows_live_labels_with_latency_records_and_keeps_no_password() {
     run_until(&mut h, Duration::from_secs(120), "the model", |h| {
         h.state().shared.model().is_some()
     });
+    // File > Open camera…: the device list comes from a background task (this machine may
+    // have no camera: then the window says so).
+    h.get_by_label("File").click();
+    h.run_steps(2);
+    h.get_by_label("Open camera…").click();
+    run_until(&mut h, Duration::from_secs(20), "the camera list", |h| {
+        h.query_by_label("no camera found").is_some()
+            || h.query_by_label_contains("/dev/video").is_some()
+    });
+    h.get_by_label("Cancel").click();
+    h.run_steps(2);
+    assert!(h.query_by_label("Open camera").is_none(), "the list closed");
+
     // A clip of the folder first: its project is the one a recording goes to.
     h.state_mut().open_paths(vec![clip.clone()]);
     run_until(&mut h, Duration::from_secs(60), "the project", |h| {

@@ -437,3 +437,31 @@ fn ctrl_c_finishes_the_rtsp_recording_and_exits_130() {
     assert!((50..125).contains(&frames), "{frames} frames recorded");
     assert!(!recorded["windows"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn a_codec_that_matroska_is_not_given_as_is_is_recorded_with_x264() {
+    // MPEG-4 Part 2 in AVI: not among the remuxed codecs, so the recorder encodes the decoded
+    // frames (the path a camera giving raw frames takes).
+    let dir = ScratchDir::new("watch-record-x264");
+    let clip = dir.join("clip.avi");
+    let status = Command::new("gst-launch-1.0")
+        .args(["-q", "videotestsrc", "num-buffers=50", "pattern=ball", "!"])
+        .args(["video/x-raw,width=320,height=240,framerate=25/1", "!"])
+        .args(["avenc_mpeg4", "!", "avimux", "!", "filesink"])
+        .arg(format!("location={}", clip.display()))
+        .status()
+        .expect("gst-launch-1.0 (gstreamer1.0-libav)");
+    assert!(status.success());
+    let recording = dir.join("seen.mkv");
+    let out = watch(s(&clip), &["--record", s(&recording)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("recorded 50 frames") && stderr(&out).contains("encoded with x264"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(has_index(&recording));
+    let recorded = timeline_json(&recording);
+    assert_eq!(recorded["frame_count"], 50);
+    assert_eq!(recorded["windows"].as_array().unwrap().len(), 1);
+}
