@@ -142,7 +142,7 @@ fn a_stream_url_shows_live_labels_with_latency_records_and_keeps_no_password() {
         "{label}"
     );
     let latency = h.state().stream_latency_ms().unwrap();
-    assert!(latency >= 0.0 && latency < 60_000.0, "{latency}");
+    assert!((0.0..60_000.0).contains(&latency), "{latency}");
     assert!(
         h.query_by_label_contains(&format!("label latency {latency:.0} ms"))
             .is_some(),
