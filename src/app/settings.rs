@@ -300,6 +300,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn stream_urls_are_remembered_without_credentials() {
+        let mut settings = Settings::default();
+        settings.push_recent_stream("rtsp://admin:hunter2@10.0.0.5:554/live");
+        settings.push_recent_stream("http://127.0.0.1:8000/a.mp4");
+        settings.push_recent_stream("rtsp://other:pw@10.0.0.5:554/live");
+        assert_eq!(
+            settings.recent_streams,
+            ["rtsp://***@10.0.0.5:554/live", "http://127.0.0.1:8000/a.mp4"]
+        );
+        // A file written by hand (or by an older version) loses them on load.
+        let restored = Settings {
+            recent_streams: vec!["srt://u:p@h:9000".into()],
+            ..Settings::default()
+        }
+        .clamped();
+        assert_eq!(restored.recent_streams, ["srt://***@h:9000"]);
+    }
+
+    #[test]
     fn restored_settings_are_brought_into_range() {
         let hostile: Settings = serde_json::from_str(
             r#"{"top_k": 0, "threads": 100000, "frames": 7, "live_window_s": 1e300,
