@@ -2,7 +2,9 @@
 //! HTTP server on 127.0.0.1 (Python's `http.server`) serving an H.264 mp4, the real inference
 //! service with fixture weights on the CPU. Live labels appear, the status bar shows their
 //! latency, Record writes a Matroska file into the project's folder that the project takes,
-//! and the settings written never hold the URL's password.
+//! and the settings written never hold the URL's password. An RTSP stream (GStreamer's RTSP
+//! server, `tests/python/rtsp_server.py`) whose server goes away is reconnected, and the status
+//! bar says so.
 
 // Test code: a failed unwrap/expect is the test failing (clippy.toml exempts only #[test] fns).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -10,6 +12,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -66,6 +69,61 @@ fn http_server(dir: &Path) -> (Server, u16) {
     (server, port)
 }
 
+fn rtsp_server(clip: &Path) -> (Server, u16) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let python =
+        std::env::var("KINETO_SYSTEM_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/rtsp_server.py");
+    let mut child = Command::new(python)
+        .arg(script)
+        .arg(port.to_string())
+        .arg(clip)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("system python3 for the RTSP server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(
+        line.trim(),
+        "ready",
+        "the RTSP server needs python3-gi and gir1.2-gst-rtsp-server-1.0"
+    );
+    (Server(child), port)
+}
+
+fn harness() -> Harness<'static, KinetoApp> {
+    let settings = Settings {
+        model: fixture("pptsmv2/w8.pdparams").display().to_string(),
+        frames: 8,
+        device: DeviceSetting::Cpu,
+        threads: 1,
+        top_k: 5,
+        offline: true,
+        ..Settings::default()
+    };
+    let options = AppOptions {
+        video: None,
+        settings: Some(settings),
+        overrides: Default::default(),
+        audio: false,
+        dialogs: DialogBackend::scripted(vec![]),
+    };
+    let mut h = Harness::builder()
+        .with_size([1100.0, 700.0])
+        .build_eframe(move |cc| KinetoApp::new(cc, options));
+    run_until(&mut h, Duration::from_secs(120), "the model", |h| {
+        h.state().shared.model().is_some()
+    });
+    h
+}
+
 /// eframe's storage as a file: what `save` writes is what the settings file would hold.
 #[derive(Default)]
 struct FileStorage(BTreeMap<String, String>);
@@ -89,28 +147,7 @@ fn a_stream_url_shows_live_labels_with_latency_records_and_keeps_no_password() {
     let clip = dir.join("clip.mp4");
     synth_clip(&clip, &ClipSpec::new(Container::Mp4, Codec::H264, 100)).expect("synth clip");
     let (_server, port) = http_server(&dir);
-    let settings = Settings {
-        model: fixture("pptsmv2/w8.pdparams").display().to_string(),
-        frames: 8,
-        device: DeviceSetting::Cpu,
-        threads: 1,
-        top_k: 5,
-        offline: true,
-        ..Settings::default()
-    };
-    let options = AppOptions {
-        video: None,
-        settings: Some(settings),
-        overrides: Default::default(),
-        audio: false,
-        dialogs: DialogBackend::scripted(vec![]),
-    };
-    let mut h = Harness::builder()
-        .with_size([1100.0, 700.0])
-        .build_eframe(move |cc| KinetoApp::new(cc, options));
-    run_until(&mut h, Duration::from_secs(120), "the model", |h| {
-        h.state().shared.model().is_some()
-    });
+    let mut h = harness();
     // File > Open camera…: the device list comes from a background task (this machine may
     // have no camera: then the window says so).
     h.get_by_label("File").click();
@@ -185,5 +222,34 @@ fn a_stream_url_shows_live_labels_with_latency_records_and_keeps_no_password() {
     assert!(
         written.contains(&format!("http://***@127.0.0.1:{port}/clip.mp4")),
         "{written}"
+    );
+}
+
+#[test]
+fn a_dropped_rtsp_stream_is_reconnected_and_the_status_bar_says_so() {
+    let dir = common::ScratchDir::new("app-stream-rtsp");
+    let clip = dir.join("clip.mp4");
+    // 10 s: the server goes away while it still streams.
+    synth_clip(&clip, &ClipSpec::new(Container::Mp4, Codec::H264, 250)).expect("synth clip");
+    let (server, port) = rtsp_server(&clip);
+    let mut h = harness();
+    h.state_mut()
+        .open_stream(&format!("rtspt://127.0.0.1:{port}/clip"));
+    run_until(&mut h, Duration::from_secs(60), "a live label", |h| {
+        h.state().stream_top1().is_some()
+    });
+    assert_eq!(h.state().stream_state(), Some(StreamState::Live));
+    drop(server);
+    run_until(&mut h, Duration::from_secs(30), "a reconnection", |h| {
+        matches!(
+            h.state().stream_state(),
+            Some(StreamState::Reconnecting { .. })
+        )
+    });
+    h.run_steps(2);
+    assert!(
+        h.query_by_label_contains("stream dropped: reconnecting in")
+            .is_some(),
+        "the status bar says the stream is reconnecting"
     );
 }

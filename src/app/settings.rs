@@ -307,7 +307,10 @@ mod tests {
         settings.push_recent_stream("rtsp://other:pw@10.0.0.5:554/live");
         assert_eq!(
             settings.recent_streams,
-            ["rtsp://***@10.0.0.5:554/live", "http://127.0.0.1:8000/a.mp4"]
+            [
+                "rtsp://***@10.0.0.5:554/live",
+                "http://127.0.0.1:8000/a.mp4"
+            ]
         );
         // A file written by hand (or by an older version) loses them on load.
         let restored = Settings {
