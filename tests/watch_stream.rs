@@ -145,6 +145,10 @@ fn http_server(dir: &Path) -> (Server, u16) {
 
 fn rtsp_server(clip: &Path) -> (Server, u16) {
     let port = free_port();
+    (rtsp_server_on(clip, port), port)
+}
+
+fn rtsp_server_on(clip: &Path, port: u16) -> Server {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/rtsp_server.py");
     let mut child = Command::new(system_python())
         .arg(script)
@@ -163,7 +167,7 @@ fn rtsp_server(clip: &Path) -> (Server, u16) {
         "ready",
         "the RTSP server needs python3-gi and gir1.2-gst-rtsp-server-1.0"
     );
-    (Server(child), port)
+    Server(child)
 }
 
 /// `kineto timeline` of the clip with stride `every_s`: end -> window.
@@ -464,4 +468,74 @@ fn a_codec_that_matroska_is_not_given_as_is_is_recorded_with_x264() {
     let recorded = timeline_json(&recording);
     assert_eq!(recorded["frame_count"], 50);
     assert_eq!(recorded["windows"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn a_recording_goes_on_across_a_reconnection() {
+    let dir = ScratchDir::new("watch-record-reconnect");
+    let clip = make_clip(&dir);
+    let (server, port) = rtsp_server(&clip);
+    let recording = dir.join("seen.mkv");
+    let w = weights();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kineto"))
+        .args([
+            "watch",
+            &format!("rtspt://127.0.0.1:{port}/clip"),
+            "--weights",
+            s(&w),
+            "--device",
+            "cpu",
+            "--every-s",
+            "0.25",
+            "--record",
+            s(&recording),
+        ])
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.contains("\"t_s\""), "a prediction first: {line}");
+    // The server goes away about 2 s into the clip and comes back on the same port: the
+    // watch reconnects (the clip starts again) and the recording goes on in the same file.
+    drop(server);
+    let _again = rtsp_server_on(&clip, port);
+    // Stream time counts on across connections: 4.5 s is well into the second one.
+    loop {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "the watch ended early"
+        );
+        let p: Value = serde_json::from_str(&line).unwrap();
+        if p["t_s"].as_f64().unwrap() >= 4.5 {
+            break;
+        }
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("reconnecting in"), "{err}");
+    assert!(has_index(&recording), "{err}");
+    let recorded = timeline_json(&recording);
+    let frames = recorded["frame_count"].as_f64().unwrap();
+    // Both connections' frames (more than one connection gives before 4.5 s of stream), and
+    // the second follows the first in time: the file's duration is its frames' (a second
+    // connection written with its own timestamps, from 0 again, would overlap the first).
+    assert!(frames > 112.0, "{frames} frames recorded: {err}");
+    let duration = recorded["duration_s"].as_f64().unwrap();
+    assert!(
+        (duration - frames / 25.0).abs() < 0.2,
+        "{frames} frames over {duration} s"
+    );
 }
