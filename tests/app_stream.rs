@@ -189,6 +189,22 @@ fn a_stream_url_shows_live_labels_with_latency_records_and_keeps_no_password() {
     assert!(h.query_by_label("Freeze").is_some());
     assert!(h.query_by_label("Record").is_some());
 
+    // Freeze keeps the labels shown while the stream goes on to its end; Resume lets new ones in.
+    h.get_by_label("Freeze").click();
+    h.run_steps(2);
+    let frozen_at = h.state().stream_label_t_s().unwrap();
+    run_until(&mut h, Duration::from_secs(60), "the stream's end", |h| {
+        h.state().stream_state() == Some(StreamState::Ended)
+    });
+    assert_eq!(h.state().stream_label_t_s(), Some(frozen_at));
+    assert!(
+        frozen_at < 4.0,
+        "frozen before the last window: {frozen_at}"
+    );
+    h.get_by_label("Resume").click();
+    h.run_steps(2);
+    assert!(h.query_by_label("Freeze").is_some());
+
     // Record: the stream restarts with a recorder; the file (remuxed H.264) lands in the
     // project's folder once the download ends, and the project takes it.
     h.state_mut().toggle_stream_recording();

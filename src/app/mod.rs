@@ -208,6 +208,11 @@ impl KinetoApp {
         self.stream.latency_ms()
     }
 
+    /// The stream end time of the labels shown (frozen labels keep theirs).
+    pub fn stream_label_t_s(&self) -> Option<f64> {
+        self.stream.label_t_s()
+    }
+
     /// The stream's state (`None`: no stream open).
     pub fn stream_state(&self) -> Option<StreamState> {
         self.stream.state().cloned()

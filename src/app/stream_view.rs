@@ -81,6 +81,11 @@ impl StreamView {
         active.prediction.as_ref().map(|p| p.latency_ms)
     }
 
+    pub fn label_t_s(&self) -> Option<f64> {
+        let active = self.active.as_ref()?;
+        active.prediction.as_ref().map(|p| p.t_s)
+    }
+
     pub fn state(&self) -> Option<&StreamState> {
         self.active.as_ref().map(|a| &a.state)
     }
