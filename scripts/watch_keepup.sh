@@ -3,7 +3,9 @@
 # H.264 clip from GStreamer's RTSP server (tests/python/rtsp_server.py, system python3 with
 # python3-gi and gir1.2-gst-rtsp-server-1.0) and watches it for 20 s of stream time with the
 # 8-frame PP-TSMv2 on the CPU, every 0.5 s: prints predictions per second of stream time, the
-# windows dropped while the model was behind, and the median and worst latency.
+# windows dropped while the model was behind, and the median and worst latency; the stream is
+# recorded (`--record`) meanwhile, and the frames the recording holds are printed (20 s at
+# 25 fps is about 500: predictions may be dropped, frames of the recording never).
 # Usage: scripts/watch_keepup.sh [WEIGHTS] [THREADS]   (KINETO_BIN: the binary, default: target/debug)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +22,7 @@ port=$((20000 + RANDOM % 20000))
 server=$!
 for _ in $(seq 100); do grep -q ready "$dir/server.log" 2>/dev/null && break; sleep 0.1; done
 "$bin" watch "rtspt://127.0.0.1:$port/clip" --weights "$weights" --device cpu --threads "$threads" \
-  --every-s 0.5 --duration 20 --top-k 1 > "$dir/out.jsonl" 2> "$dir/err.txt"
+  --every-s 0.5 --duration 20 --top-k 1 --record "$dir/rec.mkv" > "$dir/out.jsonl" 2> "$dir/err.txt"
 cat "$dir/err.txt"
 python3 - "$dir/out.jsonl" <<'PY'
 import json, statistics, sys

@@ -4,6 +4,8 @@
 //! The clip's H.264 reaches the decoder unchanged over every transport, so each prediction
 //! must equal `kineto timeline`'s window with the same end (stride = `--every-s`): the same
 //! frame indices, the same top-1 and score. Credentials in the URL never appear in the output.
+//! `--record` writes the stream remuxed: `timeline` reads the recording as it reads the clip,
+//! and Ctrl-C finishes the file (its index written) before exiting 130.
 
 // Test code: a failed unwrap/expect is the test failing (clippy.toml exempts only #[test] fns).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -143,6 +145,10 @@ fn http_server(dir: &Path) -> (Server, u16) {
 
 fn rtsp_server(clip: &Path) -> (Server, u16) {
     let port = free_port();
+    (rtsp_server_on(clip, port), port)
+}
+
+fn rtsp_server_on(clip: &Path, port: u16) -> Server {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/rtsp_server.py");
     let mut child = Command::new(system_python())
         .arg(script)
@@ -161,7 +167,7 @@ fn rtsp_server(clip: &Path) -> (Server, u16) {
         "ready",
         "the RTSP server needs python3-gi and gir1.2-gst-rtsp-server-1.0"
     );
-    (Server(child), port)
+    Server(child)
 }
 
 /// `kineto timeline` of the clip with stride `every_s`: end -> window.
@@ -318,4 +324,251 @@ fn rtsp_stream_matches_timeline_and_a_dropped_server_ends_cleanly() {
     assert!(err.contains("reconnecting in"), "{err}");
     assert!(err.contains("reconnection attempts failed"), "{err}");
     assert!(!err.contains(SECRET), "{err}");
+}
+
+/// Whether a Matroska file was finished: its `Cues` element (the index the muxer writes at
+/// the end of the stream) is there, beside the `SeekHead`'s reference to it at the start. A
+/// recording cut short by a kill has only the reference (seen with `kill -KILL`).
+fn has_index(mkv: &Path) -> bool {
+    let data = std::fs::read(mkv).unwrap();
+    let cues = [0x1C, 0x53, 0xBB, 0x6B];
+    data.windows(4).filter(|w| *w == cues).count() >= 2
+}
+
+fn timeline_json(video: &Path) -> Value {
+    let out = kineto(&[
+        "timeline",
+        s(video),
+        "--weights",
+        s(&weights()),
+        "--device",
+        "cpu",
+        "--stride-s",
+        "0.5",
+        "--top-k",
+        "1",
+        "-q",
+    ]);
+    assert!(out.status.success(), "timeline: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn http_recording_holds_every_frame_and_timeline_reads_it() {
+    let dir = ScratchDir::new("watch-record-http");
+    let clip = make_clip(&dir);
+    let (_server, port) = http_server(&dir);
+    let url = format!("http://viewer:{SECRET}@127.0.0.1:{port}/clip.mp4");
+    let recording = dir.join("seen.mkv");
+    let out = watch(&url, &["--record", s(&recording)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_no_secret(&out, "record");
+    assert!(
+        stderr(&out).contains("recorded 125 frames") && stderr(&out).contains("(remuxed)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(has_index(&recording), "the recording was finished");
+    // The H.264 was remuxed, not re-encoded: timeline reads the same frames, window by window.
+    let (original, recorded) = (timeline_json(&clip), timeline_json(&recording));
+    assert_eq!(recorded["frame_count"], 125);
+    assert_eq!(recorded["fps"], original["fps"]);
+    let windows = recorded["windows"].as_array().unwrap();
+    assert_eq!(windows.len(), original["windows"].as_array().unwrap().len());
+    for (r, o) in windows.iter().zip(original["windows"].as_array().unwrap()) {
+        assert_eq!(r["indices"], o["indices"]);
+        let (r, o) = (&r["top_k"][0], &o["top_k"][0]);
+        assert_eq!(r["label_id"], o["label_id"]);
+        assert!((r["score"].as_f64().unwrap() - o["score"].as_f64().unwrap()).abs() < 1e-6);
+    }
+
+    // A recording never replaces a file; the refusal is one line, the file untouched.
+    let before = std::fs::read(&recording).unwrap();
+    let again = watch(&url, &["--record", s(&recording)]);
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("the file exists"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(stderr(&again).lines().count(), 1, "{}", stderr(&again));
+    assert_eq!(std::fs::read(&recording).unwrap(), before);
+}
+
+#[test]
+fn ctrl_c_finishes_the_rtsp_recording_and_exits_130() {
+    let dir = ScratchDir::new("watch-record-rtsp");
+    let clip = make_clip(&dir);
+    let (_server, port) = rtsp_server(&clip);
+    let recording = dir.join("seen.mkv");
+    let w = weights();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kineto"))
+        .args([
+            "watch",
+            &format!("rtspt://127.0.0.1:{port}/clip"),
+            "--weights",
+            s(&w),
+            "--device",
+            "cpu",
+            "--record",
+            s(&recording),
+        ])
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first prediction is 2 s of stream in: Ctrl-C then, with the 5 s clip still playing.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.contains("\"t_s\""), "a prediction first: {first}");
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("recorded"), "{err}");
+    assert!(has_index(&recording), "Ctrl-C finished the file: {err}");
+    let recorded = timeline_json(&recording);
+    let frames = recorded["frame_count"].as_u64().unwrap();
+    // At least the 2 s the first prediction saw, and not more than the clip.
+    assert!((50..125).contains(&frames), "{frames} frames recorded");
+    assert!(!recorded["windows"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn a_codec_that_matroska_is_not_given_as_is_is_recorded_with_x264() {
+    // MPEG-4 Part 2 in AVI: not among the remuxed codecs, so the recorder encodes the decoded
+    // frames (the path a camera giving raw frames takes).
+    let dir = ScratchDir::new("watch-record-x264");
+    let clip = dir.join("clip.avi");
+    let status = Command::new("gst-launch-1.0")
+        .args(["-q", "videotestsrc", "num-buffers=50", "pattern=ball", "!"])
+        .args(["video/x-raw,width=320,height=240,framerate=25/1", "!"])
+        .args(["avenc_mpeg4", "!", "avimux", "!", "filesink"])
+        .arg(format!("location={}", clip.display()))
+        .status()
+        .expect("gst-launch-1.0 (gstreamer1.0-libav)");
+    assert!(status.success());
+    let recording = dir.join("seen.mkv");
+    let out = watch(s(&clip), &["--record", s(&recording)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("recorded 50 frames") && stderr(&out).contains("encoded with x264"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(has_index(&recording));
+    let recorded = timeline_json(&recording);
+    assert_eq!(recorded["frame_count"], 50);
+    assert_eq!(recorded["windows"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn a_recording_goes_on_across_a_reconnection() {
+    let dir = ScratchDir::new("watch-record-reconnect");
+    let clip = make_clip(&dir);
+    let (server, port) = rtsp_server(&clip);
+    let recording = dir.join("seen.mkv");
+    let w = weights();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kineto"))
+        .args([
+            "watch",
+            &format!("rtspt://127.0.0.1:{port}/clip"),
+            "--weights",
+            s(&w),
+            "--device",
+            "cpu",
+            "--every-s",
+            "0.25",
+            "--record",
+            s(&recording),
+        ])
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.contains("\"t_s\""), "a prediction first: {line}");
+    // The server goes away about 2 s into the clip and comes back on the same port: the
+    // watch reconnects (the clip starts again) and the recording goes on in the same file.
+    drop(server);
+    let _again = rtsp_server_on(&clip, port);
+    // Stream time counts on across connections: 4.5 s is well into the second one.
+    loop {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "the watch ended early"
+        );
+        let p: Value = serde_json::from_str(&line).unwrap();
+        if p["t_s"].as_f64().unwrap() >= 4.5 {
+            break;
+        }
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("reconnecting in"), "{err}");
+    assert!(has_index(&recording), "{err}");
+    let recorded = timeline_json(&recording);
+    let frames = recorded["frame_count"].as_f64().unwrap();
+    // Both connections' frames (more than one connection gives before 4.5 s of stream), and
+    // the second follows the first in time: the last frame is near (frames - 1) / 25 s (a
+    // second connection written with its own timestamps would overlap the first).
+    assert!(frames > 112.0, "{frames} frames recorded: {err}");
+    // RTSP timestamps come from the network's timing (seen 0.4 s short over 170 frames, the
+    // first frames of a connection closer than 40 ms); a second connection not moved after
+    // the first ends about as far before as the first connection lasted (seen: 2.2 s short).
+    let last = last_pts_s(&recording);
+    let expected = (frames - 1.0) / 25.0;
+    assert!(
+        last > expected - 1.0 && last < expected + 0.5,
+        "{frames} frames, the last at {last} s"
+    );
+}
+
+/// The largest presentation time in a Matroska file, as its demuxer gives them (seen at
+/// 4.3 s for 164 frames, 6.5 s expected, when a second connection's timestamps were not
+/// moved after the first's).
+fn last_pts_s(mkv: &Path) -> f64 {
+    let out = Command::new("gst-launch-1.0")
+        .args(["-v", "filesrc"])
+        .arg(format!("location={}", mkv.display()))
+        .args(["!", "matroskademux", "!", "fakesink", "silent=false"])
+        .output()
+        .expect("gst-launch-1.0");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let seconds = |t: &str| {
+        let mut parts = t.split(':');
+        let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
+        Some(
+            h.parse::<f64>().ok()? * 3600.0
+                + m.parse::<f64>().ok()? * 60.0
+                + s.parse::<f64>().ok()?,
+        )
+    };
+    let pts: Vec<f64> = text
+        .split("pts: ")
+        .skip(1)
+        .filter_map(|rest| seconds(rest.split([',', ' ']).next()?))
+        .collect();
+    assert!(!pts.is_empty(), "no buffers: {text}");
+    pts.into_iter().fold(0.0, f64::max)
 }

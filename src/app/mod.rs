@@ -14,6 +14,7 @@ mod live_panel;
 mod player_view;
 pub mod segment_track;
 pub mod settings;
+mod stream_view;
 mod timeline_strip;
 mod training_panel;
 mod workers;
@@ -25,6 +26,7 @@ use eframe::egui;
 
 pub use dialogs::DialogBackend;
 use settings::{STORAGE_KEY, Settings, SettingsOverride, SettingsWindow};
+pub use stream_view::StreamState;
 pub use training_panel::TrainState;
 use workers::Toast;
 pub use workers::{ModelState, ProjectSaveState, Shared};
@@ -113,6 +115,8 @@ pub struct KinetoApp {
     pub train: training_panel::TrainingPanel,
     labelling: labelling::Labelling,
     settings_window: SettingsWindow,
+    /// A live source (URL, camera) in place of the player's file.
+    stream: stream_view::StreamView,
     closing: Closing,
 }
 
@@ -151,6 +155,7 @@ impl KinetoApp {
             train: training_panel::TrainingPanel::default(),
             labelling: labelling::Labelling::default(),
             settings_window: SettingsWindow::default(),
+            stream: stream_view::StreamView::default(),
             closing: Closing::Open,
         };
         if let Some(video) = options.video {
@@ -179,11 +184,48 @@ impl KinetoApp {
 
     /// Plays `path`, computes its timeline and its clip-level prediction.
     pub fn open_clip(&mut self, path: &Path) {
+        self.stream.stop(&mut self.shared);
         self.shared.open_clip(path);
         self.live.reset();
         self.segments.reset();
         self.timeline.start(&mut self.shared, path);
         self.tab = Tab::Player;
+    }
+
+    /// Watches a stream URL or camera in the player (File > Open stream… / Open camera…).
+    pub fn open_stream(&mut self, url: &str) {
+        self.stream.open(&mut self.shared, url);
+        self.tab = Tab::Player;
+    }
+
+    /// The stream's newest top-1 label.
+    pub fn stream_top1(&self) -> Option<String> {
+        self.stream.top1()
+    }
+
+    /// The latency of the stream's newest labels (from the window's last frame to its labels).
+    pub fn stream_latency_ms(&self) -> Option<f64> {
+        self.stream.latency_ms()
+    }
+
+    /// The stream end time of the labels shown (frozen labels keep theirs).
+    pub fn stream_label_t_s(&self) -> Option<f64> {
+        self.stream.label_t_s()
+    }
+
+    /// The stream's state (`None`: no stream open).
+    pub fn stream_state(&self) -> Option<StreamState> {
+        self.stream.state().cloned()
+    }
+
+    /// Starts or stops recording the stream.
+    pub fn toggle_stream_recording(&mut self) {
+        self.stream.toggle_record(&mut self.shared);
+    }
+
+    /// The file the stream is being recorded to.
+    pub fn stream_recording(&self) -> Option<PathBuf> {
+        self.stream.recording().map(Path::to_path_buf)
     }
 
     /// The live panel's current top-1 label.
@@ -315,6 +357,7 @@ impl KinetoApp {
                 E::Live(result) => self.live.on_result(&self.shared, result),
                 E::LiveFailed { generation, error } => self.live.on_error(generation, error),
                 E::Batch(event) => self.batch.on_event(&mut self.shared, event),
+                E::Stream(event) => self.stream.on_event(&mut self.shared, event),
                 E::Timeline(event) => {
                     if let Some(record) = self.timeline.on_event(event) {
                         self.segments.propose_from(&mut self.shared, record, false);
@@ -446,6 +489,12 @@ impl KinetoApp {
                 if ui.button("Open folder…").clicked() {
                     self.shared.dialogs.open_folder();
                 }
+                if ui.button("Open stream…").clicked() {
+                    self.stream.ask_url();
+                }
+                if ui.button("Open camera…").clicked() {
+                    self.stream.ask_camera(&mut self.shared);
+                }
                 let recent = self.shared.settings.recent.clone();
                 ui.menu_button("Recent", |ui| {
                     if recent.is_empty() {
@@ -518,6 +567,7 @@ impl KinetoApp {
                 }
             }
             ui.separator();
+            self.stream.status_ui(ui);
             if let Some(ms) = self.live.last_infer_ms() {
                 ui.label(format!("inference {ms:.0} ms"));
                 ui.separator();
@@ -570,6 +620,8 @@ impl eframe::App for KinetoApp {
         self.close_guard(&ctx);
         self.handle_input(&ctx);
         self.player_view.upload_frame(&ctx, &self.shared);
+        self.stream.upload_frame(&ctx);
+        self.stream.dialogs_ui(&ctx, &mut self.shared);
         if let Some(new) = self
             .settings_window
             .window_ui(&ctx, &self.shared.catalog_names)
@@ -594,7 +646,10 @@ impl eframe::App for KinetoApp {
             .default_size(300.0)
             .show(ui, |ui| {
                 egui::ScrollArea::vertical().show(ui, |ui| {
-                    if self.tab == Tab::Player {
+                    if self.tab == Tab::Player && self.stream.is_active() {
+                        self.stream.labels_ui(ui);
+                        ui.separator();
+                    } else if self.tab == Tab::Player {
                         self.live.ui(ui, &mut self.shared);
                         ui.separator();
                     }
@@ -614,7 +669,9 @@ impl eframe::App for KinetoApp {
             }
             match self.tab {
                 Tab::Player => {
-                    if self.shared.current_clip.is_none() {
+                    if self.stream.is_active() {
+                        self.stream.video_ui(ui, &mut self.shared);
+                    } else if self.shared.current_clip.is_none() {
                         empty_ui(ui, &mut self.shared);
                     } else {
                         egui::Panel::bottom("timeline")
@@ -645,6 +702,8 @@ impl eframe::App for KinetoApp {
     }
 
     fn on_exit(&mut self) {
+        // A recording is finished by the service as the watch is cancelled.
+        self.stream.stop(&mut self.shared);
         self.shared.shutdown();
     }
 }

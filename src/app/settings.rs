@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::infer::device::DeviceChoice;
 use crate::infer::service::ModelSpec;
+use crate::video::live_source::redact;
 use crate::weights::DEFAULT_WEIGHTS;
 
 pub const STORAGE_KEY: &str = "kineto.settings";
@@ -46,6 +47,8 @@ pub struct Settings {
     /// Custom label set for labelling (None: the model's classes).
     pub label_file: Option<PathBuf>,
     pub recent: Vec<PathBuf>,
+    /// Stream URLs opened lately, credentials replaced by `***` (never stored).
+    pub recent_streams: Vec<String>,
     pub volume: f64,
     pub offline: bool,
 }
@@ -62,6 +65,7 @@ impl Default for Settings {
             timeline_stride_s: 1.0,
             label_file: None,
             recent: Vec::new(),
+            recent_streams: Vec::new(),
             volume: 0.8,
             offline: false,
         }
@@ -104,6 +108,11 @@ impl Settings {
         );
         self.volume = clamp_f64(self.volume, &(0.0..=1.0), defaults.volume);
         self.recent.truncate(MAX_RECENT);
+        // Whatever an older or hand-edited file holds, credentials go.
+        for url in &mut self.recent_streams {
+            *url = redact(url);
+        }
+        self.recent_streams.truncate(MAX_RECENT);
         self
     }
 
@@ -120,6 +129,14 @@ impl Settings {
     }
 
     /// Remembers `path` first in the recent list (at most 10).
+    /// Remembers a stream URL without its credentials (`rtsp://***@host/…`).
+    pub fn push_recent_stream(&mut self, url: &str) {
+        let url = redact(url);
+        self.recent_streams.retain(|u| u != &url);
+        self.recent_streams.insert(0, url);
+        self.recent_streams.truncate(MAX_RECENT);
+    }
+
     pub fn push_recent(&mut self, path: PathBuf) {
         self.recent.retain(|p| p != &path);
         self.recent.insert(0, path);
@@ -281,6 +298,28 @@ impl SettingsWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_urls_are_remembered_without_credentials() {
+        let mut settings = Settings::default();
+        settings.push_recent_stream("rtsp://admin:hunter2@10.0.0.5:554/live");
+        settings.push_recent_stream("http://127.0.0.1:8000/a.mp4");
+        settings.push_recent_stream("rtsp://other:pw@10.0.0.5:554/live");
+        assert_eq!(
+            settings.recent_streams,
+            [
+                "rtsp://***@10.0.0.5:554/live",
+                "http://127.0.0.1:8000/a.mp4"
+            ]
+        );
+        // A file written by hand (or by an older version) loses them on load.
+        let restored = Settings {
+            recent_streams: vec!["srt://u:p@h:9000".into()],
+            ..Settings::default()
+        }
+        .clamped();
+        assert_eq!(restored.recent_streams, ["srt://***@h:9000"]);
+    }
 
     #[test]
     fn restored_settings_are_brought_into_range() {

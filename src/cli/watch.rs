@@ -1,6 +1,8 @@
 //! `kineto watch SOURCE [--window-s 2] [--every-s 0.5] [--top-k 5] [--duration S]
-//! [--format jsonl|table]`: labels on a camera, a stream or a file as it plays, one line per
-//! prediction, flushed. `--list-cameras` prints the cameras GStreamer sees.
+//! [--format jsonl|table] [--record FILE.mkv]`: labels on a camera, a stream or a file as it
+//! plays, one line per prediction, flushed; `--record` writes what was received to a Matroska
+//! file, finished on Ctrl-C before the exit (130). `--list-cameras` prints the cameras
+//! GStreamer sees.
 
 use std::io::Write;
 
@@ -8,6 +10,7 @@ use anyhow::anyhow;
 use kineto::infer::watch::{WatchError, WatchEvent, WatchRequest, watch};
 use kineto::video::VideoError;
 use kineto::video::live_source::{LiveOptions, Source, cameras};
+use kineto::video::record::Recorder;
 
 use super::model::{ModelArgs, load_engine};
 use super::{CliResult, Failure, GlobalArgs, interrupt_token};
@@ -40,6 +43,12 @@ pub struct WatchArgs {
     /// table: one line per prediction.
     #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "table"])]
     pub format: String,
+    /// Write every frame received to FILE (Matroska, `.mkv`; an existing file is refused),
+    /// remuxed as it came when the source is compressed (H.264/H.265/VP8/VP9/MJPEG), else
+    /// encoded with x264. Written as it arrives: a killed watch leaves a playable file; the end
+    /// of the stream, --duration or Ctrl-C finish it.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub model: ModelArgs,
 }
@@ -63,6 +72,10 @@ pub fn run(args: &WatchArgs, global: &GlobalArgs) -> CliResult {
     let source = Source::parse(text).map_err(source_failure)?;
     let name = source.display();
     let (engine, labels, num_seg) = load_engine(&args.model, global)?;
+    let record = match &args.record {
+        Some(path) => Some(Recorder::create(path).map_err(Failure::fatal)?),
+        None => None,
+    };
     let req = WatchRequest {
         window_s: args.window_s,
         every_s: args.every_s,
@@ -72,8 +85,10 @@ pub fn run(args: &WatchArgs, global: &GlobalArgs) -> CliResult {
         duration_s: args.duration,
         reconnect: LiveOptions {
             max_reconnects: args.reconnects,
+            record,
             ..LiveOptions::default()
         },
+        display: None,
     };
     let cancel = interrupt_token();
     let stdout = std::io::stdout();
@@ -133,6 +148,18 @@ pub fn run(args: &WatchArgs, global: &GlobalArgs) -> CliResult {
                 String::new()
             }
         );
+        if let Some(recording) = &summary.recording {
+            eprintln!(
+                "kineto: recorded {} frames to {} ({})",
+                recording.frames,
+                recording.path.display(),
+                if recording.remuxed {
+                    "remuxed"
+                } else {
+                    "encoded with x264"
+                }
+            );
+        }
     }
     if cancel.is_cancelled() {
         return Err(Failure::interrupted());

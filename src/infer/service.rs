@@ -17,12 +17,16 @@ use super::device::{ComputeDevice, DeviceChoice};
 use super::engine::{Engine, store_in_form};
 use super::live::{LiveCache, LiveRequest, LiveResult, serve};
 use super::timeline::{TimelineRecord, TimelineRequest, TimelineWindow, timeline};
+use super::watch::{WatchEvent, WatchPrediction, WatchRequest, watch};
 use crate::checkpoint::file::open_checkpoint;
 use crate::checkpoint::keys::Role;
 use crate::labels::{kinetics400, read_label_file};
 use crate::model::{Form, Recognizer};
 use crate::progress::{CancelToken, LatestSlot, Notify, panic_text};
 use crate::report::ClassifyRecord;
+use crate::video::frame::RgbFrame;
+use crate::video::live_source::{LiveOptions, Source};
+use crate::video::record::{Recorder, Recording};
 use crate::weights::download::{FetchOptions, Progress};
 use crate::weights::resolve::resolve;
 
@@ -87,6 +91,44 @@ pub enum TimelineEvent {
     },
 }
 
+/// What a watched stream (`InferenceService::watch`) reports.
+#[derive(Clone, Debug)]
+pub enum StreamEvent {
+    /// The stream's first prediction, or a later one (window end in stream time, latency).
+    Prediction {
+        job: u64,
+        prediction: WatchPrediction,
+    },
+    /// The stream dropped; attempt `attempt` of `max` follows after `wait`.
+    Reconnecting {
+        job: u64,
+        attempt: u32,
+        max: u32,
+        wait: Duration,
+        detail: String,
+    },
+    /// The stream ended, was stopped, or failed (`error`); `recording` is the finished file.
+    Finished {
+        job: u64,
+        error: Option<String>,
+        recording: Option<Recording>,
+        /// Windows dropped while the model was behind.
+        dropped: u64,
+    },
+}
+
+/// A stream to watch (see `InferenceService::watch`).
+#[derive(Clone, Debug)]
+pub struct StreamRequest {
+    pub source: Source,
+    pub window_s: f64,
+    pub every_s: f64,
+    pub k: usize,
+    pub record: Option<Arc<Recorder>>,
+    /// Every decoded frame, latest wins.
+    pub display: Arc<LatestSlot<RgbFrame>>,
+}
+
 #[derive(Clone, Debug)]
 pub enum ServiceEvent {
     Loading {
@@ -109,6 +151,7 @@ pub enum ServiceEvent {
     },
     Batch(BatchEvent),
     Timeline(TimelineEvent),
+    Stream(StreamEvent),
     /// The worker panicked `during` a load, a live update or a job; it carries on (the job or
     /// load is failed and reported in its own event too; a model lost with it is reloaded).
     Crashed {
@@ -130,6 +173,13 @@ enum Job {
         window_s: f64,
         stride_s: f64,
         k: usize,
+        cancel: CancelToken,
+    },
+    /// A live source, watched until it ends or `cancel`; the inference thread runs it (jobs
+    /// queued meanwhile wait; a file's live labels are still served between predictions).
+    Watch {
+        job: u64,
+        request: Box<StreamRequest>,
         cancel: CancelToken,
     },
 }
@@ -232,6 +282,19 @@ impl InferenceService {
             window_s,
             stride_s,
             k,
+            cancel: cancel.clone(),
+        }));
+        (job, cancel)
+    }
+
+    /// Watches a live source (a URL, a camera): predictions, reconnections and the end come
+    /// as [`ServiceEvent::Stream`]; frames go to `request.display`. Cancel the token to stop
+    /// (a recording is finished first).
+    pub fn watch(&mut self, request: StreamRequest) -> (u64, CancelToken) {
+        let (job, cancel) = self.new_job();
+        let _ = self.commands.send(Command::Job(Job::Watch {
+            job,
+            request: Box::new(request),
             cancel: cancel.clone(),
         }));
         (job, cancel)
@@ -363,9 +426,10 @@ impl Worker {
 
     /// Runs `job`; a panic fails it (its rows so far stay) and reloads the model it took.
     fn guarded_job(&mut self, job: Job) {
-        let (id, timeline_path) = match &job {
-            Job::Batch { job, .. } => (*job, None),
-            Job::Timeline { job, path, .. } => (*job, Some(path.clone())),
+        let (id, timeline_path, is_watch) = match &job {
+            Job::Batch { job, .. } => (*job, None, false),
+            Job::Timeline { job, path, .. } => (*job, Some(path.clone()), false),
+            Job::Watch { job, .. } => (*job, None, true),
         };
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             #[cfg(test)]
@@ -377,6 +441,12 @@ impl Worker {
         if let Err(payload) = outcome {
             let error = self.crashed("running a job", payload);
             self.send(match timeline_path {
+                _ if is_watch => ServiceEvent::Stream(StreamEvent::Finished {
+                    job: id,
+                    error: Some(error),
+                    recording: None,
+                    dropped: 0,
+                }),
                 Some(path) => ServiceEvent::Timeline(TimelineEvent::Finished {
                     job: id,
                     path,
@@ -538,7 +608,9 @@ impl Worker {
         // Taken out so that the live path (which needs `&mut self`) can run between steps.
         let Some(ready) = self.model.take() else {
             let (id, message) = match &job {
-                Job::Batch { job, .. } | Job::Timeline { job, .. } => (*job, "no model loaded"),
+                Job::Batch { job, .. } | Job::Timeline { job, .. } | Job::Watch { job, .. } => {
+                    (*job, "no model loaded")
+                }
             };
             self.fail_job(&job, id, message);
             return;
@@ -617,8 +689,69 @@ impl Worker {
                     result,
                 }));
             }
+            Job::Watch {
+                job,
+                request,
+                cancel,
+            } => self.run_watch(&ready, job, *request, &cancel),
         }
         self.model = Some(ready);
+    }
+
+    fn run_watch(&mut self, ready: &Ready, job: u64, request: StreamRequest, cancel: &CancelToken) {
+        let StreamRequest {
+            source,
+            window_s,
+            every_s,
+            k,
+            record,
+            display,
+        } = request;
+        let req = WatchRequest {
+            window_s,
+            every_s,
+            num_seg: ready.info.num_seg,
+            k,
+            labels: ready.info.labels.to_vec(),
+            duration_s: None,
+            reconnect: LiveOptions {
+                record,
+                ..LiveOptions::default()
+            },
+            display: Some(display),
+        };
+        let outcome = watch(&ready.engine, source, &req, cancel, |event| {
+            self.send(ServiceEvent::Stream(match event {
+                WatchEvent::Prediction(prediction) => StreamEvent::Prediction { job, prediction },
+                WatchEvent::Reconnecting {
+                    attempt,
+                    max,
+                    wait,
+                    detail,
+                } => StreamEvent::Reconnecting {
+                    job,
+                    attempt,
+                    max,
+                    wait,
+                    detail,
+                },
+            }));
+            self.live_between_steps(ready);
+        });
+        self.send(ServiceEvent::Stream(match outcome {
+            Ok(summary) => StreamEvent::Finished {
+                job,
+                error: None,
+                recording: summary.recording,
+                dropped: summary.dropped,
+            },
+            Err(e) => StreamEvent::Finished {
+                job,
+                error: Some(e.to_string()),
+                recording: None,
+                dropped: 0,
+            },
+        }));
     }
 
     fn fail_job(&self, job: &Job, id: u64, message: &str) {
@@ -647,6 +780,12 @@ impl Worker {
                     result: Err(message.to_string()),
                 }))
             }
+            Job::Watch { .. } => self.send(ServiceEvent::Stream(StreamEvent::Finished {
+                job: id,
+                error: Some(message.to_string()),
+                recording: None,
+                dropped: 0,
+            })),
         }
     }
 }

@@ -28,7 +28,10 @@ use crate::progress::{CancelToken, LatestSlot};
 use crate::report::Ranked;
 use crate::video::VideoError;
 use crate::video::frame::{FrameError, RgbFrame};
-use crate::video::live_source::{LiveEvent, LiveOptions, Source, open_live};
+use crate::video::live_source::{
+    LiveEvent, LiveHandle, LiveOptions, LiveThread, Source, open_live,
+};
+use crate::video::record::Recording;
 use crate::video::transform::{Normalize, to_clip_tensor};
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +64,8 @@ pub struct WatchRequest {
     /// Stop after this much stream time.
     pub duration_s: Option<f64>,
     pub reconnect: LiveOptions,
+    /// Every decoded frame, latest wins (the window shows the stream from here).
+    pub display: Option<Arc<LatestSlot<RgbFrame>>>,
 }
 
 /// One prediction, as `watch --format jsonl` prints it.
@@ -99,6 +104,9 @@ pub struct WatchSummary {
     pub fps: f64,
     /// True when the stream ended by itself (not `--duration`, not cancelled).
     pub ended: bool,
+    /// The recording, finished, when `reconnect.record` asked for one.
+    #[serde(skip)]
+    pub recording: Option<Recording>,
 }
 
 /// A window ready for the model.
@@ -154,7 +162,17 @@ pub fn watch(
         return Err(WatchError::BadWindow(name));
     }
     let live = source.is_live();
-    let frames = open_live(source, req.reconnect.clone(), cancel.clone())?;
+    // The source thread stops on this token once the watch is over (or the caller's cancel
+    // ended it): it finishes the recording, and the watch returns only after that.
+    let stop = CancelToken::new();
+    let LiveHandle {
+        events: frames,
+        thread,
+    } = open_live(source, req.reconnect.clone(), stop.clone())?;
+    let source_thread = SourceGuard {
+        stop,
+        thread: Some(thread),
+    };
     let (handoff, handoff_tx) = if live {
         let slot = Arc::new(LatestSlot::new());
         (Handoff::Latest(slot.clone()), HandoffTx::Latest(slot))
@@ -172,6 +190,7 @@ pub fn watch(
         num_seg: req.num_seg,
         duration_s: req.duration_s,
         name: name.clone(),
+        display: req.display.clone(),
     };
     let thread_finished = finished.clone();
     let thread_cancel = cancel.clone();
@@ -248,13 +267,37 @@ pub fn watch(
     let outcome = outcome_rx
         .recv_timeout(Duration::from_secs(5))
         .unwrap_or_default();
+    let recording = source_thread.finish();
     if let Some(e) = outcome.error {
         return Err(e);
     }
+    summary.recording = recording.transpose()?;
     summary.frames = outcome.frames;
     summary.fps = outcome.fps;
     summary.ended = outcome.ended;
     Ok(summary)
+}
+
+/// Stops the source thread and waits for it (and its recording) however `watch` returns.
+struct SourceGuard {
+    stop: CancelToken,
+    thread: Option<LiveThread>,
+}
+
+impl SourceGuard {
+    fn finish(mut self) -> Option<Result<Recording, VideoError>> {
+        self.stop.cancel();
+        self.thread.take().and_then(LiveThread::finish)
+    }
+}
+
+impl Drop for SourceGuard {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.finish();
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -302,6 +345,7 @@ struct Windows {
     num_seg: usize,
     duration_s: Option<f64>,
     name: String,
+    display: Option<Arc<LatestSlot<RgbFrame>>>,
 }
 
 impl Windows {
@@ -422,12 +466,13 @@ impl Windows {
             {
                 return outcome;
             }
+            let index = frame.index;
             // Keep the frame if a window still to come samples it; a source that ends keeps
             // every frame of the last window_s seconds too, for the window ending at its end.
-            if !self.live || self.sampled_later(frame.index, fps, next_window) {
+            if !self.live || self.sampled_later(index, fps, next_window) {
                 match transform_frame(&frame) {
                     Ok(small) => {
-                        kept.insert(frame.index, small);
+                        kept.insert(index, small);
                     }
                     Err(source) => {
                         outcome.error = Some(WatchError::Frame {
@@ -438,13 +483,17 @@ impl Windows {
                     }
                 }
             }
+            // The frame as decoded goes on to whoever shows the stream (the window).
+            if let Some(display) = &self.display {
+                display.put(frame);
+            }
             // Every window whose frames are all in goes to the model.
             loop {
                 let span = self.span(next_window);
-                if f64::from(frame.index + 1) < (span.end_s * fps).floor() {
+                if f64::from(index + 1) < (span.end_s * fps).floor() {
                     break;
                 }
-                let indices = window_indices(span, fps, frame.index + 1, self.num_seg);
+                let indices = window_indices(span, fps, index + 1, self.num_seg);
                 if let Some(job) = self.job(span, indices, &kept)
                     && !handoff.send(job)
                 {
@@ -455,7 +504,7 @@ impl Windows {
             let mut first_needed = (self.span(next_window).start_s * fps).floor() as u32;
             if !self.live {
                 let trailing = (self.window_s * fps).ceil() as u32 + 1;
-                first_needed = first_needed.min(frame.index.saturating_sub(trailing));
+                first_needed = first_needed.min(index.saturating_sub(trailing));
             }
             while let Some((&i, _)) = kept.first_key_value() {
                 if i >= first_needed {

@@ -9,7 +9,9 @@
 //! 1 s, 2 s, ...), at most `max_reconnects` times in a row; each attempt is reported.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use gstreamer as gst;
@@ -21,6 +23,7 @@ use super::VideoError;
 use super::decode::{decide_color, frame_to_rgb, yuv_appsink};
 use super::frame::RgbFrame;
 use super::pipeline::{self, BusEvent, BusState};
+use super::record::{REMUXED, RecordBranch, Recorder, Recording};
 use crate::progress::CancelToken;
 
 /// URL schemes a source may use (`file://` and local paths are files).
@@ -180,6 +183,9 @@ pub struct LiveOptions {
     pub max_reconnects: u32,
     /// The first back-off; each next one doubles, up to 8 s.
     pub first_backoff: Duration,
+    /// Records every buffer received (see `video::record`); finished when the source thread
+    /// ends, whatever ends it.
+    pub record: Option<Arc<Recorder>>,
 }
 
 impl Default for LiveOptions {
@@ -187,7 +193,31 @@ impl Default for LiveOptions {
         LiveOptions {
             max_reconnects: 5,
             first_backoff: Duration::from_millis(500),
+            record: None,
         }
+    }
+}
+
+/// A running source: its events, and its thread.
+pub struct LiveHandle {
+    pub events: Receiver<LiveEvent>,
+    pub thread: LiveThread,
+}
+
+/// The source thread, joined by [`LiveThread::finish`].
+pub struct LiveThread(JoinHandle<Option<Result<Recording, VideoError>>>);
+
+impl LiveThread {
+    /// Waits for the source thread to end (it ends once its `cancel` is cancelled or its
+    /// events' receiver is dropped, after finishing the recording); the recording's outcome,
+    /// if one was asked for.
+    pub fn finish(self) -> Option<Result<Recording, VideoError>> {
+        self.0.join().unwrap_or_else(|_| {
+            Some(Err(VideoError::Gstreamer {
+                path: PathBuf::from("kineto-live-source"),
+                detail: "the source thread panicked".into(),
+            }))
+        })
     }
 }
 
@@ -197,20 +227,27 @@ pub fn open_live(
     source: Source,
     options: LiveOptions,
     cancel: CancelToken,
-) -> Result<Receiver<LiveEvent>, VideoError> {
+) -> Result<LiveHandle, VideoError> {
     pipeline::init(&source.error_path())?;
     if let Source::File(path) = &source {
         pipeline::check_readable(path)?;
     }
     let (tx, rx) = sync_channel(QUEUE);
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("kineto-live-source".into())
-        .spawn(move || run_source(&source, &options, &cancel, &tx))
+        .spawn(move || {
+            run_source(&source, &options, &cancel, &tx);
+            drop(tx);
+            options.record.as_ref().map(|r| r.finish())
+        })
         .map_err(|e| VideoError::Gstreamer {
             path: PathBuf::from("kineto-live-source"),
             detail: format!("cannot start the source thread: {e}"),
         })?;
-    Ok(rx)
+    Ok(LiveHandle {
+        events: rx,
+        thread: LiveThread(thread),
+    })
 }
 
 /// How one pipeline run ended.
@@ -232,7 +269,10 @@ fn run_source(
     let mut failures = 0u32;
     loop {
         let before = next_index;
-        let end = run_pipeline(source, cancel, tx, &mut next_index);
+        if let Some(recorder) = &options.record {
+            recorder.new_connection();
+        }
+        let end = run_pipeline(source, options.record.as_ref(), cancel, tx, &mut next_index);
         let got_frames = next_index > before;
         if got_frames {
             failures = 0;
@@ -308,7 +348,10 @@ fn cannot_open(source: &Source, error: VideoError) -> VideoError {
     }
 }
 
-fn build(source: &Source) -> Result<(gst::Pipeline, gst_app::AppSink), VideoError> {
+fn build(
+    source: &Source,
+    record: Option<&Arc<Recorder>>,
+) -> Result<(gst::Pipeline, gst_app::AppSink), VideoError> {
     let path = source.error_path();
     let gerr = |detail: String| VideoError::Gstreamer {
         path: path.clone(),
@@ -359,6 +402,35 @@ fn build(source: &Source) -> Result<(gst::Pipeline, gst_app::AppSink), VideoErro
     pl.add_many([&convert, &sink_el])
         .map_err(|e| gerr(e.to_string()))?;
     convert.link(&sink_el).map_err(|e| gerr(e.to_string()))?;
+    if let Some(recorder) = record {
+        let path = path.clone();
+        stop_at_compressed(&decode);
+        let recorder = recorder.clone();
+        let pl_weak = pl.downgrade();
+        let convert_weak = convert.downgrade();
+        decode.connect_pad_added(move |_, pad| {
+            let media = pad
+                .current_caps()
+                .or_else(|| Some(pad.query_caps(None)))
+                .and_then(|c| c.structure(0).map(|s| s.name().to_string()))
+                .unwrap_or_default();
+            let is_video = media.starts_with("video/") || media == "image/jpeg";
+            let (Some(pl), Some(convert)) = (pl_weak.upgrade(), convert_weak.upgrade()) else {
+                return;
+            };
+            if let Some(sink) = convert.static_pad("sink")
+                && is_video
+                && !sink.is_linked()
+                && let Err(e) = tee_record(&pl, pad, &media, &convert, &recorder, &path)
+            {
+                let _ = pl.post_message(gst::message::Error::new(
+                    gst::CoreError::Failed,
+                    &e.to_string(),
+                ));
+            }
+        });
+        return Ok((pl, appsink));
+    }
     let convert_weak = convert.downgrade();
     decode.connect_pad_added(move |_, pad| {
         let is_video = pad
@@ -379,17 +451,107 @@ fn build(source: &Source) -> Result<(gst::Pipeline, gst_app::AppSink), VideoErro
     Ok((pl, appsink))
 }
 
+/// Makes a decodebin/uridecodebin expose the compressed formats the recorder remuxes, before
+/// their decoder (raw formats still come out raw).
+fn stop_at_compressed(decode: &gst::Element) {
+    let raw = decode.property::<Option<gst::Caps>>("caps");
+    let mut caps = REMUXED
+        .parse::<gst::Caps>()
+        .unwrap_or_else(|_| gst::Caps::new_empty());
+    if let Some(raw) = raw {
+        caps.merge(raw);
+    }
+    decode.set_property("caps", &caps);
+}
+
+/// Links a video pad to two branches: `queue ! [decodebin] ! convert` (decoding, into the
+/// frames' appsink) and `queue ! <record branch> ! appsink` (into the recorder).
+fn tee_record(
+    pl: &gst::Pipeline,
+    pad: &gst::Pad,
+    media: &str,
+    convert: &gst::Element,
+    recorder: &Arc<Recorder>,
+    path: &Path,
+) -> Result<(), VideoError> {
+    let gerr = |detail: String| VideoError::Gstreamer {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let tee = pipeline::make("tee", path)?;
+    let decode_queue = pipeline::make("queue", path)?;
+    let record_queue = pipeline::make("queue", path)?;
+    // The recording never holds up the decoder, however long the file takes to write.
+    record_queue.set_property("max-size-buffers", 0u32);
+    record_queue.set_property("max-size-bytes", 0u32);
+    record_queue.set_property("max-size-time", 0u64);
+    let branch = RecordBranch::for_media(media).elements(recorder, path)?;
+    let compressed = RecordBranch::is_compressed(media);
+    let decoder = if compressed {
+        Some(pipeline::make("decodebin", path)?)
+    } else {
+        None
+    };
+    let mut all = vec![&tee, &decode_queue, &record_queue];
+    all.extend(branch.iter());
+    all.extend(decoder.iter());
+    pl.add_many(all.iter().copied())
+        .map_err(|e| gerr(e.to_string()))?;
+    tee.link(&decode_queue).map_err(|e| gerr(e.to_string()))?;
+    let mut record_chain = vec![&tee, &record_queue];
+    record_chain.extend(branch.iter());
+    gst::Element::link_many(record_chain).map_err(|e| gerr(e.to_string()))?;
+    match &decoder {
+        Some(decoder) => {
+            decode_queue
+                .link(decoder)
+                .map_err(|e| gerr(e.to_string()))?;
+            let convert_weak = convert.downgrade();
+            decoder.connect_pad_added(move |_, pad| {
+                if let Some(convert) = convert_weak.upgrade()
+                    && let Some(sink) = convert.static_pad("sink")
+                    && !sink.is_linked()
+                {
+                    let _ = pad.link(&sink);
+                }
+            });
+        }
+        None => decode_queue
+            .link(convert)
+            .map_err(|e| gerr(e.to_string()))?,
+    }
+    for element in all {
+        element
+            .sync_state_with_parent()
+            .map_err(|e| gerr(e.to_string()))?;
+    }
+    let tee_sink = tee
+        .static_pad("sink")
+        .ok_or_else(|| gerr("tee without sink pad".into()))?;
+    pad.link(&tee_sink).map_err(|e| gerr(e.to_string()))?;
+    Ok(())
+}
+
 fn run_pipeline(
     source: &Source,
+    record: Option<&Arc<Recorder>>,
     cancel: &CancelToken,
     tx: &SyncSender<LiveEvent>,
     next_index: &mut u32,
 ) -> RunEnd {
-    let (pl, appsink) = match build(source) {
+    let (pl, appsink) = match build(source, record) {
         Ok(built) => built,
         Err(e) => return RunEnd::Error(e),
     };
-    let end = pump(source, &pl, &appsink, cancel, tx, next_index);
+    let end = pump(
+        source,
+        &pl,
+        &appsink,
+        record.is_some(),
+        cancel,
+        tx,
+        next_index,
+    );
     let _ = pl.set_state(gst::State::Null);
     end
 }
@@ -398,6 +560,7 @@ fn pump(
     source: &Source,
     pl: &gst::Pipeline,
     appsink: &gst_app::AppSink,
+    recording: bool,
     cancel: &CancelToken,
     tx: &SyncSender<LiveEvent>,
     next_index: &mut u32,
@@ -433,6 +596,14 @@ fn pump(
         }
         let Some(sample) = appsink.try_pull_sample(gst::ClockTime::from_mseconds(100)) else {
             if appsink.is_eos() {
+                // The recording branch may still be writing: the bus says EOS once every sink
+                // has it.
+                if recording
+                    && let Some(BusEvent::Error(e)) =
+                        bus_state.poll_until(&bus, Duration::from_secs(5))
+                {
+                    return RunEnd::Error(e);
+                }
                 return RunEnd::Eos;
             }
             continue;

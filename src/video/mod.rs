@@ -11,6 +11,7 @@ pub mod pipeline;
 pub mod player;
 pub mod probe;
 pub mod rawframes;
+pub mod record;
 pub mod sample;
 pub mod source;
 pub mod synth;

@@ -158,6 +158,20 @@ impl BusState {
         None
     }
 
+    /// Like [`BusState::poll`], but keeps waiting through other messages until `wait` is over.
+    pub fn poll_until(&mut self, bus: &gst::Bus, wait: Duration) -> Option<BusEvent> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Some(event) = self.poll(bus, left.min(POLL)) {
+                return Some(event);
+            }
+            if left.is_zero() {
+                return None;
+            }
+        }
+    }
+
     fn handle(&mut self, msg: &gst::Message) -> Option<BusEvent> {
         use gst::MessageView;
         match msg.view() {
