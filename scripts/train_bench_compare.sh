@@ -65,7 +65,7 @@ for ((r = 1; r <= rounds; r++)); do
   "$python" "$here/scripts/paddle_train_bench.py" --fixtures "$fixtures" --model "$model" \
     --frames "$frames" --size "$size" --batch "$batch" --threads "$threads" \
     --steps "$runs" --warmup "$warmup" 2>/dev/null \
-    | sed "s/^{/{\"round\": $r, /" >> "$out"
+    | grep '^{' | sed "s/^{/{\"round\": $r, /" >> "$out"
   "$kineto" --device cpu --threads "$threads" bench --case train --weights "$weights" \
     --frames "$frames" --size "$size" --batch "$batch" --runs "$runs" --warmup "$warmup" --json \
     | sed "s/^{/{\"tool\":\"kineto\",\"round\":$r,/" >> "$out"

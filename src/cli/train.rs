@@ -5,9 +5,9 @@
 //! [--checkpoint-minutes M]`
 //!
 //! Full fine-tuning of PP-TSMv2, PP-TSM ResNet-50/101 or PP-TSM MobileNetV2/V3 (PaddleVideo's
-//! recipe for the model: training-form model, train-mode BatchNorm, Mixup, Momentum + Nesterov
-//! + L2 with the model's exemptions and lr multipliers, the ResNet's label smoothing, warm-up +
-//! cosine), or with `--head-only` a new
+//! recipe for the model: training-form model, train-mode BatchNorm, Mixup, Momentum with
+//! Nesterov and L2 with the model's exemptions and lr multipliers, the ResNet's label
+//! smoothing, warm-up and cosine), or with `--head-only` a new
 //! classifier on the frozen backbone's cached features. The dataset summary and progress go
 //! to stderr; `--json` prints the run's events (JSON Lines) on stdout. The run folder gets
 //! `settings.json`, `metrics.jsonl`, `model.safetensors`, `confusion.csv` and `report.txt`;
