@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 use burn::tensor::{Device, FloatDType, TensorData};
 use common::{build, v2_store};
-use kineto::model::Form;
+use kineto::model::{Form, ModelKind};
 use kineto::train::trainer::{FullStepOptions, FullTrainer, HostTensor, is_frozen_key};
 
 fn trainer(attention: bool) -> FullTrainer {
@@ -167,7 +167,7 @@ fn freezing_covers_the_attention_from_three_and_refuses_five() {
         ]
     );
     assert!(outcome.batch_stats.is_empty());
-    assert!(is_frozen_key(att_w, 4));
+    assert!(is_frozen_key(ModelKind::PptsmV2, att_w, 4));
 
     let err = trainer.set_freeze_stages(5).unwrap_err();
     assert_eq!(

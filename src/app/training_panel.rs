@@ -53,7 +53,7 @@ pub enum TrainState {
 enum Mode {
     /// Frozen backbone, cached features, a new classifier.
     HeadOnly,
-    /// Every layer, PaddleVideo's PP-TSMv2 recipe.
+    /// Every layer, PaddleVideo's recipe for the model (PP-TSMv2, PP-TSM ResNet, MobileNets).
     Full,
 }
 
@@ -1022,8 +1022,9 @@ impl TrainingPanel {
                             );
                         ui.radio_value(&mut self.form.mode, Mode::Full, "Full fine-tuning")
                             .on_hover_text(
-                                "every layer is trained with PaddleVideo's PP-TSMv2 recipe \
-                                 (Mixup, Momentum, warm-up + cosine); slow on a CPU",
+                                "every layer is trained with PaddleVideo's recipe for the model \
+                                 (PP-TSMv2, PP-TSM ResNet-50/101, MobileNetV2/V3: Mixup, \
+                                 Momentum, warm-up + cosine); slow on a CPU",
                             );
                     });
                     ui.end_row();

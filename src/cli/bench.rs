@@ -3,8 +3,10 @@
 //!
 //! `--case live` times the player's sliding-window update (one new frame's per-frame layers +
 //! the temporal part, from cached per-frame maps) beside the full forward; `--case train` times
-//! one full fine-tuning step (train-mode forward, backward, update; f32, batch 1; on the CPU
-//! path for PP-TSMv2, `KINETO_CPU_PATH=burn` for burn's autodiff); `--case all`
+//! one full fine-tuning step (train-mode forward, backward, update by the model's recipe; f32;
+//! on the CPU path for PP-TSMv2, `KINETO_CPU_PATH=burn` for burn's autodiff; burn's autodiff
+//! for the PP-TSM ResNets and MobileNets, `scripts/train_bench_compare.sh` times PaddlePaddle's
+//! step beside it); `--case all`
 //! runs inference (8f/16f, threads 1 and 2, batch 1 and 8), the live update and training steps
 //! (224 and 112), as one JSON array with `--json`.
 //!
@@ -377,7 +379,8 @@ fn bench_train(
     };
     let name = model.arch.display_name();
     let classes = model.arch.num_classes;
-    let mut trainer = FullTrainer::new(model, FloatDType::F32, FullStepOptions::default())
+    let options = FullStepOptions::recipe(model.arch.model);
+    let mut trainer = FullTrainer::new(model, FloatDType::F32, options)
         .map_err(|e| Failure::fatal(anyhow!("{e}")))?;
     trainer
         .set_freeze_stages(args.freeze_stages)

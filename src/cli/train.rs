@@ -4,8 +4,10 @@
 //! [--distill dml|kd --teacher W [--temperature T] [--kd-weight A] [--dml-weight W]] [--freeze-stages N]
 //! [--checkpoint-minutes M]`
 //!
-//! Full fine-tuning (PaddleVideo's PP-TSMv2 recipe: training-form model, train-mode
-//! BatchNorm, Mixup, Momentum + Nesterov + L2, warm-up + cosine), or with `--head-only` a new
+//! Full fine-tuning of PP-TSMv2, PP-TSM ResNet-50/101 or PP-TSM MobileNetV2/V3 (PaddleVideo's
+//! recipe for the model: training-form model, train-mode BatchNorm, Mixup, Momentum with
+//! Nesterov and L2 with the model's exemptions and lr multipliers, the ResNet's label
+//! smoothing, warm-up and cosine), or with `--head-only` a new
 //! classifier on the frozen backbone's cached features. The dataset summary and progress go
 //! to stderr; `--json` prints the run's events (JSON Lines) on stdout. The run folder gets
 //! `settings.json`, `metrics.jsonl`, `model.safetensors`, `confusion.csv` and `report.txt`;
@@ -126,11 +128,13 @@ pub struct TrainArgs {
     #[arg(long, value_name = "W")]
     pub dml_weight: Option<f64>,
     /// Full fine-tuning: freeze the stem and the first N of the backbone's 4 stages
-    /// (stages.0 to stages.N-1; from N = 3 on also the 16-frame temporal attention, which runs
-    /// before stages.2). Frozen layers get no updates and no weight decay, their BatchNorm uses
-    /// and keeps its running statistics (eval mode), and the backward stops before them, so
-    /// steps are faster. 0 trains everything; 4 trains only last_conv and the classifier.
-    /// With --distill only the student is frozen [default: 0].
+    /// (PP-TSMv2: stages.0 to stages.N-1, from N = 3 on also the 16-frame temporal attention,
+    /// which runs before stages.2; ResNet: bb_0_* to bb_{N-1}_*; MobileNets: their blocks
+    /// grouped by resolution, 1/4 to 1/32). Frozen layers get no updates and no weight decay,
+    /// their BatchNorm uses and keeps its running statistics (eval mode), and the backward
+    /// stops before them, so steps are faster. 0 trains everything; 4 trains only what follows
+    /// the last stage (PP-TSMv2's last_conv, the MobileNets' last convs, the classifier). With
+    /// --distill only the student is frozen [default: 0].
     #[arg(long, value_name = "N")]
     pub freeze_stages: Option<usize>,
     /// Full fine-tuning: save the `latest` checkpoint after at most this many minutes of

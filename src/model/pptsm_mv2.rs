@@ -10,7 +10,8 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
 use super::layers::{
-    Act, BatchNorm, Conv, Linear, Trace, global_avg_pool, segment_mean, temporal_shift,
+    Act, BatchNorm, BatchStats, Conv, Linear, Normalization, Trace, global_avg_pool, segment_mean,
+    temporal_shift,
 };
 
 /// `(expansion t, output channels c, blocks n, first stride s)` of each group, `conv2`..`conv8`.
@@ -24,6 +25,10 @@ pub const GROUPS: [(usize, usize, usize, usize); 7] = [
     (6, 320, 1, 1),
 ];
 const STEM_CHANNELS: usize = 32;
+/// The stage (for `--freeze-stages`) of each group `conv2`..`conv8`, by output resolution as
+/// the ResNet's stages: 1/2 and 1/4 (stage 0), 1/8, 1/16, 1/32. `conv1` is the stem; `conv9`
+/// and `out` are never frozen.
+pub const GROUP_STAGES: [usize; 7] = [0, 0, 1, 2, 2, 3, 3];
 /// Channels of `conv9`, the classifier's input.
 pub const FEATURE_CHANNELS: usize = 1280;
 
@@ -55,10 +60,22 @@ impl Mv2ConvBn {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.forward_with(x, &mut Normalization::Running, "")
+    }
+
+    /// The forward with BatchNorm in the given mode; `name` is this layer's PaddleVideo name
+    /// without `backbone.` (its BatchNorm is `{name}._batch_norm`).
+    pub fn forward_with(
+        &self,
+        x: Tensor<4>,
+        norm: &mut Normalization<'_>,
+        name: &str,
+    ) -> Tensor<4> {
         let x = self._conv.forward(x);
-        let x = match &self._batch_norm {
-            Some(bn) => bn.forward(x),
-            None => x,
+        let x = match (&self._batch_norm, norm) {
+            (None, _) => x,
+            (Some(bn), Normalization::Running) => bn.forward(x),
+            (Some(bn), norm) => bn.forward_with(x, norm, &format!("{name}._batch_norm")),
         };
         self.act.apply(x)
     }
@@ -96,14 +113,32 @@ impl InvertedResidual {
     }
 
     pub fn forward(&self, x: Tensor<4>, num_seg: usize) -> Tensor<4> {
+        self.forward_with(x, num_seg, &mut Normalization::Running, "")
+    }
+
+    /// `name` is the block's PaddleVideo name without `backbone.` (`conv3._first_block`,
+    /// `conv3.conv3_2`).
+    pub fn forward_with(
+        &self,
+        x: Tensor<4>,
+        num_seg: usize,
+        norm: &mut Normalization<'_>,
+        name: &str,
+    ) -> Tensor<4> {
         let y = if self.shortcut {
             temporal_shift(x.clone(), num_seg)
         } else {
             x.clone()
         };
-        let y = self._expand_conv.forward(y);
-        let y = self._bottleneck_conv.forward(y);
-        let y = self._linear_conv.forward(y);
+        let y = self
+            ._expand_conv
+            .forward_with(y, norm, &format!("{name}._expand_conv"));
+        let y = self
+            ._bottleneck_conv
+            .forward_with(y, norm, &format!("{name}._bottleneck_conv"));
+        let y = self
+            ._linear_conv
+            .forward_with(y, norm, &format!("{name}._linear_conv"));
         if self.shortcut { x + y } else { y }
     }
 }
@@ -157,18 +192,67 @@ impl PpTsmMv2 {
 
     /// `[N, 1280]`: the mean over segments of each frame's pooled `conv9` output.
     pub fn features(&self, x: Tensor<4>, num_seg: usize, trace: &mut Trace) -> Tensor<2> {
-        let mut x = self.conv1.forward(x);
+        self.features_with(x, num_seg, trace, &mut Normalization::Running, 0)
+    }
+
+    /// Train mode (Paddle's `model.train()`): `[N, 1280]` features and `[N, classes]` logits;
+    /// every BatchNorm normalises with its batch statistics, appended to `stats` (names
+    /// without `backbone.`, e.g. `conv3.conv3_2._expand_conv._batch_norm`). The stem (`conv1`)
+    /// and the groups of the first `frozen` stages ([`GROUP_STAGES`]) are frozen: running
+    /// statistics (eval mode), output detached. 0 freezes nothing.
+    pub fn forward_train_frozen(
+        &self,
+        x: Tensor<4>,
+        num_seg: usize,
+        frozen: usize,
+        stats: &mut BatchStats,
+        trace: &mut Trace,
+    ) -> (Tensor<2>, Tensor<2>) {
+        let features =
+            self.features_with(x, num_seg, trace, &mut Normalization::Batch(stats), frozen);
+        let logits = self.out.forward(features.clone());
+        trace.record("logits", &logits);
+        (features, logits)
+    }
+
+    fn features_with(
+        &self,
+        x: Tensor<4>,
+        num_seg: usize,
+        trace: &mut Trace,
+        norm: &mut Normalization<'_>,
+        frozen: usize,
+    ) -> Tensor<2> {
+        let mut running = Normalization::Running;
+        let stem_norm = if frozen > 0 { &mut running } else { &mut *norm };
+        let mut x = self.conv1.forward_with(x, stem_norm, "conv1");
         trace.record("conv1", &x);
+        let mut was_frozen = frozen > 0;
         for (g, group) in self.blocks.iter().enumerate() {
+            let is_frozen = GROUP_STAGES.get(g).is_some_and(|&s| s < frozen);
+            if was_frozen && !is_frozen {
+                x = x.detach();
+            }
+            was_frozen = is_frozen;
+            let group_norm = if is_frozen { &mut running } else { &mut *norm };
             let name = format!("conv{}", g + 2);
-            x = group._first_block.forward(x, num_seg);
+            x = group._first_block.forward_with(
+                x,
+                num_seg,
+                group_norm,
+                &format!("{name}._first_block"),
+            );
             trace.record(format!("{name}._first_block"), &x);
             for (j, block) in group.rest.iter().enumerate() {
-                x = block.forward(x, num_seg);
-                trace.record(format!("{name}.{name}_{}", j + 2), &x);
+                let block_name = format!("{name}.{name}_{}", j + 2);
+                x = block.forward_with(x, num_seg, group_norm, &block_name);
+                trace.record(block_name, &x);
             }
         }
-        let x = self.conv9.forward(x);
+        if was_frozen {
+            x = x.detach();
+        }
+        let x = self.conv9.forward_with(x, norm, "conv9");
         trace.record("conv9", &x);
         let x = global_avg_pool(x);
         trace.record("pool2d_avg", &x);

@@ -11,7 +11,8 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
 use super::layers::{
-    Act, Conv, ConvBn, Linear, Trace, global_avg_pool, hardsigmoid, segment_mean, temporal_shift,
+    Act, BatchStats, Conv, ConvBn, Linear, Normalization, Trace, global_avg_pool, hardsigmoid,
+    segment_mean, temporal_shift,
 };
 
 /// `(kernel, expanded channels, output channels, SE, activation, stride)` of each residual unit
@@ -34,6 +35,11 @@ pub const UNITS: [(usize, usize, usize, bool, Act, usize); 15] = [
     (5, 960, 160, true, Act::Hardswish, 1),
 ];
 const STEM_CHANNELS: usize = 16;
+/// The stage (for `--freeze-stages`) of each residual unit `blocks.{i}`: PaddleClas's stage
+/// ends for MobileNetV3-large (`blocks[2]`, `[5]`, `[11]`, `[14]`), i.e. by output resolution
+/// 1/4, 1/8, 1/16, 1/32 as the ResNet's stages. `conv` is the stem; `last_second_conv`,
+/// `last_conv` and `fc` are never frozen.
+pub const UNIT_STAGES: [usize; 15] = [0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2, 2, 3, 3, 3];
 /// `last_second_conv`'s channels (`LAST_SECOND_CONV_LARGE`).
 const SQUEEZE_CHANNELS: usize = 960;
 /// `last_conv`'s channels (`LAST_CONV`), the classifier's input.
@@ -74,18 +80,35 @@ pub struct ResidualUnit {
 
 impl ResidualUnit {
     pub fn forward(&self, x: Tensor<4>, num_seg: usize) -> Tensor<4> {
+        self.forward_with(x, num_seg, &mut Normalization::Running, "")
+    }
+
+    /// `name` is the unit's PaddleVideo name without `backbone.` (`blocks.3`).
+    pub fn forward_with(
+        &self,
+        x: Tensor<4>,
+        num_seg: usize,
+        norm: &mut Normalization<'_>,
+        name: &str,
+    ) -> Tensor<4> {
         let y = if self.shortcut {
             temporal_shift(x.clone(), num_seg)
         } else {
             x.clone()
         };
-        let y = self.expand_conv.forward(y);
-        let y = self.bottleneck_conv.forward(y);
+        let y = self
+            .expand_conv
+            .forward_with(y, norm, &format!("{name}.expand_conv"));
+        let y = self
+            .bottleneck_conv
+            .forward_with(y, norm, &format!("{name}.bottleneck_conv"));
         let y = match &self.mid_se {
             Some(se) => se.forward(y),
             None => y,
         };
-        let y = self.linear_conv.forward(y);
+        let y = self
+            .linear_conv
+            .forward_with(y, norm, &format!("{name}.linear_conv"));
         if self.shortcut { x + y } else { y }
     }
 }
@@ -142,19 +165,83 @@ impl PpTsmMv3 {
     /// `[N, 1280]`, what `fc` sees: per frame, pool, `last_conv`, hard swish and the dropout's
     /// inference scale, then the mean over segments.
     pub fn features(&self, x: Tensor<4>, num_seg: usize, trace: &mut Trace) -> Tensor<2> {
-        let mut x = self.conv.forward(x);
+        self.features_with(
+            x,
+            num_seg,
+            trace,
+            &mut Normalization::Running,
+            DROPOUT_INFER_SCALE,
+            0,
+        )
+    }
+
+    /// Train mode (Paddle's `model.train()`) with the dropout off (p = 0, the identity in
+    /// training, as PP-TSMv2's: Paddle's dropout RNG cannot be reproduced): `[N, 1280]`
+    /// features and `[N, classes]` logits; every BatchNorm normalises with its batch
+    /// statistics, appended to `stats` (names without `backbone.`, e.g.
+    /// `blocks.3.expand_conv.bn`). The stem (`conv`) and the units of the first `frozen`
+    /// stages ([`UNIT_STAGES`]) are frozen: running statistics (eval mode), output detached.
+    pub fn forward_train_frozen(
+        &self,
+        x: Tensor<4>,
+        num_seg: usize,
+        frozen: usize,
+        stats: &mut BatchStats,
+        trace: &mut Trace,
+    ) -> (Tensor<2>, Tensor<2>) {
+        let features = self.features_with(
+            x,
+            num_seg,
+            trace,
+            &mut Normalization::Batch(stats),
+            1.0,
+            frozen,
+        );
+        let logits = self.fc.forward(features.clone());
+        trace.record("logits", &logits);
+        (features, logits)
+    }
+
+    fn features_with(
+        &self,
+        x: Tensor<4>,
+        num_seg: usize,
+        trace: &mut Trace,
+        norm: &mut Normalization<'_>,
+        dropout_scale: f32,
+        frozen: usize,
+    ) -> Tensor<2> {
+        let mut running = Normalization::Running;
+        let stem_norm = if frozen > 0 { &mut running } else { &mut *norm };
+        let mut x = self.conv.forward_with(x, stem_norm, "conv");
         trace.record("conv", &x);
+        let mut was_frozen = frozen > 0;
         for (i, unit) in self.blocks.iter().enumerate() {
-            x = unit.forward(x, num_seg);
+            let is_frozen = UNIT_STAGES.get(i).is_some_and(|&s| s < frozen);
+            if was_frozen && !is_frozen {
+                x = x.detach();
+            }
+            was_frozen = is_frozen;
+            let unit_norm = if is_frozen { &mut running } else { &mut *norm };
+            x = unit.forward_with(x, num_seg, unit_norm, &format!("blocks.{i}"));
             trace.record(format!("blocks.{i}"), &x);
         }
-        let x = self.last_second_conv.forward(x);
+        if was_frozen {
+            x = x.detach();
+        }
+        let x = self
+            .last_second_conv
+            .forward_with(x, norm, "last_second_conv");
         trace.record("last_second_conv", &x);
         let x = global_avg_pool(x);
         trace.record("avg_pool", &x);
         let x = Act::Hardswish.apply(self.last_conv.forward(x));
         trace.record("hardswish", &x);
-        let x = x.mul_scalar(DROPOUT_INFER_SCALE);
+        let x = if dropout_scale == 1.0 {
+            x
+        } else {
+            x.mul_scalar(dropout_scale)
+        };
         let features = segment_mean(x, num_seg);
         trace.record("features", &features);
         features

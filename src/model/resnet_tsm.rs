@@ -186,7 +186,28 @@ impl ResNetTsm {
         stats: &mut BatchStats,
         trace: &mut Trace,
     ) -> (Tensor<2>, Tensor<2>) {
-        let features = self.features_with(x, num_seg, trace, &mut Normalization::Batch(stats));
+        self.forward_train_frozen(x, num_seg, 0, stats, trace)
+    }
+
+    /// [`forward_train`](Self::forward_train) with the stem (`conv1_1`..`conv1_3`) and the
+    /// first `frozen` stages (`bb_{s}_*`, s < `frozen`) frozen: they normalise with their
+    /// running statistics (eval mode) and their output is detached, so no gradient reaches
+    /// them. 0 freezes nothing.
+    pub fn forward_train_frozen(
+        &self,
+        x: Tensor<4>,
+        num_seg: usize,
+        frozen: usize,
+        stats: &mut BatchStats,
+        trace: &mut Trace,
+    ) -> (Tensor<2>, Tensor<2>) {
+        let features = self.features_frozen(
+            x,
+            num_seg,
+            trace,
+            &mut Normalization::Batch(stats),
+            frozen.min(self.stages.len()),
+        );
         let logits = self.head.fc.forward(features.clone());
         trace.record("logits", &logits);
         (features, logits)
@@ -199,9 +220,24 @@ impl ResNetTsm {
         trace: &mut Trace,
         norm: &mut Normalization<'_>,
     ) -> Tensor<2> {
-        let x = self.conv1_1.forward_with(x, norm, "conv1_1");
-        let x = self.conv1_2.forward_with(x, norm, "conv1_2");
-        let x = self.conv1_3.forward_with(x, norm, "conv1_3");
+        self.features_frozen(x, num_seg, trace, norm, 0)
+    }
+
+    /// The shared body: the stem and the first `frozen` stages run with running statistics
+    /// and their output is detached (0 in inference and unfrozen training).
+    fn features_frozen(
+        &self,
+        x: Tensor<4>,
+        num_seg: usize,
+        trace: &mut Trace,
+        norm: &mut Normalization<'_>,
+        frozen: usize,
+    ) -> Tensor<2> {
+        let mut running = Normalization::Running;
+        let stem_norm = if frozen > 0 { &mut running } else { &mut *norm };
+        let x = self.conv1_1.forward_with(x, stem_norm, "conv1_1");
+        let x = self.conv1_2.forward_with(x, stem_norm, "conv1_2");
+        let x = self.conv1_3.forward_with(x, stem_norm, "conv1_3");
         let x = max_pool2d(
             x,
             MaxPoolOptions::new([3, 3])
@@ -211,10 +247,17 @@ impl ResNetTsm {
         trace.record("stem", &x);
         let mut x = x;
         for (s, stage) in self.stages.iter().enumerate() {
+            if frozen > 0 && s == frozen {
+                x = x.detach();
+            }
+            let stage_norm = if s < frozen { &mut running } else { &mut *norm };
             for (i, block) in stage.iter().enumerate() {
-                x = block.forward(x, num_seg, norm, &format!("bb_{s}_{i}"));
+                x = block.forward(x, num_seg, stage_norm, &format!("bb_{s}_{i}"));
             }
             trace.record(format!("res{}", s + 2), &x);
+        }
+        if frozen >= self.stages.len() {
+            x = x.detach();
         }
         let x = global_avg_pool(x);
         trace.record("pooled", &x);

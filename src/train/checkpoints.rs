@@ -43,7 +43,7 @@ use super::trainer::FullTrainer;
 use crate::checkpoint::file::{Checkpoint, open_checkpoint};
 use crate::checkpoint::keys::{Layout, Role};
 use crate::model::fuse::fuse_store;
-use crate::model::{Arch, Form, ModelKind};
+use crate::model::{Arch, Form};
 
 /// Files of a full fine-tuning run folder. The state is the commit point of the `latest`
 /// checkpoint: it names the checkpoint's other files (see the module doc).
@@ -318,18 +318,12 @@ pub(crate) fn file_sha256(path: &Path) -> Result<String, TrainError> {
     Ok(crate::weights::cache::sha256_file(path)?.0)
 }
 
-/// The start checkpoint, which must be PP-TSMv2 in the training form.
+/// The start checkpoint, in the training form (PP-TSMv2, PP-TSM ResNet, MobileNetV2/V3).
 pub fn open_training_checkpoint(weights: &Path) -> Result<Checkpoint, TrainError> {
     let checkpoint = open_checkpoint(weights, Role::Student)?;
     if checkpoint.arch.form == Form::Fused {
         return Err(TrainError::FusedStart {
             path: weights.to_path_buf(),
-        });
-    }
-    if checkpoint.arch.model != ModelKind::PptsmV2 {
-        return Err(TrainError::UnsupportedModel {
-            path: weights.to_path_buf(),
-            model: checkpoint.arch.display_name(),
         });
     }
     Ok(checkpoint)
@@ -668,8 +662,8 @@ pub(crate) fn remove_latest(run_dir: &Path) -> Result<(), TrainError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Recognizer;
     use crate::model::init::random_store;
+    use crate::model::{ModelKind, Recognizer};
     use crate::train::trainer::FullStepOptions;
     use burn::tensor::{Device, FloatDType};
 

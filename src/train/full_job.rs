@@ -8,8 +8,12 @@
 //! (start-weight checks, `latest`/`best`, resume) and [`super::teacher`] (DML / KD).
 //!
 //! - **Model**: the start checkpoint in its *training* form (BatchNorm layers, rep branches;
-//!   a fused checkpoint is refused), PP-TSMv2 only, with its fc replaced by a fresh one for the
-//!   new classes (Paddle's `Linear` default: Xavier-uniform weight, zero bias; seeded).
+//!   a fused checkpoint is refused): PP-TSMv2, PP-TSM ResNet-50/101 or PP-TSM MobileNetV2/V3,
+//!   with its fc replaced by a fresh one for the new classes (Paddle's `Linear` default:
+//!   Xavier-uniform weight, zero bias; `ppTSMHead`'s N(0, 0.01²) for the ResNet; seeded),
+//!   trained by PaddleVideo's recipe for that model ([`FullStepOptions::recipe`]: the same
+//!   Momentum, schedule and L2 for all four configs; each model's decay exemptions and lr
+//!   multipliers; the ResNet's label smoothing 0.1).
 //! - **Data**: PaddleVideo's `PIPELINE.train` (fixtures README, "Training recipe"): one random
 //!   frame per segment, `Scale(256)`, `MultiScaleCrop(256)`, `RandomCrop(224)`, `RandomFlip`,
 //!   normalisation; with `size` < 224 every length is scaled by `size/224` (Scale and
@@ -225,7 +229,8 @@ pub fn run_full(
         }
     };
     let arch = recognizer.arch;
-    let mut trainer = FullTrainer::new(recognizer, FloatDType::F32, FullStepOptions::default())
+    let options = FullStepOptions::recipe(arch.model);
+    let mut trainer = FullTrainer::new(recognizer, FloatDType::F32, options)
         .map_err(|e| TrainError::model(&weights, e))?;
     trainer.set_freeze_stages(job.freeze_stages)?;
     let files = state.files();
@@ -273,6 +278,8 @@ pub fn run_full(
             "mixup_alpha": if job.mixup { Some(MIXUP_ALPHA) } else { None },
             "short_side": short_side_for(job.size),
             "optimizer": {"momentum": 0.9, "nesterov": true, "weight_decay": 1e-4},
+            "model": arch.model.as_str(),
+            "label_smoothing": options.label_smoothing,
             "distill_loss": match &distiller {
                 Distiller::None => serde_json::Value::Null,
                 Distiller::Dml { weights, .. } => json!({

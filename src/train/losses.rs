@@ -88,6 +88,19 @@ fn batch_size(logits: &[f64], classes: usize) -> usize {
 
 /// Softmax cross-entropy, mean over the batch, with plain or Mixup targets.
 pub fn cross_entropy(logits: &[f64], classes: usize, targets: &Targets) -> LossGrad {
+    cross_entropy_smoothed(logits, classes, targets, 0.0)
+}
+
+/// [`cross_entropy`] against label-smoothed targets, as PaddleVideo's `BaseHead` with
+/// `ls_eps = ε` trains (`label_smooth_loss`: `F.label_smooth(one_hot(y), ε)` =
+/// `(1 − ε)·onehot + ε/classes`, soft-label CE, mean over the batch); with Mixup each of the
+/// two labels is smoothed (`lam·CE(ã) + (1 − lam)·CE(b̃)`). ε = 0 is the plain CE, bit for bit.
+pub fn cross_entropy_smoothed(
+    logits: &[f64],
+    classes: usize,
+    targets: &Targets,
+    epsilon: f64,
+) -> LossGrad {
     let n = batch_size(logits, classes);
     assert_eq!(targets.len(), n, "one target per logits row");
     let log_p = log_softmax_rows(logits, classes);
@@ -99,6 +112,11 @@ pub fn cross_entropy(logits: &[f64], classes: usize, targets: &Targets) -> LossG
             label < classes,
             "label {label} out of range ({classes} classes)"
         );
+        let weight = if epsilon == 0.0 {
+            weight
+        } else {
+            weight * (1.0 - epsilon)
+        };
         loss -= weight * log_p[i * classes + label];
         grad[i * classes + label] -= weight * inv_n;
     };
@@ -113,6 +131,14 @@ pub fn cross_entropy(logits: &[f64], classes: usize, targets: &Targets) -> LossG
                 take(i, a[i], *lam, &mut grad);
                 take(i, b[i], 1.0 - lam, &mut grad);
             }
+        }
+    }
+    if epsilon != 0.0 {
+        // The uniform part, ε/classes on every class (the Mixup weights sum to 1).
+        let share = epsilon / classes as f64;
+        for (g, l) in grad.iter_mut().zip(&log_p) {
+            loss -= share * l;
+            *g -= share * inv_n;
         }
     }
     LossGrad {
@@ -303,6 +329,56 @@ pub fn kd_loss(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Label smoothing: Paddle's soft-label CE against `(1 − ε)·onehot + ε/K` (written out
+    /// here), its gradient `(p − q)/N` by central differences; ε = 0 is the plain CE.
+    #[test]
+    fn smoothed_cross_entropy_is_the_soft_label_loss() {
+        let classes = 4;
+        let z: Vec<f64> = (0..8).map(|i| ((i * 5 % 7) as f64 - 3.0) * 0.5).collect();
+        let targets = Targets::Mixup {
+            a: vec![2, 0],
+            b: vec![1, 3],
+            lam: 0.6,
+        };
+        let eps = 0.1;
+        let got = cross_entropy_smoothed(&z, classes, &targets, eps);
+        let log_p = log_softmax_rows(&z, classes);
+        let soft = |row: usize, label: usize| -> f64 {
+            (0..classes)
+                .map(|j| {
+                    let q = if j == label { 1.0 - eps } else { 0.0 } + eps / classes as f64;
+                    -q * log_p[row * classes + j]
+                })
+                .sum()
+        };
+        let expected =
+            (0.6 * soft(0, 2) + 0.4 * soft(0, 1) + 0.6 * soft(1, 0) + 0.4 * soft(1, 3)) / 2.0;
+        assert!(
+            (got.loss - expected).abs() < 1e-12,
+            "{} vs {expected}",
+            got.loss
+        );
+        let h = 1e-6;
+        for j in 0..z.len() {
+            let (mut up, mut down) = (z.clone(), z.clone());
+            up[j] += h;
+            down[j] -= h;
+            let num = (cross_entropy_smoothed(&up, classes, &targets, eps).loss
+                - cross_entropy_smoothed(&down, classes, &targets, eps).loss)
+                / (2.0 * h);
+            assert!(
+                (num - got.grad[j]).abs() < 1e-8,
+                "d[{j}]: {num} vs {}",
+                got.grad[j]
+            );
+        }
+        assert_eq!(
+            cross_entropy_smoothed(&z, classes, &targets, 0.0),
+            cross_entropy(&z, classes, &targets)
+        );
+        assert_ne!(got.loss, cross_entropy(&z, classes, &targets).loss);
+    }
 
     /// Central differences agree with the analytic gradients of every loss.
     #[test]

@@ -4,8 +4,10 @@
 //!
 //! Layers, each file importing only those above it in this list:
 //! - the pieces: [`dataset`] (class folders, list files, splits, the decodability check),
-//!   [`metrics`] (events, confusion, reports), [`losses`] (CE, DML, KD), [`optim`] (Momentum,
-//!   the warm-up + cosine schedule), [`trainer`] (the train-mode step of the whole network),
+//!   [`metrics`] (events, confusion, reports), [`losses`] (CE with label smoothing, DML, KD),
+//!   [`optim`] (Momentum, the warm-up + cosine schedule), [`trainer`] (the train-mode step of
+//!   the whole network, any of the four models, with each model's PaddleVideo recipe: decay
+//!   exemptions, lr multipliers, label smoothing; `--freeze-stages`),
 //!   [`seeds`], [`mixup`], [`demo`] (the synthetic demo set);
 //! - [`spec`]: what a job is and says (the serialisable [`spec::TrainJob`], its distillation,
 //!   events, the data check, the outcome); it imports no job;
@@ -124,13 +126,6 @@ pub enum TrainError {
         path.display()
     )]
     FusedTeacher { path: PathBuf },
-    /// A model that full fine-tuning cannot train.
-    #[error(
-        "{}: full fine-tuning supports PP-TSMv2 only; this is {model} (train the head only: \
-         --head-only)",
-        path.display()
-    )]
-    UnsupportedModel { path: PathBuf, model: String },
     /// A teacher that does not fit the mode, the data's classes or the student's frames.
     #[error("{}: {problem}", path.display())]
     Teacher { path: PathBuf, problem: String },

@@ -1,17 +1,22 @@
 //! Full fine-tuning of a model in its training form (PP-TSMv2 with BatchNorm layers and rep
-//! branches; PP-TSM's ResNet as PaddleVideo's DML teacher), one step as PaddleVideo's
-//! `tasks/train.py` runs it:
+//! branches; PP-TSM's ResNet-50/101, as a model of its own or as PaddleVideo's DML teacher;
+//! PP-TSM MobileNetV2/V3), one step as PaddleVideo's `tasks/train.py` runs it:
 //!
 //! 1. train-mode forward: every BatchNorm normalises with the batch mean and the biased batch
 //!    variance (gradients flow through both), dropout off (the fixtures set p = 0; Paddle's
 //!    dropout RNG cannot be reproduced);
-//! 2. softmax cross-entropy, mean over the batch, on the logits ([`cross_entropy`], analytic
-//!    gradient on the host), then burn's autodiff backward from the logits, seeded with that
-//!    gradient (`Σ logits·dL/dlogits` has the same parameter gradients as the loss);
-//! 3. Paddle's `Momentum` (Nesterov 0.9) with L2 1e-4 *added to the gradient*, BatchNorm weights
-//!    and biases exempt (their `ParamAttr(regularizer=L2Decay(0.0))`), every other parameter
-//!    decayed, PP-TSMv2's fc bias included (PP-TSM's `ppTSMHead` exempts its fc bias and gives
-//!    its fc lr x5 weight / x10 bias); parameters that got no gradient are left untouched;
+//! 2. softmax cross-entropy, mean over the batch, on the logits ([`cross_entropy_smoothed`],
+//!    analytic gradient on the host; the ResNet's `ppTSMHead` smooths the labels with
+//!    `ls_eps` 0.1, the others train on plain CE: [`FullStepOptions::recipe`]), then burn's
+//!    autodiff backward from the logits, seeded with that gradient (`Σ logits·dL/dlogits` has
+//!    the same parameter gradients as the loss);
+//! 3. Paddle's `Momentum` (Nesterov 0.9) with L2 1e-4 *added to the gradient* where the
+//!    model's ParamAttrs leave the config's decay ([`is_decayed`]): PP-TSMv2's and
+//!    MobileNetV3's BatchNorm weights and biases are exempt (`L2Decay(0.0)`), the ResNet's too
+//!    and `ppTSMHead`'s fc bias; MobileNetV2 decays everything, BatchNorm included (its
+//!    ParamAttrs name parameters without a regularizer). Learning-rate multipliers: `ppTSMHead`'s
+//!    fc x5 weight / x10 bias and PP-TSMv2's 16f attention fc the same; none in the MobileNets.
+//!    Parameters that got no gradient are left untouched;
 //! 4. the running statistics: `running = m·running + (1 − m)·batch` with m = 0.9, the variance
 //!    with the biased batch variance (Paddle's convention, unlike PyTorch's).
 //!
@@ -32,12 +37,16 @@
 //! with its own gradient of it) and [`kd_step`] (classic KD against a frozen teacher's logits).
 //!
 //! Freezing ([`FullTrainer::set_freeze_stages`], `kineto train --freeze-stages N`): with N > 0
-//! the stem, `stages.0` .. `stages.{N-1}` and, for N >= 3, the temporal attention (it runs
-//! before `stages.2`) are frozen: their parameters are plain (non-gradient) tensors, so they get
+//! the stem and the first N of the backbone's four stages are frozen ([`is_frozen_key`]):
+//! PP-TSMv2's `stages.0` .. `stages.{N-1}` and, for N >= 3, its temporal attention (it runs
+//! before `stages.2`); the ResNet's `bb_{s}_*`; the MobileNets' units grouped by resolution as
+//! the ResNet's stages (1/4, 1/8, 1/16, 1/32: [`pptsm_mv2::GROUP_STAGES`],
+//! [`pptsm_mv3::UNIT_STAGES`]). Their parameters are plain (non-gradient) tensors, so they get
 //! no gradient, no velocity, no weight decay and no update; their BatchNorm layers normalise with
 //! the running statistics, which stay as they are (eval mode, the usual practice for frozen
 //! BatchNorm); and the frozen prefix's output is detached, so the backward stops there. N = 4
-//! leaves `last_conv` and the fc trainable. N = 0 is the unfrozen step, unchanged.
+//! leaves what follows the last stage trainable (PP-TSMv2's `last_conv`, the MobileNets' last
+//! convs, every fc). N = 0 is the unfrozen step, unchanged.
 //!
 //! The optimiser update runs on the host in f64 (one implementation of Paddle's rule,
 //! [`Momentum`], shared with head-only training) and is rounded back to the trainer's dtype.
@@ -45,8 +54,8 @@
 //! Where the forward and backward run ([`FullTrainer::path_name`]): a float32 PP-TSMv2 on the
 //! CPU uses Kineto's channels-last training path ([`crate::model::nhwc::train`]: the same step
 //! written by hand, about 6x faster than burn's autodiff here), packed from the current weights
-//! at every step; float64 (the parity tests), the ResNet teacher, GPUs, traced steps and
-//! `KINETO_CPU_PATH=burn` use burn's autodiff. Both give the update, statistics and events
+//! at every step; float64 (the parity tests), the ResNets and MobileNets, GPUs, traced steps
+//! and `KINETO_CPU_PATH=burn` use burn's autodiff. Both give the update, statistics and events
 //! described above.
 
 use std::collections::{BTreeMap, HashMap};
@@ -55,13 +64,13 @@ use std::sync::Arc;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{DType, Device, FloatDType, Gradients, Tensor, TensorData};
 
-use super::losses::{DmlWeights, KdWeights, Targets, cross_entropy, dml_loss, kd_loss};
+use super::losses::{DmlWeights, KdWeights, Targets, cross_entropy_smoothed, dml_loss, kd_loss};
 use super::optim::Momentum;
 use crate::checkpoint::ParamStore;
 use crate::model::layers::{BatchStats, Trace};
 use crate::model::load::store_from_module;
 use crate::model::nhwc::train::{NhwcTrainError, NhwcTrainNet, TrainPass};
-use crate::model::{Form, ModelKind, Network, Recognizer, paddle_key};
+use crate::model::{Form, ModelKind, Network, Recognizer, paddle_key, pptsm_mv2, pptsm_mv3};
 
 /// The learning-rate multipliers PaddleVideo's ParamAttrs give: PP-TSMv2's 16f temporal
 /// attention fc and PP-TSM's `ppTSMHead` fc (weight ×5, bias ×10 in both).
@@ -79,11 +88,6 @@ pub enum FullTrainError {
          rep branches); this model is {0}"
     )]
     Unsupported(String),
-    #[error(
-        "full fine-tuning is not implemented for {0} (its training forward is not written); \
-         train the head only"
-    )]
-    ModelUnsupported(String),
     #[error("a training batch is [N, T, 3, H, W] with N, T >= 1 and H, W >= 32; got {0:?}")]
     InputShape(Vec<usize>),
     #[error("{labels} labels for {clips} clips")]
@@ -100,30 +104,91 @@ pub enum FullTrainError {
     Update(String),
     #[error("--freeze-stages takes 0 to {max} stages, not {got}")]
     FreezeStages { got: usize, max: usize },
-    #[error("freezing stages is implemented for PP-TSMv2 only, not {}", .0.as_str())]
-    FreezeUnsupported(ModelKind),
 }
 
-/// The most stages [`FullTrainer::set_freeze_stages`] freezes (all four of PP-LCNetV2's).
+/// The most stages [`FullTrainer::set_freeze_stages`] freezes (all four of PP-LCNetV2's and
+/// of the ResNet's; the MobileNets' units grouped into four stages by resolution).
 pub const MAX_FREEZE_STAGES: usize = 4;
 
-/// Whether the parameter (or running statistic) `key` belongs to the frozen prefix when the
-/// first `frozen` stages are frozen: the stem from 1 on, `stages.{s}` for s < `frozen`, the
-/// temporal attention from 3 on. `last_conv` and the fc are never frozen.
-pub fn is_frozen_key(key: &str, frozen: usize) -> bool {
+/// Where a parameter sits for `--freeze-stages`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    Stem,
+    Stage(usize),
+    /// PP-TSMv2's temporal attention (it runs before `stages.2`).
+    Attention,
+    /// After the last stage: never frozen.
+    Top,
+}
+
+/// The part of `kind`'s network that the PaddleVideo key `key` belongs to:
+/// - PP-TSMv2: `stem.*`, `stages.{s}.*`, `global_attention.*`; `last_conv`, `fc` on top;
+/// - ResNet: `conv1_1`..`conv1_3` (stem), `bb_{s}_{i}` (stage s); `head.fc` on top;
+/// - MobileNetV2: `conv1` (stem), `conv2`..`conv8` by [`pptsm_mv2::GROUP_STAGES`]; `conv9`,
+///   `out` on top;
+/// - MobileNetV3: `conv` (stem), `blocks.{i}` by [`pptsm_mv3::UNIT_STAGES`];
+///   `last_second_conv`, `last_conv`, `fc` on top.
+fn part_of(kind: ModelKind, key: &str) -> Part {
+    let Some(rest) = key.strip_prefix("backbone.") else {
+        return Part::Top;
+    };
+    let first = rest.split('.').next().unwrap_or_default();
+    let number = |s: &str| s.parse::<usize>().ok();
+    match kind {
+        ModelKind::PptsmV2 => match first {
+            "stem" => Part::Stem,
+            "global_attention" => Part::Attention,
+            "stages" => rest
+                .split('.')
+                .nth(1)
+                .and_then(number)
+                .map_or(Part::Top, Part::Stage),
+            _ => Part::Top,
+        },
+        ModelKind::PptsmResnet => {
+            if first.starts_with("conv1_") {
+                return Part::Stem;
+            }
+            first
+                .strip_prefix("bb_")
+                .and_then(|b| b.split('_').next())
+                .and_then(number)
+                .map_or(Part::Top, Part::Stage)
+        }
+        ModelKind::PptsmMv2 => match first.strip_prefix("conv").and_then(number) {
+            Some(1) => Part::Stem,
+            Some(g @ 2..=8) => pptsm_mv2::GROUP_STAGES
+                .get(g - 2)
+                .map_or(Part::Top, |&s| Part::Stage(s)),
+            _ => Part::Top,
+        },
+        ModelKind::PptsmMv3 => match first {
+            "conv" => Part::Stem,
+            "blocks" => rest
+                .split('.')
+                .nth(1)
+                .and_then(number)
+                .and_then(|i| pptsm_mv3::UNIT_STAGES.get(i))
+                .map_or(Part::Top, |&s| Part::Stage(s)),
+            _ => Part::Top,
+        },
+    }
+}
+
+/// Whether the parameter (or running statistic) `key` of a `kind` network belongs to the
+/// frozen prefix when the first `frozen` stages are frozen: the stem from 1 on, stage s for
+/// s < `frozen`, PP-TSMv2's temporal attention from 3 on. What follows the last stage
+/// (PP-TSMv2's `last_conv`, the MobileNets' last convs, every fc) is never frozen.
+pub fn is_frozen_key(kind: ModelKind, key: &str, frozen: usize) -> bool {
     if frozen == 0 {
         return false;
     }
-    if key.starts_with("backbone.stem.") {
-        return true;
+    match part_of(kind, key) {
+        Part::Stem => true,
+        Part::Stage(s) => s < frozen,
+        Part::Attention => frozen >= 3,
+        Part::Top => false,
     }
-    if key.starts_with("backbone.global_attention.") {
-        return frozen >= 3;
-    }
-    key.strip_prefix("backbone.stages.")
-        .and_then(|rest| rest.split('.').next())
-        .and_then(|s| s.parse::<usize>().ok())
-        .is_some_and(|s| s < frozen)
 }
 
 /// A host copy of a tensor in float64 (exact for both precisions).
@@ -141,14 +206,19 @@ pub struct HostBatchStat {
     pub variance: Vec<f64>,
 }
 
-/// Settings of the update. The defaults are PaddleVideo's PP-TSMv2 recipe.
+/// Settings of the update. The defaults are PaddleVideo's PP-TSMv2 recipe;
+/// [`FullStepOptions::recipe`] gives each model's.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FullStepOptions {
     pub momentum: Momentum,
-    /// L2 coefficient for every parameter but BatchNorm weights and biases.
+    /// L2 coefficient for every parameter the model's recipe decays (see [`is_decayed`]).
     pub weight_decay: f64,
     /// Paddle's BatchNorm momentum (the weight of the old running value).
     pub bn_momentum: f64,
+    /// Label smoothing ε of the cross-entropy step ([`FullTrainer::step_targets`]): the
+    /// targets are `(1 − ε)·onehot + ε/classes` (PaddleVideo's `ls_eps`; 0: plain CE).
+    /// The DML and KD losses take the targets as they are.
+    pub label_smoothing: f64,
 }
 
 impl Default for FullStepOptions {
@@ -158,9 +228,30 @@ impl Default for FullStepOptions {
             weight_decay: 1e-4,
             // Paddle's `momentum` attribute is a float32, also in a float64 run.
             bn_momentum: f64::from(0.9_f32),
+            label_smoothing: 0.0,
         }
     }
 }
+
+impl FullStepOptions {
+    /// PaddleVideo's recipe for `kind` (every config: Momentum 0.9 Nesterov, L2 1e-4): PP-TSM
+    /// ResNet's `ppTSMHead` adds label smoothing `ls_eps: 0.1`
+    /// (`pptsm_k400_frames_uniform.yaml`); PP-TSMv2 and the MobileNets (`MoViNetHead`) train
+    /// with the plain CE.
+    pub fn recipe(kind: ModelKind) -> Self {
+        let label_smoothing = match kind {
+            ModelKind::PptsmResnet => RESNET_LABEL_SMOOTHING,
+            ModelKind::PptsmV2 | ModelKind::PptsmMv2 | ModelKind::PptsmMv3 => 0.0,
+        };
+        Self {
+            label_smoothing,
+            ..Self::default()
+        }
+    }
+}
+
+/// `ppTSMHead`'s `ls_eps` in PaddleVideo's PP-TSM ResNet configs.
+pub const RESNET_LABEL_SMOOTHING: f64 = 0.1;
 
 /// What one step computed (before the update), all on the host in f64.
 #[derive(Clone, Debug)]
@@ -211,9 +302,9 @@ impl std::fmt::Debug for TrainForward {
     }
 }
 
-/// A model in its training form being fine-tuned (PP-TSMv2, or PP-TSM's ResNet as a DML
-/// teacher): its parameters as autodiff leaves in the chosen precision, and the optimiser's
-/// velocities.
+/// A model in its training form being fine-tuned (PP-TSMv2, PP-TSM's ResNet, PP-TSM
+/// MobileNetV2/V3): its parameters as autodiff leaves in the chosen precision, and the
+/// optimiser's velocities.
 #[derive(Debug)]
 pub struct FullTrainer {
     network: Network,
@@ -246,10 +337,8 @@ impl FullTrainer {
         let device = match &model.network {
             Network::V2(net) => net.fc.bias.val().device(),
             Network::Resnet(net) => net.head.fc.bias.val().device(),
-            // Their training forward (BatchNorm on batch statistics) is not written yet.
-            Network::Mv2(_) | Network::Mv3(_) => {
-                return Err(FullTrainError::ModelUnsupported(model.arch.display_name()));
-            }
+            Network::Mv2(net) => net.out.bias.val().device(),
+            Network::Mv3(net) => net.fc.bias.val().device(),
         }
         .autodiff();
         let network = model.network.map(&mut Trainable {
@@ -272,8 +361,8 @@ impl FullTrainer {
     }
 
     /// Which implementation runs the steps: "nhwc" (Kineto's channels-last CPU path, the
-    /// default for PP-TSMv2 in float32 on the CPU) or "burn" (autodiff; float64, ResNet, GPUs,
-    /// traced steps, and `KINETO_CPU_PATH=burn`).
+    /// default for PP-TSMv2 in float32 on the CPU) or "burn" (autodiff; float64, the ResNets
+    /// and MobileNets, GPUs, traced steps, and `KINETO_CPU_PATH=burn`).
     pub fn path_name(&self) -> &'static str {
         if self.cpu_path { "nhwc" } else { "burn" }
     }
@@ -302,16 +391,15 @@ impl FullTrainer {
                 max: MAX_FREEZE_STAGES,
             });
         }
-        if stages > 0 && self.kind != ModelKind::PptsmV2 {
-            return Err(FullTrainError::FreezeUnsupported(self.kind));
-        }
         self.frozen = stages;
         self.network = self.network.clone().map(&mut Trainable {
             dtype: self.dtype,
             path: KeyPath::new(self.kind),
             frozen: stages,
         });
-        self.velocity.retain(|key, _| !is_frozen_key(key, stages));
+        let kind = self.kind;
+        self.velocity
+            .retain(|key, _| !is_frozen_key(kind, key, stages));
         Ok(())
     }
 
@@ -322,7 +410,7 @@ impl FullTrainer {
 
     /// Whether the parameter or running statistic `key` is frozen.
     pub fn is_frozen(&self, key: &str) -> bool {
-        is_frozen_key(key, self.frozen)
+        is_frozen_key(self.kind, key, self.frozen)
     }
 
     /// One step on `clips` (`[N, T, 3, H, W]`, any float dtype; cast to the trainer's) with one
@@ -369,7 +457,12 @@ impl FullTrainer {
     ) -> Result<StepOutcome, FullTrainError> {
         self.check_targets(clips.shape().as_slice(), targets)?;
         let forward = self.forward_traced(clips, trace)?;
-        let ce = cross_entropy(&forward.logits.data, forward.classes, targets);
+        let ce = cross_entropy_smoothed(
+            &forward.logits.data,
+            forward.classes,
+            targets,
+            self.options.label_smoothing,
+        );
         self.backward_and_update(forward, ce.loss, ce.grad, lr)
     }
 
@@ -410,11 +503,14 @@ impl FullTrainer {
         let mut stats = BatchStats::default();
         let (features, logits) = match &self.network {
             Network::V2(net) => net.forward_train_frozen(frames, t, self.frozen, &mut stats, trace),
-            Network::Resnet(net) => net.forward_train(frames, t, &mut stats, trace),
-            Network::Mv2(_) | Network::Mv3(_) => {
-                return Err(FullTrainError::ModelUnsupported(
-                    self.kind.as_str().to_string(),
-                ));
+            Network::Resnet(net) => {
+                net.forward_train_frozen(frames, t, self.frozen, &mut stats, trace)
+            }
+            Network::Mv2(net) => {
+                net.forward_train_frozen(frames, t, self.frozen, &mut stats, trace)
+            }
+            Network::Mv3(net) => {
+                net.forward_train_frozen(frames, t, self.frozen, &mut stats, trace)
             }
         };
         let classes = logits.dims()[1];
@@ -798,20 +894,23 @@ fn is_running_stat(key: &str) -> bool {
     key.ends_with("._mean") || key.ends_with("._variance")
 }
 
-/// Whether L2 decay applies to `key`: not to BatchNorm weights and biases (both models'
-/// `ConvBNLayer`s give them L2Decay(0.0); every BatchNorm is a `ConvBNLayer`'s `bn` in
-/// PP-TSMv2, `_batch_norm` in PP-TSM) nor to `ppTSMHead`'s fc bias (L2Decay(0.0) too).
-/// PP-TSMv2's fc bias is decayed (plain `Linear`).
-fn is_decayed(key: &str) -> bool {
-    let batch_norm_affine = [
-        ".bn.weight",
-        ".bn.bias",
-        "._batch_norm.weight",
-        "._batch_norm.bias",
-    ]
-    .iter()
-    .any(|suffix| key.ends_with(suffix));
-    !batch_norm_affine && key != "head.fc.bias"
+/// Whether the config's L2 decay applies to `key` of a `kind` network, as PaddleVideo's
+/// ParamAttrs say (a parameter's own regularizer overrides the optimiser's):
+/// - PP-TSMv2, PP-TSM MobileNetV3: every `ConvBNLayer`'s BatchNorm (`bn`) weight and bias
+///   has `L2Decay(0.0)`; everything else is decayed, fc and SE biases included;
+/// - PP-TSM ResNet: the BatchNorm (`_batch_norm`) weights and biases and `ppTSMHead`'s fc
+///   bias have `L2Decay(0.0)`;
+/// - PP-TSM MobileNetV2: its `ConvBNLayer` names its BatchNorm parameters without a
+///   regularizer, so every parameter is decayed, BatchNorm's included.
+pub fn is_decayed(kind: ModelKind, key: &str) -> bool {
+    let ends = |suffixes: &[&str]| suffixes.iter().any(|s| key.ends_with(s));
+    match kind {
+        ModelKind::PptsmV2 | ModelKind::PptsmMv3 => !ends(&[".bn.weight", ".bn.bias"]),
+        ModelKind::PptsmResnet => {
+            !ends(&["._batch_norm.weight", "._batch_norm.bias"]) && key != "head.fc.bias"
+        }
+        ModelKind::PptsmMv2 => true,
+    }
 }
 
 fn lr_multiplier(key: &str) -> f64 {
@@ -900,7 +999,7 @@ impl ModuleMapper for Trainable {
         let (id, tensor, _) = param.consume();
         // A fresh leaf: off any earlier graph, then cast, then tracked.
         let tensor = tensor.without_autodiff().cast(self.dtype).autodiff();
-        let tensor = if is_running_stat(&key) || is_frozen_key(&key, self.frozen) {
+        let tensor = if is_running_stat(&key) || is_frozen_key(self.path.kind, &key, self.frozen) {
             tensor
         } else {
             tensor.require_grad()
@@ -962,7 +1061,7 @@ impl Update<'_> {
         key: &str,
         value: &Tensor<D>,
     ) -> Result<Option<Vec<f64>>, FullTrainError> {
-        if is_frozen_key(key, self.frozen) {
+        if is_frozen_key(self.path.kind, key, self.frozen) {
             return Ok(None);
         }
         if let Some(layer) = key
@@ -994,7 +1093,7 @@ impl Update<'_> {
             return Ok(None);
         };
         let mut p = host(value, key)?.data;
-        let decay = if is_decayed(key) {
+        let decay = if is_decayed(self.path.kind, key) {
             self.options.weight_decay
         } else {
             0.0
@@ -1075,43 +1174,136 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decay_exempts_batch_norm_and_the_pptsm_head_bias() {
-        assert!(!is_decayed("backbone.stem.0.bn.weight"));
-        assert!(!is_decayed("backbone.stages.2.5.pw_conv_2.bn.bias"));
-        assert!(is_decayed("backbone.fc.bias"));
-        assert!(is_decayed("backbone.stages.2.0.se.conv1.bias"));
-        assert!(!is_decayed("backbone.bb_0_0.conv0._batch_norm.weight"));
-        assert!(!is_decayed("backbone.conv1_1._batch_norm.bias"));
-        assert!(is_decayed("backbone.bb_3_2.conv2._conv.weight"));
-        assert!(is_decayed("head.fc.weight"));
-        assert!(!is_decayed("head.fc.bias"));
+    fn decay_follows_each_models_param_attrs() {
+        use ModelKind::{PptsmMv2, PptsmMv3, PptsmResnet, PptsmV2};
+        assert!(!is_decayed(PptsmV2, "backbone.stem.0.bn.weight"));
+        assert!(!is_decayed(
+            PptsmV2,
+            "backbone.stages.2.5.pw_conv_2.bn.bias"
+        ));
+        assert!(is_decayed(PptsmV2, "backbone.fc.bias"));
+        assert!(is_decayed(PptsmV2, "backbone.stages.2.0.se.conv1.bias"));
+        assert!(!is_decayed(
+            PptsmResnet,
+            "backbone.bb_0_0.conv0._batch_norm.weight"
+        ));
+        assert!(!is_decayed(
+            PptsmResnet,
+            "backbone.conv1_1._batch_norm.bias"
+        ));
+        assert!(is_decayed(
+            PptsmResnet,
+            "backbone.bb_3_2.conv2._conv.weight"
+        ));
+        assert!(is_decayed(PptsmResnet, "head.fc.weight"));
+        assert!(!is_decayed(PptsmResnet, "head.fc.bias"));
+        // MobileNetV2: no regularizer of its own anywhere, BatchNorm included.
+        assert!(is_decayed(PptsmMv2, "backbone.conv1._batch_norm.weight"));
+        assert!(is_decayed(
+            PptsmMv2,
+            "backbone.conv3.conv3_2._linear_conv._batch_norm.bias"
+        ));
+        assert!(is_decayed(PptsmMv2, "backbone.out.bias"));
+        // MobileNetV3: BatchNorm exempt; SE convs, last_conv and fc decayed.
+        assert!(!is_decayed(
+            PptsmMv3,
+            "backbone.blocks.3.expand_conv.bn.weight"
+        ));
+        assert!(!is_decayed(PptsmMv3, "backbone.conv.bn.bias"));
+        assert!(is_decayed(PptsmMv3, "backbone.blocks.3.mid_se.conv1.bias"));
+        assert!(is_decayed(PptsmMv3, "backbone.last_conv.weight"));
+        assert!(is_decayed(PptsmMv3, "backbone.fc.bias"));
         assert!(is_running_stat("backbone.stem.0.bn._variance"));
         assert_eq!(lr_multiplier("backbone.fc.weight"), 1.0);
+        assert_eq!(lr_multiplier("backbone.out.weight"), 1.0);
         assert_eq!(lr_multiplier("backbone.global_attention.fc.bias"), 10.0);
         assert_eq!(lr_multiplier("head.fc.weight"), 5.0);
         assert_eq!(lr_multiplier("head.fc.bias"), 10.0);
+        assert_eq!(FullStepOptions::recipe(PptsmResnet).label_smoothing, 0.1);
+        for kind in [PptsmV2, PptsmMv2, PptsmMv3] {
+            assert_eq!(FullStepOptions::recipe(kind), FullStepOptions::default());
+        }
     }
 
     #[test]
     fn frozen_keys_follow_the_stage_count() {
+        let v2 = |key: &str, n: usize| is_frozen_key(ModelKind::PptsmV2, key, n);
         let stem = "backbone.stem.1.dw_conv.bn._mean";
         let s1 = "backbone.stages.1.1.pw_conv.conv.weight";
         let s2 = "backbone.stages.2.0.se.conv1.bias";
         let s3 = "backbone.stages.3.1.dw_conv_list.0.bn.weight";
         let att = "backbone.global_attention.fc.weight";
         for key in [stem, s1, s2, s3, att, "backbone.fc.bias"] {
-            assert!(!is_frozen_key(key, 0), "{key}");
+            assert!(!v2(key, 0), "{key}");
         }
-        assert!(is_frozen_key(stem, 1));
-        assert!(!is_frozen_key(s1, 1));
-        assert!(is_frozen_key(s1, 2));
-        assert!(!is_frozen_key(s2, 2));
-        assert!(!is_frozen_key(att, 2));
-        assert!(is_frozen_key(att, 3));
-        assert!(is_frozen_key(s2, 3));
-        assert!(!is_frozen_key(s3, 3));
-        assert!(is_frozen_key(s3, 4));
-        assert!(!is_frozen_key("backbone.last_conv.weight", 4));
-        assert!(!is_frozen_key("backbone.fc.weight", 4));
+        assert!(v2(stem, 1));
+        assert!(!v2(s1, 1));
+        assert!(v2(s1, 2));
+        assert!(!v2(s2, 2));
+        assert!(!v2(att, 2));
+        assert!(v2(att, 3));
+        assert!(v2(s2, 3));
+        assert!(!v2(s3, 3));
+        assert!(v2(s3, 4));
+        assert!(!v2("backbone.last_conv.weight", 4));
+        assert!(!v2("backbone.fc.weight", 4));
+    }
+
+    #[test]
+    fn frozen_keys_of_the_resnet_and_the_mobilenets() {
+        let r = |key: &str, n: usize| is_frozen_key(ModelKind::PptsmResnet, key, n);
+        assert!(!r("backbone.conv1_1._conv.weight", 0));
+        assert!(r("backbone.conv1_3._batch_norm._mean", 1));
+        assert!(r("backbone.bb_0_2.conv1._conv.weight", 1));
+        assert!(!r("backbone.bb_1_0.short._conv.weight", 1));
+        assert!(r("backbone.bb_1_0.short._conv.weight", 2));
+        assert!(!r("backbone.bb_2_22.conv0._conv.weight", 2));
+        assert!(r("backbone.bb_2_22.conv0._conv.weight", 3));
+        assert!(r("backbone.bb_3_2.conv2._batch_norm.bias", 4));
+        assert!(!r("head.fc.weight", 4));
+
+        let m2 = |key: &str, n: usize| is_frozen_key(ModelKind::PptsmMv2, key, n);
+        assert!(m2("backbone.conv1._conv.weight", 1));
+        assert!(m2(
+            "backbone.conv2._first_block._expand_conv._conv.weight",
+            1
+        ));
+        assert!(m2(
+            "backbone.conv3.conv3_2._linear_conv._batch_norm._mean",
+            1
+        ));
+        assert!(!m2(
+            "backbone.conv4._first_block._expand_conv._conv.weight",
+            1
+        ));
+        assert!(m2("backbone.conv4.conv4_3._expand_conv._conv.weight", 2));
+        assert!(!m2(
+            "backbone.conv5._first_block._expand_conv._conv.weight",
+            2
+        ));
+        assert!(m2("backbone.conv6.conv6_3._expand_conv._conv.weight", 3));
+        assert!(!m2(
+            "backbone.conv7._first_block._expand_conv._conv.weight",
+            3
+        ));
+        assert!(m2(
+            "backbone.conv8._first_block._linear_conv._conv.weight",
+            4
+        ));
+        assert!(!m2("backbone.conv9._conv.weight", 4));
+        assert!(!m2("backbone.out.weight", 4));
+
+        let m3 = |key: &str, n: usize| is_frozen_key(ModelKind::PptsmMv3, key, n);
+        assert!(m3("backbone.conv.conv.weight", 1));
+        assert!(m3("backbone.blocks.2.linear_conv.bn.weight", 1));
+        assert!(!m3("backbone.blocks.3.mid_se.conv1.weight", 1));
+        assert!(m3("backbone.blocks.5.mid_se.conv2.bias", 2));
+        assert!(!m3("backbone.blocks.6.expand_conv.conv.weight", 2));
+        assert!(m3("backbone.blocks.11.expand_conv.conv.weight", 3));
+        assert!(!m3("backbone.blocks.12.expand_conv.conv.weight", 3));
+        assert!(m3("backbone.blocks.14.linear_conv.bn._variance", 4));
+        assert!(!m3("backbone.last_second_conv.conv.weight", 4));
+        assert!(!m3("backbone.last_conv.weight", 4));
+        assert!(!m3("backbone.fc.bias", 4));
     }
 }
