@@ -16,8 +16,11 @@
 //!   everything but the fc frozen and lr 1e-20, which leaves the weights as they started),
 //!   Ctrl-C + `--resume` gives bit-identical weights to an uninterrupted run, the model loads
 //!   strictly (`kineto classify` answers with a new class) and the training-form checkpoint
-//!   exports as a .pdparams with PaddleVideo's keys;
-//! - (ignored without a real GPU) the same step on wgpu as on the CPU.
+//!   exports as a .pdparams with PaddleVideo's keys.
+//!
+//! Not here: the step on wgpu. On Mesa's lavapipe (CI has no GPU) compiling the backward's
+//! kernels took over 10 minutes without finishing the first model, so it waits for a device
+//! machine (issue 24).
 //!
 //! Times on the shared 2-core machine (load 3.7-5.7): the end-to-end test 79-108 s (67 CPU
 //! seconds: two 2-epoch runs of 3 steps at 4 frames, a frozen start run, classify at 224), the
@@ -547,61 +550,4 @@ fn resnet50_full_fine_tuning_learns_resumes_bit_for_bit_and_exports() {
     };
     assert_eq!(shapes(&ours), shapes(&reference));
     assert_eq!(ours.get("head.fc.bias").expect("fc bias").shape, vec![2]);
-}
-
-/// The same float32 step (the model's recipe, cross-entropy) on burn's wgpu backend as on the
-/// CPU: loss, logits, the batch statistics and the gradients of the first and last layers, for
-/// each of the three models. Ignored by default: on Mesa's lavapipe (CI, no GPU) compiling the
-/// backward's kernel shapes took over 10 minutes without finishing the first model; run it
-/// with `--ignored` on a machine with a real adapter.
-#[test]
-#[ignore = "lavapipe compiles the backward's kernels for over 10 minutes; needs a real GPU"]
-fn steps_on_wgpu_match_the_cpu() {
-    let gpu = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
-    for (model, keys) in [
-        (
-            ModelKind::PptsmResnet,
-            ["backbone.conv1_1._conv.weight", "head.fc.weight"],
-        ),
-        (
-            ModelKind::PptsmMv2,
-            ["backbone.conv1._conv.weight", "backbone.out.weight"],
-        ),
-        (
-            ModelKind::PptsmMv3,
-            ["backbone.conv.conv.weight", "backbone.fc.weight"],
-        ),
-    ] {
-        let store = random_weights(model, 7);
-        let step_on = |device: &Device| {
-            let net = build(&store, Form::Training, device);
-            let mut t = FullTrainer::new(net, FloatDType::F32, FullStepOptions::recipe(model))
-                .unwrap_or_else(|e| panic!("{e}"));
-            t.step(tiny_clips(), &[0, 2], 0.01)
-                .unwrap_or_else(|e| panic!("{e}"))
-        };
-        let (cpu, wgpu) = (step_on(&Device::flex()), step_on(&gpu));
-        let rel = |a: &[f64], b: &[f64]| {
-            let scale = max_abs(b).max(1e-12);
-            a.iter()
-                .zip(b)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0, f64::max)
-                / scale
-        };
-        assert!(
-            (wgpu.loss - cpu.loss).abs() <= 1e-4 * cpu.loss.abs(),
-            "{model:?} loss"
-        );
-        assert!(
-            rel(&wgpu.logits.data, &cpu.logits.data) <= 1e-3,
-            "{model:?} logits"
-        );
-        assert_eq!(wgpu.batch_stats.len(), cpu.batch_stats.len());
-        for key in keys {
-            let d = rel(&wgpu.grads[key].data, &cpu.grads[key].data);
-            eprintln!("{model:?} {key}: wgpu vs cpu gradient {d:e} of max");
-            assert!(d <= 1e-2, "{model:?} {key}: {d:e}");
-        }
-    }
 }
