@@ -325,3 +325,68 @@ fn bad_frame_folders_are_one_error_row_each_and_the_rest_goes_on() {
         "{broken}"
     );
 }
+
+/// Issue 26's promise, where the pixels are equal: demo videos extracted as PNG (lossless) and
+/// trained on (full fine-tuning, PP-TSMv2 8f at 64, 2 epochs) give the same run as the videos
+/// themselves: every step's loss, learning rate and every epoch's metrics identical.
+#[test]
+fn training_from_png_frames_gives_the_videos_run() {
+    let root = ScratchDir::absent("frames-train");
+    let data = root.join("videos");
+    common::train::demo_data(&data, 2, 4, 3);
+    let frames = root.join("frames");
+    let run = kineto(&[
+        "-q",
+        "extract-frames",
+        s(&data),
+        s(&frames),
+        "--format",
+        "png",
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let summary: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(summary["suffix"], "img_{:05}.png", "{summary}");
+    assert_eq!(summary["written"], 8, "{summary}");
+    let weights = fixture("pptsmv2/w8.pdparams");
+    let train = |data_args: &[&str], run_dir: &Path| {
+        let mut args = vec!["--device", "cpu", "train"];
+        args.extend_from_slice(data_args);
+        args.extend([
+            "--weights",
+            s(&weights),
+            "--frames",
+            "8",
+            "--size",
+            "64",
+            "--batch-size",
+            "2",
+            "--val-split",
+            "0.25",
+            "--epochs",
+            "2",
+            "--seed",
+            "4",
+            "--quiet",
+            "--run-dir",
+            s(run_dir),
+        ]);
+        let out = kineto(&args);
+        assert!(
+            out.status.success(),
+            "train {data_args:?}: {}",
+            stderr(&out)
+        );
+        common::train::events(run_dir)
+    };
+    let from_videos = train(&[s(&data)], &root.join("run-videos"));
+    let list = frames.join("list.txt");
+    let labels = frames.join("labels.txt");
+    let from_frames = train(
+        &[s(&list), "--labels", s(&labels)],
+        &root.join("run-frames"),
+    );
+    let steps = common::train::of_kind(&from_videos, "step");
+    assert_eq!(steps.len(), 6, "{from_videos:?}");
+    assert_eq!(common::train::of_kind(&from_videos, "epoch").len(), 2);
+    assert_eq!(from_frames, from_videos);
+}

@@ -28,14 +28,15 @@ pub fn is_video_file(path: &Path) -> bool {
 }
 
 /// A video file by its extension, or frame 1 of a frame folder (`img_00001.jpg`, PaddleVideo's
-/// naming), which stands for its folder (see [`clip_of`]).
+/// naming, or `img_00001.png`), which stands for its folder (see [`clip_of`]).
 pub fn is_clip_file(path: &Path) -> bool {
     is_video_file(path) || is_first_frame(path)
 }
 
 fn is_first_frame(path: &Path) -> bool {
-    let first = FrameNames::default().name(1);
-    path.file_name().is_some_and(|n| n == first.as_str())
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(FrameNames::is_default_first)
 }
 
 /// The clip a walked file stands for: a video itself, a frame folder's first frame its folder.

@@ -262,11 +262,11 @@ impl Dataset {
             {
                 path = base.join(dir.trim());
                 if !missing_ok {
-                    FrameFolder::open(&path, &FrameNames::default(), Some(listed))
+                    FrameFolder::open(&path, &FrameNames::detect(&path), Some(listed))
                         .map_err(|e| line_err(line, e.to_string()))?;
                 } else if path.is_dir()
                     && let Err(e @ VideoError::FewerFrames { .. }) =
-                        FrameFolder::open(&path, &FrameNames::default(), Some(listed))
+                        FrameFolder::open(&path, &FrameNames::detect(&path), Some(listed))
                 {
                     unreadable.push((path.clone(), format!("line {line}: {e}")));
                 }
@@ -695,7 +695,7 @@ pub fn check_decodable(
         .map(|s| {
             let r = match std::panic::catch_unwind(|| {
                 if s.path.is_dir() {
-                    FrameFolder::open(&s.path, &FrameNames::default(), None)
+                    FrameFolder::open(&s.path, &FrameNames::detect(&s.path), None)
                         .map(|f| f.info().clone())
                 } else {
                     probe(&s.path)

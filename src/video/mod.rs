@@ -9,6 +9,7 @@ pub mod live_source;
 pub mod pillow;
 pub mod pipeline;
 pub mod player;
+pub mod png;
 pub mod probe;
 pub mod rawframes;
 pub mod record;

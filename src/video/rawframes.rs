@@ -2,18 +2,46 @@
 //! format string, `img_{:05}.jpg` by default (`FrameDataset(suffix=...)`), numbered from 1:
 //! 0-based frame `i` is file `i + 1` (`loader/pipelines/sample.py`, the `frame` branch adds 1 to
 //! every sampled index). Each file is read as Pillow's `Image.open(p).convert('RGB')` reads it
-//! (`jpeg.rs`: the same libjpeg-turbo, bit-exact).
+//! (`jpeg.rs`: the same libjpeg-turbo, bit-exact). A folder of `img_{:05}.png` (lossless, what
+//! `kineto extract-frames --format png` writes; `png.rs`) is read the same way.
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 use super::VideoError;
 use super::frame::RgbFrame;
-use super::jpeg;
 use super::probe::VideoInfo;
+use super::{jpeg, png};
 
 /// PaddleVideo's default file name (`FrameDataset(suffix='img_{:05}.jpg')`).
 pub const DEFAULT_SUFFIX: &str = "img_{:05}.jpg";
+
+/// The image format of a clip's frames, told by the file name's extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageFormat {
+    /// Lossy: PaddleVideo's format (`cv2.imwrite` or Pillow).
+    Jpeg,
+    /// Lossless: frames read back equal to the video's.
+    Png,
+}
+
+impl ImageFormat {
+    /// Width and height from the file's header.
+    fn size(self, data: &[u8]) -> Result<(u32, u32), String> {
+        match self {
+            ImageFormat::Jpeg => jpeg::size(data).map_err(|e| e.to_string()),
+            ImageFormat::Png => png::size(data).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The file decoded to packed RGB, as Pillow's `convert('RGB')`.
+    fn decode_rgb(self, data: &[u8]) -> Result<(u32, u32, Vec<u8>), String> {
+        match self {
+            ImageFormat::Jpeg => jpeg::decode_rgb(data).map_err(|e| e.to_string()),
+            ImageFormat::Png => png::decode_rgb(data).map_err(|e| e.to_string()),
+        }
+    }
+}
 
 /// A parsed frame-name pattern: `prefix`, the 1-based number zero-padded to `width`, `suffix`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,6 +62,48 @@ impl Default for FrameNames {
 }
 
 impl FrameNames {
+    /// PaddleVideo's naming with PNG files: `img_{:05}.png`.
+    pub fn png() -> FrameNames {
+        FrameNames {
+            suffix: ".png".into(),
+            ..FrameNames::default()
+        }
+    }
+
+    /// The names for frames of `format`, PaddleVideo's `img_{:05}` numbering.
+    pub fn for_format(format: ImageFormat) -> FrameNames {
+        match format {
+            ImageFormat::Jpeg => FrameNames::default(),
+            ImageFormat::Png => FrameNames::png(),
+        }
+    }
+
+    /// The naming of the frame folder `dir`: `img_{:05}.jpg` (PaddleVideo's default) if it
+    /// holds frame 1 so named, else `img_{:05}.png` if it holds that, else the default.
+    pub fn detect(dir: &Path) -> FrameNames {
+        [FrameNames::default(), FrameNames::png()]
+            .into_iter()
+            .find(|names| dir.join(names.name(1)).is_file())
+            .unwrap_or_default()
+    }
+
+    /// The format of the files, by the suffix's extension (JPEG unless it is `.png`).
+    pub fn format(&self) -> ImageFormat {
+        if self.suffix.to_ascii_lowercase().ends_with(".png") {
+            ImageFormat::Png
+        } else {
+            ImageFormat::Jpeg
+        }
+    }
+
+    /// Whether `file_name` is frame 1 in one of the default namings (`img_00001.jpg`,
+    /// `img_00001.png`), which stands for its folder in a walk.
+    pub fn is_default_first(file_name: &str) -> bool {
+        [FrameNames::default(), FrameNames::png()]
+            .iter()
+            .any(|names| names.name(1) == file_name)
+    }
+
     /// Parses a Python format string with one field: `{}`, `{:05}`, `{:05d}`, `{:d}`.
     pub fn parse(pattern: &str) -> Result<FrameNames, String> {
         let bad = || {
@@ -72,6 +142,15 @@ impl FrameNames {
         })
     }
 
+    /// The naming as PaddleVideo's `suffix` format string, e.g. `img_{:05}.jpg`.
+    pub fn pattern(&self) -> String {
+        if self.width == 0 {
+            format!("{}{{}}{}", self.prefix, self.suffix)
+        } else {
+            format!("{}{{:0{}}}{}", self.prefix, self.width, self.suffix)
+        }
+    }
+
     /// The file name of 1-based frame number `n`.
     pub fn name(&self, n: u64) -> String {
         format!(
@@ -84,12 +163,13 @@ impl FrameNames {
     }
 }
 
-/// True when `path` is a folder holding frame 1 in PaddleVideo's default naming.
+/// True when `path` is a folder holding frame 1 in PaddleVideo's default naming (`.jpg`) or
+/// its PNG variant.
 pub fn is_frame_folder(path: &Path) -> bool {
-    path.is_dir() && path.join(FrameNames::default().name(1)).is_file()
+    path.is_dir() && path.join(FrameNames::detect(path).name(1)).is_file()
 }
 
-/// A clip stored as a folder of numbered JPEGs.
+/// A clip stored as a folder of numbered JPEGs (or PNGs).
 #[derive(Clone, Debug)]
 pub struct FrameFolder {
     info: VideoInfo,
@@ -148,9 +228,10 @@ impl FrameFolder {
             path: first.clone(),
             reason: e.to_string(),
         })?;
-        let (width, height) = jpeg::size(&data).map_err(|e| VideoError::Corrupt {
+        let format = names.format();
+        let (width, height) = format.size(&data).map_err(|detail| VideoError::Corrupt {
             path: first.clone(),
-            detail: e.to_string(),
+            detail,
         })?;
         Ok(FrameFolder {
             info: VideoInfo {
@@ -161,7 +242,10 @@ impl FrameFolder {
                 frame_count,
                 width,
                 height,
-                codec: "JPEG frames".into(),
+                codec: match format {
+                    ImageFormat::Jpeg => "JPEG frames".into(),
+                    ImageFormat::Png => "PNG frames".into(),
+                },
             },
             names: names.clone(),
         })
@@ -191,10 +275,14 @@ impl FrameFolder {
             path: file.clone(),
             reason: e.to_string(),
         })?;
-        let (width, height, data) = jpeg::decode_rgb(&data).map_err(|e| VideoError::Corrupt {
-            path: file.clone(),
-            detail: e.to_string(),
-        })?;
+        let (width, height, data) =
+            self.names
+                .format()
+                .decode_rgb(&data)
+                .map_err(|detail| VideoError::Corrupt {
+                    path: file.clone(),
+                    detail,
+                })?;
         Ok(RgbFrame {
             index,
             pts_ns: None,
@@ -224,6 +312,8 @@ impl FrameFolder {
 /// How `kineto extract-frames` writes a clip's frames.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExtractOptions {
+    /// The frames' format: JPEG (PaddleVideo's) or PNG (lossless).
+    pub format: ImageFormat,
     /// JPEG quality, 1..=100 (95: `cv2.imwrite`'s default, PaddleVideo's extraction scripts).
     pub quality: u8,
     /// Scale each frame first, as PaddleVideo's `Scale(short_size)` does (Pillow bilinear).
@@ -233,6 +323,7 @@ pub struct ExtractOptions {
 impl Default for ExtractOptions {
     fn default() -> Self {
         ExtractOptions {
+            format: ImageFormat::Jpeg,
             quality: 95,
             short_side: None,
         }
@@ -257,7 +348,7 @@ pub fn partial_dir(out: &Path) -> PathBuf {
 }
 
 /// Writes every frame of `video` (decord's frames: decode order, all of them) as
-/// `out/img_00001.jpg`, `img_00002.jpg`, ...: first into a hidden folder beside `out` (a stale
+/// `out/img_00001.jpg`, `img_00002.jpg`, ... (`.png` for PNG): first into a hidden folder beside `out` (a stale
 /// one from an interrupted run is cleared), renamed to `out` once complete, so that `out`
 /// existing means a finished clip; such a folder is left as it is and counted.
 pub fn extract_clip(
@@ -266,9 +357,9 @@ pub fn extract_clip(
     options: &ExtractOptions,
     cancel: Option<&crate::progress::CancelToken>,
 ) -> Result<Extracted, VideoError> {
-    let names = FrameNames::default();
+    let names = FrameNames::for_format(options.format);
     if out.is_dir() {
-        let done = FrameFolder::open(out, &names, None)?;
+        let done = FrameFolder::open(out, &FrameNames::detect(out), None)?;
         return Ok(Extracted {
             frames: done.info().frame_count,
             skipped: true,
@@ -343,14 +434,19 @@ fn write_frames(
             },
             None => frame,
         };
-        let bytes = match jpeg::encode_rgb(frame.width, frame.height, &frame.data, options.quality)
-        {
+        let encoded = match options.format {
+            ImageFormat::Jpeg => {
+                jpeg::encode_rgb(frame.width, frame.height, &frame.data, options.quality)
+                    .map_err(|e| e.to_string())
+            }
+            ImageFormat::Png => {
+                png::encode_rgb(frame.width, frame.height, &frame.data).map_err(|e| e.to_string())
+            }
+        };
+        let bytes = match encoded {
             Ok(b) => b,
-            Err(e) => {
-                failure = Some(VideoError::Write {
-                    path: file,
-                    reason: e.to_string(),
-                });
+            Err(reason) => {
+                failure = Some(VideoError::Write { path: file, reason });
                 return;
             }
         };
@@ -443,5 +539,30 @@ mod tests {
         let e = f.decode_each(&[0, 1, 2], &mut |_| {}).unwrap_err();
         assert!(matches!(e, VideoError::Corrupt { .. }), "{e}");
         assert!(e.to_string().contains("img_00002.jpg"), "{e}");
+    }
+
+    #[test]
+    fn png_folders_are_detected_and_read_losslessly() {
+        assert_eq!(FrameNames::default().pattern(), DEFAULT_SUFFIX);
+        assert_eq!(FrameNames::png().pattern(), "img_{:05}.png");
+        assert_eq!(FrameNames::parse("f{}.jpg").unwrap().pattern(), "f{}.jpg");
+        let tmp = crate::files::TempDir::new("rawframes-png");
+        let dir = tmp.0.as_path();
+        assert_eq!(FrameNames::detect(dir), FrameNames::default());
+        assert!(!is_frame_folder(dir));
+        let rgb: Vec<u8> = (0..16 * 8 * 3).map(|i| (i * 7 % 256) as u8).collect();
+        let bytes = png::encode_rgb(16, 8, &rgb).unwrap();
+        for n in [1, 2] {
+            std::fs::write(dir.join(FrameNames::png().name(n)), &bytes).unwrap();
+        }
+        assert!(is_frame_folder(dir));
+        let names = FrameNames::detect(dir);
+        assert_eq!(names.format(), ImageFormat::Png);
+        let f = FrameFolder::open(dir, &names, None).unwrap();
+        assert_eq!(f.info().frame_count, 2);
+        assert_eq!(f.info().codec, "PNG frames");
+        assert_eq!(f.frame(1).unwrap().data, rgb);
+        assert!(FrameNames::is_default_first("img_00001.png"));
+        assert!(!FrameNames::is_default_first("img_00002.png"));
     }
 }

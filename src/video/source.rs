@@ -23,7 +23,7 @@ impl ClipSource {
         if path.is_dir() {
             Ok(ClipSource::Frames(FrameFolder::open(
                 path,
-                &FrameNames::default(),
+                &FrameNames::detect(path),
                 None,
             )?))
         } else {
