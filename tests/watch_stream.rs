@@ -237,6 +237,19 @@ fn watch(url: &str, extra: &[&str]) -> std::process::Output {
     kineto(&args)
 }
 
+/// `kineto watch URL --weights W --device cpu EXTRA...` running, its stdout and stderr piped.
+fn spawn_watch(url: &str, extra: &[&str]) -> Child {
+    let w = weights();
+    Command::new(env!("CARGO_BIN_EXE_kineto"))
+        .args(["watch", url, "--weights", s(&w), "--device", "cpu"])
+        .args(extra)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn assert_no_secret(out: &std::process::Output, what: &str) {
     let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(out));
     assert!(
@@ -291,23 +304,7 @@ fn rtsp_stream_matches_timeline_and_a_dropped_server_ends_cleanly() {
     assert_matches_timeline(&predictions, &windows, "RTSP");
 
     // The server goes away mid-stream: a reconnect attempt, then a clean exit 1.
-    let w = weights();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kineto"))
-        .args([
-            "watch",
-            &url,
-            "--weights",
-            s(&w),
-            "--device",
-            "cpu",
-            "--reconnects",
-            "1",
-        ])
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_watch(&url, &["--reconnects", "1"]);
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
     stdout.read_line(&mut first).unwrap();
@@ -401,23 +398,10 @@ fn ctrl_c_finishes_the_rtsp_recording_and_exits_130() {
     let clip = make_clip(&dir);
     let (_server, port) = rtsp_server(&clip);
     let recording = dir.join("seen.mkv");
-    let w = weights();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kineto"))
-        .args([
-            "watch",
-            &format!("rtspt://127.0.0.1:{port}/clip"),
-            "--weights",
-            s(&w),
-            "--device",
-            "cpu",
-            "--record",
-            s(&recording),
-        ])
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_watch(
+        &format!("rtspt://127.0.0.1:{port}/clip"),
+        &["--record", s(&recording)],
+    );
     // The first prediction is 2 s of stream in: Ctrl-C then, with the 5 s clip still playing.
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
@@ -476,25 +460,10 @@ fn a_recording_goes_on_across_a_reconnection() {
     let clip = make_clip(&dir);
     let (server, port) = rtsp_server(&clip);
     let recording = dir.join("seen.mkv");
-    let w = weights();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kineto"))
-        .args([
-            "watch",
-            &format!("rtspt://127.0.0.1:{port}/clip"),
-            "--weights",
-            s(&w),
-            "--device",
-            "cpu",
-            "--every-s",
-            "0.25",
-            "--record",
-            s(&recording),
-        ])
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_watch(
+        &format!("rtspt://127.0.0.1:{port}/clip"),
+        &["--every-s", "0.25", "--record", s(&recording)],
+    );
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
