@@ -170,24 +170,9 @@ fn rtsp_server_on(clip: &Path, port: u16) -> Server {
     Server(child)
 }
 
-/// `kineto timeline` of the clip with stride `every_s`: end -> window.
+/// The windows of `kineto timeline` on the clip (stride 0.5 s, watch's default).
 fn timeline_windows(clip: &Path) -> Vec<Value> {
-    let out = kineto(&[
-        "timeline",
-        s(clip),
-        "--weights",
-        s(&weights()),
-        "--device",
-        "cpu",
-        "--stride-s",
-        "0.5",
-        "--top-k",
-        "1",
-        "-q",
-    ]);
-    assert!(out.status.success(), "timeline: {}", stderr(&out));
-    let record: Value = serde_json::from_slice(&out.stdout).unwrap();
-    record["windows"].as_array().unwrap().clone()
+    timeline_json(clip)["windows"].as_array().unwrap().clone()
 }
 
 fn parse_lines(stdout: &[u8]) -> Vec<Value> {
@@ -332,6 +317,7 @@ fn has_index(mkv: &Path) -> bool {
     data.windows(4).filter(|w| *w == cues).count() >= 2
 }
 
+/// `kineto timeline` of `video` with stride 0.5 s and the top label, as JSON.
 fn timeline_json(video: &Path) -> Value {
     let out = kineto(&[
         "timeline",
