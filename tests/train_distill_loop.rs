@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use burn::tensor::{Device, FloatDType, TensorData};
 use common::compare::max_abs;
-use common::train::{demo_data, events, interrupt_after_first_step, of_kind};
+use common::train::{central_difference, demo_data, events, interrupt_after_first_step, of_kind};
 use common::{build, fixture, kineto, r50_store, s, v2_store};
 use kineto::checkpoint::file::open_checkpoint;
 use kineto::checkpoint::keys::Role;
@@ -596,21 +596,7 @@ fn resnet_teacher_step_matches_finite_differences_and_the_head_recipe() {
             .enumerate()
             .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
             .expect("elements");
-        let param = store.get(key).expect("param");
-        let v = param.data[i];
-        let h = (v.abs() * 1e-6).max(1e-7);
-        let shifted = |value: f32| {
-            let mut data = param.data.clone();
-            data[i] = value;
-            let mut s = store.clone();
-            s.insert(
-                key,
-                ParamTensor::new(param.shape.clone(), data).expect("shape"),
-            );
-            (value, seeded_loss(&s, &seed))
-        };
-        let ((up, l_up), (down, l_down)) = (shifted(v + h), shifted(v - h));
-        let numeric = (l_up - l_down) / (f64::from(up) - f64::from(down));
+        let numeric = central_difference(&store, key, i, |s| seeded_loss(s, &seed));
         eprintln!("{key}[{i}]: autodiff {g:.6e}, finite difference {numeric:.6e}");
         assert!(
             (numeric - g).abs() <= tolerance * g.abs(),

@@ -36,10 +36,9 @@ use std::path::Path;
 
 use burn::tensor::{Device, FloatDType, TensorData};
 use common::compare::max_abs;
-use common::train::{demo_data, events, interrupt_after_first_step, of_kind};
+use common::train::{central_difference, demo_data, events, interrupt_after_first_step, of_kind};
 use common::{build, fixture, kineto, s, stderr};
 use kineto::checkpoint::ParamStore;
-use kineto::checkpoint::ParamTensor;
 use kineto::checkpoint::file::open_checkpoint;
 use kineto::checkpoint::keys::Role;
 use kineto::checkpoint::pdparams::read_pdparams;
@@ -144,21 +143,7 @@ fn check_step(model: ModelKind, checked: &[(&str, f64)], updates: &[(&str, f64, 
             .expect("elements");
         // A zero gradient would make any comparison pass.
         assert!(g.abs() > 1e-8, "{key}: gradient {g} is (nearly) zero");
-        let param = store.get(key).expect("param");
-        let v = param.data[i];
-        let h = (v.abs() * 1e-6).max(1e-7);
-        let shifted = |value: f32| {
-            let mut data = param.data.clone();
-            data[i] = value;
-            let mut s = store.clone();
-            s.insert(
-                key,
-                ParamTensor::new(param.shape.clone(), data).expect("shape"),
-            );
-            (value, seeded_loss(&s, &seed))
-        };
-        let ((up, l_up), (down, l_down)) = (shifted(v + h), shifted(v - h));
-        let numeric = (l_up - l_down) / (f64::from(up) - f64::from(down));
+        let numeric = central_difference(&store, key, i, |s| seeded_loss(s, &seed));
         eprintln!("{model:?} {key}[{i}]: autodiff {g:.9e}, finite difference {numeric:.9e}");
         assert!(
             (numeric - g).abs() <= tolerance * g.abs(),

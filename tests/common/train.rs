@@ -4,6 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use kineto::checkpoint::{ParamStore, ParamTensor};
 use kineto::train::demo::{DemoOptions, DemoSummary, generate};
 
 /// `classes` x `clips_per_class` one-second demo clips in `dir`.
@@ -140,4 +141,29 @@ pub fn train_head_only(data: &Path, root: &Path, output: &Path, epochs: u32, ext
         "train: {}",
         super::stderr(&trained)
     );
+}
+
+/// The central finite difference of `loss` in element `i` of parameter `key`: a step of 1e-6
+/// of the value (at least 1e-7) each way, divided by the f32 values actually stored.
+pub fn central_difference(
+    store: &ParamStore,
+    key: &str,
+    i: usize,
+    loss: impl Fn(&ParamStore) -> f64,
+) -> f64 {
+    let param = store.get(key).expect("param");
+    let v = param.data[i];
+    let h = (v.abs() * 1e-6).max(1e-7);
+    let shifted = |value: f32| {
+        let mut data = param.data.clone();
+        data[i] = value;
+        let mut s = store.clone();
+        s.insert(
+            key,
+            ParamTensor::new(param.shape.clone(), data).expect("shape"),
+        );
+        (value, loss(&s))
+    };
+    let ((up, l_up), (down, l_down)) = (shifted(v + h), shifted(v - h));
+    (l_up - l_down) / (f64::from(up) - f64::from(down))
 }
