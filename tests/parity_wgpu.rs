@@ -15,21 +15,16 @@ fn wgpu_device() -> Device {
     Device::wgpu(DeviceKind::DefaultDevice)
 }
 
+/// The training form (what training runs on a GPU): every activation and the logits. The fused
+/// form is checked against PaddleVideo's fused logits in the batch test below (clip 1), and at
+/// batch 1 against the CPU by the CLI test: a fused forward here would tune every kernel of
+/// it once more (a convolution with a bias is another autotune key) for no new check.
 #[test]
 fn pptsmv2_8f_at_64_on_wgpu() {
     let device = wgpu_device();
     let arrays = npz("pptsmv2/act64_8f.npz");
-    let store = v2_store(false);
-    let model = build(&store, Form::Training, &device);
+    let model = build(&v2_store(false), Form::Training, &device);
     check_activations(&model, &arrays, &device, &["logits_fused"]);
-    let fused = build(&store, Form::Fused, &device);
-    let ours = data_f32(
-        &fused
-            .forward(clip_tensor(npz_get(&arrays, "input"), &device))
-            .into_data(),
-    );
-    let d = max_abs_diff(&ours, &npz_get(&arrays, "logits_fused").data);
-    assert!(d <= 1e-4, "fused logits on wgpu: {d:e}");
 }
 
 #[test]
