@@ -1,9 +1,9 @@
 //! The matrix product behind every 1x1 convolution: `out[m, n] = act(x[m, k] · w[k, n] + b[n])`
 //! with `x` the pixels (rows) of a channels-last activation and `w` a layer's weights, packed
-//! once when the model is built.
+//! once when the model is built, and `act` one of the networks' activations (`Act`).
 //!
 //! Why not a general GEMM crate: the shapes here are tall and thin (m = frames x pixels, up to
-//! 100 000; k and n = 32..1024), the weights never change, and the bias and ReLU can be applied
+//! 100 000; k and n = 16..1280), the weights never change, and the bias and activation can be applied
 //! while the results are still in registers. The kernel broadcasts one value of `x` at a time
 //! against a panel of `NR` packed weight columns and keeps an `MR x NR` block of outputs in
 //! registers (written once over `simd::Lanes`, compiled per instruction set and chosen at run
@@ -13,7 +13,8 @@ use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
 use super::simd::{Avx2, Avx512};
-use super::simd::{Lanes, Simd, simd};
+use super::simd::{Lanes, Simd, act_scalar, simd};
+use crate::model::layers::Act;
 
 /// Target bytes of `x` rows per task: the row tile stays in L2 while every panel passes over it.
 const TILE_BYTES: usize = 96 * 1024;
@@ -77,16 +78,15 @@ impl PackedMatrix {
         self.n
     }
 
-    /// `out[m, n] = x[m, k] · W + b`, then ReLU if `relu`. Rows are split across rayon's
-    /// current pool.
-    pub fn apply(&self, x: &[f32], m: usize, relu: bool, out: &mut [f32]) {
+    /// `out[m, n] = act(x[m, k] · W + b)`. Rows are split across rayon's current pool.
+    pub fn apply(&self, x: &[f32], m: usize, act: Act, out: &mut [f32]) {
         assert!(x.len() >= m * self.k && out.len() >= m * self.n);
         let (mr, _) = block(self.simd);
         let rows_per_tile = (TILE_BYTES / (self.k * 4)).max(mr) / mr * mr;
         let x = &x[..m * self.k];
         let out = &mut out[..m * self.n];
         let run_tile = |(x_tile, out_tile): (&[f32], &mut [f32])| {
-            self.tile(x_tile, out_tile, relu);
+            self.tile(x_tile, out_tile, act);
         };
         if m * self.k * self.n < 1 << 18 {
             x.chunks(rows_per_tile * self.k)
@@ -99,27 +99,27 @@ impl PackedMatrix {
         }
     }
 
-    fn tile(&self, x: &[f32], out: &mut [f32], relu: bool) {
+    fn tile(&self, x: &[f32], out: &mut [f32], act: Act) {
         // `self.simd` is `simd()`'s answer (`new`) or, in this file's tests, Portable: the CPU
         // has what it names.
         match self.simd {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `simd()` detected AVX-512F (with the AVX2 and FMA every such CPU has),
             // the features `tile_avx512` is compiled for; `tile` checks the slices' lengths.
-            Simd::Avx512 => unsafe { tile_avx512(self, x, out, relu) },
+            Simd::Avx512 => unsafe { tile_avx512(self, x, out, act) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `simd()` detected AVX2 and FMA, the features `tile_avx2` is compiled for;
             // `tile` checks the slices' lengths.
-            Simd::Avx2 => unsafe { tile_avx2(self, x, out, relu) },
-            _ => tile::<4, 8>(self, x, out, relu, block_portable::<4, 8>),
+            Simd::Avx2 => unsafe { tile_avx2(self, x, out, act) },
+            _ => tile::<4, 8>(self, x, out, act, block_portable::<4, 8>),
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn tile_avx512(w: &PackedMatrix, x: &[f32], out: &mut [f32], relu: bool) {
-    tile::<12, 32>(w, x, out, relu, |block| {
+unsafe fn tile_avx512(w: &PackedMatrix, x: &[f32], out: &mut [f32], act: Act) {
+    tile::<12, 32>(w, x, out, act, |block| {
         // SAFETY: this function only runs where AVX-512F is present (its contract, upheld by
         // `PackedMatrix::tile`); `tile` built the block's pointers from slices it indexed, long
         // enough for k values per row, 12 rows of 32 outputs and a 32-wide panel and bias.
@@ -129,8 +129,8 @@ unsafe fn tile_avx512(w: &PackedMatrix, x: &[f32], out: &mut [f32], relu: bool) 
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile_avx2(w: &PackedMatrix, x: &[f32], out: &mut [f32], relu: bool) {
-    tile::<6, 16>(w, x, out, relu, |block| {
+unsafe fn tile_avx2(w: &PackedMatrix, x: &[f32], out: &mut [f32], act: Act) {
+    tile::<6, 16>(w, x, out, act, |block| {
         // SAFETY: this function only runs where AVX2 and FMA are present (its contract, upheld
         // by `PackedMatrix::tile`); `tile` built the block's pointers from slices it indexed,
         // long enough for k values per row, 6 rows of 16 outputs and a 16-wide panel and bias.
@@ -141,7 +141,7 @@ unsafe fn tile_avx2(w: &PackedMatrix, x: &[f32], out: &mut [f32], relu: bool) {
 /// One register block's operands, as raw pointers: `rows[r]` points at `k` values of `x`,
 /// `panel` at `k * NR` packed weights, `bias` at `NR` values, `dst` at `MR` rows of `NR`
 /// values `dst_stride` apart. The block starts from `dst` instead of `bias` when `accumulate`
-/// (a later slice of a long `k`), and applies the ReLU only when `relu` (the last slice).
+/// (a later slice of a long `k`), and applies `act` (`Act::None` but in the last slice).
 struct Block<const MR: usize> {
     rows: [*const f32; MR],
     k: usize,
@@ -150,7 +150,7 @@ struct Block<const MR: usize> {
     dst: *mut f32,
     dst_stride: usize,
     accumulate: bool,
-    relu: bool,
+    act: Act,
 }
 
 /// Bytes of a panel's slice of `k`: it stays in L1 (with the rows' slices) while every
@@ -166,7 +166,7 @@ fn tile<const MR: usize, const NR: usize>(
     w: &PackedMatrix,
     x: &[f32],
     out: &mut [f32],
-    relu: bool,
+    act: Act,
     kernel: impl Fn(&Block<MR>),
 ) {
     let (k, n) = (w.k, w.n);
@@ -206,7 +206,7 @@ fn tile<const MR: usize, const NR: usize>(
                     },
                     dst_stride: if full { n } else { NR },
                     accumulate,
-                    relu: relu && k0 + kc == k,
+                    act: if k0 + kc == k { act } else { Act::None },
                 };
                 kernel(&block);
                 if !full {
@@ -247,14 +247,14 @@ fn block_portable<const MR: usize, const NR: usize>(block: &Block<MR>) {
         for (r, acc_row) in acc.iter().enumerate() {
             let dst = std::slice::from_raw_parts_mut(block.dst.add(r * block.dst_stride), NR);
             for (d, &v) in dst.iter_mut().zip(acc_row) {
-                *d = if block.relu { v.max(0.0) } else { v };
+                *d = act_scalar(v, block.act);
             }
         }
     }
 }
 
 /// The register block over `NV` vectors of `L` (`NR = NV * L::N` columns): the weight vectors
-/// of a step stay in registers across the rows, and the bias and ReLU are applied before the
+/// of a step stay in registers across the rows, and the bias and activation are applied before the
 /// single store. AVX2: 6 rows x 16 columns, 12 accumulators + 2 weight vectors + 1 broadcast
 /// of 16 ymm; AVX-512: 12 x 32, 24 + 2 + 1 of 32 zmm.
 ///
@@ -289,11 +289,8 @@ unsafe fn block_lanes<L: Lanes, const MR: usize, const NV: usize>(block: &Block<
         }
         for (r, vectors) in acc.into_iter().enumerate() {
             let dst = block.dst.add(r * block.dst_stride);
-            for (v, mut a) in vectors.into_iter().enumerate() {
-                if block.relu {
-                    a = a.relu();
-                }
-                a.store(dst.add(v * L::N));
+            for (v, a) in vectors.into_iter().enumerate() {
+                a.act(block.act).store(dst.add(v * L::N));
             }
         }
     }
@@ -313,6 +310,9 @@ mod tests {
         (25, 16, 64),
     ];
 
+    /// Every activation the networks use (hardswish and ReLU6 for the MobileNets).
+    const ACTS: [Act; 4] = [Act::None, Act::Relu, Act::Relu6, Act::Hardswish];
+
     fn operands(m: usize, k: usize, n: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let x = (0..m * k)
             .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
@@ -328,18 +328,16 @@ mod tests {
         out: &[f32],
         (x, w, b): &(Vec<f32>, Vec<f32>, Vec<f32>),
         (m, k, n): (usize, usize, usize),
-        relu: bool,
+        act: Act,
     ) {
         for i in 0..m {
             for j in 0..n {
-                let mut e = b[j] + (0..k).map(|p| x[i * k + p] * w[p * n + j]).sum::<f32>();
-                if relu {
-                    e = e.max(0.0);
-                }
+                let e = b[j] + (0..k).map(|p| x[i * k + p] * w[p * n + j]).sum::<f32>();
+                let e = act_scalar(e, act);
                 let got = out[i * n + j];
                 assert!(
                     (got - e).abs() <= 1e-4 * (1.0 + e.abs()),
-                    "{m}x{k}x{n} relu {relu} [{i},{j}]: {got} vs {e}"
+                    "{m}x{k}x{n} {act:?} [{i},{j}]: {got} vs {e}"
                 );
             }
         }
@@ -354,11 +352,11 @@ mod tests {
         for (m, k, n) in SHAPES {
             let ops = operands(m, k, n);
             for &width in &widths {
-                for relu in [false, true] {
+                for act in ACTS {
                     let packed = PackedMatrix::for_simd(width, &ops.1, Some(&ops.2), k, n);
                     let mut out = vec![f32::NAN; m * n];
-                    packed.apply(&ops.0, m, relu, &mut out);
-                    check(&out, &ops, (m, k, n), relu);
+                    packed.apply(&ops.0, m, act, &mut out);
+                    check(&out, &ops, (m, k, n), act);
                 }
             }
         }
@@ -371,15 +369,15 @@ mod tests {
     fn avx512_geometry_tiles_and_edges_are_right() {
         for (m, k, n) in SHAPES {
             let ops = operands(m, k, n);
-            for relu in [false, true] {
+            for act in ACTS {
                 let packed = PackedMatrix::for_simd(Simd::Avx512, &ops.1, Some(&ops.2), k, n);
                 let mut out = vec![f32::NAN; m * n];
-                tile::<12, 32>(&packed, &ops.0, &mut out, relu, |block| {
+                tile::<12, 32>(&packed, &ops.0, &mut out, act, |block| {
                     // SAFETY: Portable16 needs no CPU feature; `tile` built the block from
                     // slices long enough for it (12 rows, 32-wide panels).
                     unsafe { block_lanes::<crate::model::nhwc::simd::Portable16, 12, 2>(block) }
                 });
-                check(&out, &ops, (m, k, n), relu);
+                check(&out, &ops, (m, k, n), act);
             }
         }
     }
