@@ -29,8 +29,9 @@ fn block(simd: Simd) -> (usize, usize) {
     }
 }
 
-/// A `[k, n]` weight matrix in panels of `nr` columns (`k * nr` values each, zero-padded),
-/// with its bias padded the same way.
+/// A `[k, n]` weight matrix in panels of `nr` columns (`k * nr` values each), the last one
+/// `nr / 2` wide where the rest fits (see [`panel_widths`]), zero-padded, with its bias padded
+/// to whole panels of `nr`.
 pub struct PackedMatrix {
     panels: Vec<f32>,
     bias: Vec<f32>,
@@ -49,11 +50,12 @@ impl PackedMatrix {
         assert_eq!(weight.len(), k * n, "weight is not [k, n]");
         let (_, nr) = block(simd);
         let panel_count = n.div_ceil(nr);
-        let mut panels = vec![0.0f32; panel_count * k * nr];
-        for (p, panel) in panels.chunks_exact_mut(k * nr).enumerate() {
-            for (row, dst) in panel.chunks_exact_mut(nr).enumerate() {
-                let cols = (n - p * nr).min(nr);
-                dst[..cols].copy_from_slice(&weight[row * n + p * nr..][..cols]);
+        let mut panels = Vec::with_capacity(panel_count * k * nr);
+        for (col0, width) in panel_widths(n, nr) {
+            let cols = (n - col0).min(width);
+            for row in 0..k {
+                panels.extend_from_slice(&weight[row * n + col0..][..cols]);
+                panels.extend(std::iter::repeat_n(0.0, width - cols));
             }
         }
         let mut padded_bias = vec![0.0f32; panel_count * nr];
@@ -111,7 +113,14 @@ impl PackedMatrix {
             // SAFETY: `simd()` detected AVX2 and FMA, the features `tile_avx2` is compiled for;
             // `tile` checks the slices' lengths.
             Simd::Avx2 => unsafe { tile_avx2(self, x, out, act) },
-            _ => tile::<4, 8>(self, x, out, act, block_portable::<4, 8>),
+            _ => tile::<4, 8>(
+                self,
+                x,
+                out,
+                act,
+                block_portable::<4, 8>,
+                block_portable::<4, 4>,
+            ),
         }
     }
 }
@@ -119,28 +128,66 @@ impl PackedMatrix {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn tile_avx512(w: &PackedMatrix, x: &[f32], out: &mut [f32], act: Act) {
-    tile::<12, 32>(w, x, out, act, |block| {
-        // SAFETY: this function only runs where AVX-512F is present (its contract, upheld by
-        // `PackedMatrix::tile`); `tile` built the block's pointers from slices it indexed, long
-        // enough for k values per row, 12 rows of 32 outputs and a 32-wide panel and bias.
-        unsafe { block_lanes::<Avx512, 12, 2>(block) }
-    });
+    tile::<12, 32>(
+        w,
+        x,
+        out,
+        act,
+        |block| {
+            // SAFETY: this function only runs where AVX-512F is present (its contract, upheld
+            // by `PackedMatrix::tile`); `tile` built the block's pointers from slices it
+            // indexed, long enough for k values per row, 12 rows of 32 outputs and a 32-wide
+            // panel and bias.
+            unsafe { block_lanes::<Avx512, 12, 2>(block) }
+        },
+        |block| {
+            // SAFETY: as above, with a 16-wide panel and 16 outputs per row.
+            unsafe { block_lanes::<Avx512, 12, 1>(block) }
+        },
+    );
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tile_avx2(w: &PackedMatrix, x: &[f32], out: &mut [f32], act: Act) {
-    tile::<6, 16>(w, x, out, act, |block| {
-        // SAFETY: this function only runs where AVX2 and FMA are present (its contract, upheld
-        // by `PackedMatrix::tile`); `tile` built the block's pointers from slices it indexed,
-        // long enough for k values per row, 6 rows of 16 outputs and a 16-wide panel and bias.
-        unsafe { block_lanes::<Avx2, 6, 2>(block) }
-    });
+    tile::<6, 16>(
+        w,
+        x,
+        out,
+        act,
+        |block| {
+            // SAFETY: this function only runs where AVX2 and FMA are present (its contract,
+            // upheld by `PackedMatrix::tile`); `tile` built the block's pointers from slices it
+            // indexed, long enough for k values per row, 6 rows of 16 outputs and a 16-wide
+            // panel and bias.
+            unsafe { block_lanes::<Avx2, 6, 2>(block) }
+        },
+        |block| {
+            // SAFETY: as above, with an 8-wide panel and 8 outputs per row.
+            unsafe { block_lanes::<Avx2, 6, 1>(block) }
+        },
+    );
+}
+
+/// The panels of `n` columns for register blocks `nr` wide, as `(first column, width)`: whole
+/// panels of `nr`, then the rest in one of `nr / 2` where it fits, which a half-width block
+/// runs without computing or copying padding (a MobileNet's 24, 40, 72, 120 or 184 channels
+/// are whole 8-lane vectors), else in one of `nr`.
+fn panel_widths(n: usize, nr: usize) -> impl Iterator<Item = (usize, usize)> {
+    let rest = n % nr;
+    let last = match rest {
+        0 => None,
+        r if r <= nr / 2 => Some(nr / 2),
+        _ => Some(nr),
+    };
+    (0..n / nr)
+        .map(move |p| (p * nr, nr))
+        .chain(last.map(|width| (n - rest, width)))
 }
 
 /// One register block's operands, as raw pointers: `rows[r]` points at `k` values of `x`,
-/// `panel` at `k * NR` packed weights, `bias` at `NR` values, `dst` at `MR` rows of `NR`
-/// values `dst_stride` apart. The block starts from `dst` instead of `bias` when `accumulate`
+/// `panel` at `k * W` packed weights, `bias` at `W` values, `dst` at `MR` rows of `W`
+/// values `dst_stride` apart, `W` the block's width (`NR` or `NR / 2`). The block starts from `dst` instead of `bias` when `accumulate`
 /// (a later slice of a long `k`), and applies `act` (`Act::None` but in the last slice).
 struct Block<const MR: usize> {
     rows: [*const f32; MR],
@@ -160,7 +207,8 @@ const PANEL_SLICE_BYTES: usize = 16 * 1024;
 /// A tile of rows against every panel. `k` is cut into slices whose part of a panel fits
 /// L1; for each slice the tile's rows pass over it in blocks of `MR`, later slices adding to
 /// what the earlier ones stored. Full blocks are written in place; the ragged edges (last
-/// rows, last columns) go through a small buffer.
+/// rows, last columns) go through a small buffer. `kernel` runs the blocks of `NR`-wide
+/// panels, `half` those of the last panel where it is `NR / 2` wide.
 #[inline(always)]
 fn tile<const MR: usize, const NR: usize>(
     w: &PackedMatrix,
@@ -168,22 +216,25 @@ fn tile<const MR: usize, const NR: usize>(
     out: &mut [f32],
     act: Act,
     kernel: impl Fn(&Block<MR>),
+    half: impl Fn(&Block<MR>),
 ) {
     let (k, n) = (w.k, w.n);
     let rows = x.len() / k;
-    assert!(out.len() >= rows * n && w.panels.len() >= n.div_ceil(NR) * k * NR);
+    assert!(out.len() >= rows * n && w.bias.len() >= n.div_ceil(NR) * NR);
     let slices = (k * NR * 4).div_ceil(PANEL_SLICE_BYTES).max(1);
     let slice_len = k.div_ceil(slices);
     let mut edge = [[0.0f32; NR]; MR];
-    for (p, panel) in w.panels.chunks_exact(k * NR).enumerate() {
-        let col0 = p * NR;
-        let cols = (n - col0).min(NR);
+    let mut offset = 0;
+    for (col0, width) in panel_widths(n, NR) {
+        let panel = &w.panels[offset..offset + k * width];
+        offset += k * width;
+        let cols = (n - col0).min(width);
         for k0 in (0..k).step_by(slice_len) {
             let kc = (k - k0).min(slice_len);
             let accumulate = k0 > 0;
             for r0 in (0..rows).step_by(MR) {
                 let valid = (rows - r0).min(MR);
-                let full = valid == MR && cols == NR;
+                let full = valid == MR && cols == width;
                 // Rows past the end repeat the last row; their results are not stored.
                 let first = x[r0 * k + k0..(r0 + valid - 1) * k + k0 + kc].as_ptr();
                 // SAFETY: `first` starts row r0's slice of a slice that runs to the end of row
@@ -197,8 +248,8 @@ fn tile<const MR: usize, const NR: usize>(
                 let block = Block {
                     rows: std::array::from_fn(row_at),
                     k: kc,
-                    panel: panel[k0 * NR..].as_ptr(),
-                    bias: w.bias[col0..col0 + NR].as_ptr(),
+                    panel: panel[k0 * width..].as_ptr(),
+                    bias: w.bias[col0..col0 + width].as_ptr(),
                     dst: if full {
                         out[r0 * n + col0..].as_mut_ptr()
                     } else {
@@ -208,7 +259,11 @@ fn tile<const MR: usize, const NR: usize>(
                     accumulate,
                     act: if k0 + kc == k { act } else { Act::None },
                 };
-                kernel(&block);
+                if width == NR {
+                    kernel(&block);
+                } else {
+                    half(&block);
+                }
                 if !full {
                     for (r, values) in edge.iter().enumerate().take(valid) {
                         out[(r0 + r) * n + col0..][..cols].copy_from_slice(&values[..cols]);
@@ -372,11 +427,22 @@ mod tests {
             for act in ACTS {
                 let packed = PackedMatrix::for_simd(Simd::Avx512, &ops.1, Some(&ops.2), k, n);
                 let mut out = vec![f32::NAN; m * n];
-                tile::<12, 32>(&packed, &ops.0, &mut out, act, |block| {
-                    // SAFETY: Portable16 needs no CPU feature; `tile` built the block from
-                    // slices long enough for it (12 rows, 32-wide panels).
-                    unsafe { block_lanes::<crate::model::nhwc::simd::Portable16, 12, 2>(block) }
-                });
+                use crate::model::nhwc::simd::Portable16;
+                tile::<12, 32>(
+                    &packed,
+                    &ops.0,
+                    &mut out,
+                    act,
+                    |block| {
+                        // SAFETY: Portable16 needs no CPU feature; `tile` built the block from
+                        // slices long enough for it (12 rows, 32-wide panels).
+                        unsafe { block_lanes::<Portable16, 12, 2>(block) }
+                    },
+                    |block| {
+                        // SAFETY: as above, with 16-wide panels.
+                        unsafe { block_lanes::<Portable16, 12, 1>(block) }
+                    },
+                );
                 check(&out, &ops, (m, k, n), act);
             }
         }
