@@ -145,6 +145,33 @@ mod x86 {
 
     use super::Lanes;
 
+    /// `Lanes`' `add`, `mul`, `min` and `max` of a type over its element-wise intrinsics.
+    macro_rules! binary_ops {
+        ($ty:ident, $add:ident, $mul:ident, $min:ident, $max:ident) => {
+            #[inline(always)]
+            unsafe fn add(self, other: Self) -> Self {
+                // SAFETY: the caller has the type's features (this trait's contract);
+                // registers only.
+                $ty(unsafe { $add(self.0, other.0) })
+            }
+            #[inline(always)]
+            unsafe fn mul(self, other: Self) -> Self {
+                // SAFETY: as `add`.
+                $ty(unsafe { $mul(self.0, other.0) })
+            }
+            #[inline(always)]
+            unsafe fn min(self, other: Self) -> Self {
+                // SAFETY: as `add`.
+                $ty(unsafe { $min(self.0, other.0) })
+            }
+            #[inline(always)]
+            unsafe fn max(self, other: Self) -> Self {
+                // SAFETY: as `add`.
+                $ty(unsafe { $max(self.0, other.0) })
+            }
+        };
+    }
+
     /// 8 lanes; needs AVX2 and FMA.
     #[derive(Clone, Copy)]
     pub(crate) struct Avx2(__m256);
@@ -180,26 +207,13 @@ mod x86 {
             // SAFETY: the caller has AVX2 (this trait's contract); registers only.
             Avx2(unsafe { _mm256_max_ps(self.0, _mm256_setzero_ps()) })
         }
-        #[inline(always)]
-        unsafe fn add(self, other: Self) -> Self {
-            // SAFETY: the caller has the type's features (this trait's contract); registers only.
-            Avx2(unsafe { _mm256_add_ps(self.0, other.0) })
-        }
-        #[inline(always)]
-        unsafe fn mul(self, other: Self) -> Self {
-            // SAFETY: as `add`.
-            Avx2(unsafe { _mm256_mul_ps(self.0, other.0) })
-        }
-        #[inline(always)]
-        unsafe fn min(self, other: Self) -> Self {
-            // SAFETY: as `add`.
-            Avx2(unsafe { _mm256_min_ps(self.0, other.0) })
-        }
-        #[inline(always)]
-        unsafe fn max(self, other: Self) -> Self {
-            // SAFETY: as `add`.
-            Avx2(unsafe { _mm256_max_ps(self.0, other.0) })
-        }
+        binary_ops!(
+            Avx2,
+            _mm256_add_ps,
+            _mm256_mul_ps,
+            _mm256_min_ps,
+            _mm256_max_ps
+        );
     }
 
     /// 16 lanes; needs AVX-512F.
@@ -237,26 +251,13 @@ mod x86 {
             // SAFETY: the caller has AVX-512F (this trait's contract); registers only.
             Avx512(unsafe { _mm512_max_ps(self.0, _mm512_setzero_ps()) })
         }
-        #[inline(always)]
-        unsafe fn add(self, other: Self) -> Self {
-            // SAFETY: the caller has the type's features (this trait's contract); registers only.
-            Avx512(unsafe { _mm512_add_ps(self.0, other.0) })
-        }
-        #[inline(always)]
-        unsafe fn mul(self, other: Self) -> Self {
-            // SAFETY: as `add`.
-            Avx512(unsafe { _mm512_mul_ps(self.0, other.0) })
-        }
-        #[inline(always)]
-        unsafe fn min(self, other: Self) -> Self {
-            // SAFETY: as `add`.
-            Avx512(unsafe { _mm512_min_ps(self.0, other.0) })
-        }
-        #[inline(always)]
-        unsafe fn max(self, other: Self) -> Self {
-            // SAFETY: as `add`.
-            Avx512(unsafe { _mm512_max_ps(self.0, other.0) })
-        }
+        binary_ops!(
+            Avx512,
+            _mm512_add_ps,
+            _mm512_mul_ps,
+            _mm512_min_ps,
+            _mm512_max_ps
+        );
     }
 }
 
