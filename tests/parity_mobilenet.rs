@@ -5,7 +5,8 @@
 //! tests fail, they never skip.
 //!
 //! CPU: every activation at 64x64 (training form), logits at 64 and 224 in both forms, 16
-//! frames; the key layout, strict loading, `weights info`, export both ways and `classify` on
+//! frames, on burn's flex backend and on the channels-last CPU path the engine picks for the
+//! fused form (`model::nhwc::mobilenet`); the key layout, strict loading, `weights info`, export both ways and `classify` on
 //! the example clip; ONNX export in ONNX Runtime; head-only and full fine-tuning. wgpu (lavapipe in CI,
 //! slow): the fused form's activations and logits at 64x64.
 
@@ -21,6 +22,8 @@ use burn::tensor::{Device, DeviceKind};
 use common::*;
 use kineto::checkpoint::pdparams::read_pdparams;
 use kineto::checkpoint::safetensors::read_safetensors;
+use kineto::infer::device::{ComputeDevice, DeviceChoice};
+use kineto::infer::engine::Engine;
 use kineto::model::{Form, ModelKind, Recognizer, arch};
 use kineto::npy::{NpyArray, read_npy_f32, read_npz_f32, write_npy_f32};
 
@@ -73,7 +76,9 @@ fn logits(model: &Recognizer, input: &NpyArray<f32>, device: &Device) -> Vec<f32
     data_f32(&model.forward(clip_tensor(input, device)).into_data())
 }
 
-/// Every activation at 64 (training form), logits at 64 (both forms), 224 and 16 frames.
+/// Every activation at 64 (training form), logits at 64 (both forms), 224 and 16 frames, on
+/// burn's flex backend; then the fused form's logits on the NHWC CPU path (what the engine runs
+/// on the CPU) on the same inputs.
 fn cpu_parity(name: &str) {
     let device = Device::flex();
     let store = store(name);
@@ -111,9 +116,40 @@ fn cpu_parity(name: &str) {
     );
     assert!(d16_224 <= 1e-4, "{name} 16f logits at 224: {d16_224:e}");
     eprintln!(
-        "{name} CPU: activations {worst:.2e}, logits@64 {d64:.2e}, @224 {d224:.2e}, \
+        "{name} CPU (flex): activations {worst:.2e}, logits@64 {d64:.2e}, @224 {d224:.2e}, \
          16f@64 {d16:.2e}, 16f@224 {d16_224:.2e}"
     );
+
+    let cpu = ComputeDevice::resolve(DeviceChoice::Cpu, 2).expect("cpu device");
+    let engine = Engine::from_model(fused, cpu);
+    assert_eq!(
+        engine.path_name(),
+        "nhwc",
+        "{name}: the CPU runs the NHWC path"
+    );
+    let nhwc = |input: &NpyArray<f32>, reference: &[f32]| {
+        let ours = engine
+            .logits(input.data.clone(), clip_dims(input))
+            .expect("NHWC logits");
+        max_abs_diff(&ours, reference)
+    };
+    let cases = [
+        ("8f@64", nhwc(npz_get(&act, "input"), reference)),
+        ("8f@224", nhwc(&x8, &want.data)),
+        (
+            "16f@64",
+            nhwc(npz_get(&io16, "input"), &npz_get(&io16, "logits").data),
+        ),
+        (
+            "16f@224",
+            nhwc(&x16, &array(&format!("{name}_logits224_16f.npy")).data),
+        ),
+    ];
+    for (case, d) in cases {
+        assert!(d <= 1e-4, "{name} NHWC logits {case}: {d:e}");
+    }
+    let report: Vec<String> = cases.iter().map(|(c, d)| format!("{c} {d:.2e}")).collect();
+    eprintln!("{name} CPU (NHWC): logits {}", report.join(", "));
 }
 
 #[test]

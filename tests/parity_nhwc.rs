@@ -23,18 +23,10 @@ fn engine(attention: bool, threads: usize) -> Engine {
     engine
 }
 
-fn dims_of(input: &kineto::npy::NpyArray<f32>) -> [usize; 5] {
-    match input.shape.as_slice() {
-        &[n, t, c, h, w] => [n, t, c, h, w],
-        &[t, c, h, w] => [1, t, c, h, w],
-        other => panic!("input shape {other:?}"),
-    }
-}
-
 fn logits_diff(attention: bool, threads: usize, input: &str, reference: &str) -> f32 {
     let input = npy(input);
     let logits = engine(attention, threads)
-        .logits(input.data.clone(), dims_of(&input))
+        .logits(input.data.clone(), clip_dims(&input))
         .expect("logits");
     max_abs_diff(&logits, &npy(reference).data)
 }
@@ -75,7 +67,7 @@ fn maps_features_and_logits_at_64_match_paddle() {
     ] {
         let arrays = npz(file);
         let input = npz_get(&arrays, "input");
-        let dims = dims_of(input);
+        let dims = clip_dims(input);
         let engine = engine(attention, 1);
         let features = engine.features(input.data.clone(), dims).expect("features");
         let d = max_abs_diff(&features, &npz_get(&arrays, "features").data);
@@ -121,7 +113,7 @@ fn maps_features_and_logits_at_64_match_paddle() {
 #[test]
 fn a_batch_of_two_clips_gives_each_clip_its_own_logits() {
     let input = npy("video/example_8f_input.npy");
-    let mut dims = dims_of(&input);
+    let mut dims = clip_dims(&input);
     // The clip and its mirror image: different logits, so a mix-up between clips would show.
     let mirrored: Vec<f32> = input
         .data
@@ -159,7 +151,7 @@ fn frame_maps_of(engine: &Engine, frames: &[f32], h: usize, w: usize) -> Vec<Fra
 #[test]
 fn live_window_from_per_frame_maps_matches_the_whole_clip() {
     let input = npy("video/example_16f_input.npy");
-    let [_, t, _, h, w] = dims_of(&input);
+    let [_, t, _, h, w] = clip_dims(&input);
     let engine = engine(false, 1);
     assert!(engine.splits_at_shift());
     let frame_len = 3 * h * w;
@@ -189,7 +181,7 @@ fn live_window_from_per_frame_maps_matches_the_whole_clip() {
 #[test]
 fn sliding_window_from_cached_frame_shares_matches_the_whole_clip() {
     let input = npy("video/example_16f_input.npy");
-    let [_, _, _, h, w] = dims_of(&input);
+    let [_, _, _, h, w] = clip_dims(&input);
     let engine = engine(false, 1);
     assert!(engine.has_local_shares());
     let frame_len = 3 * h * w;

@@ -11,7 +11,7 @@ use super::device::ComputeDevice;
 use crate::checkpoint::file::{Checkpoint, open_checkpoint};
 use crate::checkpoint::keys::{Layout, Role};
 use crate::model::fuse::fuse_store;
-use crate::model::nhwc::{FrameMaps, NhwcPpTsmV2};
+use crate::model::nhwc::{FrameMaps, NhwcMobileNet, NhwcNet, NhwcPpTsmV2};
 use crate::model::{Form, Network, Recognizer};
 
 pub struct Engine {
@@ -22,8 +22,9 @@ pub struct Engine {
     /// Class names the checkpoint carries (Kineto's safetensors); `None` for `.pdparams`.
     pub class_names: Option<Vec<String>>,
     /// The channels-last CPU path, used instead of burn's when the device is the CPU and the
-    /// model a fused PP-TSMv2 (it is several times faster there; same weights, same parity).
-    pub(crate) nhwc: Option<NhwcPpTsmV2>,
+    /// model a fused PP-TSMv2 or PP-TSM MobileNet (it is several times faster there; same
+    /// weights, same parity).
+    pub(crate) nhwc: Option<NhwcNet>,
 }
 
 /// The checkpoint's parameters in the wanted form (fusing a training-form checkpoint).
@@ -145,15 +146,20 @@ impl Engine {
     }
 
     /// Whether this engine can split its forward pass at the temporal shift
-    /// (`frame_maps` + `logits_from_frames`): the NHWC CPU path can.
+    /// (`frame_maps` + `logits_from_frames`): the NHWC CPU path for PP-TSMv2 can.
     pub fn splits_at_shift(&self) -> bool {
-        self.nhwc.is_some()
+        self.split_net().is_some()
+    }
+
+    /// The CPU path's PP-TSMv2, the network that splits at its temporal shift.
+    fn split_net(&self) -> Option<&NhwcPpTsmV2> {
+        self.nhwc.as_ref().and_then(NhwcNet::pptsm_v2)
     }
 
     /// Whether each frame's share of the clip features depends on its neighbours only
     /// (`frame_share`): the CPU path for PP-TSMv2 without temporal attention.
     pub fn has_local_shares(&self) -> bool {
-        self.nhwc.as_ref().is_some_and(|n| n.shares_are_local())
+        self.split_net().is_some_and(|n| n.shares_are_local())
     }
 
     /// One frame `[3, H, W]` (host data) -> its maps at the temporal shift, which depend on
@@ -164,7 +170,7 @@ impl Engine {
         height: usize,
         width: usize,
     ) -> Option<Result<FrameMaps, InferError>> {
-        let net = self.nhwc.as_ref()?;
+        let net = self.split_net()?;
         if frame.len() != 3 * height * width || height < 32 || width < 32 {
             return Some(Err(InferError::Input(
                 crate::model::ModelError::InputShape(vec![1, 3, height, width]),
@@ -178,7 +184,7 @@ impl Engine {
         &self,
         frames: &[&FrameMaps],
     ) -> Option<Result<Vec<f32>, InferError>> {
-        let net = self.nhwc.as_ref()?;
+        let net = self.split_net()?;
         if let Some(expected) = self.model.arch.num_seg
             && frames.len() != expected
         {
@@ -200,13 +206,13 @@ impl Engine {
         next: Option<&FrameMaps>,
         num_seg: usize,
     ) -> Option<Result<Vec<f32>, InferError>> {
-        let net = self.nhwc.as_ref().filter(|n| n.shares_are_local())?;
+        let net = self.split_net().filter(|n| n.shares_are_local())?;
         Some(self.guarded(|| Ok(net.frame_share(previous, current, next, num_seg))))
     }
 
     /// Raw logits of one clip from its frames' shares (`frame_share`).
     pub fn logits_from_shares(&self, shares: &[&[f32]]) -> Option<Result<Vec<f32>, InferError>> {
-        let net = self.nhwc.as_ref()?;
+        let net = self.split_net()?;
         Some(self.guarded(|| Ok(net.classify(&net.features_from_shares(shares)))))
     }
 
@@ -237,14 +243,20 @@ enum Output {
     Features,
 }
 
-/// The NHWC CPU path for a fused PP-TSMv2 on the CPU; `None` elsewhere (burn runs the model).
+/// The NHWC CPU path for a fused PP-TSMv2 or PP-TSM MobileNet (v2, v3) on the CPU; `None`
+/// elsewhere (burn runs the model: the ResNets, the training form, GPUs).
 /// `KINETO_CPU_PATH=burn` keeps burn's path (for comparisons).
-fn nhwc_path(model: &Recognizer, device: &ComputeDevice) -> Option<NhwcPpTsmV2> {
+fn nhwc_path(model: &Recognizer, device: &ComputeDevice) -> Option<NhwcNet> {
     let wanted = device.kind == "cpu"
         && model.arch.form == Form::Fused
         && std::env::var("KINETO_CPU_PATH").as_deref() != Ok("burn");
+    if !wanted {
+        return None;
+    }
     match &model.network {
-        Network::V2(net) if wanted => NhwcPpTsmV2::from_network(net).ok(),
-        _ => None,
+        Network::V2(net) => NhwcPpTsmV2::from_network(net).ok().map(NhwcNet::PpTsmV2),
+        Network::Mv2(net) => NhwcMobileNet::from_mv2(net).ok().map(NhwcNet::MobileNet),
+        Network::Mv3(net) => NhwcMobileNet::from_mv3(net).ok().map(NhwcNet::MobileNet),
+        Network::Resnet(_) => None,
     }
 }

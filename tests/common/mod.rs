@@ -91,14 +91,21 @@ pub fn build(store: &ParamStore, form: Form, device: &Device) -> Recognizer {
     Recognizer::from_store(&store, device).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// The input as a 5-D tensor on `device`.
-pub fn clip_tensor(array: &NpyArray<f32>, device: &Device) -> burn::tensor::Tensor<5> {
-    let dims: [usize; 5] = match array.shape.as_slice() {
+/// The input's `[N, T, 3, H, W]` (a lone clip `[T, 3, H, W]` is a batch of one).
+pub fn clip_dims(array: &NpyArray<f32>) -> [usize; 5] {
+    match array.shape.as_slice() {
         &[t, c, h, w] => [1, t, c, h, w],
         &[n, t, c, h, w] => [n, t, c, h, w],
         other => panic!("input shape {other:?}"),
-    };
-    burn::tensor::Tensor::from_data(TensorData::new(array.data.clone(), dims), device)
+    }
+}
+
+/// The input as a 5-D tensor on `device`.
+pub fn clip_tensor(array: &NpyArray<f32>, device: &Device) -> burn::tensor::Tensor<5> {
+    burn::tensor::Tensor::from_data(
+        TensorData::new(array.data.clone(), clip_dims(array)),
+        device,
+    )
 }
 
 /// Runs the traced forward and compares every fixture array (bar `skip`) with the record of the

@@ -1,9 +1,9 @@
 //! The matrix product behind every 1x1 convolution: `out[m, n] = act(x[m, k] · w[k, n] + b[n])`
 //! with `x` the pixels (rows) of a channels-last activation and `w` a layer's weights, packed
-//! once when the model is built.
+//! once when the model is built, and `act` one of the networks' activations (`Act`).
 //!
 //! Why not a general GEMM crate: the shapes here are tall and thin (m = frames x pixels, up to
-//! 100 000; k and n = 32..1024), the weights never change, and the bias and ReLU can be applied
+//! 100 000; k and n = 16..1280), the weights never change, and the bias and activation can be applied
 //! while the results are still in registers. The kernel broadcasts one value of `x` at a time
 //! against a panel of `NR` packed weight columns and keeps an `MR x NR` block of outputs in
 //! registers (written once over `simd::Lanes`, compiled per instruction set and chosen at run
@@ -13,7 +13,8 @@ use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
 use super::simd::{Avx2, Avx512};
-use super::simd::{Lanes, Simd, simd};
+use super::simd::{Lanes, Simd, act_scalar, simd};
+use crate::model::layers::Act;
 
 /// Target bytes of `x` rows per task: the row tile stays in L2 while every panel passes over it.
 const TILE_BYTES: usize = 96 * 1024;
@@ -28,8 +29,9 @@ fn block(simd: Simd) -> (usize, usize) {
     }
 }
 
-/// A `[k, n]` weight matrix in panels of `nr` columns (`k * nr` values each, zero-padded),
-/// with its bias padded the same way.
+/// A `[k, n]` weight matrix in panels of `nr` columns (`k * nr` values each), the last one
+/// `nr / 2` wide where the rest fits (see [`panel_widths`]), zero-padded, with its bias padded
+/// to whole panels of `nr`.
 pub struct PackedMatrix {
     panels: Vec<f32>,
     bias: Vec<f32>,
@@ -48,11 +50,12 @@ impl PackedMatrix {
         assert_eq!(weight.len(), k * n, "weight is not [k, n]");
         let (_, nr) = block(simd);
         let panel_count = n.div_ceil(nr);
-        let mut panels = vec![0.0f32; panel_count * k * nr];
-        for (p, panel) in panels.chunks_exact_mut(k * nr).enumerate() {
-            for (row, dst) in panel.chunks_exact_mut(nr).enumerate() {
-                let cols = (n - p * nr).min(nr);
-                dst[..cols].copy_from_slice(&weight[row * n + p * nr..][..cols]);
+        let mut panels = Vec::with_capacity(panel_count * k * nr);
+        for (col0, width) in panel_widths(n, nr) {
+            let cols = (n - col0).min(width);
+            for row in 0..k {
+                panels.extend_from_slice(&weight[row * n + col0..][..cols]);
+                panels.extend(std::iter::repeat_n(0.0, width - cols));
             }
         }
         let mut padded_bias = vec![0.0f32; panel_count * nr];
@@ -77,16 +80,15 @@ impl PackedMatrix {
         self.n
     }
 
-    /// `out[m, n] = x[m, k] · W + b`, then ReLU if `relu`. Rows are split across rayon's
-    /// current pool.
-    pub fn apply(&self, x: &[f32], m: usize, relu: bool, out: &mut [f32]) {
+    /// `out[m, n] = act(x[m, k] · W + b)`. Rows are split across rayon's current pool.
+    pub fn apply(&self, x: &[f32], m: usize, act: Act, out: &mut [f32]) {
         assert!(x.len() >= m * self.k && out.len() >= m * self.n);
         let (mr, _) = block(self.simd);
         let rows_per_tile = (TILE_BYTES / (self.k * 4)).max(mr) / mr * mr;
         let x = &x[..m * self.k];
         let out = &mut out[..m * self.n];
         let run_tile = |(x_tile, out_tile): (&[f32], &mut [f32])| {
-            self.tile(x_tile, out_tile, relu);
+            self.tile(x_tile, out_tile, act);
         };
         if m * self.k * self.n < 1 << 18 {
             x.chunks(rows_per_tile * self.k)
@@ -99,49 +101,94 @@ impl PackedMatrix {
         }
     }
 
-    fn tile(&self, x: &[f32], out: &mut [f32], relu: bool) {
+    fn tile(&self, x: &[f32], out: &mut [f32], act: Act) {
         // `self.simd` is `simd()`'s answer (`new`) or, in this file's tests, Portable: the CPU
         // has what it names.
         match self.simd {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `simd()` detected AVX-512F (with the AVX2 and FMA every such CPU has),
             // the features `tile_avx512` is compiled for; `tile` checks the slices' lengths.
-            Simd::Avx512 => unsafe { tile_avx512(self, x, out, relu) },
+            Simd::Avx512 => unsafe { tile_avx512(self, x, out, act) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `simd()` detected AVX2 and FMA, the features `tile_avx2` is compiled for;
             // `tile` checks the slices' lengths.
-            Simd::Avx2 => unsafe { tile_avx2(self, x, out, relu) },
-            _ => tile::<4, 8>(self, x, out, relu, block_portable::<4, 8>),
+            Simd::Avx2 => unsafe { tile_avx2(self, x, out, act) },
+            _ => tile::<4, 8>(
+                self,
+                x,
+                out,
+                act,
+                block_portable::<4, 8>,
+                block_portable::<4, 4>,
+            ),
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn tile_avx512(w: &PackedMatrix, x: &[f32], out: &mut [f32], relu: bool) {
-    tile::<12, 32>(w, x, out, relu, |block| {
-        // SAFETY: this function only runs where AVX-512F is present (its contract, upheld by
-        // `PackedMatrix::tile`); `tile` built the block's pointers from slices it indexed, long
-        // enough for k values per row, 12 rows of 32 outputs and a 32-wide panel and bias.
-        unsafe { block_lanes::<Avx512, 12, 2>(block) }
-    });
+unsafe fn tile_avx512(w: &PackedMatrix, x: &[f32], out: &mut [f32], act: Act) {
+    tile::<12, 32>(
+        w,
+        x,
+        out,
+        act,
+        |block| {
+            // SAFETY: this function only runs where AVX-512F is present (its contract, upheld
+            // by `PackedMatrix::tile`); `tile` built the block's pointers from slices it
+            // indexed, long enough for k values per row, 12 rows of 32 outputs and a 32-wide
+            // panel and bias.
+            unsafe { block_lanes::<Avx512, 12, 2>(block) }
+        },
+        |block| {
+            // SAFETY: as above, with a 16-wide panel and 16 outputs per row.
+            unsafe { block_lanes::<Avx512, 12, 1>(block) }
+        },
+    );
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile_avx2(w: &PackedMatrix, x: &[f32], out: &mut [f32], relu: bool) {
-    tile::<6, 16>(w, x, out, relu, |block| {
-        // SAFETY: this function only runs where AVX2 and FMA are present (its contract, upheld
-        // by `PackedMatrix::tile`); `tile` built the block's pointers from slices it indexed,
-        // long enough for k values per row, 6 rows of 16 outputs and a 16-wide panel and bias.
-        unsafe { block_lanes::<Avx2, 6, 2>(block) }
-    });
+unsafe fn tile_avx2(w: &PackedMatrix, x: &[f32], out: &mut [f32], act: Act) {
+    tile::<6, 16>(
+        w,
+        x,
+        out,
+        act,
+        |block| {
+            // SAFETY: this function only runs where AVX2 and FMA are present (its contract,
+            // upheld by `PackedMatrix::tile`); `tile` built the block's pointers from slices it
+            // indexed, long enough for k values per row, 6 rows of 16 outputs and a 16-wide
+            // panel and bias.
+            unsafe { block_lanes::<Avx2, 6, 2>(block) }
+        },
+        |block| {
+            // SAFETY: as above, with an 8-wide panel and 8 outputs per row.
+            unsafe { block_lanes::<Avx2, 6, 1>(block) }
+        },
+    );
+}
+
+/// The panels of `n` columns for register blocks `nr` wide, as `(first column, width)`: whole
+/// panels of `nr`, then the rest in one of `nr / 2` where it fits, which a half-width block
+/// runs without computing or copying padding (a MobileNet's 24, 40, 72, 120 or 184 channels
+/// are whole 8-lane vectors), else in one of `nr`.
+fn panel_widths(n: usize, nr: usize) -> impl Iterator<Item = (usize, usize)> {
+    let rest = n % nr;
+    let last = match rest {
+        0 => None,
+        r if r <= nr / 2 => Some(nr / 2),
+        _ => Some(nr),
+    };
+    (0..n / nr)
+        .map(move |p| (p * nr, nr))
+        .chain(last.map(|width| (n - rest, width)))
 }
 
 /// One register block's operands, as raw pointers: `rows[r]` points at `k` values of `x`,
-/// `panel` at `k * NR` packed weights, `bias` at `NR` values, `dst` at `MR` rows of `NR`
-/// values `dst_stride` apart. The block starts from `dst` instead of `bias` when `accumulate`
-/// (a later slice of a long `k`), and applies the ReLU only when `relu` (the last slice).
+/// `panel` at `k * W` packed weights, `bias` at `W` values, `dst` at `MR` rows of `W`
+/// values `dst_stride` apart, `W` the block's width (`NR` or `NR / 2`). The block starts from `dst` instead of `bias` when `accumulate`
+/// (a later slice of a long `k`), and applies `act` (`Act::None` but in the last slice).
 struct Block<const MR: usize> {
     rows: [*const f32; MR],
     k: usize,
@@ -150,7 +197,7 @@ struct Block<const MR: usize> {
     dst: *mut f32,
     dst_stride: usize,
     accumulate: bool,
-    relu: bool,
+    act: Act,
 }
 
 /// Bytes of a panel's slice of `k`: it stays in L1 (with the rows' slices) while every
@@ -160,30 +207,34 @@ const PANEL_SLICE_BYTES: usize = 16 * 1024;
 /// A tile of rows against every panel. `k` is cut into slices whose part of a panel fits
 /// L1; for each slice the tile's rows pass over it in blocks of `MR`, later slices adding to
 /// what the earlier ones stored. Full blocks are written in place; the ragged edges (last
-/// rows, last columns) go through a small buffer.
+/// rows, last columns) go through a small buffer. `kernel` runs the blocks of `NR`-wide
+/// panels, `half` those of the last panel where it is `NR / 2` wide.
 #[inline(always)]
 fn tile<const MR: usize, const NR: usize>(
     w: &PackedMatrix,
     x: &[f32],
     out: &mut [f32],
-    relu: bool,
+    act: Act,
     kernel: impl Fn(&Block<MR>),
+    half: impl Fn(&Block<MR>),
 ) {
     let (k, n) = (w.k, w.n);
     let rows = x.len() / k;
-    assert!(out.len() >= rows * n && w.panels.len() >= n.div_ceil(NR) * k * NR);
+    assert!(out.len() >= rows * n && w.bias.len() >= n.div_ceil(NR) * NR);
     let slices = (k * NR * 4).div_ceil(PANEL_SLICE_BYTES).max(1);
     let slice_len = k.div_ceil(slices);
     let mut edge = [[0.0f32; NR]; MR];
-    for (p, panel) in w.panels.chunks_exact(k * NR).enumerate() {
-        let col0 = p * NR;
-        let cols = (n - col0).min(NR);
+    let mut offset = 0;
+    for (col0, width) in panel_widths(n, NR) {
+        let panel = &w.panels[offset..offset + k * width];
+        offset += k * width;
+        let cols = (n - col0).min(width);
         for k0 in (0..k).step_by(slice_len) {
             let kc = (k - k0).min(slice_len);
             let accumulate = k0 > 0;
             for r0 in (0..rows).step_by(MR) {
                 let valid = (rows - r0).min(MR);
-                let full = valid == MR && cols == NR;
+                let full = valid == MR && cols == width;
                 // Rows past the end repeat the last row; their results are not stored.
                 let first = x[r0 * k + k0..(r0 + valid - 1) * k + k0 + kc].as_ptr();
                 // SAFETY: `first` starts row r0's slice of a slice that runs to the end of row
@@ -197,8 +248,8 @@ fn tile<const MR: usize, const NR: usize>(
                 let block = Block {
                     rows: std::array::from_fn(row_at),
                     k: kc,
-                    panel: panel[k0 * NR..].as_ptr(),
-                    bias: w.bias[col0..col0 + NR].as_ptr(),
+                    panel: panel[k0 * width..].as_ptr(),
+                    bias: w.bias[col0..col0 + width].as_ptr(),
                     dst: if full {
                         out[r0 * n + col0..].as_mut_ptr()
                     } else {
@@ -206,9 +257,13 @@ fn tile<const MR: usize, const NR: usize>(
                     },
                     dst_stride: if full { n } else { NR },
                     accumulate,
-                    relu: relu && k0 + kc == k,
+                    act: if k0 + kc == k { act } else { Act::None },
                 };
-                kernel(&block);
+                if width == NR {
+                    kernel(&block);
+                } else {
+                    half(&block);
+                }
                 if !full {
                     for (r, values) in edge.iter().enumerate().take(valid) {
                         out[(r0 + r) * n + col0..][..cols].copy_from_slice(&values[..cols]);
@@ -247,14 +302,14 @@ fn block_portable<const MR: usize, const NR: usize>(block: &Block<MR>) {
         for (r, acc_row) in acc.iter().enumerate() {
             let dst = std::slice::from_raw_parts_mut(block.dst.add(r * block.dst_stride), NR);
             for (d, &v) in dst.iter_mut().zip(acc_row) {
-                *d = if block.relu { v.max(0.0) } else { v };
+                *d = act_scalar(v, block.act);
             }
         }
     }
 }
 
 /// The register block over `NV` vectors of `L` (`NR = NV * L::N` columns): the weight vectors
-/// of a step stay in registers across the rows, and the bias and ReLU are applied before the
+/// of a step stay in registers across the rows, and the bias and activation are applied before the
 /// single store. AVX2: 6 rows x 16 columns, 12 accumulators + 2 weight vectors + 1 broadcast
 /// of 16 ymm; AVX-512: 12 x 32, 24 + 2 + 1 of 32 zmm.
 ///
@@ -289,11 +344,8 @@ unsafe fn block_lanes<L: Lanes, const MR: usize, const NV: usize>(block: &Block<
         }
         for (r, vectors) in acc.into_iter().enumerate() {
             let dst = block.dst.add(r * block.dst_stride);
-            for (v, mut a) in vectors.into_iter().enumerate() {
-                if block.relu {
-                    a = a.relu();
-                }
-                a.store(dst.add(v * L::N));
+            for (v, a) in vectors.into_iter().enumerate() {
+                a.act(block.act).store(dst.add(v * L::N));
             }
         }
     }
@@ -313,6 +365,9 @@ mod tests {
         (25, 16, 64),
     ];
 
+    /// Every activation the networks use (hardswish and ReLU6 for the MobileNets).
+    const ACTS: [Act; 4] = [Act::None, Act::Relu, Act::Relu6, Act::Hardswish];
+
     fn operands(m: usize, k: usize, n: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let x = (0..m * k)
             .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
@@ -328,18 +383,16 @@ mod tests {
         out: &[f32],
         (x, w, b): &(Vec<f32>, Vec<f32>, Vec<f32>),
         (m, k, n): (usize, usize, usize),
-        relu: bool,
+        act: Act,
     ) {
         for i in 0..m {
             for j in 0..n {
-                let mut e = b[j] + (0..k).map(|p| x[i * k + p] * w[p * n + j]).sum::<f32>();
-                if relu {
-                    e = e.max(0.0);
-                }
+                let e = b[j] + (0..k).map(|p| x[i * k + p] * w[p * n + j]).sum::<f32>();
+                let e = act_scalar(e, act);
                 let got = out[i * n + j];
                 assert!(
                     (got - e).abs() <= 1e-4 * (1.0 + e.abs()),
-                    "{m}x{k}x{n} relu {relu} [{i},{j}]: {got} vs {e}"
+                    "{m}x{k}x{n} {act:?} [{i},{j}]: {got} vs {e}"
                 );
             }
         }
@@ -354,11 +407,11 @@ mod tests {
         for (m, k, n) in SHAPES {
             let ops = operands(m, k, n);
             for &width in &widths {
-                for relu in [false, true] {
+                for act in ACTS {
                     let packed = PackedMatrix::for_simd(width, &ops.1, Some(&ops.2), k, n);
                     let mut out = vec![f32::NAN; m * n];
-                    packed.apply(&ops.0, m, relu, &mut out);
-                    check(&out, &ops, (m, k, n), relu);
+                    packed.apply(&ops.0, m, act, &mut out);
+                    check(&out, &ops, (m, k, n), act);
                 }
             }
         }
@@ -371,15 +424,26 @@ mod tests {
     fn avx512_geometry_tiles_and_edges_are_right() {
         for (m, k, n) in SHAPES {
             let ops = operands(m, k, n);
-            for relu in [false, true] {
+            for act in ACTS {
                 let packed = PackedMatrix::for_simd(Simd::Avx512, &ops.1, Some(&ops.2), k, n);
                 let mut out = vec![f32::NAN; m * n];
-                tile::<12, 32>(&packed, &ops.0, &mut out, relu, |block| {
-                    // SAFETY: Portable16 needs no CPU feature; `tile` built the block from
-                    // slices long enough for it (12 rows, 32-wide panels).
-                    unsafe { block_lanes::<crate::model::nhwc::simd::Portable16, 12, 2>(block) }
-                });
-                check(&out, &ops, (m, k, n), relu);
+                use crate::model::nhwc::simd::Portable16;
+                tile::<12, 32>(
+                    &packed,
+                    &ops.0,
+                    &mut out,
+                    act,
+                    |block| {
+                        // SAFETY: Portable16 needs no CPU feature; `tile` built the block from
+                        // slices long enough for it (12 rows, 32-wide panels).
+                        unsafe { block_lanes::<Portable16, 12, 2>(block) }
+                    },
+                    |block| {
+                        // SAFETY: as above, with 16-wide panels.
+                        unsafe { block_lanes::<Portable16, 12, 1>(block) }
+                    },
+                );
+                check(&out, &ops, (m, k, n), act);
             }
         }
     }

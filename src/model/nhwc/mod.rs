@@ -8,19 +8,23 @@
 //!
 //! The network splits at the temporal shift: everything before it works on each frame alone
 //! (`frame_maps`), which lets the live player cache per-frame results across sliding windows.
+//!
+//! The PP-TSM MobileNets run on the same layers (`mobilenet`); [`NhwcNet`] is either network.
 
 pub mod gemm;
 pub mod kernels;
+pub mod mobilenet;
 mod simd;
 pub mod train;
 
+pub use mobilenet::NhwcMobileNet;
 pub use simd::{Simd, simd};
 
 use burn::module::Param;
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use super::layers::{Conv, ConvBn, Linear, shift_channels};
+use super::layers::{Act, Conv, ConvBn, Linear, shift_channels};
 use super::pptsm_v2::{PpTsmV2, RepDepthwiseSeparable, SeModule};
 use gemm::PackedMatrix;
 use kernels::Shape;
@@ -33,10 +37,47 @@ const DROPOUT_KEEP: f32 = 0.8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NhwcError {
-    #[error("the CPU inference path needs the fused form of PP-TSMv2 ({0})")]
+    #[error("the CPU inference path needs a network in the fused form ({0})")]
     Unsupported(&'static str),
+    #[error("the CPU inference path has no {layer} with weights of shape {shape:?}")]
+    Shape {
+        layer: &'static str,
+        shape: Vec<usize>,
+    },
     #[error("reading a parameter to the host: {0}")]
     Host(String),
+}
+
+/// A network on the CPU path: PP-TSMv2 or a PP-TSM MobileNet, fused.
+pub enum NhwcNet {
+    PpTsmV2(NhwcPpTsmV2),
+    MobileNet(NhwcMobileNet),
+}
+
+impl NhwcNet {
+    /// Raw logits `[N, classes]` of clips `[N, T, 3, H, W]`.
+    pub fn logits(&self, clips: &[f32], dims: [usize; 5]) -> Vec<f32> {
+        match self {
+            NhwcNet::PpTsmV2(net) => net.logits(clips, dims),
+            NhwcNet::MobileNet(net) => net.logits(clips, dims),
+        }
+    }
+
+    /// Pre-fc features `[N, 1280]` of clips `[N, T, 3, H, W]`.
+    pub fn features(&self, clips: &[f32], dims: [usize; 5]) -> Vec<f32> {
+        match self {
+            NhwcNet::PpTsmV2(net) => net.features(clips, dims),
+            NhwcNet::MobileNet(net) => net.features(clips, dims),
+        }
+    }
+
+    /// PP-TSMv2, whose forward splits at its temporal shift (per-frame maps, the live window).
+    pub fn pptsm_v2(&self) -> Option<&NhwcPpTsmV2> {
+        match self {
+            NhwcNet::PpTsmV2(net) => Some(net),
+            NhwcNet::MobileNet(_) => None,
+        }
+    }
 }
 
 /// A parameter's values on the host and its shape.
@@ -67,47 +108,78 @@ fn transposed(values: &[f32], out: usize, inp: usize) -> Vec<f32> {
     t
 }
 
-/// A 1x1 convolution (+ bias) + ReLU.
+/// A 1x1 convolution (+ bias, zeros if it has none) + activation.
 struct Pointwise {
     matrix: PackedMatrix,
+    act: Act,
 }
 
 impl Pointwise {
+    /// A folded `ConvBn` with its activation.
     fn from_conv_bn(layer: &ConvBn) -> Result<Self, NhwcError> {
         if layer.bn.is_some() {
             return Err(NhwcError::Unsupported("BatchNorm not folded"));
         }
-        let (w, shape) = host(&layer.conv.weight)?;
+        Self::new(&layer.conv, layer.act)
+    }
+
+    fn new(conv: &Conv, act: Act) -> Result<Self, NhwcError> {
+        let (w, shape) = host(&conv.weight)?;
+        if shape.len() != 4 || shape[2..] != [1, 1] || conv.groups != 1 {
+            return Err(NhwcError::Shape {
+                layer: "1x1 convolution",
+                shape,
+            });
+        }
         let (c_out, c_in) = (shape[0], shape[1]);
         let weight = transposed(&w, c_out, c_in);
-        let bias = bias_of(&layer.conv)?;
+        let bias = match &conv.bias {
+            Some(bias) => Some(host(bias)?.0),
+            None => None,
+        };
         Ok(Self {
-            matrix: PackedMatrix::new(&weight, Some(&bias), c_in, c_out),
+            matrix: PackedMatrix::new(&weight, bias.as_deref(), c_in, c_out),
+            act,
         })
     }
 
-    fn forward(&self, x: &[f32], shape: Shape) -> (Vec<f32>, Shape) {
-        let out_shape = Shape {
+    fn out_shape(&self, shape: Shape) -> Shape {
+        Shape {
             c: self.matrix.n(),
             ..shape
-        };
+        }
+    }
+
+    fn forward(&self, x: &[f32], shape: Shape) -> (Vec<f32>, Shape) {
+        let out_shape = self.out_shape(shape);
         let mut y = kernels::buffer(out_shape.values());
-        self.matrix.apply(x, shape.pixels(), true, &mut y);
+        self.forward_into(x, shape, &mut y);
         (y, out_shape)
+    }
+
+    fn forward_into(&self, x: &[f32], shape: Shape, out: &mut [f32]) {
+        self.matrix.apply(x, shape.pixels(), self.act, out);
     }
 }
 
-/// A depthwise convolution (+ bias) + ReLU, weights tap-major `[k * k, c]`.
+/// A depthwise convolution (+ bias) + activation, weights tap-major `[k * k, c]`.
 struct Depthwise {
     weight: Vec<f32>,
     bias: Vec<f32>,
     kernel: usize,
     stride: usize,
+    act: Act,
 }
 
 impl Depthwise {
-    fn from_conv(conv: &Conv) -> Result<Self, NhwcError> {
+    fn from_conv(conv: &Conv, act: Act) -> Result<Self, NhwcError> {
         let (w, shape) = host(&conv.weight)?;
+        if shape.len() != 4 || shape[1] != 1 || shape[2] != shape[3] || conv.groups != shape[0] {
+            return Err(NhwcError::Shape {
+                layer: "depthwise convolution",
+                shape,
+            });
+        }
         let (c, k) = (shape[0], shape[3]);
         let mut weight = vec![0.0; w.len()];
         for ch in 0..c {
@@ -120,44 +192,82 @@ impl Depthwise {
             bias: bias_of(conv)?,
             kernel: k,
             stride: conv.stride,
+            act,
         })
     }
 
+    fn out_shape(&self, shape: Shape) -> Shape {
+        shape.strided(self.kernel, self.stride, shape.c)
+    }
+
     fn forward(&self, x: &[f32], shape: Shape) -> (Vec<f32>, Shape) {
-        let out_shape = shape.strided(self.kernel, self.stride, shape.c);
+        let out_shape = self.out_shape(shape);
         let mut y = kernels::buffer(out_shape.values());
-        kernels::depthwise_relu(
+        kernels::depthwise(
             x,
             shape,
-            &self.weight,
-            &self.bias,
-            self.kernel,
-            self.stride,
+            (&self.weight, &self.bias),
+            (self.kernel, self.stride),
+            self.act,
             &mut y,
         );
         (y, out_shape)
     }
 }
 
-/// Squeeze-and-excitation: per-frame channel means -> fc, ReLU -> fc, sigmoid -> rescale.
+/// The gate of a squeeze-and-excitation.
+#[derive(Clone, Copy)]
+enum Gate {
+    /// PP-TSMv2's.
+    Sigmoid,
+    /// PaddleVideo's MobileNetV3 `Hardsigmoid(slope=0.2, offset=0.5)` (`layers::hardsigmoid`).
+    HardSigmoid,
+}
+
+impl Gate {
+    #[inline(always)]
+    fn apply(self, v: f32) -> f32 {
+        match self {
+            Gate::Sigmoid => kernels::sigmoid(v),
+            Gate::HardSigmoid => (v * 0.2 + 0.5).clamp(0.0, 1.0),
+        }
+    }
+}
+
+/// Squeeze-and-excitation: per-frame channel means -> fc, ReLU -> fc, gate -> rescale.
 struct Excitation {
     w1: Vec<f32>,
     b1: Vec<f32>,
     w2: Vec<f32>,
     b2: Vec<f32>,
     squeezed: usize,
+    gate: Gate,
 }
 
 impl Excitation {
     fn from_module(se: &SeModule) -> Result<Self, NhwcError> {
-        let (w1, s1) = host(&se.conv1.weight)?;
-        let (w2, s2) = host(&se.conv2.weight)?;
+        Self::new(&se.conv1, &se.conv2, Gate::Sigmoid)
+    }
+
+    /// The two 1x1 convolutions (with biases) of an SE module.
+    fn new(conv1: &Conv, conv2: &Conv, gate: Gate) -> Result<Self, NhwcError> {
+        let (w1, s1) = host(&conv1.weight)?;
+        let (w2, s2) = host(&conv2.weight)?;
+        for shape in [&s1, &s2] {
+            if shape.len() != 4 || shape[2..] != [1, 1] {
+                return Err(NhwcError::Shape {
+                    layer: "squeeze-excitation",
+                    shape: shape.clone(),
+                });
+            }
+        }
         Ok(Self {
             w1: transposed(&w1, s1[0], s1[1]),
-            b1: bias_of(&se.conv1)?,
+            b1: bias_of(conv1)?,
             w2: transposed(&w2, s2[0], s2[1]),
-            b2: bias_of(&se.conv2)?,
+            b2: bias_of(conv2)?,
             squeezed: s1[0],
+            gate,
         })
     }
 
@@ -193,7 +303,7 @@ impl simd::Kernel for ExcitationScales<'_> {
             let mut hidden = kernels::dense(mean, &se.w1, Some(&se.b1), se.squeezed);
             hidden.iter_mut().for_each(|v| *v = v.max(0.0));
             scale.copy_from_slice(&kernels::dense(&hidden, &se.w2, Some(&se.b2), c));
-            scale.iter_mut().for_each(|v| *v = kernels::sigmoid(*v));
+            scale.iter_mut().for_each(|v| *v = se.gate.apply(*v));
         }
     }
 }
@@ -221,8 +331,8 @@ struct Block {
 impl Block {
     fn from_module(block: &RepDepthwiseSeparable) -> Result<Self, NhwcError> {
         let depthwise = match (&block.dw_conv, &block.rep_dw) {
-            (Some(dw), None) if dw.bn.is_none() => Depthwise::from_conv(&dw.conv)?,
-            (None, Some(rep)) => Depthwise::from_conv(rep)?,
+            (Some(dw), None) if dw.bn.is_none() => Depthwise::from_conv(&dw.conv, Act::Relu)?,
+            (None, Some(rep)) => Depthwise::from_conv(rep, Act::Relu)?,
             _ => return Err(NhwcError::Unsupported("rep branches not merged")),
         };
         let pointwise = [&block.pw_conv_1, &block.pw_conv_2, &block.pw_conv]
@@ -256,10 +366,94 @@ impl Block {
     }
 }
 
+/// The stem: a 3x3 stride-2 convolution (+ bias) of NCHW frames + activation, as a GEMM over
+/// its patches (`[27, channels]`).
+struct Stem {
+    matrix: PackedMatrix,
+    act: Act,
+}
+
+impl Stem {
+    fn new(conv: &Conv, act: Act) -> Result<Self, NhwcError> {
+        let (w, shape) = host(&conv.weight)?;
+        if shape.len() != 4 || shape[1..] != [3, 3, 3] || conv.stride != 2 || conv.groups != 1 {
+            return Err(NhwcError::Shape {
+                layer: "3x3 stride-2 stem",
+                shape,
+            });
+        }
+        let (channels, patch) = (shape[0], shape[1] * shape[2] * shape[3]);
+        let weight = transposed(&w, channels, patch);
+        Ok(Self {
+            matrix: PackedMatrix::new(&weight, Some(&bias_of(conv)?), patch, channels),
+            act,
+        })
+    }
+
+    /// The output's shape for one `h x w` frame.
+    fn out_shape(&self, h: usize, w: usize) -> Shape {
+        let input = Shape {
+            frames: 1,
+            h,
+            w,
+            c: 3,
+        };
+        input.strided(3, 2, self.matrix.n())
+    }
+
+    /// One NCHW frame `[3, h, w]` -> its output (`out_shape`), written into `out`. The patches
+    /// go a band of rows at a time, each band's patches still in L2 when the GEMM reads them.
+    fn forward_into(&self, frame: &[f32], h: usize, w: usize, out: &mut [f32]) {
+        let input = Shape {
+            frames: 1,
+            h,
+            w,
+            c: 3,
+        };
+        let shape = self.out_shape(h, w);
+        let row_len = shape.w * shape.c;
+        for (band, out) in out[..shape.values()]
+            .chunks_mut(STEM_BAND_ROWS * row_len)
+            .enumerate()
+        {
+            let rows = band * STEM_BAND_ROWS..band * STEM_BAND_ROWS + out.len() / row_len;
+            let pixels = rows.len() * shape.w;
+            let cols = kernels::im2col_nchw_rows(frame, input, (3, 2), shape, rows);
+            self.matrix.apply(&cols, pixels, self.act, out);
+            kernels::recycle(cols);
+        }
+    }
+}
+
+/// A classifier (`Linear`: weight `[in, out]`, bias) as a GEMM.
+fn classifier(fc: &Linear) -> Result<PackedMatrix, NhwcError> {
+    let (weight, shape) = host(&fc.weight)?;
+    if shape.len() != 2 {
+        return Err(NhwcError::Shape {
+            layer: "classifier",
+            shape,
+        });
+    }
+    Ok(PackedMatrix::new(
+        &weight,
+        Some(&host(&fc.bias)?.0),
+        shape[0],
+        shape[1],
+    ))
+}
+
+/// `fc` on pre-fc features: `[N, in]` -> `[N, classes]`.
+fn classify_with(fc: &PackedMatrix, features: &[f32]) -> Vec<f32> {
+    let n = features.len() / fc.k();
+    let mut logits = vec![0.0; n * fc.n()];
+    fc.apply(features, n, Act::None, &mut logits);
+    logits
+}
+
 /// PP-TSMv2 (fused) on the CPU, channels-last.
 pub struct NhwcPpTsmV2 {
-    /// Stem 3x3 stride-2 conv 3 -> 32 (+ ReLU) as a GEMM over patches: `[27, 32]`.
-    stem: PackedMatrix,
+    /// Stem 3x3 stride-2 conv 3 -> 32 (+ ReLU).
+    stem: Stem,
     /// `stem.1` and stages 1-2: per-frame work.
     per_frame: Vec<Block>,
     /// `GlobalAttention`'s fc (`[T, T]`, bias `[T]`), if the checkpoint has it.
@@ -286,9 +480,6 @@ impl NhwcPpTsmV2 {
         if net.stem_conv.bn.is_some() {
             return Err(NhwcError::Unsupported("BatchNorm not folded"));
         }
-        let (w, shape) = host(&net.stem_conv.conv.weight)?;
-        let stem_channels = shape[0];
-        let patch = shape[1] * shape[2] * shape[3];
         let mut per_frame = vec![Block::from_module(&net.stem_dw)?];
         let (mut stage3, mut stage4) = (Vec::new(), Vec::new());
         for (s, stage) in net.stages.iter().enumerate() {
@@ -307,11 +498,8 @@ impl NhwcPpTsmV2 {
         };
         let (last, last_shape) = host(&net.last_conv.weight)?;
         let (last_out, last_in) = (last_shape[0], last_shape[1]);
-        let (fc_weight, fc_shape) = host(&net.fc.weight)?;
-        let stem_weight = transposed(&w, stem_channels, patch);
-        let stem_bias = bias_of(&net.stem_conv.conv)?;
         Ok(Self {
-            stem: PackedMatrix::new(&stem_weight, Some(&stem_bias), patch, stem_channels),
+            stem: Stem::new(&net.stem_conv.conv, Act::Relu)?,
             per_frame,
             attention,
             stage3,
@@ -322,12 +510,7 @@ impl NhwcPpTsmV2 {
                 last_in,
                 last_out,
             ),
-            fc: PackedMatrix::new(
-                &fc_weight,
-                Some(&linear_bias(&net.fc)?),
-                fc_shape[0],
-                fc_shape[1],
-            ),
+            fc: classifier(&net.fc)?,
         })
     }
 
@@ -373,24 +556,9 @@ impl NhwcPpTsmV2 {
     }
 
     fn one_frame(&self, frame: &[f32], h: usize, w: usize) -> (Vec<f32>, Shape) {
-        let input = Shape {
-            frames: 1,
-            h,
-            w,
-            c: 3,
-        };
-        let stem_shape = input.strided(3, 2, self.stem.n());
+        let stem_shape = self.stem.out_shape(h, w);
         let mut x = kernels::buffer(stem_shape.values());
-        // The stem's patches a band of rows at a time, each band's patches still in L2 when
-        // the GEMM reads them.
-        let row_len = stem_shape.w * stem_shape.c;
-        for (band, out) in x.chunks_mut(STEM_BAND_ROWS * row_len).enumerate() {
-            let rows = band * STEM_BAND_ROWS..band * STEM_BAND_ROWS + out.len() / row_len;
-            let pixels = rows.len() * stem_shape.w;
-            let cols = kernels::im2col_nchw_rows(frame, input, (3, 2), stem_shape, rows);
-            self.stem.apply(&cols, pixels, true, out);
-            kernels::recycle(cols);
-        }
+        self.stem.forward_into(frame, h, w, &mut x);
         let mut shape = stem_shape;
         for block in &self.per_frame {
             (x, shape) = block.forward(x, shape);
@@ -460,7 +628,7 @@ impl NhwcPpTsmV2 {
         kernels::recycle(x);
         let mut shares = vec![0.0; shape.frames * self.feature_dim()];
         self.last_conv
-            .apply(&pooled, shape.frames, true, &mut shares);
+            .apply(&pooled, shape.frames, Act::Relu, &mut shares);
         shares.iter_mut().for_each(|v| *v *= DROPOUT_KEEP);
         shares
     }
@@ -553,10 +721,7 @@ impl NhwcPpTsmV2 {
 
     /// The classifier on pre-fc features: `[N, 1280]` -> `[N, classes]`.
     pub fn classify(&self, features: &[f32]) -> Vec<f32> {
-        let n = features.len() / self.fc.k();
-        let mut logits = vec![0.0; n * self.fc.n()];
-        self.fc.apply(features, n, false, &mut logits);
-        logits
+        classify_with(&self.fc, features)
     }
 
     /// Raw logits `[N, classes]` of clips `[N, T, 3, H, W]`.
@@ -576,8 +741,4 @@ fn mean_of(rows: &[&[f32]], width: usize) -> Vec<f32> {
     }
     mean.iter_mut().for_each(|m| *m /= rows.len() as f32);
     mean
-}
-
-fn linear_bias(linear: &Linear) -> Result<Vec<f32>, NhwcError> {
-    Ok(host(&linear.bias)?.0)
 }

@@ -5,6 +5,8 @@
 //! instruction set the kernels use ([`simd`]), and [`dispatch`] for plain loops that only need
 //! compiling for AVX2.
 
+use crate::model::layers::Act;
+
 /// `N` lanes of `f32`.
 ///
 /// SAFETY (every method): the CPU has the features of the implementing type; pointers point
@@ -18,6 +20,45 @@ pub(crate) trait Lanes: Copy {
     unsafe fn mul_add(self, w: Self, acc: Self) -> Self;
     /// `max(self, 0)`.
     unsafe fn relu(self) -> Self;
+    unsafe fn add(self, other: Self) -> Self;
+    unsafe fn mul(self, other: Self) -> Self;
+    unsafe fn min(self, other: Self) -> Self;
+    unsafe fn max(self, other: Self) -> Self;
+
+    /// `act` on every lane, as [`Act::apply`] does on a tensor (and [`act_scalar`] on one
+    /// value): the epilogue of a GEMM block or a depthwise strip, still in registers.
+    #[inline(always)]
+    unsafe fn act(self, act: Act) -> Self {
+        // SAFETY: the caller has the features `Self` needs (this trait's contract); registers
+        // only.
+        unsafe {
+            match act {
+                Act::None => self,
+                Act::Relu => self.relu(),
+                Act::LeakyRelu => self.max(self.mul(Self::splat(LEAKY_SLOPE))),
+                Act::Relu6 => self.relu().min(Self::splat(6.0)),
+                Act::Hardswish => {
+                    let gate = self.add(Self::splat(3.0)).relu().min(Self::splat(6.0));
+                    self.mul(gate.mul(Self::splat(1.0 / 6.0)))
+                }
+            }
+        }
+    }
+}
+
+/// PaddlePaddle's `leaky_relu` default slope (as [`Act::LeakyRelu`]).
+const LEAKY_SLOPE: f32 = 0.01;
+
+/// [`Lanes::act`] on one value (the portable kernels and the channels left over by vectors).
+#[inline(always)]
+pub fn act_scalar(v: f32, act: Act) -> f32 {
+    match act {
+        Act::None => v,
+        Act::Relu => v.max(0.0),
+        Act::LeakyRelu => v.max(v * LEAKY_SLOPE),
+        Act::Relu6 => v.clamp(0.0, 6.0),
+        Act::Hardswish => v * ((v + 3.0).clamp(0.0, 6.0) * (1.0 / 6.0)),
+    }
 }
 
 /// The vector instruction sets the CPU kernels are compiled for, narrowest first.
@@ -104,6 +145,33 @@ mod x86 {
 
     use super::Lanes;
 
+    /// `Lanes`' `add`, `mul`, `min` and `max` of a type over its element-wise intrinsics.
+    macro_rules! binary_ops {
+        ($ty:ident, $add:ident, $mul:ident, $min:ident, $max:ident) => {
+            #[inline(always)]
+            unsafe fn add(self, other: Self) -> Self {
+                // SAFETY: the caller has the type's features (this trait's contract);
+                // registers only.
+                $ty(unsafe { $add(self.0, other.0) })
+            }
+            #[inline(always)]
+            unsafe fn mul(self, other: Self) -> Self {
+                // SAFETY: as `add`.
+                $ty(unsafe { $mul(self.0, other.0) })
+            }
+            #[inline(always)]
+            unsafe fn min(self, other: Self) -> Self {
+                // SAFETY: as `add`.
+                $ty(unsafe { $min(self.0, other.0) })
+            }
+            #[inline(always)]
+            unsafe fn max(self, other: Self) -> Self {
+                // SAFETY: as `add`.
+                $ty(unsafe { $max(self.0, other.0) })
+            }
+        };
+    }
+
     /// 8 lanes; needs AVX2 and FMA.
     #[derive(Clone, Copy)]
     pub(crate) struct Avx2(__m256);
@@ -139,6 +207,13 @@ mod x86 {
             // SAFETY: the caller has AVX2 (this trait's contract); registers only.
             Avx2(unsafe { _mm256_max_ps(self.0, _mm256_setzero_ps()) })
         }
+        binary_ops!(
+            Avx2,
+            _mm256_add_ps,
+            _mm256_mul_ps,
+            _mm256_min_ps,
+            _mm256_max_ps
+        );
     }
 
     /// 16 lanes; needs AVX-512F.
@@ -176,6 +251,13 @@ mod x86 {
             // SAFETY: the caller has AVX-512F (this trait's contract); registers only.
             Avx512(unsafe { _mm512_max_ps(self.0, _mm512_setzero_ps()) })
         }
+        binary_ops!(
+            Avx512,
+            _mm512_add_ps,
+            _mm512_mul_ps,
+            _mm512_min_ps,
+            _mm512_max_ps
+        );
     }
 }
 
@@ -206,5 +288,17 @@ impl Lanes for Portable16 {
     }
     unsafe fn relu(self) -> Self {
         Portable16(self.0.map(|v| v.max(0.0)))
+    }
+    unsafe fn add(self, other: Self) -> Self {
+        Portable16(std::array::from_fn(|i| self.0[i] + other.0[i]))
+    }
+    unsafe fn mul(self, other: Self) -> Self {
+        Portable16(std::array::from_fn(|i| self.0[i] * other.0[i]))
+    }
+    unsafe fn min(self, other: Self) -> Self {
+        Portable16(std::array::from_fn(|i| self.0[i].min(other.0[i])))
+    }
+    unsafe fn max(self, other: Self) -> Self {
+        Portable16(std::array::from_fn(|i| self.0[i].max(other.0[i])))
     }
 }

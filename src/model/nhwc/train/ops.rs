@@ -5,6 +5,7 @@
 
 use rayon::prelude::*;
 
+use crate::model::layers::Act;
 use crate::model::nhwc::gemm::PackedMatrix;
 use crate::model::nhwc::kernels::{self, Shape, inside_taps};
 use crate::model::nhwc::simd::{Kernel, dispatch};
@@ -65,14 +66,14 @@ impl Pointwise {
     /// `x[m, k] · W`.
     pub fn forward(&self, x: &[f32], m: usize) -> Vec<f32> {
         let mut z = kernels::buffer(m * self.n());
-        self.forward.apply(x, m, false, &mut z);
+        self.forward.apply(x, m, Act::None, &mut z);
         z
     }
 
     /// `dZ[m, n] · Wᵀ`.
     pub fn input_grad(&self, dz: &[f32], m: usize) -> Vec<f32> {
         let mut dx = kernels::buffer(m * self.k());
-        self.backward.apply(dz, m, false, &mut dx);
+        self.backward.apply(dz, m, Act::None, &mut dx);
         dx
     }
 }
@@ -87,7 +88,7 @@ pub fn weight_grad(x: &[f32], dz: &[f32], m: usize, k: usize, n: usize) -> Vec<f
         let xt = transpose(xc, rows, k);
         let packed = PackedMatrix::new(dzc, None, rows, n);
         let mut part = kernels::buffer(k * n);
-        packed.apply(&xt, k, false, &mut part);
+        packed.apply(&xt, k, Act::None, &mut part);
         add_into(acc, &part);
         kernels::recycle(part);
         kernels::recycle(xt);
