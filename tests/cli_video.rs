@@ -140,7 +140,10 @@ fn dense_mode_matches_paddlevideos_dense_scores() {
         let view = &t.data[v * view_len..(v + 1) * view_len];
         let mean = view.iter().map(|&x| f64::from(x)).sum::<f64>() / view_len as f64;
         let want = want.as_f64().expect("mean");
-        assert!((mean - want).abs() <= 1e-6, "view {v} mean {mean} vs {want}");
+        assert!(
+            (mean - want).abs() <= 1e-6,
+            "view {v} mean {mean} vs {want}"
+        );
     }
 
     // R50 on two views, in process (burn's CPU backend: ~4 s a view).
@@ -161,7 +164,10 @@ fn dense_mode_matches_paddlevideos_dense_scores() {
     let mean = mean_logits(&reference.data, 30, classes);
     let scores = npy("video/example_dense_scores.npy");
     let d = max_abs_diff(&mean, &scores.data);
-    assert!(d <= 1e-5, "mean of the views' logits vs the test step's scores: {d:e}");
+    assert!(
+        d <= 1e-5,
+        "mean of the views' logits vs the test step's scores: {d:e}"
+    );
     assert_eq!(top_k_indices(&mean, 5), [364, 124, 374, 355, 390]);
 
     // `classify --dense` end to end ranks the mean of the per-view logits.
