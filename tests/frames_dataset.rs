@@ -351,17 +351,9 @@ fn training_from_png_frames_gives_the_videos_run() {
     let train = |data_args: &[&str], run_dir: &Path| {
         let mut args = vec!["--device", "cpu", "train"];
         args.extend_from_slice(data_args);
+        args.extend(["--weights", s(&weights)]);
+        args.extend(common::train::SMALL_RUN);
         args.extend([
-            "--weights",
-            s(&weights),
-            "--frames",
-            "8",
-            "--size",
-            "64",
-            "--batch-size",
-            "2",
-            "--val-split",
-            "0.25",
             "--epochs",
             "2",
             "--seed",

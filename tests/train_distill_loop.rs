@@ -234,19 +234,12 @@ fn train_args(data: &Path, run_dir: &Path) -> Vec<String> {
         s(data),
         "--weights",
         s(&weights),
-        "--frames",
-        "8",
-        "--size",
-        "64",
-        "--batch-size",
-        "2",
-        "--val-split",
-        "0.25",
-        "--run-dir",
-        s(run_dir),
     ]
+    .into_iter()
+    .chain(common::train::SMALL_RUN)
+    .chain(["--run-dir", s(run_dir)])
     .map(str::to_string)
-    .to_vec()
+    .collect()
 }
 
 fn run(args: &[String]) -> std::process::Output {

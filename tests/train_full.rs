@@ -44,24 +44,11 @@ fn text(bytes: &[u8]) -> String {
 
 /// The `train` arguments every run here shares.
 fn train_args<'a>(data: &'a Path, weights: &'a Path, run_dir: &'a Path) -> Vec<&'a str> {
-    vec![
-        "--device",
-        "cpu",
-        "train",
-        s(data),
-        "--weights",
-        s(weights),
-        "--frames",
-        "8",
-        "--size",
-        "64",
-        "--batch-size",
-        "2",
-        "--val-split",
-        "0.25",
-        "--run-dir",
-        s(run_dir),
-    ]
+    ["--device", "cpu", "train", s(data), "--weights", s(weights)]
+        .into_iter()
+        .chain(common::train::SMALL_RUN)
+        .chain(["--run-dir", s(run_dir)])
+        .collect()
 }
 
 #[test]

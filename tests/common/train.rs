@@ -7,6 +7,19 @@ use std::process::{Command, Stdio};
 use kineto::checkpoint::{ParamStore, ParamTensor};
 use kineto::train::demo::{DemoOptions, DemoSummary, generate};
 
+/// The small PP-TSMv2 run the training tests share (with `--weights` the 8-frame fixture):
+/// 8 frames at 64x64, batches of 2, a quarter of the clips held out for validation.
+pub const SMALL_RUN: [&str; 8] = [
+    "--frames",
+    "8",
+    "--size",
+    "64",
+    "--batch-size",
+    "2",
+    "--val-split",
+    "0.25",
+];
+
 /// `classes` x `clips_per_class` one-second demo clips in `dir`.
 pub fn demo_data(dir: &Path, classes: usize, clips_per_class: usize, seed: u64) -> DemoSummary {
     let opts = DemoOptions {
