@@ -80,6 +80,27 @@ impl PackedMatrix {
         self.n
     }
 
+    /// The weights back as `[k, n]` row-major.
+    pub fn weight(&self) -> Vec<f32> {
+        let (_, nr) = block(self.simd);
+        let mut weight = vec![0.0; self.k * self.n];
+        let mut offset = 0;
+        for (col0, width) in panel_widths(self.n, nr) {
+            let cols = (self.n - col0).min(width);
+            for row in 0..self.k {
+                weight[row * self.n + col0..][..cols]
+                    .copy_from_slice(&self.panels[offset + row * width..][..cols]);
+            }
+            offset += self.k * width;
+        }
+        weight
+    }
+
+    /// The bias, `[n]`.
+    pub fn bias(&self) -> Vec<f32> {
+        self.bias[..self.n].to_vec()
+    }
+
     /// `out[m, n] = act(x[m, k] · W + b)`. Rows are split across rayon's current pool.
     pub fn apply(&self, x: &[f32], m: usize, act: Act, out: &mut [f32]) {
         assert!(x.len() >= m * self.k && out.len() >= m * self.n);
@@ -394,6 +415,17 @@ mod tests {
                     (got - e).abs() <= 1e-4 * (1.0 + e.abs()),
                     "{m}x{k}x{n} {act:?} [{i},{j}]: {got} vs {e}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn weights_and_bias_read_back_as_given() {
+        for (_, k, n) in SHAPES {
+            let (_, w, b) = operands(1, k, n);
+            for width in [Simd::Portable, Simd::Avx2, Simd::Avx512] {
+                let packed = PackedMatrix::for_simd(width, &w, Some(&b), k, n);
+                assert_eq!((packed.weight(), packed.bias()), (w.clone(), b.clone()));
             }
         }
     }

@@ -60,13 +60,13 @@ impl Unit {
             None => None,
         };
         Ok(Self {
-            expand: Pointwise::from_conv_bn(&unit.expand_conv)?,
+            expand: Pointwise::from_conv_bn(&unit.expand_conv, String::new())?,
             depthwise: Depthwise::from_conv(
                 folded(&unit.bottleneck_conv)?,
                 unit.bottleneck_conv.act,
             )?,
             excitation,
-            linear: Pointwise::from_conv_bn(&unit.linear_conv)?,
+            linear: Pointwise::from_conv_bn(&unit.linear_conv, String::new())?,
             shortcut: unit.shortcut,
         })
     }
@@ -195,7 +195,7 @@ impl NhwcMobileNet {
         Ok(Self {
             stem: Stem::new(folded(&net.conv)?, net.conv.act)?,
             units,
-            before_pool: Pointwise::from_conv_bn(&net.last_second_conv)?,
+            before_pool: Pointwise::from_conv_bn(&net.last_second_conv, String::new())?,
             after_pool: Some(Pointwise::new(&net.last_conv, Act::Hardswish)?),
             fc: classifier(&net.fc)?,
         })

@@ -14,11 +14,15 @@
 pub mod gemm;
 pub mod kernels;
 pub mod mobilenet;
+pub mod qgemm;
+pub mod quant;
 mod simd;
 pub mod train;
 
 pub use mobilenet::NhwcMobileNet;
 pub use simd::{Simd, simd};
+
+use std::sync::Mutex;
 
 use burn::module::Param;
 use burn::tensor::Tensor;
@@ -28,6 +32,8 @@ use super::layers::{Act, Conv, ConvBn, Linear, shift_channels};
 use super::pptsm_v2::{PpTsmV2, RepDepthwiseSeparable, SeModule};
 use gemm::PackedMatrix;
 use kernels::Shape;
+use qgemm::QuantizedMatrix;
+use quant::{ActivationStats, Estimator, QuantLayer, QuantLayers};
 
 /// Output rows of the stem per band of patches (112 x 27 values each: 8 rows are 97 KiB).
 const STEM_BAND_ROWS: usize = 8;
@@ -46,6 +52,8 @@ pub enum NhwcError {
     },
     #[error("reading a parameter to the host: {0}")]
     Host(String),
+    #[error("int8 layer {name}: {problem}")]
+    Int8 { name: String, problem: String },
 }
 
 /// A network on the CPU path: PP-TSMv2 or a PP-TSM MobileNet, fused.
@@ -108,19 +116,27 @@ fn transposed(values: &[f32], out: usize, inp: usize) -> Vec<f32> {
     t
 }
 
-/// A 1x1 convolution (+ bias, zeros if it has none) + activation.
+/// A 1x1 convolution (+ bias, zeros if it has none) + activation; in int8 when quantized.
 struct Pointwise {
+    /// PaddleVideo's name of the layer (`stages.2.0.pw_conv_1`); empty where unnamed.
+    name: String,
     matrix: PackedMatrix,
+    int8: Option<Box<QuantizedMatrix>>,
+    /// Calibration: the statistics of every input this layer sees.
+    observer: Option<Box<Mutex<ActivationStats>>>,
     act: Act,
 }
 
 impl Pointwise {
     /// A folded `ConvBn` with its activation.
-    fn from_conv_bn(layer: &ConvBn) -> Result<Self, NhwcError> {
+    fn from_conv_bn(layer: &ConvBn, name: String) -> Result<Self, NhwcError> {
         if layer.bn.is_some() {
             return Err(NhwcError::Unsupported("BatchNorm not folded"));
         }
-        Self::new(&layer.conv, layer.act)
+        Ok(Self {
+            name,
+            ..Self::new(&layer.conv, layer.act)?
+        })
     }
 
     fn new(conv: &Conv, act: Act) -> Result<Self, NhwcError> {
@@ -138,9 +154,52 @@ impl Pointwise {
             None => None,
         };
         Ok(Self {
+            name: String::new(),
             matrix: PackedMatrix::new(&weight, bias.as_deref(), c_in, c_out),
+            int8: None,
+            observer: None,
             act,
         })
+    }
+
+    /// Runs in int8 with `layer`'s weights and input quantization (the float bias stays).
+    fn set_int8(&mut self, layer: &QuantLayer) -> Result<(), NhwcError> {
+        let problem = |problem: String| NhwcError::Int8 {
+            name: self.name.clone(),
+            problem,
+        };
+        if let Some(p) = layer.problem() {
+            return Err(problem(p));
+        }
+        let (k, n) = (self.matrix.k(), self.matrix.n());
+        if (layer.out_channels, layer.in_channels) != (n, k) {
+            return Err(problem(format!(
+                "shape [{}, {}], but the network's layer is [{n}, {k}]",
+                layer.out_channels, layer.in_channels
+            )));
+        }
+        let bias = self.matrix.bias();
+        // Calibration, if it ran, is over.
+        self.observer = None;
+        self.int8 = Some(Box::new(QuantizedMatrix::new(
+            &layer.weight,
+            &layer.weight_scale,
+            Some(&bias),
+            layer.input,
+            k,
+            n,
+        )));
+        Ok(())
+    }
+
+    /// This layer quantized with its input range from the calibration statistics.
+    fn quantized(&self, estimator: Estimator) -> Option<(QuantLayer, ActivationStats)> {
+        let stats = self.observer.as_ref()?.lock().ok()?.clone();
+        let (lower, upper) = stats.range(estimator);
+        let input = qgemm::ActQuant::for_range(lower, upper);
+        let (k, n) = (self.matrix.k(), self.matrix.n());
+        let weight = transposed(&self.matrix.weight(), k, n);
+        Some((QuantLayer::quantize(&weight, n, input), stats))
     }
 
     fn out_shape(&self, shape: Shape) -> Shape {
@@ -158,7 +217,16 @@ impl Pointwise {
     }
 
     fn forward_into(&self, x: &[f32], shape: Shape, out: &mut [f32]) {
-        self.matrix.apply(x, shape.pixels(), self.act, out);
+        let x = &x[..shape.values()];
+        if let Some(observer) = &self.observer
+            && let Ok(mut stats) = observer.lock()
+        {
+            stats.observe(x);
+        }
+        match &self.int8 {
+            Some(int8) => int8.apply(x, shape.pixels(), self.act, out),
+            None => self.matrix.apply(x, shape.pixels(), self.act, out),
+        }
     }
 }
 
@@ -329,17 +397,22 @@ struct Block {
 }
 
 impl Block {
-    fn from_module(block: &RepDepthwiseSeparable) -> Result<Self, NhwcError> {
+    /// `block` as PaddleVideo names it (`stem.1`, `stages.2.0`).
+    fn from_module(block: &RepDepthwiseSeparable, name: &str) -> Result<Self, NhwcError> {
         let depthwise = match (&block.dw_conv, &block.rep_dw) {
             (Some(dw), None) if dw.bn.is_none() => Depthwise::from_conv(&dw.conv, Act::Relu)?,
             (None, Some(rep)) => Depthwise::from_conv(rep, Act::Relu)?,
             _ => return Err(NhwcError::Unsupported("rep branches not merged")),
         };
-        let pointwise = [&block.pw_conv_1, &block.pw_conv_2, &block.pw_conv]
-            .into_iter()
-            .flatten()
-            .map(Pointwise::from_conv_bn)
-            .collect::<Result<_, _>>()?;
+        let pointwise = [
+            (&block.pw_conv_1, "pw_conv_1"),
+            (&block.pw_conv_2, "pw_conv_2"),
+            (&block.pw_conv, "pw_conv"),
+        ]
+        .into_iter()
+        .filter_map(|(layer, field)| Some((layer.as_ref()?, field)))
+        .map(|(layer, field)| Pointwise::from_conv_bn(layer, format!("{name}.{field}")))
+        .collect::<Result<_, _>>()?;
         Ok(Self {
             depthwise,
             excitation: block.se.as_ref().map(Excitation::from_module).transpose()?,
@@ -480,7 +553,7 @@ impl NhwcPpTsmV2 {
         if net.stem_conv.bn.is_some() {
             return Err(NhwcError::Unsupported("BatchNorm not folded"));
         }
-        let mut per_frame = vec![Block::from_module(&net.stem_dw)?];
+        let mut per_frame = vec![Block::from_module(&net.stem_dw, "stem.1")?];
         let (mut stage3, mut stage4) = (Vec::new(), Vec::new());
         for (s, stage) in net.stages.iter().enumerate() {
             let target = match s {
@@ -488,8 +561,8 @@ impl NhwcPpTsmV2 {
                 2 => &mut stage3,
                 _ => &mut stage4,
             };
-            for block in stage {
-                target.push(Block::from_module(block)?);
+            for (b, block) in stage.iter().enumerate() {
+                target.push(Block::from_module(block, &format!("stages.{s}.{b}"))?);
             }
         }
         let attention = match &net.global_attention {
@@ -517,6 +590,73 @@ impl NhwcPpTsmV2 {
     /// Width of the pooled features the classifier sees (1280).
     pub fn feature_dim(&self) -> usize {
         self.last_conv.n()
+    }
+
+    /// The 1x1 convolutions of the blocks, in forward order: what int8 quantizes (the stem,
+    /// the depthwise convolutions, SE, the last conv and the classifier stay float).
+    fn pointwise_mut(&mut self) -> impl Iterator<Item = &mut Pointwise> {
+        self.per_frame
+            .iter_mut()
+            .chain(&mut self.stage3)
+            .chain(&mut self.stage4)
+            .flat_map(|block| block.pointwise.iter_mut())
+    }
+
+    fn pointwise(&self) -> impl Iterator<Item = &Pointwise> {
+        self.per_frame
+            .iter()
+            .chain(&self.stage3)
+            .chain(&self.stage4)
+            .flat_map(|block| block.pointwise.iter())
+    }
+
+    /// The names of the layers int8 can quantize, in forward order.
+    pub fn quantizable_layers(&self) -> Vec<String> {
+        self.pointwise().map(|p| p.name.clone()).collect()
+    }
+
+    /// From now on, every forward pass records the inputs of the quantizable layers (in
+    /// float, whatever ran before).
+    pub fn start_calibration(&mut self) {
+        for pw in self.pointwise_mut() {
+            pw.observer = Some(Box::new(Mutex::new(ActivationStats::default())));
+            pw.int8 = None;
+        }
+    }
+
+    /// The quantizable layers quantized from what calibration recorded, with the statistics
+    /// each range came from, in forward order (empty before `start_calibration`).
+    pub fn calibrated(&self, estimator: Estimator) -> Vec<(String, QuantLayer, ActivationStats)> {
+        self.pointwise()
+            .filter_map(|pw| {
+                let (layer, stats) = pw.quantized(estimator)?;
+                Some((pw.name.clone(), layer, stats))
+            })
+            .collect()
+    }
+
+    /// Runs the named layers in int8 (the others stay float). Every name must be one of
+    /// `quantizable_layers`, with its shape.
+    pub fn set_int8(&mut self, layers: &QuantLayers) -> Result<(), NhwcError> {
+        let mut pending: Vec<&String> = layers.keys().collect();
+        for pw in self.pointwise_mut() {
+            if let Some(layer) = layers.get(&pw.name) {
+                pw.set_int8(layer)?;
+                pending.retain(|name| **name != pw.name);
+            }
+        }
+        match pending.first() {
+            Some(name) => Err(NhwcError::Int8 {
+                name: (*name).clone(),
+                problem: "no such 1x1 convolution in this network".into(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// How many layers run in int8.
+    pub fn int8_layers(&self) -> usize {
+        self.pointwise().filter(|pw| pw.int8.is_some()).count()
     }
 
     /// Frames `[frames, 3, h, w]` (NCHW, as preprocessing makes them) -> their maps at the

@@ -83,14 +83,15 @@ impl Simd {
 }
 
 /// The widest instruction set the CPU has, capped by the environment variable
-/// `KINETO_CPU_SIMD` (`avx512`, `avx2` or `portable`): the cap times and tests the narrower
+/// `KINETO_CPU_SIMD` (`avx512`, `avx2` or `portable`; `avxvnni`, which caps the int8 kernels
+/// (`qgemm::qsimd`), caps these at AVX2): the cap times and tests the narrower
 /// kernels on a wide CPU. Read once per process; an unknown value is ignored.
 pub fn simd() -> Simd {
     static CHOSEN: std::sync::OnceLock<Simd> = std::sync::OnceLock::new();
     *CHOSEN.get_or_init(|| {
         let cap = match std::env::var("KINETO_CPU_SIMD").as_deref() {
             Ok("portable") => Simd::Portable,
-            Ok("avx2") => Simd::Avx2,
+            Ok("avx2") | Ok("avxvnni") => Simd::Avx2,
             _ => Simd::Avx512,
         };
         cpu_simd().min(cap)
@@ -137,13 +138,13 @@ unsafe fn with_avx2(kernel: impl Kernel) {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) use x86::{Avx2, Avx512};
+pub(crate) use x86::{Avx2, Avx512, QAvx2, QAvx512Vnni, QAvxVnni};
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::Lanes;
+    use super::{Lanes, QLanes};
 
     /// `Lanes`' `add`, `mul`, `min` and `max` of a type over its element-wise intrinsics.
     macro_rules! binary_ops {
@@ -259,46 +260,247 @@ mod x86 {
             _mm512_max_ps
         );
     }
+
+    /// `QLanes`' loads, splat and add over 256-bit integer registers (AVX2's intrinsics).
+    macro_rules! q256_common {
+        ($ty:ident) => {
+            const N: usize = 8;
+            type F = Avx2;
+            #[inline(always)]
+            unsafe fn zero() -> Self {
+                // SAFETY: the caller has AVX2 (this trait's contract); registers only.
+                $ty(unsafe { _mm256_setzero_si256() })
+            }
+            #[inline(always)]
+            unsafe fn load_bytes(p: *const i8) -> Self {
+                // SAFETY: the caller has AVX2 and `p` points at 32 readable bytes (this
+                // trait's contract); `loadu` takes any alignment.
+                $ty(unsafe { _mm256_loadu_si256(p.cast()) })
+            }
+            #[inline(always)]
+            unsafe fn load_i32(p: *const i32) -> Self {
+                // SAFETY: as `load_bytes`, 8 values.
+                $ty(unsafe { _mm256_loadu_si256(p.cast()) })
+            }
+            #[inline(always)]
+            unsafe fn splat4(v: u32) -> Self {
+                // SAFETY: the caller has AVX2 (this trait's contract); registers only.
+                $ty(unsafe { _mm256_set1_epi32(v as i32) })
+            }
+            #[inline(always)]
+            unsafe fn add(self, other: Self) -> Self {
+                // SAFETY: as `splat4`.
+                $ty(unsafe { _mm256_add_epi32(self.0, other.0) })
+            }
+            #[inline(always)]
+            unsafe fn to_f32(self) -> Avx2 {
+                // SAFETY: as `splat4`.
+                Avx2(unsafe { _mm256_cvtepi32_ps(self.0) })
+            }
+        };
+    }
+
+    /// 8 lanes of `i32`; needs AVX2. Byte products by `vpmaddubsw` (summed in pairs, in 16
+    /// bits with saturation: `qgemm`'s weight range keeps the pairs inside) and `vpmaddwd`.
+    #[derive(Clone, Copy)]
+    pub(crate) struct QAvx2(__m256i);
+
+    impl QLanes for QAvx2 {
+        q256_common!(QAvx2);
+        #[inline(always)]
+        unsafe fn dot(self, x: Self, w: Self) -> Self {
+            // SAFETY: the caller has AVX2 (this trait's contract); registers only.
+            unsafe {
+                let pairs = _mm256_maddubs_epi16(x.0, w.0);
+                let quads = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+                QAvx2(_mm256_add_epi32(self.0, quads))
+            }
+        }
+    }
+
+    /// 8 lanes of `i32`; needs AVX2 and AVX-VNNI (`vpdpbusd` on 256-bit registers).
+    #[derive(Clone, Copy)]
+    pub(crate) struct QAvxVnni(__m256i);
+
+    impl QLanes for QAvxVnni {
+        q256_common!(QAvxVnni);
+        #[inline(always)]
+        unsafe fn dot(self, x: Self, w: Self) -> Self {
+            // SAFETY: the caller has AVX-VNNI (this trait's contract); registers only.
+            QAvxVnni(unsafe { _mm256_dpbusd_avx_epi32(self.0, x.0, w.0) })
+        }
+    }
+
+    /// 16 lanes of `i32`; needs AVX-512F and AVX512-VNNI.
+    #[derive(Clone, Copy)]
+    pub(crate) struct QAvx512Vnni(__m512i);
+
+    impl QLanes for QAvx512Vnni {
+        const N: usize = 16;
+        type F = Avx512;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            // SAFETY: the caller has AVX-512F (this trait's contract); registers only.
+            QAvx512Vnni(unsafe { _mm512_setzero_si512() })
+        }
+        #[inline(always)]
+        unsafe fn load_bytes(p: *const i8) -> Self {
+            // SAFETY: the caller has AVX-512F and `p` points at 64 readable bytes (this
+            // trait's contract); `loadu` takes any alignment.
+            QAvx512Vnni(unsafe { _mm512_loadu_si512(p.cast()) })
+        }
+        #[inline(always)]
+        unsafe fn load_i32(p: *const i32) -> Self {
+            // SAFETY: as `load_bytes`, 16 values.
+            QAvx512Vnni(unsafe { _mm512_loadu_si512(p.cast()) })
+        }
+        #[inline(always)]
+        unsafe fn splat4(v: u32) -> Self {
+            // SAFETY: the caller has AVX-512F (this trait's contract); registers only.
+            QAvx512Vnni(unsafe { _mm512_set1_epi32(v as i32) })
+        }
+        #[inline(always)]
+        unsafe fn dot(self, x: Self, w: Self) -> Self {
+            // SAFETY: the caller has AVX512-VNNI (this trait's contract); registers only.
+            QAvx512Vnni(unsafe { _mm512_dpbusd_epi32(self.0, x.0, w.0) })
+        }
+        #[inline(always)]
+        unsafe fn add(self, other: Self) -> Self {
+            // SAFETY: as `splat4`.
+            QAvx512Vnni(unsafe { _mm512_add_epi32(self.0, other.0) })
+        }
+        #[inline(always)]
+        unsafe fn to_f32(self) -> Avx512 {
+            // SAFETY: as `splat4`.
+            Avx512(unsafe { _mm512_cvtepi32_ps(self.0) })
+        }
+    }
 }
 
-/// 16 lanes in portable code, for tests: a kernel's geometry at the AVX-512 width (offsets,
-/// grouping, edges) checked on any machine.
-#[cfg(test)]
+/// `N` lanes in portable code: the portable int8 kernel's epilogue, and in tests a kernel's
+/// geometry at a SIMD width (offsets, grouping, edges) checked on any machine.
 #[derive(Clone, Copy)]
-pub(crate) struct Portable16([f32; 16]);
+pub(crate) struct PortableLanes<const N: usize>([f32; N]);
 
+/// The AVX-512 width in portable code (tests).
 #[cfg(test)]
-impl Lanes for Portable16 {
-    const N: usize = 16;
+pub(crate) type Portable16 = PortableLanes<16>;
+
+impl<const N: usize> Lanes for PortableLanes<N> {
+    const N: usize = N;
+    #[inline(always)]
     unsafe fn load(p: *const f32) -> Self {
-        // SAFETY: `p` points at 16 readable values (this trait's contract); `read_unaligned`
+        // SAFETY: `p` points at N readable values (this trait's contract); `read_unaligned`
         // takes any alignment.
-        Portable16(unsafe { p.cast::<[f32; 16]>().read_unaligned() })
+        PortableLanes(unsafe { p.cast::<[f32; N]>().read_unaligned() })
     }
+    #[inline(always)]
     unsafe fn splat(v: f32) -> Self {
-        Portable16([v; 16])
+        PortableLanes([v; N])
     }
+    #[inline(always)]
     unsafe fn store(self, p: *mut f32) {
-        // SAFETY: `p` points at 16 writable values (this trait's contract); `write_unaligned`
+        // SAFETY: `p` points at N writable values (this trait's contract); `write_unaligned`
         // takes any alignment.
-        unsafe { p.cast::<[f32; 16]>().write_unaligned(self.0) }
+        unsafe { p.cast::<[f32; N]>().write_unaligned(self.0) }
     }
+    #[inline(always)]
     unsafe fn mul_add(self, w: Self, acc: Self) -> Self {
-        Portable16(std::array::from_fn(|i| self.0[i].mul_add(w.0[i], acc.0[i])))
+        PortableLanes(std::array::from_fn(|i| self.0[i].mul_add(w.0[i], acc.0[i])))
     }
+    #[inline(always)]
     unsafe fn relu(self) -> Self {
-        Portable16(self.0.map(|v| v.max(0.0)))
+        PortableLanes(self.0.map(|v| v.max(0.0)))
     }
+    #[inline(always)]
     unsafe fn add(self, other: Self) -> Self {
-        Portable16(std::array::from_fn(|i| self.0[i] + other.0[i]))
+        PortableLanes(std::array::from_fn(|i| self.0[i] + other.0[i]))
     }
+    #[inline(always)]
     unsafe fn mul(self, other: Self) -> Self {
-        Portable16(std::array::from_fn(|i| self.0[i] * other.0[i]))
+        PortableLanes(std::array::from_fn(|i| self.0[i] * other.0[i]))
     }
+    #[inline(always)]
     unsafe fn min(self, other: Self) -> Self {
-        Portable16(std::array::from_fn(|i| self.0[i].min(other.0[i])))
+        PortableLanes(std::array::from_fn(|i| self.0[i].min(other.0[i])))
     }
+    #[inline(always)]
     unsafe fn max(self, other: Self) -> Self {
-        Portable16(std::array::from_fn(|i| self.0[i].max(other.0[i])))
+        PortableLanes(std::array::from_fn(|i| self.0[i].max(other.0[i])))
+    }
+}
+
+/// `N` lanes of `i32` for the int8 kernels (`qgemm`): accumulators, and the same register
+/// read as `4 * N` bytes (packed weights, four broadcast activations).
+///
+/// SAFETY (every method): the CPU has the features of the implementing type; pointers point
+/// at `N` readable values (`4 * N` bytes for `load_bytes`).
+pub(crate) trait QLanes: Copy {
+    const N: usize;
+    /// The `f32` lanes of the same width (the epilogue).
+    type F: Lanes;
+    unsafe fn zero() -> Self;
+    unsafe fn load_bytes(p: *const i8) -> Self;
+    unsafe fn load_i32(p: *const i32) -> Self;
+    /// The same four bytes in every lane.
+    unsafe fn splat4(v: u32) -> Self;
+    /// Lane j of `self` plus the dot product of lane j's four unsigned bytes of `x` with
+    /// its four signed bytes of `w`.
+    unsafe fn dot(self, x: Self, w: Self) -> Self;
+    unsafe fn add(self, other: Self) -> Self;
+    unsafe fn to_f32(self) -> Self::F;
+}
+
+/// [`QLanes`] in portable code: `SATURATE` sums the byte products in pairs saturated to 16
+/// bits as AVX2's `vpmaddubsw` does (tests: that kernel's arithmetic on any machine), else
+/// in 32 bits as VNNI's `vpdpbusd` does.
+#[derive(Clone, Copy)]
+pub(crate) struct QPortable<const N: usize, const SATURATE: bool>(pub(crate) [i32; N]);
+
+impl<const N: usize, const SATURATE: bool> QLanes for QPortable<N, SATURATE> {
+    const N: usize = N;
+    type F = PortableLanes<N>;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        QPortable([0; N])
+    }
+    #[inline(always)]
+    unsafe fn load_bytes(p: *const i8) -> Self {
+        // SAFETY: `p` points at 4 * N readable bytes (this trait's contract).
+        let bytes = unsafe { std::slice::from_raw_parts(p, 4 * N) };
+        QPortable(std::array::from_fn(|j| {
+            i32::from_le_bytes(std::array::from_fn(|q| bytes[4 * j + q] as u8))
+        }))
+    }
+    #[inline(always)]
+    unsafe fn load_i32(p: *const i32) -> Self {
+        // SAFETY: `p` points at N readable values (this trait's contract).
+        QPortable(unsafe { p.cast::<[i32; N]>().read_unaligned() })
+    }
+    #[inline(always)]
+    unsafe fn splat4(v: u32) -> Self {
+        QPortable([v as i32; N])
+    }
+    #[inline(always)]
+    unsafe fn dot(self, x: Self, w: Self) -> Self {
+        QPortable(std::array::from_fn(|j| {
+            let xs = (x.0[j] as u32).to_le_bytes();
+            let ws = w.0[j].to_le_bytes();
+            let product = |q: usize| i32::from(xs[q]) * i32::from(ws[q] as i8);
+            let (low, high) = (product(0) + product(1), product(2) + product(3));
+            let (low, high) = match SATURATE {
+                true => (low.clamp(-32768, 32767), high.clamp(-32768, 32767)),
+                false => (low, high),
+            };
+            self.0[j].wrapping_add(low + high)
+        }))
+    }
+    #[inline(always)]
+    unsafe fn add(self, other: Self) -> Self {
+        QPortable(std::array::from_fn(|j| self.0[j].wrapping_add(other.0[j])))
+    }
+    #[inline(always)]
+    unsafe fn to_f32(self) -> Self::F {
+        PortableLanes(self.0.map(|v| v as f32))
     }
 }

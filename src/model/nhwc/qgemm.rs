@@ -1,0 +1,650 @@
+//! The int8 matrix product behind the quantized 1x1 convolutions (`kineto quantize`, `--precision
+//! int8`): `out[m, n] = act(s_x * s_w[n] * (Σ_k (q_x[m, k] - z) * q_w[k, n]) + b[n])`, with
+//! `q_x` the layer's input quantized per tensor to unsigned bytes (`ActQuant`: scale `s_x`,
+//! zero point `z`) and `q_w` its weights quantized per output channel to signed bytes.
+//!
+//! The rows are quantized a tile at a time (still in cache when the blocks read them); the
+//! zero point's share, `-z * Σ_k q_w[k, n]`, is a per-column integer added before the
+//! conversion, so the kernels multiply bytes as they are. A register block keeps `MR x NR`
+//! 32-bit sums and takes four values of `k` per step (one 32-bit broadcast of a row's four
+//! bytes against a panel's `NR` columns of four bytes each):
+//!
+//! | kernel | instruction | block |
+//! |---|---|---|
+//! | AVX512-VNNI | `vpdpbusd` zmm | 12 x 32 |
+//! | AVX-VNNI | `vpdpbusd` ymm | 6 x 16 |
+//! | AVX2 | `vpmaddubsw` + `vpmaddwd` | 4 x 16 |
+//! | portable | plain loops | 4 x 8 |
+//!
+//! All give the same integers: `vpmaddubsw` sums byte products in pairs, saturated to 16 bits,
+//! which [`WEIGHT_MAX`] keeps out of reach. The epilogue (offset, conversion, scale, bias,
+//! activation) is the same sequence of single roundings everywhere, so the outputs are equal
+//! bit for bit across kernels.
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use super::simd::{Lanes, QLanes, QPortable};
+#[cfg(target_arch = "x86_64")]
+use super::simd::{QAvx2, QAvx512Vnni, QAvxVnni};
+use crate::model::layers::Act;
+
+/// The largest weight magnitude of a quantized layer (7 bits): AVX2's pairs of byte products
+/// stay inside 16 bits, `2 * 255 * 63 = 32130 <= 32767`.
+pub const WEIGHT_MAX: i32 = 63;
+
+/// How a layer's input is quantized: `q = clamp(round_ties_even(x * (1 / scale)) + zero_point,
+/// 0, 255)`, read back as `scale * (q - zero_point)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ActQuant {
+    pub scale: f32,
+    pub zero_point: u8,
+}
+
+impl ActQuant {
+    /// The quantization of `lower..=upper` (which holds 0) onto 0..=255.
+    pub fn for_range(lower: f32, upper: f32) -> Self {
+        let (lower, upper) = (lower.min(0.0), upper.max(0.0));
+        let span = upper - lower;
+        if !(span.is_finite() && span > 0.0) {
+            return ActQuant {
+                scale: 1.0,
+                zero_point: 0,
+            };
+        }
+        let scale = span / 255.0;
+        let zero_point = (-lower / scale).round_ties_even().clamp(0.0, 255.0) as u8;
+        ActQuant { scale, zero_point }
+    }
+
+    #[inline(always)]
+    fn quantize(v: f32, inverse: f32, zero_point: f32) -> u8 {
+        // NaN becomes 0 (`as` saturates and maps NaN to 0).
+        ((v * inverse).round_ties_even() + zero_point).clamp(0.0, 255.0) as u8
+    }
+}
+
+/// The int8 kernels, narrowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum QSimd {
+    Portable,
+    Avx2,
+    AvxVnni,
+    Avx512Vnni,
+}
+
+impl QSimd {
+    pub fn name(self) -> &'static str {
+        match self {
+            QSimd::Portable => "portable",
+            QSimd::Avx2 => "avx2",
+            QSimd::AvxVnni => "avx-vnni",
+            QSimd::Avx512Vnni => "avx512-vnni",
+        }
+    }
+
+    /// Whether this CPU runs the kernel.
+    pub fn available(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            let avx2 = has!("avx2") && has!("fma");
+            match self {
+                QSimd::Portable => true,
+                QSimd::Avx2 => avx2,
+                QSimd::AvxVnni => avx2 && has!("avxvnni"),
+                QSimd::Avx512Vnni => avx2 && has!("avx512f") && has!("avx512vnni"),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            self == QSimd::Portable
+        }
+    }
+
+    /// Rows x columns of the register block.
+    fn block(self) -> (usize, usize) {
+        match self {
+            QSimd::Avx512Vnni => (12, 32),
+            QSimd::AvxVnni => (6, 16),
+            QSimd::Avx2 => (4, 16),
+            QSimd::Portable => (4, 8),
+        }
+    }
+}
+
+/// The widest int8 kernel the CPU runs, capped by `KINETO_CPU_SIMD` as the float kernels are
+/// (`portable`, `avx2`, `avxvnni`, `avx512`). Read once per process.
+pub fn qsimd() -> QSimd {
+    static CHOSEN: std::sync::OnceLock<QSimd> = std::sync::OnceLock::new();
+    *CHOSEN.get_or_init(|| {
+        let cap = match std::env::var("KINETO_CPU_SIMD").as_deref() {
+            Ok("portable") => QSimd::Portable,
+            Ok("avx2") => QSimd::Avx2,
+            Ok("avxvnni") => QSimd::AvxVnni,
+            _ => QSimd::Avx512Vnni,
+        };
+        [QSimd::Avx512Vnni, QSimd::AvxVnni, QSimd::Avx2]
+            .into_iter()
+            .find(|&kernel| kernel <= cap && kernel.available())
+            .unwrap_or(QSimd::Portable)
+    })
+}
+
+/// Target bytes of quantized rows per task.
+const TILE_BYTES: usize = 64 * 1024;
+
+thread_local! {
+    /// Each thread's quantized rows of the tile it works on.
+    static ROWS: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A quantized `[k, n]` weight matrix in panels of `NR` columns, zero-padded to whole panels
+/// and to `k` in fours: panel step `p` holds, for each of its columns, the four weights of
+/// rows `4p..4p + 4`.
+pub struct QuantizedMatrix {
+    panels: Vec<i8>,
+    /// `-z * Σ_k q_w[k, n]` per column.
+    offset: Vec<i32>,
+    /// `s_x * s_w[n]` per column.
+    dequant: Vec<f32>,
+    bias: Vec<f32>,
+    input: ActQuant,
+    k: usize,
+    /// `k` rounded up to a multiple of 4: the quantized rows' stride.
+    k4: usize,
+    n: usize,
+    simd: QSimd,
+}
+
+impl QuantizedMatrix {
+    /// `weight` is `[n, k]` row-major (output channels first, as convolutions store them),
+    /// every value within ±[`WEIGHT_MAX`]; `weight_scale` `[n]`; `bias` `[n]`.
+    pub fn new(
+        weight: &[i8],
+        weight_scale: &[f32],
+        bias: Option<&[f32]>,
+        input: ActQuant,
+        k: usize,
+        n: usize,
+    ) -> Self {
+        Self::for_simd(qsimd(), weight, weight_scale, bias, input, k, n)
+    }
+
+    fn for_simd(
+        simd: QSimd,
+        weight: &[i8],
+        weight_scale: &[f32],
+        bias: Option<&[f32]>,
+        input: ActQuant,
+        k: usize,
+        n: usize,
+    ) -> Self {
+        assert_eq!(weight.len(), k * n, "weight is not [n, k]");
+        assert_eq!(weight_scale.len(), n, "weight_scale is not [n]");
+        assert!(
+            weight.iter().all(|&w| i32::from(w).abs() <= WEIGHT_MAX),
+            "weights outside ±{WEIGHT_MAX}"
+        );
+        let (_, nr) = simd.block();
+        let k4 = k.div_ceil(4) * 4;
+        let padded = n.div_ceil(nr) * nr;
+        let mut panels = vec![0i8; padded * k4];
+        for col in 0..n {
+            let (panel, c) = (col / nr, col % nr);
+            for row in 0..k {
+                let (step, q) = (row / 4, row % 4);
+                panels[panel * nr * k4 + step * nr * 4 + c * 4 + q] = weight[col * k + row];
+            }
+        }
+        let zero_point = i32::from(input.zero_point);
+        let mut offset = vec![0i32; padded];
+        let mut dequant = vec![0f32; padded];
+        let mut padded_bias = vec![0f32; padded];
+        for col in 0..n {
+            let sum: i32 = weight[col * k..][..k].iter().map(|&w| i32::from(w)).sum();
+            offset[col] = -zero_point * sum;
+            dequant[col] = input.scale * weight_scale[col];
+        }
+        if let Some(bias) = bias {
+            assert_eq!(bias.len(), n, "bias is not [n]");
+            padded_bias[..n].copy_from_slice(bias);
+        }
+        Self {
+            panels,
+            offset,
+            dequant,
+            bias: padded_bias,
+            input,
+            k,
+            k4,
+            n,
+            simd,
+        }
+    }
+
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    pub fn kernel(&self) -> QSimd {
+        self.simd
+    }
+
+    /// `out[m, n] = act(dequantized (quantized x[m, k]) · W + b)`. Rows are split across
+    /// rayon's current pool.
+    pub fn apply(&self, x: &[f32], m: usize, act: Act, out: &mut [f32]) {
+        assert!(x.len() >= m * self.k && out.len() >= m * self.n);
+        let (mr, _) = self.simd.block();
+        let rows_per_tile = (TILE_BYTES / self.k4).max(mr) / mr * mr;
+        let x = &x[..m * self.k];
+        let out = &mut out[..m * self.n];
+        let run_tile = |(x_tile, out_tile): (&[f32], &mut [f32])| {
+            ROWS.with(|rows| {
+                let mut rows = rows.borrow_mut();
+                self.quantize_rows(x_tile, &mut rows);
+                self.tile(&rows, out_tile, act);
+            });
+        };
+        if m * self.k * self.n < 1 << 18 {
+            x.chunks(rows_per_tile * self.k)
+                .zip(out.chunks_mut(rows_per_tile * self.n))
+                .for_each(run_tile);
+        } else {
+            x.par_chunks(rows_per_tile * self.k)
+                .zip(out.par_chunks_mut(rows_per_tile * self.n))
+                .for_each(run_tile);
+        }
+    }
+
+    /// Rows `[m, k]` -> bytes `[m, k4]` (the padding zero).
+    fn quantize_rows(&self, x: &[f32], rows: &mut Vec<u8>) {
+        let m = x.len() / self.k;
+        rows.clear();
+        rows.resize(m * self.k4, 0);
+        let inverse = 1.0 / self.input.scale;
+        let zero_point = f32::from(self.input.zero_point);
+        for (src, dst) in x.chunks_exact(self.k).zip(rows.chunks_exact_mut(self.k4)) {
+            let dst = &mut dst[..self.k];
+            #[cfg(target_arch = "x86_64")]
+            if self.simd >= QSimd::Avx2 {
+                // SAFETY: `simd` is AVX2 or wider only where the CPU has AVX2 (`available`);
+                // `src` and `dst` have the same length.
+                unsafe { quantize_avx2(src, dst, inverse, zero_point) };
+                continue;
+            }
+            for (d, &v) in dst.iter_mut().zip(src) {
+                *d = ActQuant::quantize(v, inverse, zero_point);
+            }
+        }
+    }
+
+    fn tile(&self, rows: &[u8], out: &mut [f32], act: Act) {
+        // `self.simd` is `qsimd()`'s answer (`new`) or, in this file's tests, one that
+        // `available()` confirmed: the CPU has what it names.
+        match self.simd {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU has AVX512-VNNI, AVX-512F, AVX2 and FMA (above); `tile` checks
+            // the slices' lengths.
+            QSimd::Avx512Vnni => unsafe { tile_avx512_vnni(self, rows, out, act) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU has AVX-VNNI, AVX2 and FMA (above).
+            QSimd::AvxVnni => unsafe { tile_avx_vnni(self, rows, out, act) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU has AVX2 and FMA (above).
+            QSimd::Avx2 => unsafe { tile_avx2(self, rows, out, act) },
+            _ => tile::<4, 8>(self, rows, out, act, |block| {
+                // SAFETY: QPortable and PortableLanes need no CPU feature; `tile` built the
+                // block from slices long enough for it (4 rows, 8-wide panels).
+                unsafe { block_lanes::<QPortable<8, false>, 4, 1>(block) }
+            }),
+        }
+    }
+}
+
+/// [`ActQuant::quantize`] on `src` into `dst` (equal lengths), 16 values per step: the same
+/// operations (multiply, round to nearest even, add, clamp) on 8 lanes, then packed to bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn quantize_avx2(src: &[f32], dst: &mut [u8], inverse: f32, zero_point: f32) {
+    use std::arch::x86_64::*;
+    let n = src.len().min(dst.len());
+    let whole = n / 16 * 16;
+    // SAFETY: the caller has AVX2; every load reads 8 values at i or i + 8 < whole <= n of
+    // `src`, every store writes 16 bytes at i < whole of `dst`.
+    unsafe {
+        let (inv, zp) = (_mm256_set1_ps(inverse), _mm256_set1_ps(zero_point));
+        let (low, high) = (_mm256_setzero_ps(), _mm256_set1_ps(255.0));
+        let quantize = |p: *const f32| {
+            let v = _mm256_mul_ps(_mm256_loadu_ps(p), inv);
+            let v = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
+            // max then min as `clamp` does; NaN (max's second operand wins) becomes 0.
+            let v = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(v, zp), low), high);
+            _mm256_cvtps_epi32(v)
+        };
+        for i in (0..whole).step_by(16) {
+            let a = quantize(src.as_ptr().add(i));
+            let b = quantize(src.as_ptr().add(i + 8));
+            // i16 [a0-3 b0-3 a4-7 b4-7] -> [a0-7 b0-7] -> 16 bytes in order.
+            let words = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(a, b));
+            let bytes = _mm_packus_epi16(
+                _mm256_castsi256_si128(words),
+                _mm256_extracti128_si256::<1>(words),
+            );
+            _mm_storeu_si128(dst.as_mut_ptr().add(i).cast(), bytes);
+        }
+    }
+    for (d, &v) in dst[whole..n].iter_mut().zip(&src[whole..n]) {
+        *d = ActQuant::quantize(v, inverse, zero_point);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vnni,avx2,fma")]
+unsafe fn tile_avx512_vnni(w: &QuantizedMatrix, rows: &[u8], out: &mut [f32], act: Act) {
+    tile::<12, 32>(w, rows, out, act, |block| {
+        // SAFETY: this function only runs where AVX512-VNNI and AVX-512F are present (its
+        // contract); `tile` built the block's pointers from slices long enough for 12 rows of
+        // k4 bytes, a 32-wide panel and 32 outputs per row.
+        unsafe { block_lanes::<QAvx512Vnni, 12, 2>(block) }
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avxvnni,avx2,fma")]
+unsafe fn tile_avx_vnni(w: &QuantizedMatrix, rows: &[u8], out: &mut [f32], act: Act) {
+    tile::<6, 16>(w, rows, out, act, |block| {
+        // SAFETY: as `tile_avx512_vnni`, with AVX-VNNI, 6 rows and 16-wide panels.
+        unsafe { block_lanes::<QAvxVnni, 6, 2>(block) }
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_avx2(w: &QuantizedMatrix, rows: &[u8], out: &mut [f32], act: Act) {
+    tile::<4, 16>(w, rows, out, act, |block| {
+        // SAFETY: as `tile_avx512_vnni`, with AVX2, 4 rows and 16-wide panels.
+        unsafe { block_lanes::<QAvx2, 4, 2>(block) }
+    });
+}
+
+/// One register block's operands as raw pointers: `rows[r]` points at `4 * steps` bytes,
+/// `panel` at `steps * W * 4` packed weights, `offset`, `dequant` and `bias` at `W` values and
+/// `dst` at `MR` rows of `W` values `dst_stride` apart, `W` the panel's width.
+struct Block<const MR: usize> {
+    rows: [*const u8; MR],
+    steps: usize,
+    panel: *const i8,
+    offset: *const i32,
+    dequant: *const f32,
+    bias: *const f32,
+    dst: *mut f32,
+    dst_stride: usize,
+    act: Act,
+}
+
+/// A tile of quantized rows against every panel, in register blocks of `MR` rows; the ragged
+/// edges (last rows, padded columns) go through a small buffer.
+#[inline(always)]
+fn tile<const MR: usize, const NR: usize>(
+    w: &QuantizedMatrix,
+    rows: &[u8],
+    out: &mut [f32],
+    act: Act,
+    kernel: impl Fn(&Block<MR>),
+) {
+    let (k4, n) = (w.k4, w.n);
+    let m = rows.len() / k4;
+    assert!(out.len() >= m * n && w.panels.len() >= n.div_ceil(NR) * NR * k4);
+    assert!(w.offset.len() >= n.div_ceil(NR) * NR && w.bias.len() == w.offset.len());
+    let mut edge = [[0.0f32; NR]; MR];
+    for col0 in (0..n).step_by(NR) {
+        let panel = &w.panels[col0 * k4..(col0 + NR) * k4];
+        let cols = (n - col0).min(NR);
+        for r0 in (0..m).step_by(MR) {
+            let valid = (m - r0).min(MR);
+            let full = valid == MR && cols == NR;
+            // Rows past the end repeat the last row; their results are not stored.
+            let first = rows[r0 * k4..(r0 + valid) * k4].as_ptr();
+            // SAFETY: `first` starts row r0 of a slice of `valid` rows of k4 bytes;
+            // min(r, valid - 1) * k4 stays inside it.
+            let row_at = |r: usize| unsafe { first.add(r.min(valid - 1) * k4) };
+            let block = Block {
+                rows: std::array::from_fn(row_at),
+                steps: k4 / 4,
+                panel: panel.as_ptr(),
+                offset: w.offset[col0..col0 + NR].as_ptr(),
+                dequant: w.dequant[col0..col0 + NR].as_ptr(),
+                bias: w.bias[col0..col0 + NR].as_ptr(),
+                dst: if full {
+                    out[r0 * n + col0..].as_mut_ptr()
+                } else {
+                    edge.as_mut_ptr().cast::<f32>()
+                },
+                dst_stride: if full { n } else { NR },
+                act,
+            };
+            kernel(&block);
+            if !full {
+                for (r, values) in edge.iter().enumerate().take(valid) {
+                    out[(r0 + r) * n + col0..][..cols].copy_from_slice(&values[..cols]);
+                }
+            }
+        }
+    }
+}
+
+/// The register block over `NV` vectors of `Q` (`NR = NV * Q::N` columns): the step's weight
+/// vectors stay in registers across the rows; offset, conversion, scale, bias and activation
+/// are applied before the single store.
+///
+/// SAFETY: the CPU has the features `Q` needs; `tile` built the pointers as [`Block`] says.
+#[inline(always)]
+unsafe fn block_lanes<Q: QLanes, const MR: usize, const NV: usize>(block: &Block<MR>) {
+    // SAFETY: the caller has the features `Q` needs and built `block` as documented, so each
+    // load and store below stays inside those slices: row bytes at 4p < 4 * steps, panel
+    // vectors at (p * NV + v) * 4N < steps * NR * 4, column values and dst rows at v * N < NR.
+    unsafe {
+        let mut acc: [[Q; NV]; MR] = [[Q::zero(); NV]; MR];
+        let mut w = block.panel;
+        for p in 0..block.steps {
+            let wv: [Q; NV] = std::array::from_fn(|v| Q::load_bytes(w.add(v * Q::N * 4)));
+            for (acc_row, row) in acc.iter_mut().zip(block.rows) {
+                let x = Q::splat4(row.add(p * 4).cast::<u32>().read_unaligned());
+                for (a, &wv) in acc_row.iter_mut().zip(&wv) {
+                    *a = a.dot(x, wv);
+                }
+            }
+            w = w.add(NV * Q::N * 4);
+        }
+        for (r, vectors) in acc.into_iter().enumerate() {
+            let dst = block.dst.add(r * block.dst_stride);
+            for (v, a) in vectors.into_iter().enumerate() {
+                let col = v * Q::N;
+                let sum = a.add(Q::load_i32(block.offset.add(col))).to_f32();
+                let scaled = sum.mul(Q::F::load(block.dequant.add(col)));
+                let y = scaled.add(Q::F::load(block.bias.add(col)));
+                y.act(block.act).store(dst.add(col));
+            }
+        }
+    }
+}
+
+/// The scalar definition the kernels are tested against: the same integers and the same
+/// epilogue, one value at a time.
+#[cfg(test)]
+fn reference(w: &QuantizedMatrix, weight: &[i8], x: &[f32], m: usize, act: Act) -> Vec<f32> {
+    use super::simd::act_scalar;
+    let (k, n) = (w.k, w.n);
+    let inverse = 1.0 / w.input.scale;
+    let zero_point = f32::from(w.input.zero_point);
+    let mut out = vec![0.0; m * n];
+    for i in 0..m {
+        let q: Vec<i32> = x[i * k..][..k]
+            .iter()
+            .map(|&v| i32::from(ActQuant::quantize(v, inverse, zero_point)))
+            .collect();
+        for j in 0..n {
+            let dot: i32 = (0..k).map(|p| q[p] * i32::from(weight[j * k + p])).sum();
+            let sum = (dot + w.offset[j]) as f32;
+            out[i * n + j] = act_scalar(sum * w.dequant[j] + w.bias[j], act);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHAPES: [(usize, usize, usize); 7] = [
+        (1, 1, 1),
+        (7, 27, 32),
+        (13, 64, 130),
+        (40, 3, 17),
+        (5, 300, 33),
+        (13, 1030, 40),
+        (25, 16, 64),
+    ];
+
+    const ACTS: [Act; 3] = [Act::None, Act::Relu, Act::Hardswish];
+
+    /// Activations over the whole byte range and beyond (clamped), weights over ±WEIGHT_MAX
+    /// with the extremes present, a zero point inside the range.
+    fn operands(m: usize, k: usize, n: usize) -> (Vec<f32>, Vec<i8>, Vec<f32>, Vec<f32>) {
+        // Quarter steps: ties (x / 0.5 = n + 0.5) round to even; one NaN (to 0), one infinity.
+        let mut x: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 37 % 601) as f32 - 80.0) * 0.25)
+            .collect();
+        if x.len() > 20 {
+            (x[3], x[19]) = (f32::NAN, f32::INFINITY);
+        }
+        let w = (0..n * k)
+            .map(|i| ((i * 29 % 127) as i32 - WEIGHT_MAX) as i8)
+            .collect();
+        let scale = (0..n).map(|j| 0.01 + j as f32 * 1e-3).collect();
+        let bias = (0..n).map(|j| j as f32 / 10.0 - 1.0).collect();
+        (x, w, scale, bias)
+    }
+
+    const INPUT: ActQuant = ActQuant {
+        scale: 0.5,
+        zero_point: 40,
+    };
+
+    fn check(simd: QSimd, kernel: Option<fn(&Block<12>)>) {
+        for (m, k, n) in SHAPES {
+            let (x, w, scale, bias) = operands(m, k, n);
+            for act in ACTS {
+                let matrix = QuantizedMatrix::for_simd(simd, &w, &scale, Some(&bias), INPUT, k, n);
+                let mut out = vec![f32::NAN; m * n];
+                match kernel {
+                    Some(kernel) => {
+                        let mut rows = Vec::new();
+                        matrix.quantize_rows(&x, &mut rows);
+                        tile::<12, 32>(&matrix, &rows, &mut out, act, kernel);
+                    }
+                    None => matrix.apply(&x, m, act, &mut out),
+                }
+                let expected = reference(&matrix, &w, &x, m, act);
+                for (i, (got, want)) in out.iter().zip(&expected).enumerate() {
+                    assert!(
+                        got.to_bits() == want.to_bits(),
+                        "{} {m}x{k}x{n} {act:?} [{i}]: {got} vs {want}",
+                        simd.name()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Every kernel this CPU runs equals the scalar definition bit for bit (the integer sums
+    /// exactly, the epilogue in the same roundings).
+    #[test]
+    fn every_available_kernel_equals_the_scalar_definition() {
+        let kernels = [
+            QSimd::Portable,
+            QSimd::Avx2,
+            QSimd::AvxVnni,
+            QSimd::Avx512Vnni,
+        ];
+        let available: Vec<QSimd> = kernels.into_iter().filter(|k| k.available()).collect();
+        assert!(available.contains(&QSimd::Portable));
+        for simd in available {
+            check(simd, None);
+        }
+    }
+
+    /// The VNNI kernels' geometry (12 x 32 blocks, 16 lanes) and AVX2's saturating pair sums,
+    /// in portable code: checked on every machine, whatever it has.
+    #[test]
+    fn wide_geometries_and_saturating_pairs_equal_the_scalar_definition() {
+        check(
+            QSimd::Avx512Vnni,
+            Some(|block| {
+                // SAFETY: QPortable needs no CPU feature; `tile` built the block from slices
+                // long enough for 12 rows and 32-wide panels.
+                unsafe { block_lanes::<QPortable<16, false>, 12, 2>(block) }
+            }),
+        );
+        check(
+            QSimd::Avx512Vnni,
+            Some(|block| {
+                // SAFETY: as above; 4 vectors of 8 lanes are the same 32 columns.
+                unsafe { block_lanes::<QPortable<8, true>, 12, 4>(block) }
+            }),
+        );
+    }
+
+    /// Byte products that would overflow 16 bits in pairs: AVX2's arithmetic saturates, which
+    /// is why weights stop at ±WEIGHT_MAX (the emulation is the instruction's: checked where
+    /// the CPU has AVX2).
+    #[test]
+    fn weight_max_keeps_avx2_pairs_inside_16_bits() {
+        assert!(2 * 255 * WEIGHT_MAX <= i32::from(i16::MAX));
+        // SAFETY: QPortable needs no CPU feature.
+        let saturated = unsafe {
+            QPortable::<1, true>::zero().dot(
+                QPortable::<1, true>::splat4(u32::MAX),
+                QPortable::<1, true>::splat4(0x7f7f_7f7f),
+            )
+        };
+        assert_eq!(saturated.0[0], 2 * 32767);
+        #[cfg(target_arch = "x86_64")]
+        if QSimd::Avx2.available() {
+            let mut got = [0i32; 8];
+            // SAFETY: the CPU has AVX2 (checked above); `got` holds 8 values.
+            unsafe { avx2_dot(&mut got) };
+            assert_eq!(got, [2 * 32767; 8], "the emulation is not vpmaddubsw's");
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2_dot(out: &mut [i32; 8]) {
+        // SAFETY: the caller has AVX2; `out` holds the 8 values stored.
+        unsafe {
+            let sum = QAvx2::zero().dot(QAvx2::splat4(u32::MAX), QAvx2::splat4(0x7f7f_7f7f));
+            let as_f32 = sum.to_f32();
+            let mut f = [0f32; 8];
+            as_f32.store(f.as_mut_ptr());
+            *out = f.map(|v| v as i32);
+        }
+    }
+
+    #[test]
+    fn activation_ranges_map_zero_exactly() {
+        let q = ActQuant::for_range(-1.0, 3.0);
+        assert_eq!(q.zero_point, 64);
+        assert_eq!(ActQuant::quantize(0.0, 1.0 / q.scale, 64.0), 64);
+        let relu = ActQuant::for_range(0.0, 2.55);
+        assert_eq!(relu.zero_point, 0);
+        assert_eq!(ActQuant::quantize(9.0, 1.0 / relu.scale, 0.0), 255);
+        assert_eq!(ActQuant::for_range(0.0, 0.0).scale, 1.0);
+    }
+}
