@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::inference_model::{is_inference_model_path, read_inference_model};
+use super::int8::{Int8Weights, read_int8};
 use super::keys::{Layout, Role, canonicalize, reorder};
 use super::pdparams::read_pdparams;
 use super::safetensors::{KinetoMeta, read_safetensors};
@@ -64,6 +65,8 @@ pub struct Checkpoint {
     pub meta: Option<KinetoMeta>,
     /// The frames per clip an inference model's graph was exported with.
     pub graph_num_seg: Option<usize>,
+    /// A quantized model's int8 layers (`kineto quantize`'s safetensors).
+    pub int8: Option<Int8Weights>,
 }
 
 /// Reads `path` and takes the model `role` names (the student unless asked for the teacher of a
@@ -91,18 +94,22 @@ pub fn open_checkpoint(path: &Path, role: Role) -> Result<Checkpoint, OpenError>
             class_names: None,
             meta: None,
             graph_num_seg: model.num_seg,
+            int8: None,
         });
     }
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
-    let (format, raw, meta) = match ext.as_deref() {
+    let (format, raw, meta, int8) = match ext.as_deref() {
         Some("safetensors") => {
             let file = read_safetensors(path)?;
-            (Format::Safetensors, file.store, file.meta)
+            let int8 = read_int8(&file.int8, &file.raw_metadata).map_err(content)?;
+            (Format::Safetensors, file.store, file.meta, int8)
         }
-        Some("pdparams") | Some("pdparam") | None => (Format::Pdparams, read_pdparams(path)?, None),
+        Some("pdparams") | Some("pdparam") | None => {
+            (Format::Pdparams, read_pdparams(path)?, None, None)
+        }
         Some(other) => {
             return Err(content(format!(
                 "unsupported weights format .{other}; Kineto reads .pdparams, .safetensors and \
@@ -129,6 +136,7 @@ pub fn open_checkpoint(path: &Path, role: Role) -> Result<Checkpoint, OpenError>
         class_names: meta.as_ref().and_then(|m| m.class_names.clone()),
         meta,
         graph_num_seg: None,
+        int8,
     })
 }
 

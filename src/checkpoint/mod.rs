@@ -14,6 +14,7 @@
 
 pub mod file;
 pub mod inference_model;
+pub mod int8;
 pub mod keys;
 pub mod paddle_graph;
 pub mod pdparams;

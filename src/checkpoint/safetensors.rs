@@ -25,7 +25,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
-use ::safetensors::tensor::{Dtype, SafeTensors, View};
+pub use ::safetensors::tensor::Dtype;
+use ::safetensors::tensor::{SafeTensors, View};
 
 use super::{CheckpointError, ParamStore, ParamTensor, printable, write_file_atomic};
 use crate::model::arch::{Form, ModelKind};
@@ -201,11 +202,43 @@ impl KinetoMeta {
     }
 }
 
+/// The prefix of the tensors of a quantized model's int8 layers (`checkpoint::int8`), which
+/// may be int8, uint8 or float32 and are kept apart from the model's float tensors.
+pub const INT8_PREFIX: &str = "int8.";
+
+/// A tensor as stored: its dtype, shape and little-endian bytes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawTensor {
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub bytes: Vec<u8>,
+}
+
+impl View for &RawTensor {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.bytes)
+    }
+
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
 /// What a safetensors file holds.
 #[derive(Clone, Debug)]
 pub struct SafetensorsFile {
     /// Tensors in file (offset) order.
     pub store: ParamStore,
+    /// The `int8.*` tensors, by name.
+    pub int8: std::collections::BTreeMap<String, RawTensor>,
     /// Kineto's metadata, when the file is Kineto's.
     pub meta: Option<KinetoMeta>,
     /// The raw `__metadata__` table (empty when there is none).
@@ -235,6 +268,7 @@ pub fn parse_safetensors(bytes: &[u8], path: &Path) -> Result<SafetensorsFile, C
     let tensors = SafeTensors::deserialize(bytes)
         .map_err(|e| layout(format!("not a valid safetensors file: {e}")))?;
     let mut store = ParamStore::new();
+    let mut int8 = std::collections::BTreeMap::new();
     for name in header.offset_keys() {
         let entry = |problem: String| CheckpointError::Entry {
             path: path.to_path_buf(),
@@ -244,6 +278,15 @@ pub fn parse_safetensors(bytes: &[u8], path: &Path) -> Result<SafetensorsFile, C
         let view = tensors
             .tensor(&name)
             .map_err(|e| entry(format!("cannot read: {e}")))?;
+        if name.starts_with(INT8_PREFIX) {
+            let raw = RawTensor {
+                dtype: view.dtype(),
+                shape: view.shape().to_vec(),
+                bytes: view.data().to_vec(),
+            };
+            int8.insert(name, raw);
+            continue;
+        }
         if view.dtype() != Dtype::F32 {
             return Err(entry(format!(
                 "dtype {:?}; Kineto's safetensors hold float32 tensors only",
@@ -261,6 +304,7 @@ pub fn parse_safetensors(bytes: &[u8], path: &Path) -> Result<SafetensorsFile, C
     }
     Ok(SafetensorsFile {
         store,
+        int8,
         meta,
         raw_metadata,
     })
@@ -296,6 +340,114 @@ pub fn encode_safetensors(
     let views = store.iter().map(|(name, t)| (name, F32View(t)));
     ::safetensors::serialize(views, meta.map(KinetoMeta::to_map))
         .map_err(|e| format!("cannot encode safetensors: {e}"))
+        .and_then(canonical_header)
+}
+
+/// The same file with its JSON header's keys sorted (the metadata table's included): the
+/// encoder writes the metadata in a hash map's order, which changes from run to run, and the
+/// same tensors and metadata should give the same bytes. The data section is unchanged (its
+/// offsets are relative to its start).
+fn canonical_header(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    use std::collections::BTreeMap;
+    let bad = || "cannot encode safetensors: the encoder's header is unreadable".to_string();
+    let len_bytes: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(bad)?;
+    let end = usize::try_from(u64::from_le_bytes(len_bytes))
+        .ok()
+        .and_then(|n| n.checked_add(8))
+        .ok_or_else(bad)?;
+    let header = bytes.get(8..end).ok_or_else(bad)?;
+    let header: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(header).map_err(|_| bad())?;
+    let header: BTreeMap<String, serde_json::Value> = header
+        .into_iter()
+        .map(|(key, value)| match value {
+            serde_json::Value::Object(map) => {
+                let sorted: BTreeMap<String, serde_json::Value> = map.into_iter().collect();
+                (key, serde_json::to_value(sorted).unwrap_or_default())
+            }
+            other => (key, other),
+        })
+        .collect();
+    let mut text = serde_json::to_string(&header).map_err(|_| bad())?;
+    // The data starts 8-byte aligned, as the encoder leaves it.
+    while text.len() % 8 != 0 {
+        text.push(' ');
+    }
+    let data = bytes.get(end..).ok_or_else(bad)?;
+    let mut out = Vec::with_capacity(8 + text.len() + data.len());
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(data);
+    Ok(out)
+}
+
+/// A tensor to encode: one of the model's (f32) or one stored as it is.
+enum AnyView<'a> {
+    F32(F32View<'a>),
+    Raw(&'a RawTensor),
+}
+
+impl View for AnyView<'_> {
+    fn dtype(&self) -> Dtype {
+        match self {
+            AnyView::F32(v) => v.dtype(),
+            AnyView::Raw(v) => v.dtype(),
+        }
+    }
+
+    fn shape(&self) -> &[usize] {
+        match self {
+            AnyView::F32(v) => v.shape(),
+            AnyView::Raw(v) => &v.shape,
+        }
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        match self {
+            AnyView::F32(v) => v.data(),
+            AnyView::Raw(v) => Cow::Borrowed(&v.bytes),
+        }
+    }
+
+    fn data_len(&self) -> usize {
+        match self {
+            AnyView::F32(v) => v.data_len(),
+            AnyView::Raw(v) => v.bytes.len(),
+        }
+    }
+}
+
+/// Writes `store` and the `extra` tensors (stored as they are) with the `metadata` table to
+/// `path` atomically: a quantized model (`checkpoint::int8`).
+pub fn write_safetensors_with(
+    store: &ParamStore,
+    extra: &std::collections::BTreeMap<String, RawTensor>,
+    metadata: HashMap<String, String>,
+    path: &Path,
+) -> Result<(), CheckpointError> {
+    let views = store
+        .iter()
+        .map(|(name, t)| (name.to_string(), AnyView::F32(F32View(t))))
+        .chain(
+            extra
+                .iter()
+                .map(|(name, t)| (name.clone(), AnyView::Raw(t))),
+        );
+    let bytes = ::safetensors::serialize(views, Some(metadata))
+        .map_err(|e| format!("cannot encode safetensors: {e}"))
+        .and_then(canonical_header)
+        .map_err(|problem| CheckpointError::Layout {
+            path: path.to_path_buf(),
+            problem,
+        })?;
+    write_file_atomic(path, &bytes).map_err(|source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        action: "write",
+        source,
+    })
 }
 
 /// Writes `store` to `path` atomically (temporary file in the same directory, fsync, rename).
@@ -411,6 +563,19 @@ mod tests {
         let bare = encode_safetensors(&s, None).unwrap();
         let back = parse_safetensors(&bare, Path::new("y.safetensors")).unwrap();
         assert!(back.meta.is_none() && back.raw_metadata.is_empty());
+    }
+
+    /// The metadata table is a hash map, iterated in a different order by each instance: the
+    /// bytes must not follow it (`kineto quantize` twice failed this before the header was
+    /// sorted).
+    #[test]
+    fn the_same_tensors_and_metadata_give_the_same_bytes() {
+        let first = encode_safetensors(&store(), Some(&meta())).unwrap();
+        for _ in 0..8 {
+            assert!(encode_safetensors(&store(), Some(&meta())).unwrap() == first);
+        }
+        let back = parse_safetensors(&first, Path::new("x.safetensors")).unwrap();
+        assert_eq!(back.meta, Some(meta()));
     }
 
     #[test]

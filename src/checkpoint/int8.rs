@@ -1,0 +1,233 @@
+//! A quantized model in Kineto's safetensors: the fused model's float tensors, and for each
+//! layer that runs in int8 (`model::nhwc::quant::QuantLayer`):
+//!
+//! | tensor | dtype | shape |
+//! |---|---|---|
+//! | `int8.<layer>.weight` | I8 | `[out, in]`, within ±63 |
+//! | `int8.<layer>.weight_scale` | F32 | `[out]` |
+//! | `int8.<layer>.input_scale` | F32 | `[]` |
+//! | `int8.<layer>.input_zero_point` | U8 | `[]` |
+//!
+//! with `<layer>` PaddleVideo's name (`stages.2.0.pw_conv_1`), and the metadata key
+//! `quantization`: a JSON object that says how it was made (scheme, estimator, the layers kept
+//! in float, the calibration clips and each layer's range). Every value is checked on reading.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::safetensors::{Dtype, INT8_PREFIX, RawTensor};
+use crate::model::nhwc::qgemm::ActQuant;
+use crate::model::nhwc::quant::{QuantLayer, QuantLayers};
+
+/// The metadata key of the quantization summary.
+pub const METADATA_KEY: &str = "quantization";
+
+/// A quantized model's int8 part.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Int8Weights {
+    pub layers: QuantLayers,
+    /// The `quantization` metadata: how the file was made.
+    pub summary: serde_json::Value,
+}
+
+const SUFFIXES: [&str; 4] = ["weight", "weight_scale", "input_scale", "input_zero_point"];
+
+/// The file's int8 part from its `int8.*` tensors and metadata; `None` when it has neither.
+pub fn read_int8(
+    tensors: &BTreeMap<String, RawTensor>,
+    metadata: &HashMap<String, String>,
+) -> Result<Option<Int8Weights>, String> {
+    let summary = metadata.get(METADATA_KEY);
+    if tensors.is_empty() && summary.is_none() {
+        return Ok(None);
+    }
+    let summary: serde_json::Value = match summary {
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| format!("metadata {METADATA_KEY} is not JSON: {e}"))?,
+        None => return Err(format!("has int8 tensors but no {METADATA_KEY} metadata")),
+    };
+    let mut names: Vec<&str> = Vec::new();
+    for key in tensors.keys() {
+        let rest = key.strip_prefix(INT8_PREFIX).unwrap_or(key);
+        let layer = SUFFIXES
+            .iter()
+            .find_map(|suffix| rest.strip_suffix(suffix)?.strip_suffix('.'))
+            .ok_or_else(|| {
+                format!(
+                    "{}: not an int8 tensor Kineto knows",
+                    crate::text::printable(key)
+                )
+            })?;
+        if !names.contains(&layer) {
+            names.push(layer);
+        }
+    }
+    if names.is_empty() {
+        return Err(format!("metadata {METADATA_KEY} without int8 tensors"));
+    }
+    let mut layers = QuantLayers::new();
+    for name in names {
+        let layer = read_layer(tensors, name).map_err(|p| format!("int8 layer {name}: {p}"))?;
+        layers.insert(name.to_string(), layer);
+    }
+    Ok(Some(Int8Weights { layers, summary }))
+}
+
+fn read_layer(tensors: &BTreeMap<String, RawTensor>, name: &str) -> Result<QuantLayer, String> {
+    let get = |suffix: &str, dtype: Dtype, rank: usize| -> Result<&RawTensor, String> {
+        let key = format!("{INT8_PREFIX}{name}.{suffix}");
+        let t = tensors
+            .get(&key)
+            .ok_or_else(|| format!("{key} is missing"))?;
+        if t.dtype != dtype || t.shape.len() != rank {
+            return Err(format!(
+                "{key} is {:?} {:?}; expected {dtype:?} of rank {rank}",
+                t.dtype, t.shape
+            ));
+        }
+        Ok(t)
+    };
+    let weight = get("weight", Dtype::I8, 2)?;
+    let (out_channels, in_channels) = (weight.shape[0], weight.shape[1]);
+    let weight_scale = f32s(get("weight_scale", Dtype::F32, 1)?);
+    let input_scale = f32s(get("input_scale", Dtype::F32, 0)?);
+    let zero_point = get("input_zero_point", Dtype::U8, 0)?;
+    let layer = QuantLayer {
+        out_channels,
+        in_channels,
+        weight: weight.bytes.iter().map(|&b| b as i8).collect(),
+        weight_scale,
+        input: ActQuant {
+            scale: input_scale.first().copied().unwrap_or(f32::NAN),
+            zero_point: zero_point.bytes.first().copied().unwrap_or(0),
+        },
+    };
+    match layer.problem() {
+        Some(problem) => Err(problem),
+        None => Ok(layer),
+    }
+}
+
+fn f32s(t: &RawTensor) -> Vec<f32> {
+    t.bytes
+        .chunks_exact(4)
+        .map(|c| <[u8; 4]>::try_from(c).map_or(f32::NAN, f32::from_le_bytes))
+        .collect()
+}
+
+/// The tensors that store `layers`.
+pub fn int8_tensors(layers: &QuantLayers) -> BTreeMap<String, RawTensor> {
+    let mut tensors = BTreeMap::new();
+    for (name, layer) in layers {
+        let mut put = |suffix: &str, dtype: Dtype, shape: Vec<usize>, bytes: Vec<u8>| {
+            let raw = RawTensor {
+                dtype,
+                shape,
+                bytes,
+            };
+            tensors.insert(format!("{INT8_PREFIX}{name}.{suffix}"), raw);
+        };
+        put(
+            "weight",
+            Dtype::I8,
+            vec![layer.out_channels, layer.in_channels],
+            layer.weight.iter().map(|&w| w as u8).collect(),
+        );
+        put(
+            "weight_scale",
+            Dtype::F32,
+            vec![layer.out_channels],
+            layer
+                .weight_scale
+                .iter()
+                .flat_map(|s| s.to_le_bytes())
+                .collect(),
+        );
+        put(
+            "input_scale",
+            Dtype::F32,
+            vec![],
+            layer.input.scale.to_le_bytes().to_vec(),
+        );
+        put(
+            "input_zero_point",
+            Dtype::U8,
+            vec![],
+            vec![layer.input.zero_point],
+        );
+    }
+    tensors
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn layers() -> QuantLayers {
+        let input = ActQuant {
+            scale: 0.02,
+            zero_point: 3,
+        };
+        let layer = QuantLayer::quantize(&[0.5, -1.0, 0.25, 2.0, 0.0, -0.1], 2, input);
+        QuantLayers::from([("stages.0.0.pw_conv".to_string(), layer)])
+    }
+
+    fn metadata() -> HashMap<String, String> {
+        HashMap::from([(METADATA_KEY.to_string(), r#"{"scheme":"int8"}"#.to_string())])
+    }
+
+    #[test]
+    fn layers_read_back_as_written() {
+        let tensors = int8_tensors(&layers());
+        let read = read_int8(&tensors, &metadata()).unwrap().unwrap();
+        assert_eq!(read.layers, layers());
+        assert_eq!(read.summary["scheme"], "int8");
+        assert_eq!(read_int8(&BTreeMap::new(), &HashMap::new()), Ok(None));
+    }
+
+    #[test]
+    fn hostile_int8_tensors_are_refused_by_name() {
+        let good = int8_tensors(&layers());
+        let refused = |edit: &dyn Fn(&mut BTreeMap<String, RawTensor>), wanted: &str| {
+            let mut tensors = good.clone();
+            edit(&mut tensors);
+            let error = read_int8(&tensors, &metadata()).unwrap_err();
+            assert!(error.contains(wanted), "{error} lacks {wanted}");
+        };
+        let key = |suffix: &str| format!("int8.stages.0.0.pw_conv.{suffix}");
+        refused(
+            &|t| {
+                t.remove(&key("weight_scale"));
+            },
+            "weight_scale is missing",
+        );
+        refused(
+            &|t| t.get_mut(&key("weight")).unwrap().bytes[0] = 0x80,
+            "outside",
+        );
+        refused(
+            &|t| t.get_mut(&key("weight")).unwrap().shape = vec![3, 3],
+            "weight has 6 values for [3, 3]",
+        );
+        refused(
+            &|t| t.get_mut(&key("input_scale")).unwrap().bytes = (-1.0f32).to_le_bytes().into(),
+            "not a positive finite",
+        );
+        refused(
+            &|t| t.get_mut(&key("input_zero_point")).unwrap().dtype = Dtype::F32,
+            "expected U8",
+        );
+        refused(
+            &|t| {
+                let w = t.remove(&key("weight")).unwrap();
+                t.insert("int8.x.bias".into(), w);
+            },
+            "not an int8 tensor",
+        );
+        let no_summary = read_int8(&good, &HashMap::new()).unwrap_err();
+        assert!(
+            no_summary.contains("no quantization metadata"),
+            "{no_summary}"
+        );
+    }
+}
