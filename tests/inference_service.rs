@@ -32,6 +32,7 @@ fn jobs_finish_while_live_requests_keep_coming() {
         labels: None,
         cache_dir: None,
         offline: true,
+        precision: None,
     });
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {

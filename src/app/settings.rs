@@ -6,6 +6,7 @@ use eframe::egui;
 use serde::{Deserialize, Serialize};
 
 use crate::infer::device::DeviceChoice;
+use crate::infer::engine::Precision;
 use crate::infer::service::ModelSpec;
 use crate::video::live_source::redact;
 use crate::weights::DEFAULT_WEIGHTS;
@@ -29,6 +30,25 @@ impl DeviceSetting {
     }
 }
 
+/// The window's precision: the model's own (int8 for a quantized model on the CPU), or one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PrecisionSetting {
+    #[default]
+    Auto,
+    Fp32,
+    Int8,
+}
+
+impl PrecisionSetting {
+    pub fn precision(self) -> Option<Precision> {
+        match self {
+            Self::Auto => None,
+            Self::Fp32 => Some(Precision::Fp32),
+            Self::Int8 => Some(Precision::Int8),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
@@ -37,6 +57,8 @@ pub struct Settings {
     /// 0 = the checkpoint's own (attention fixes it), else 8.
     pub frames: usize,
     pub device: DeviceSetting,
+    /// int8 needs a model made by `kineto quantize` and the CPU.
+    pub precision: PrecisionSetting,
     /// 0 = all cores but one.
     pub threads: usize,
     pub top_k: usize,
@@ -59,6 +81,7 @@ impl Default for Settings {
             model: DEFAULT_WEIGHTS.to_string(),
             frames: 0,
             device: DeviceSetting::Auto,
+            precision: PrecisionSetting::Auto,
             threads: 0,
             top_k: 5,
             live_window_s: 2.0,
@@ -125,6 +148,7 @@ impl Settings {
             labels: None,
             cache_dir: None,
             offline: self.offline,
+            precision: self.precision.precision(),
         }
     }
 
@@ -236,6 +260,18 @@ impl SettingsWindow {
                             ui.selectable_value(&mut draft.device, DeviceSetting::Auto, "Auto");
                             ui.selectable_value(&mut draft.device, DeviceSetting::Cpu, "CPU");
                             ui.selectable_value(&mut draft.device, DeviceSetting::Gpu, "GPU");
+                        });
+                        ui.end_row();
+                        ui.label("Precision").on_hover_text(
+                            "int8 runs a model made by `kineto quantize` on the CPU, about twice \
+                             as fast, its answers within the figures its file records; fp32 is \
+                             exact. Model's: int8 for such a model on the CPU, else fp32.",
+                        );
+                        ui.horizontal(|ui| {
+                            let p = &mut draft.precision;
+                            ui.selectable_value(p, PrecisionSetting::Auto, "Model's");
+                            ui.selectable_value(p, PrecisionSetting::Fp32, "fp32");
+                            ui.selectable_value(p, PrecisionSetting::Int8, "int8");
                         });
                         ui.end_row();
                         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -25,13 +25,16 @@ use kineto::checkpoint::file::open_checkpoint;
 use kineto::checkpoint::keys::Role;
 use kineto::infer::classify::{Sampling, prepare};
 use kineto::infer::device::{ComputeDevice, DeviceChoice};
-use kineto::infer::engine::{Engine, store_in_form};
+use kineto::infer::engine::{Engine, Precision, store_in_form};
 use kineto::model::init::random_store;
 use kineto::model::nhwc::FrameMaps;
+use kineto::model::nhwc::qgemm::qsimd;
+use kineto::model::nhwc::quant::Estimator;
 use kineto::model::{Arch, Form, ModelKind, Recognizer};
 use kineto::train::trainer::{FullStepOptions, FullTrainer};
 use serde_json::json;
 
+use super::model::{PrecisionArg, check_precision};
 use super::{CliResult, Failure, GlobalArgs, resolve_device, resolve_weights};
 
 /// What `kineto bench` times.
@@ -85,6 +88,11 @@ pub struct BenchArgs {
     /// random weights (fused form for inference; training form for `--case train`).
     #[arg(long, value_name = "NAME|FILE")]
     pub weights: Option<String>,
+    /// fp32, or int8 (inference and live, CPU): a model made by `kineto quantize` with
+    /// --weights, else the random PP-TSMv2 calibrated on the bench's own clip. Default: int8
+    /// for a quantized --weights, else fp32.
+    #[arg(long, value_enum)]
+    pub precision: Option<PrecisionArg>,
     /// One JSON object instead of a line of text.
     #[arg(long)]
     pub json: bool,
@@ -97,6 +105,12 @@ pub fn run(args: &BenchArgs, global: &GlobalArgs) -> CliResult {
     if args.runs == 0 || args.frames == 0 || args.batch == 0 || args.size < 32 {
         return Err(Failure::fatal(anyhow!(
             "--runs, --frames and --batch must be at least 1 and --size at least 32"
+        )));
+    }
+    check_precision(args.precision, global)?;
+    if args.precision == Some(PrecisionArg::Int8) && args.case == BenchCase::Train {
+        return Err(Failure::fatal(anyhow!(
+            "--precision int8 times inference (--case infer, live or all); training is fp32"
         )));
     }
     let weights = match &args.weights {
@@ -222,22 +236,37 @@ fn stats(times: &[f64]) -> serde_json::Value {
     })
 }
 
-/// The engine of a bench: the checkpoint if given, else the plain PP-TSMv2 with random weights.
+/// The engine of a bench: the checkpoint if given, else the plain PP-TSMv2 with random weights
+/// (in int8: calibrated on `clip`, the bench's input, as `kineto quantize` would on clips).
 fn bench_engine(
     global: &GlobalArgs,
     weights: Option<&Path>,
     threads: usize,
+    precision: Option<PrecisionArg>,
+    (clip, dims): (&[f32], [usize; 5]),
 ) -> Result<Engine, Failure> {
     let device = resolve_device(&GlobalArgs {
         threads,
         ..global.clone()
     })?;
+    let precision = precision.map(Precision::from);
     match weights {
-        Some(path) => Engine::load(path, Role::Student, Form::Fused, device)
+        Some(path) => Engine::load_in(path, Role::Student, Form::Fused, device, precision)
             .map_err(super::model::engine_failure),
         None => {
             let model = random_model(Form::Fused, &device.device)?;
-            Ok(Engine::from_model(model, device))
+            let mut engine = Engine::from_model(model, device);
+            if precision == Some(Precision::Int8) {
+                engine.start_calibration().map_err(Failure::fatal)?;
+                engine.logits(clip.to_vec(), dims).map_err(Failure::fatal)?;
+                let layers = engine
+                    .calibrated(Estimator::Percentile(99.99))
+                    .into_iter()
+                    .map(|(name, layer, _)| (name, layer))
+                    .collect();
+                engine.set_int8(&layers).map_err(Failure::fatal)?;
+            }
+            Ok(engine)
         }
     }
 }
@@ -262,9 +291,9 @@ fn bench_infer(
     weights: Option<&Path>,
     c: Config,
 ) -> Result<serde_json::Value, Failure> {
-    let engine = bench_engine(global, weights, c.threads)?;
     let dims = [c.batch, c.frames, 3, c.size, c.size];
     let input = synthetic_clip(dims.iter().product());
+    let engine = bench_engine(global, weights, c.threads, args.precision, (&input, dims))?;
     let times = time_runs(args.warmup, args.runs, || {
         engine
             .logits(input.clone(), dims)
@@ -285,7 +314,9 @@ fn bench_live(
     c: Config,
 ) -> Result<serde_json::Value, Failure> {
     let c = Config { batch: 1, ..c };
-    let engine = bench_engine(global, weights, c.threads)?;
+    let dims = [1, c.frames, 3, c.size, c.size];
+    let input = synthetic_clip(dims.iter().product());
+    let engine = bench_engine(global, weights, c.threads, args.precision, (&input, dims))?;
     if !engine.splits_at_shift() {
         return Err(Failure::fatal(anyhow!(
             "--case live needs the CPU path (--device cpu, a fused PP-TSMv2)"
@@ -293,7 +324,7 @@ fn bench_live(
     }
     let cannot = || Failure::fatal(anyhow!("the engine cannot split at the temporal shift"));
     let frame_len = 3 * c.size * c.size;
-    let clip = synthetic_clip(c.frames * frame_len);
+    let clip = input;
     let maps_of = |frame: &[f32]| {
         engine
             .frame_maps(frame, c.size, c.size)
@@ -439,6 +470,8 @@ fn report(
         "backend": engine.device.backend,
         "path": engine.path_name(),
         "cpu_simd": kineto::model::nhwc::simd().name(),
+        "precision": engine.precision.as_str(),
+        "int8_simd": (engine.precision == Precision::Int8).then(|| qsimd().name()),
         "adapter": engine.device.adapter,
         "threads": engine.device.threads,
         "runs": args.runs,
@@ -462,7 +495,7 @@ fn print_report(report: &serde_json::Value, as_json: bool) {
             field("full_forward_median_ms")
         ),
         "train" => format!("training step (f32, {} path)", field("path")),
-        _ => "forward".to_string(),
+        _ => format!("forward ({})", field("precision")),
     };
     println!(
         "{} {}f batch {} {}x{} on {} ({} threads): {what}: median {} ms (min {}, max {}) over {} runs",

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use anyhow::anyhow;
 use kineto::checkpoint::keys::Role;
 use kineto::infer::InferError;
-use kineto::infer::engine::Engine;
+use kineto::infer::engine::{Engine, Precision};
 use kineto::model::{Form, ModelError};
 use kineto::npy::{read_npy_f32, write_npy_f32};
 
+use super::model::{PrecisionArg, check_precision};
 use super::{CliResult, Failure, GlobalArgs, resolve_device, resolve_weights};
 
 #[derive(clap::Args, Debug)]
@@ -30,6 +31,10 @@ pub struct LogitsArgs {
     /// Run the training form (BatchNorm and rep branches) instead of the fused inference form.
     #[arg(long, value_enum, default_value = "fused")]
     pub form: FormArg,
+    /// fp32 (exact), or int8: a model made by `kineto quantize`, on the CPU. Default: int8 for
+    /// such a model on the CPU, else fp32.
+    #[arg(long, value_enum)]
+    pub precision: Option<PrecisionArg>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -39,6 +44,7 @@ pub enum FormArg {
 }
 
 pub fn run(args: &LogitsArgs, global: &GlobalArgs) -> CliResult {
+    check_precision(args.precision, global)?;
     super::check_output_writable(&args.output)?;
     let input = read_npy_f32(&args.input).map_err(Failure::input)?;
     let dims: [usize; 5] = match input.shape.as_slice() {
@@ -62,8 +68,9 @@ pub fn run(args: &LogitsArgs, global: &GlobalArgs) -> CliResult {
         FormArg::Fused => Form::Fused,
         FormArg::Training => Form::Training,
     };
-    let engine =
-        Engine::load(&weights, role, form, device).map_err(super::model::engine_failure)?;
+    let precision = args.precision.map(Precision::from);
+    let engine = Engine::load_in(&weights, role, form, device, precision)
+        .map_err(super::model::engine_failure)?;
     let logits = engine.logits(input.data, dims).map_err(|e| match e {
         // A fixed num_seg is the checkpoint's rule, not a broken input.
         InferError::Input(ModelError::NumSeg { .. }) => {

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use anyhow::anyhow;
 use kineto::checkpoint::keys::Role;
 use kineto::infer::InferError;
-use kineto::infer::engine::Engine;
+use kineto::infer::device::DeviceChoice;
+use kineto::infer::engine::{Engine, Precision};
 use kineto::labels::{kinetics400, read_label_file};
 use kineto::model::Form;
 
@@ -24,6 +25,38 @@ pub struct ModelArgs {
     /// Class names, one per line (`name`, `id name`, or CSV `id,name`); default Kinetics-400.
     #[arg(long)]
     pub labels: Option<PathBuf>,
+    /// fp32 (exact), or int8: a model made by `kineto quantize`, on the CPU. Default: int8 for
+    /// such a model on the CPU, else fp32.
+    #[arg(long, value_enum)]
+    pub precision: Option<PrecisionArg>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrecisionArg {
+    Fp32,
+    Int8,
+}
+
+impl From<PrecisionArg> for Precision {
+    fn from(arg: PrecisionArg) -> Self {
+        match arg {
+            PrecisionArg::Fp32 => Precision::Fp32,
+            PrecisionArg::Int8 => Precision::Int8,
+        }
+    }
+}
+
+/// `--precision int8` with `--device gpu` is a usage error (int8 runs on the CPU).
+pub fn check_precision(
+    precision: Option<PrecisionArg>,
+    global: &GlobalArgs,
+) -> Result<(), Failure> {
+    if precision == Some(PrecisionArg::Int8) && global.device == DeviceChoice::Gpu {
+        return Err(Failure::fatal(anyhow!(
+            "--precision int8 runs on the CPU: drop --device gpu (or use --device cpu)"
+        )));
+    }
+    Ok(())
 }
 
 /// A weights file that cannot be read as a checkpoint is exit 1 in every command (the file is
@@ -50,10 +83,12 @@ pub fn load_engine_with(
     global: &GlobalArgs,
     fallback_labels: Option<Vec<String>>,
 ) -> Result<(Engine, Vec<String>, usize), Failure> {
+    check_precision(args.precision, global)?;
     let weights = resolve_weights(&args.weights, global)?.path;
     let device = resolve_device(global)?;
-    let engine =
-        Engine::load(&weights, Role::Student, Form::Fused, device).map_err(engine_failure)?;
+    let precision = args.precision.map(Precision::from);
+    let engine = Engine::load_in(&weights, Role::Student, Form::Fused, device, precision)
+        .map_err(engine_failure)?;
     let fixed = engine.model.arch.num_seg;
     let num_seg = match (args.frames, fixed) {
         (Some(f), Some(t)) if f != t => {

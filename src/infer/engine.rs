@@ -9,8 +9,10 @@ use burn::tensor::{Tensor, TensorData};
 use super::InferError;
 use super::device::ComputeDevice;
 use crate::checkpoint::file::{Checkpoint, open_checkpoint};
+use crate::checkpoint::int8::Int8Weights;
 use crate::checkpoint::keys::{Layout, Role};
 use crate::model::fuse::fuse_store;
+use crate::model::nhwc::quant::{ActivationStats, Estimator, QuantLayer, QuantLayers};
 use crate::model::nhwc::{FrameMaps, NhwcMobileNet, NhwcNet, NhwcPpTsmV2};
 use crate::model::{Form, Network, Recognizer};
 
@@ -25,6 +27,27 @@ pub struct Engine {
     /// model a fused PP-TSMv2 or PP-TSM MobileNet (it is several times faster there; same
     /// weights, same parity).
     pub(crate) nhwc: Option<NhwcNet>,
+    /// Whether the CPU path's 1x1 convolutions run in int8 (a quantized file's layers).
+    pub precision: Precision,
+}
+
+/// The number format of the forward pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Float32 everywhere: exact (PaddleVideo's logits within 1e-5).
+    Fp32,
+    /// The 1x1 convolutions of PP-TSMv2 in int8 (`kineto quantize`), the rest float32.
+    Int8,
+}
+
+impl Precision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Int8 => "int8",
+        }
+    }
 }
 
 /// The checkpoint's parameters in the wanted form (fusing a training-form checkpoint).
@@ -48,12 +71,26 @@ pub fn store_in_form(
 }
 
 impl Engine {
-    /// Loads `path` (the student of a DML file unless `role` says teacher) in `form`.
+    /// Loads `path` (the student of a DML file unless `role` says teacher) in `form`, in int8
+    /// when the file is a quantized model and the device the CPU, else in float32.
     pub fn load(
         path: &Path,
         role: Role,
         form: Form,
         device: ComputeDevice,
+    ) -> Result<Self, InferError> {
+        Self::load_in(path, role, form, device, None)
+    }
+
+    /// [`Engine::load`] in `precision` (`None`: as `load` chooses). Int8 needs a quantized
+    /// file (`kineto quantize`), the CPU and the fused PP-TSMv2; float32 runs any file, a
+    /// quantized one's float tensors included.
+    pub fn load_in(
+        path: &Path,
+        role: Role,
+        form: Form,
+        device: ComputeDevice,
+        precision: Option<Precision>,
     ) -> Result<Self, InferError> {
         let checkpoint = open_checkpoint(path, role)?;
         let store = store_in_form(&checkpoint, form)?;
@@ -62,14 +99,49 @@ impl Engine {
                 path: path.to_path_buf(),
                 source,
             })?;
-        Ok(Self {
-            nhwc: nhwc_path(&model, &device),
-            model,
-            device,
+        let mut engine = Self {
             weights_path: path.to_path_buf(),
             layout: checkpoint.layout,
             class_names: checkpoint.class_names,
-        })
+            ..Self::from_model(model, device)
+        };
+        engine.apply_precision(checkpoint.int8.as_ref(), precision)?;
+        Ok(engine)
+    }
+
+    /// Runs in `precision` (`None`: int8 when the file brought `int8` layers and the device is
+    /// the CPU, else float32). Int8 needs those layers, the CPU and the fused PP-TSMv2.
+    pub fn apply_precision(
+        &mut self,
+        int8: Option<&Int8Weights>,
+        precision: Option<Precision>,
+    ) -> Result<(), InferError> {
+        let cpu = self.device.kind == "cpu";
+        let precision = precision.unwrap_or(match int8 {
+            Some(_) if cpu => Precision::Int8,
+            _ => Precision::Fp32,
+        });
+        if precision == Precision::Fp32 {
+            return Ok(());
+        }
+        let problem = |problem: String| InferError::Precision {
+            path: self.weights_path.clone(),
+            problem,
+        };
+        let Some(int8) = int8 else {
+            return Err(problem(format!(
+                "holds float32 weights only; int8 needs a quantized model: run `kineto quantize \
+                 --weights {} --calib CLIPS --output MODEL_int8.safetensors` and use that file",
+                self.weights_path.display()
+            )));
+        };
+        if !cpu {
+            return Err(problem("int8 runs on the CPU only (--device cpu)".into()));
+        }
+        if self.model.arch.form != Form::Fused {
+            return Err(problem("int8 runs the fused (inference) form only".into()));
+        }
+        self.set_int8(&int8.layers)
     }
 
     /// An engine around a model built elsewhere (random weights for benchmarks, a trained one).
@@ -81,7 +153,65 @@ impl Engine {
             weights_path: PathBuf::new(),
             layout: Layout::Plain,
             class_names: None,
+            precision: Precision::Fp32,
         }
+    }
+
+    /// The CPU path's PP-TSMv2, which int8 quantizes; an error naming what is missing.
+    fn quantizable(&mut self) -> Result<&mut NhwcPpTsmV2, InferError> {
+        let problem = format!(
+            "int8 runs PP-TSMv2 on Kineto's CPU path only; this is {} on {}",
+            self.model.arch.display_name(),
+            self.path_name()
+        );
+        match self.nhwc.as_mut() {
+            Some(NhwcNet::PpTsmV2(net)) => Ok(net),
+            _ => Err(InferError::Precision {
+                path: self.weights_path.clone(),
+                problem,
+            }),
+        }
+    }
+
+    /// The names of the layers int8 can quantize, in forward order (empty where int8 cannot
+    /// run).
+    pub fn quantizable_layers(&self) -> Vec<String> {
+        self.split_net()
+            .map(NhwcPpTsmV2::quantizable_layers)
+            .unwrap_or_default()
+    }
+
+    /// Calibration for `kineto quantize`: from now on the forward passes run in float32 and
+    /// record the inputs of every layer int8 can quantize.
+    pub fn start_calibration(&mut self) -> Result<(), InferError> {
+        self.quantizable()?.start_calibration();
+        self.precision = Precision::Fp32;
+        Ok(())
+    }
+
+    /// The layers quantized from what calibration recorded (names in forward order, with the
+    /// statistics each input range came from).
+    pub fn calibrated(
+        &mut self,
+        estimator: Estimator,
+    ) -> Vec<(String, QuantLayer, ActivationStats)> {
+        match self.quantizable() {
+            Ok(net) => net.calibrated(estimator),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Runs `layers` in int8 from now on (the others stay float32).
+    pub fn set_int8(&mut self, layers: &QuantLayers) -> Result<(), InferError> {
+        let path = self.weights_path.clone();
+        self.quantizable()?
+            .set_int8(layers)
+            .map_err(|e| InferError::Precision {
+                path,
+                problem: e.to_string(),
+            })?;
+        self.precision = Precision::Int8;
+        Ok(())
     }
 
     /// Which implementation runs the forward pass: "nhwc" (Kineto's CPU path) or the burn

@@ -31,4 +31,7 @@ pub enum InferError {
     Input(#[from] crate::model::ModelError),
     #[error("inference failed on {device}: {message}")]
     Backend { device: String, message: String },
+    /// `--precision int8` where it cannot run (an unquantized file, a GPU, another model).
+    #[error("{}: {problem}", path.display())]
+    Precision { path: PathBuf, problem: String },
 }

@@ -14,7 +14,7 @@ use crossbeam_channel::{Receiver, Sender, unbounded};
 use super::batch::{ClassifyOptions, Feed, classify_files};
 use super::classify::Sampling;
 use super::device::{ComputeDevice, DeviceChoice};
-use super::engine::{Engine, store_in_form};
+use super::engine::{Engine, Precision, store_in_form};
 use super::live::{LiveCache, LiveRequest, LiveResult, serve};
 use super::timeline::{TimelineRecord, TimelineRequest, TimelineWindow, timeline};
 use super::watch::{WatchEvent, WatchPrediction, WatchRequest, watch};
@@ -44,6 +44,8 @@ pub struct ModelSpec {
     pub labels: Option<PathBuf>,
     pub cache_dir: Option<PathBuf>,
     pub offline: bool,
+    /// `None`: int8 for a quantized model on the CPU, else float32.
+    pub precision: Option<Precision>,
 }
 
 /// A model the service has loaded.
@@ -563,11 +565,18 @@ impl Worker {
                 if device.threads == 1 { "" } else { "s" }
             ),
         };
-        let engine = Engine {
+        let mut engine = Engine {
             weights_path: resolved.path,
             layout: checkpoint.layout,
             class_names: checkpoint.class_names,
             ..Engine::from_model(model, device)
+        };
+        engine
+            .apply_precision(checkpoint.int8.as_ref(), spec.precision)
+            .map_err(|e| e.to_string())?;
+        let info = LoadedModel {
+            device: format!("{}, {}", info.device, engine.precision.as_str()),
+            ..info
         };
         Ok(Ready { engine, info })
     }
