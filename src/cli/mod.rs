@@ -18,6 +18,7 @@ mod model;
 mod open;
 mod preprocess;
 mod progress;
+mod quantize;
 mod segments;
 mod timeline;
 mod train;
@@ -138,6 +139,9 @@ pub enum Command {
     ExportSegments(export_segments::ExportSegmentsArgs),
     /// Time the model's forward pass (median of N runs after warm-up).
     Bench(bench::BenchArgs),
+    /// Quantize a PP-TSMv2 to int8 on your own clips (post-training quantization): a
+    /// .safetensors that `--precision int8` runs on the CPU.
+    Quantize(quantize::QuantizeArgs),
     /// Open the window, optionally with a clip and model settings (`kineto` and `kineto VIDEO`
     /// open it with the stored settings).
     Open(open::OpenArgs),
@@ -404,6 +408,7 @@ pub fn run() -> ExitCode {
         Command::Export(args) => export::run(args, &cli.global),
         Command::ExportSegments(args) => export_segments::run(args, &cli.global),
         Command::Bench(args) => bench::run(args, &cli.global),
+        Command::Quantize(args) => quantize::run(args, &cli.global),
         Command::Open(args) => open::run(args, &cli.global),
         Command::DemoData(args) => demo_data::run(args, &cli.global),
         Command::ExtractFrames(args) => extract_frames::run(args, &cli.global),

@@ -16,7 +16,8 @@
 //!   [`loader`] (decode workers), [`evaluate`], [`checkpoints`] (the start weights' checks,
 //!   `latest`/`best`, resume), [`teacher`] (DML / KD), [`eval`] (`kineto eval`: a test set in
 //!   the model's class ids, classified by `infer::batch`, scored by [`metrics`]),
-//!   [`extract_frames`] (`kineto extract-frames`: a dataset into PaddleVideo's frame format);
+//!   [`extract_frames`] (`kineto extract-frames`: a dataset into PaddleVideo's frame format),
+//!   [`quantize`] (`kineto quantize`: int8 post-training quantization on calibration clips);
 //! - the jobs: [`head_only_job`], [`full_job`];
 //! - [`service`]: runs a job on a named thread with cancel, pause and events.
 
@@ -37,6 +38,7 @@ pub mod metrics;
 pub mod mixup;
 pub mod model_file;
 pub mod optim;
+pub mod quantize;
 pub mod run_folder;
 pub mod seeds;
 pub mod service;
@@ -161,6 +163,12 @@ pub enum TrainError {
     /// No clip of an epoch could be decoded.
     #[error("no training clip could be decoded")]
     NoTrainingClips,
+    /// `kineto quantize`'s calibration data holds no clip that could be read.
+    #[error("{}: {problem}", path.display())]
+    NoCalibrationClips { path: PathBuf, problem: String },
+    /// Stopped by its cancel token before anything was written.
+    #[error("cancelled; nothing was written")]
+    Cancelled,
     /// A panic in the job or in one of its workers.
     #[error("{what} crashed: {message}")]
     Crashed { what: &'static str, message: String },

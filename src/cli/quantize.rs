@@ -1,0 +1,163 @@
+//! `kineto quantize --weights W --calib DATA [--clips 64] [--estimator percentile|minmax]
+//! [--percentile P] [--keep-fp32 LAYER,...] [--frames N] --output W_int8.safetensors`
+
+use std::path::PathBuf;
+
+use anyhow::anyhow;
+use kineto::infer::device::{ComputeDevice, DeviceChoice};
+use kineto::model::nhwc::quant::Estimator;
+use kineto::train::TrainError;
+use kineto::train::quantize::{QuantizeRequest, calibration_clips, quantize};
+
+use super::progress::Progress;
+use super::{CliResult, Failure, GlobalArgs, check_output_writable, interrupt_token};
+
+#[derive(clap::Args, Debug)]
+pub struct QuantizeArgs {
+    /// The float32 PP-TSMv2 to quantize: a catalog name, a .pdparams / .safetensors file or a
+    /// PaddleVideo inference model.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub weights: String,
+    /// Calibration clips, like the ones the model will see: a folder (videos, class folders,
+    /// frame folders), a list file (a clip path first on each line, relative to the file) or
+    /// one video.
+    #[arg(long, value_name = "DATA")]
+    pub calib: PathBuf,
+    /// Calibration clips at most, spread evenly over DATA's sorted clips.
+    #[arg(long, default_value_t = 64)]
+    pub clips: usize,
+    /// How each layer's input range is chosen: `percentile` (the largest value cut at
+    /// --percentile of the values seen) or `minmax` (everything seen).
+    #[arg(long, value_enum, default_value = "percentile")]
+    pub estimator: EstimatorArg,
+    /// The percentile of `--estimator percentile`.
+    #[arg(long, default_value_t = 99.99)]
+    pub percentile: f64,
+    /// 1x1 convolutions to keep in float32, by name (`stem.1.pw_conv`, `stages.2.0.pw_conv_1`;
+    /// the file's metadata lists them all), comma-separated; `none` quantizes them all. The
+    /// default keeps the five before the temporal shift at high resolution (stem.1 and
+    /// stages 0-1), where int8's error grows most: measured on demo data, a trained head kept
+    /// 15 more of 57 hard windows' top-1 classes so, for about a tenth more time.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "LAYER",
+        default_value = "stem.1.pw_conv,stages.0.0.pw_conv,stages.0.1.pw_conv,stages.1.0.pw_conv,stages.1.1.pw_conv"
+    )]
+    pub keep_fp32: Vec<String>,
+    /// Frames per clip; default: the checkpoint's (its attention's, its metadata's), else 8.
+    #[arg(long)]
+    pub frames: Option<usize>,
+    /// The quantized model (.safetensors; temporary name, then renamed).
+    #[arg(long)]
+    pub output: PathBuf,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum EstimatorArg {
+    Percentile,
+    Minmax,
+    Mse,
+}
+
+/// Calibration data that holds nothing readable, or a weights file that cannot be quantized,
+/// is the input's fault (exit 1); options and the environment exit 2.
+fn failure(error: TrainError) -> Failure {
+    match error {
+        TrainError::NotFound { .. } | TrainError::BadOption { .. } | TrainError::Write(_) => {
+            Failure::fatal(error)
+        }
+        TrainError::Infer(kineto::infer::InferError::Device(_)) => Failure::fatal(error),
+        _ => Failure::input(error),
+    }
+}
+
+pub fn run(args: &QuantizeArgs, global: &GlobalArgs) -> CliResult {
+    let is_safetensors = args
+        .output
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
+    if !is_safetensors {
+        return Err(Failure::fatal(anyhow!(
+            "{}: a quantized model is written as .safetensors; name the output so",
+            args.output.display()
+        )));
+    }
+    if !(args.percentile > 0.0 && args.percentile <= 100.0) {
+        return Err(Failure::fatal(anyhow!(
+            "--percentile must be in (0, 100], not {}",
+            args.percentile
+        )));
+    }
+    if global.device == DeviceChoice::Gpu {
+        return Err(Failure::fatal(anyhow!(
+            "int8 runs on the CPU: quantize without --device gpu"
+        )));
+    }
+    check_output_writable(&args.output)?;
+    let resolved = super::resolve_weights(&args.weights, global)?;
+    let device =
+        ComputeDevice::resolve(DeviceChoice::Cpu, global.threads).map_err(Failure::fatal)?;
+    let estimator = match args.estimator {
+        EstimatorArg::Percentile => Estimator::Percentile(args.percentile),
+        EstimatorArg::Minmax => Estimator::MinMax,
+        EstimatorArg::Mse => Estimator::Mse,
+    };
+    let keep_fp32: Vec<String> = match args.keep_fp32.as_slice() {
+        [none] if none == "none" => Vec::new(),
+        names => names.to_vec(),
+    };
+    let request = QuantizeRequest {
+        weights: &resolved.path,
+        source_name: resolved.name.as_deref(),
+        calib: &args.calib,
+        clips: args.clips,
+        num_seg: args.frames,
+        estimator,
+        keep_fp32: &keep_fp32,
+        output: &args.output,
+        device,
+    };
+    // The clips quantize will take, for the progress bar (a walk; the error, if any, comes
+    // from quantize itself).
+    let clips = calibration_clips(&args.calib, args.clips.max(1)).map_or(0, |c| c.len());
+    let bar = Progress::new(2 * clips as u64, "clips", global.quiet);
+    let progress = |pass: usize, done: usize, total: usize, clip: &std::path::Path| {
+        let step = if pass == 1 { done } else { total + done };
+        let note = format!(
+            "{} {}",
+            if pass == 1 { "calibrating" } else { "checking" },
+            clip.display()
+        );
+        bar.update(step as u64, &note);
+    };
+    let cancel = interrupt_token();
+    let result = quantize(&request, &progress, &cancel);
+    bar.finish();
+    let report = match result {
+        Err(TrainError::Cancelled) => return Err(Failure::interrupted()),
+        other => other.map_err(failure)?,
+    };
+    if !global.quiet {
+        for (clip, problem) in &report.skipped {
+            eprintln!("kineto: note: skipped {}: {problem}", clip.display());
+        }
+        eprintln!(
+            "kineto: wrote {} ({} layers in int8{}; calibrated on {} clip{}, {} estimator); \
+             on those clips int8 keeps the float32 top-1 class for {:.1}%, largest \
+             probability change {:.4}",
+            report.output.display(),
+            report.int8_layers,
+            match report.fp32_layers.len() {
+                0 => String::new(),
+                n => format!(", {n} kept in float32"),
+            },
+            report.clips,
+            if report.clips == 1 { "" } else { "s" },
+            estimator.name(),
+            100.0 * report.top1_agreement,
+            report.max_probability_change,
+        );
+    }
+    Ok(())
+}
