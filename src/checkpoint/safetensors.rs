@@ -438,11 +438,16 @@ pub fn write_safetensors_with(
         );
     let bytes = ::safetensors::serialize(views, Some(metadata))
         .map_err(|e| format!("cannot encode safetensors: {e}"))
-        .and_then(canonical_header)
-        .map_err(|problem| CheckpointError::Layout {
-            path: path.to_path_buf(),
-            problem,
-        })?;
+        .and_then(canonical_header);
+    write_encoded(bytes, path)
+}
+
+/// Writes encoded bytes to `path` atomically, or says why they could not be encoded.
+fn write_encoded(bytes: Result<Vec<u8>, String>, path: &Path) -> Result<(), CheckpointError> {
+    let bytes = bytes.map_err(|problem| CheckpointError::Layout {
+        path: path.to_path_buf(),
+        problem,
+    })?;
     write_file_atomic(path, &bytes).map_err(|source| CheckpointError::Io {
         path: path.to_path_buf(),
         action: "write",
@@ -456,15 +461,7 @@ pub fn write_safetensors(
     meta: Option<&KinetoMeta>,
     path: &Path,
 ) -> Result<(), CheckpointError> {
-    let bytes = encode_safetensors(store, meta).map_err(|problem| CheckpointError::Layout {
-        path: path.to_path_buf(),
-        problem,
-    })?;
-    write_file_atomic(path, &bytes).map_err(|source| CheckpointError::Io {
-        path: path.to_path_buf(),
-        action: "write",
-        source,
-    })
+    write_encoded(encode_safetensors(store, meta), path)
 }
 
 #[cfg(test)]

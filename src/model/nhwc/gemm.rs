@@ -372,19 +372,24 @@ unsafe fn block_lanes<L: Lanes, const MR: usize, const NV: usize>(block: &Block<
     }
 }
 
+/// Ragged `(m, k, n)` shapes that the matrix products are tested on (this file's and
+/// `qgemm`'s): single values, edges of every block and panel, long `k`.
+#[cfg(test)]
+pub(super) const TEST_SHAPES: [(usize, usize, usize); 7] = [
+    (1, 1, 1),
+    (7, 27, 32),
+    (13, 64, 130),
+    (40, 3, 17),
+    (5, 300, 33),
+    (13, 1030, 40),
+    (25, 16, 64),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const SHAPES: [(usize, usize, usize); 7] = [
-        (1, 1, 1),
-        (7, 27, 32),
-        (13, 64, 130),
-        (40, 3, 17),
-        (5, 300, 33),
-        (13, 1030, 40),
-        (25, 16, 64),
-    ];
+    const SHAPES: [(usize, usize, usize); 7] = TEST_SHAPES;
 
     /// Every activation the networks use (hardswish and ReLU6 for the MobileNets).
     const ACTS: [Act; 4] = [Act::None, Act::Relu, Act::Relu6, Act::Hardswish];

@@ -502,15 +502,7 @@ fn reference(w: &QuantizedMatrix, weight: &[i8], x: &[f32], m: usize, act: Act) 
 mod tests {
     use super::*;
 
-    const SHAPES: [(usize, usize, usize); 7] = [
-        (1, 1, 1),
-        (7, 27, 32),
-        (13, 64, 130),
-        (40, 3, 17),
-        (5, 300, 33),
-        (13, 1030, 40),
-        (25, 16, 64),
-    ];
+    const SHAPES: [(usize, usize, usize); 7] = super::super::gemm::TEST_SHAPES;
 
     const ACTS: [Act; 3] = [Act::None, Act::Relu, Act::Hardswish];
 

@@ -136,7 +136,11 @@ impl ActivationStats {
                 .iter()
                 .map(|&(b, count)| {
                     let v = bin_middle(b);
-                    let e = if v > cut { (v - cut).powi(2) } else { step * step / 12.0 };
+                    let e = if v > cut {
+                        (v - cut).powi(2)
+                    } else {
+                        step * step / 12.0
+                    };
                     count as f64 * e
                 })
                 .sum();
@@ -244,6 +248,14 @@ mod tests {
         let (lower, upper) = stats.range(Estimator::Percentile(99.9));
         assert_eq!(lower, -0.5);
         assert!((0.99..=1.0).contains(&upper), "{upper}");
+        // One outlier: keeping it costs 10 001 * (100.5 / 255)² / 12 ≈ 129 of squared error,
+        // clipping it at 1 costs 99², so the least-error cut keeps it.
+        assert_eq!(stats.range(Estimator::Mse), (-0.5, 100.0));
+        // Uniform values: nothing is worth clipping, the cut stays at the top.
+        let mut spread = ActivationStats::default();
+        spread.observe(&(0..10_000).map(|i| i as f32 / 100.0).collect::<Vec<_>>());
+        let (_, cut) = spread.range(Estimator::Mse);
+        assert!((90.0..=100.0).contains(&cut), "{cut}");
     }
 
     #[test]
