@@ -8,6 +8,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 use common::*;
 use kineto::npy::read_npy_f32;
@@ -48,10 +49,17 @@ fn quantize(calib: &Path, output: &Path) {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
-fn logits(weights: &Path, precision: &str, input: &Path, output: &Path) -> Vec<f32> {
-    let out = kineto(&[
+/// `kineto --device DEVICE logits` of `input` in `precision`.
+fn run_logits(
+    device: &str,
+    weights: &Path,
+    precision: &str,
+    input: &Path,
+    output: &Path,
+) -> Output {
+    kineto(&[
         "--device",
-        "cpu",
+        device,
         "logits",
         "--weights",
         s(weights),
@@ -61,7 +69,11 @@ fn logits(weights: &Path, precision: &str, input: &Path, output: &Path) -> Vec<f
         s(input),
         "--output",
         s(output),
-    ]);
+    ])
+}
+
+fn logits(weights: &Path, precision: &str, input: &Path, output: &Path) -> Vec<f32> {
+    let out = run_logits("cpu", weights, precision, input, output);
     assert!(out.status.success(), "{}", stderr(&out));
     read_npy_f32(output).expect("logits").data
 }
@@ -188,19 +200,7 @@ fn int8_needs_a_quantized_model_and_readable_calibration_clips() {
     let dir = ScratchDir::new("int8-bad");
     let w8 = fixture("pptsmv2/w8.pdparams");
     let input = fixture("video/example_8f_input.npy");
-    let out = kineto(&[
-        "--device",
-        "cpu",
-        "logits",
-        "--weights",
-        s(&w8),
-        "--precision",
-        "int8",
-        "--input",
-        s(&input),
-        "--output",
-        s(&dir.join("x.npy")),
-    ]);
+    let out = run_logits("cpu", &w8, "int8", &input, &dir.join("x.npy"));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let text = stderr(&out);
     assert_eq!(text.trim().lines().count(), 1, "{text}");
@@ -209,19 +209,7 @@ fn int8_needs_a_quantized_model_and_readable_calibration_clips() {
         "{text}"
     );
 
-    let gpu = kineto(&[
-        "--device",
-        "gpu",
-        "logits",
-        "--weights",
-        s(&w8),
-        "--precision",
-        "int8",
-        "--input",
-        s(&input),
-        "--output",
-        s(&dir.join("y.npy")),
-    ]);
+    let gpu = run_logits("gpu", &w8, "int8", &input, &dir.join("y.npy"));
     assert_eq!(gpu.status.code(), Some(2), "{}", stderr(&gpu));
     assert!(stderr(&gpu).contains("CPU"), "{}", stderr(&gpu));
 

@@ -106,20 +106,13 @@ impl PackedMatrix {
         assert!(x.len() >= m * self.k && out.len() >= m * self.n);
         let (mr, _) = block(self.simd);
         let rows_per_tile = (TILE_BYTES / (self.k * 4)).max(mr) / mr * mr;
-        let x = &x[..m * self.k];
-        let out = &mut out[..m * self.n];
-        let run_tile = |(x_tile, out_tile): (&[f32], &mut [f32])| {
-            self.tile(x_tile, out_tile, act);
-        };
-        if m * self.k * self.n < 1 << 18 {
-            x.chunks(rows_per_tile * self.k)
-                .zip(out.chunks_mut(rows_per_tile * self.n))
-                .for_each(run_tile);
-        } else {
-            x.par_chunks(rows_per_tile * self.k)
-                .zip(out.par_chunks_mut(rows_per_tile * self.n))
-                .for_each(run_tile);
-        }
+        for_row_tiles(
+            (x, self.k),
+            (out, self.n),
+            m,
+            rows_per_tile,
+            |x_tile, out_tile| self.tile(x_tile, out_tile, act),
+        );
     }
 
     fn tile(&self, x: &[f32], out: &mut [f32], act: Act) {
@@ -188,6 +181,30 @@ unsafe fn tile_avx2(w: &PackedMatrix, x: &[f32], out: &mut [f32], act: Act) {
             unsafe { block_lanes::<Avx2, 6, 1>(block) }
         },
     );
+}
+
+/// `run` on tiles of `rows_per_tile` rows of `x` `[m, k]` and their rows of `out` `[m, n]`,
+/// split across rayon's current pool where the product is large enough to pay for it (the
+/// float and the int8 matrix products).
+pub(super) fn for_row_tiles(
+    (x, k): (&[f32], usize),
+    (out, n): (&mut [f32], usize),
+    m: usize,
+    rows_per_tile: usize,
+    run: impl Fn(&[f32], &mut [f32]) + Sync + Send,
+) {
+    let x = &x[..m * k];
+    let out = &mut out[..m * n];
+    let run = |(x_tile, out_tile): (&[f32], &mut [f32])| run(x_tile, out_tile);
+    if m * k * n < 1 << 18 {
+        x.chunks(rows_per_tile * k)
+            .zip(out.chunks_mut(rows_per_tile * n))
+            .for_each(run);
+    } else {
+        x.par_chunks(rows_per_tile * k)
+            .zip(out.par_chunks_mut(rows_per_tile * n))
+            .for_each(run);
+    }
 }
 
 /// The panels of `n` columns for register blocks `nr` wide, as `(first column, width)`: whole

@@ -23,8 +23,7 @@
 
 use std::cell::RefCell;
 
-use rayon::prelude::*;
-
+use super::gemm::for_row_tiles;
 use super::simd::{Lanes, QLanes, QPortable};
 #[cfg(target_arch = "x86_64")]
 use super::simd::{QAvx2, QAvx512Vnni, QAvxVnni};
@@ -242,24 +241,19 @@ impl QuantizedMatrix {
         assert!(x.len() >= m * self.k && out.len() >= m * self.n);
         let (mr, _) = self.simd.block();
         let rows_per_tile = (TILE_BYTES / self.k4).max(mr) / mr * mr;
-        let x = &x[..m * self.k];
-        let out = &mut out[..m * self.n];
-        let run_tile = |(x_tile, out_tile): (&[f32], &mut [f32])| {
-            ROWS.with(|rows| {
-                let mut rows = rows.borrow_mut();
-                self.quantize_rows(x_tile, &mut rows);
-                self.tile(&rows, out_tile, act);
-            });
-        };
-        if m * self.k * self.n < 1 << 18 {
-            x.chunks(rows_per_tile * self.k)
-                .zip(out.chunks_mut(rows_per_tile * self.n))
-                .for_each(run_tile);
-        } else {
-            x.par_chunks(rows_per_tile * self.k)
-                .zip(out.par_chunks_mut(rows_per_tile * self.n))
-                .for_each(run_tile);
-        }
+        for_row_tiles(
+            (x, self.k),
+            (out, self.n),
+            m,
+            rows_per_tile,
+            |x_tile, out_tile| {
+                ROWS.with(|rows| {
+                    let mut rows = rows.borrow_mut();
+                    self.quantize_rows(x_tile, &mut rows);
+                    self.tile(&rows, out_tile, act);
+                })
+            },
+        );
     }
 
     /// Rows `[m, k]` -> bytes `[m, k4]` (the padding zero).
