@@ -1,13 +1,14 @@
-//! `kineto quantize --weights W --calib DATA [--clips 64] [--estimator percentile|minmax]
-//! [--percentile P] [--keep-fp32 LAYER,...] [--frames N] --output W_int8.safetensors`
+//! `kineto quantize --weights W --calib DATA [--clips 64] [--estimator percentile|minmax|mse]
+//! [--percentile P] [--keep-fp32 LAYER,...|none] [--frames N] --output W_int8.safetensors`
 
+use std::cell::OnceCell;
 use std::path::PathBuf;
 
 use anyhow::anyhow;
 use kineto::infer::device::{ComputeDevice, DeviceChoice};
-use kineto::model::nhwc::quant::Estimator;
+use kineto::model::nhwc::quant::{DEFAULT_PERCENTILE, Estimator};
 use kineto::train::TrainError;
-use kineto::train::quantize::{QuantizeRequest, calibration_clips, quantize};
+use kineto::train::quantize::{QuantizeRequest, quantize};
 
 use super::progress::Progress;
 use super::{CliResult, Failure, GlobalArgs, check_output_writable, interrupt_token};
@@ -27,11 +28,12 @@ pub struct QuantizeArgs {
     #[arg(long, default_value_t = 64)]
     pub clips: usize,
     /// How each layer's input range is chosen: `percentile` (the largest value cut at
-    /// --percentile of the values seen) or `minmax` (everything seen).
+    /// --percentile of the values seen), `minmax` (everything seen) or `mse` (the cut with the
+    /// least expected squared error).
     #[arg(long, value_enum, default_value = "percentile")]
     pub estimator: EstimatorArg,
     /// The percentile of `--estimator percentile`.
-    #[arg(long, default_value_t = 99.99)]
+    #[arg(long, default_value_t = DEFAULT_PERCENTILE)]
     pub percentile: f64,
     /// 1x1 convolutions to keep in float32, by name (`stem.1.pw_conv`, `stages.2.0.pw_conv_1`;
     /// the file's metadata lists them all), comma-separated; `none` quantizes them all. The
@@ -118,12 +120,14 @@ pub fn run(args: &QuantizeArgs, global: &GlobalArgs) -> CliResult {
         output: &args.output,
         device,
     };
-    // The clips quantize will take, for the progress bar (a walk; the error, if any, comes
-    // from quantize itself).
-    let clips = calibration_clips(&args.calib, args.clips.max(1)).map_or(0, |c| c.len());
-    let bar = Progress::new(2 * clips as u64, "clips", global.quiet);
+    // The bar is made at the first clip, when quantize knows how many it takes: two passes.
+    let bar: OnceCell<(Progress, usize)> = OnceCell::new();
     let progress = |pass: usize, done: usize, total: usize, clip: &std::path::Path| {
-        let step = if pass == 1 { done } else { total + done };
+        let (bar, first_pass) = bar.get_or_init(|| {
+            let bar = Progress::new(2 * total as u64, "clips", global.quiet);
+            (bar, total)
+        });
+        let step = if pass == 1 { done } else { first_pass + done };
         let note = format!(
             "{} {}",
             if pass == 1 { "calibrating" } else { "checking" },
@@ -133,7 +137,9 @@ pub fn run(args: &QuantizeArgs, global: &GlobalArgs) -> CliResult {
     };
     let cancel = interrupt_token();
     let result = quantize(&request, &progress, &cancel);
-    bar.finish();
+    if let Some((bar, _)) = bar.get() {
+        bar.finish();
+    }
     let report = match result {
         Err(TrainError::Cancelled) => return Err(Failure::interrupted()),
         other => other.map_err(failure)?,

@@ -32,8 +32,7 @@ pub struct Engine {
 }
 
 /// The number format of the forward pass.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Precision {
     /// Float32 everywhere: exact (PaddleVideo's logits within 1e-5).
     Fp32,
@@ -92,17 +91,27 @@ impl Engine {
         device: ComputeDevice,
         precision: Option<Precision>,
     ) -> Result<Self, InferError> {
-        let checkpoint = open_checkpoint(path, role)?;
-        let store = store_in_form(&checkpoint, form)?;
+        Self::from_checkpoint(&open_checkpoint(path, role)?, form, device, precision)
+    }
+
+    /// [`Engine::load_in`] of a checkpoint already read (the window's service and `kineto
+    /// quantize` keep it for its class names, metadata and float tensors).
+    pub fn from_checkpoint(
+        checkpoint: &Checkpoint,
+        form: Form,
+        device: ComputeDevice,
+        precision: Option<Precision>,
+    ) -> Result<Self, InferError> {
+        let store = store_in_form(checkpoint, form)?;
         let model =
             Recognizer::from_store(&store, &device.device).map_err(|source| InferError::Model {
-                path: path.to_path_buf(),
+                path: checkpoint.path.clone(),
                 source,
             })?;
         let mut engine = Self {
-            weights_path: path.to_path_buf(),
+            weights_path: checkpoint.path.clone(),
             layout: checkpoint.layout,
-            class_names: checkpoint.class_names,
+            class_names: checkpoint.class_names.clone(),
             ..Self::from_model(model, device)
         };
         engine.apply_precision(checkpoint.int8.as_ref(), precision)?;

@@ -14,14 +14,14 @@ use crossbeam_channel::{Receiver, Sender, unbounded};
 use super::batch::{ClassifyOptions, Feed, classify_files};
 use super::classify::Sampling;
 use super::device::{ComputeDevice, DeviceChoice};
-use super::engine::{Engine, Precision, store_in_form};
+use super::engine::{Engine, Precision};
 use super::live::{LiveCache, LiveRequest, LiveResult, serve};
 use super::timeline::{TimelineRecord, TimelineRequest, TimelineWindow, timeline};
 use super::watch::{WatchEvent, WatchPrediction, WatchRequest, watch};
 use crate::checkpoint::file::open_checkpoint;
 use crate::checkpoint::keys::Role;
 use crate::labels::{kinetics400, read_label_file};
-use crate::model::{Form, Recognizer};
+use crate::model::Form;
 use crate::progress::{CancelToken, LatestSlot, Notify, panic_text};
 use crate::report::ClassifyRecord;
 use crate::video::frame::RgbFrame;
@@ -521,10 +521,9 @@ impl Worker {
         let device = ComputeDevice::resolve(spec.device, threads).map_err(|e| e.to_string())?;
         let checkpoint =
             open_checkpoint(&resolved.path, Role::Student).map_err(|e| e.to_string())?;
-        let store = store_in_form(&checkpoint, Form::Fused).map_err(|e| e.to_string())?;
-        let model = Recognizer::from_store(&store, &device.device)
-            .map_err(|e| format!("{}: {e}", resolved.path.display()))?;
-        let arch = model.arch;
+        let engine = Engine::from_checkpoint(&checkpoint, Form::Fused, device, spec.precision)
+            .map_err(|e| e.to_string())?;
+        let arch = engine.model.arch;
         let num_seg = match (spec.frames, arch.num_seg) {
             (Some(f), Some(t)) if f != t => {
                 return Err(format!(
@@ -551,6 +550,7 @@ impl Worker {
                 arch.num_classes
             ));
         }
+        let device = &engine.device;
         let info = LoadedModel {
             weights: spec.weights.clone(),
             path: resolved.path.clone(),
@@ -558,25 +558,13 @@ impl Worker {
             num_seg,
             labels: Arc::new(labels),
             device: format!(
-                "{} ({}, {} thread{})",
+                "{} ({}, {} thread{}, {})",
                 device.kind,
                 device.adapter,
                 device.threads,
-                if device.threads == 1 { "" } else { "s" }
+                if device.threads == 1 { "" } else { "s" },
+                engine.precision.as_str()
             ),
-        };
-        let mut engine = Engine {
-            weights_path: resolved.path,
-            layout: checkpoint.layout,
-            class_names: checkpoint.class_names,
-            ..Engine::from_model(model, device)
-        };
-        engine
-            .apply_precision(checkpoint.int8.as_ref(), spec.precision)
-            .map_err(|e| e.to_string())?;
-        let info = LoadedModel {
-            device: format!("{}, {}", info.device, engine.precision.as_str()),
-            ..info
         };
         Ok(Ready { engine, info })
     }

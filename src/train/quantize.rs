@@ -137,9 +137,8 @@ pub fn quantize(
         .or(checkpoint.meta.as_ref().map(|m| m.num_seg))
         .unwrap_or(8);
     let clips = calibration_clips(request.calib, request.clips)?;
-    let mut engine = Engine::load_in(
-        request.weights,
-        Role::Student,
+    let mut engine = Engine::from_checkpoint(
+        &checkpoint,
         Form::Fused,
         request.device.clone(),
         Some(Precision::Fp32),

@@ -654,11 +654,6 @@ impl NhwcPpTsmV2 {
         }
     }
 
-    /// How many layers run in int8.
-    pub fn int8_layers(&self) -> usize {
-        self.pointwise().filter(|pw| pw.int8.is_some()).count()
-    }
-
     /// Frames `[frames, 3, h, w]` (NCHW, as preprocessing makes them) -> their maps at the
     /// temporal shift. Each frame's result depends on that frame only, so frames run one by
     /// one (in parallel), each through every layer while its activations are still in cache.

@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 
 use super::qgemm::{ActQuant, WEIGHT_MAX};
 
+/// `kineto quantize`'s default percentile (and the benchmark's calibration).
+pub const DEFAULT_PERCENTILE: f64 = 99.99;
+
 /// How a layer's input range is chosen from its calibration statistics.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Estimator {
