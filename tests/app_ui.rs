@@ -266,6 +266,84 @@ fn without_weights_the_window_says_what_is_missing() {
     h.snapshot("first_run_without_weights");
 }
 
+/// The loaded model's device line ("cpu (flex, 1 thread, int8)") once a model whose line ends
+/// with `precision)` is ready, or the error of a failed load.
+fn loaded_in(h: &mut Harness<'static, KinetoApp>, precision: &str) -> Result<String, String> {
+    let ending = format!("{precision})");
+    run_until(h, Duration::from_secs(60), &ending, |h| {
+        match &h.state().shared.model {
+            kineto::app::ModelState::Ready(m) => m.device.ends_with(&ending),
+            kineto::app::ModelState::Failed { .. } => true,
+            _ => false,
+        }
+    });
+    match &h.state().shared.model {
+        kineto::app::ModelState::Ready(m) => Ok(m.device.clone()),
+        kineto::app::ModelState::Failed { error, .. } => Err(error.clone()),
+        _ => unreachable!("waited for the load to end"),
+    }
+}
+
+#[test]
+fn settings_switch_a_quantized_model_between_int8_and_fp32_and_refuse_int8_for_fp32_weights() {
+    let dir = tmp("precision");
+    let fp32 = fixture("pptsmv2/w8.pdparams");
+    let int8 = dir.join("w8_int8.safetensors");
+    let out = common::kineto(&[
+        "--device",
+        "cpu",
+        "quantize",
+        "--weights",
+        common::s(&fp32),
+        "--calib",
+        common::s(&fixture("video/example.avi")),
+        "--clips",
+        "1",
+        "--output",
+        common::s(&int8),
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+
+    // The model's own precision: int8 for a quantized file on the CPU, shown in the status bar.
+    let mut h = harness(options(
+        test_settings(&int8),
+        DialogBackend::scripted(vec![]),
+    ));
+    loaded_in(&mut h, "int8").expect("the quantized model loads");
+    h.run_steps(2);
+    h.get_by_label_contains("int8)");
+
+    // Settings > Precision > fp32 > Apply reloads the same file in float32.
+    h.get_by_label("Settings").click();
+    // The window's first frame only sizes it.
+    h.run_steps(5);
+    h.get_by_label("fp32").click();
+    h.run_steps(2);
+    h.get_by_label("Apply").click();
+    h.run_steps(2);
+    assert_eq!(
+        h.state().shared.settings.precision,
+        kineto::app::settings::PrecisionSetting::Fp32
+    );
+    loaded_in(&mut h, "fp32").expect("the model loads in fp32");
+    h.run_steps(2);
+    h.get_by_label_contains("fp32)");
+
+    // int8 asked of float32 weights: the load fails with the way out, and nothing panics.
+    h.get_by_label("Settings").click();
+    h.run_steps(5);
+    h.get_by_label("int8").click();
+    h.run_steps(2);
+    h.get_by_label("Apply").click();
+    h.run_steps(2);
+    let mut settings = h.state().shared.settings.clone();
+    settings.model = fp32.display().to_string();
+    h.state_mut().shared.apply_settings(settings);
+    let error = loaded_in(&mut h, "never").expect_err("int8 of fp32 weights");
+    assert!(error.contains("kineto quantize"), "{error}");
+}
+
 #[test]
 fn a_clip_named_relative_to_the_working_folder_joins_its_folders_project() {
     // `cd clips && kineto clip.mp4`: the project's root was "" and the clip "outside the
