@@ -11,7 +11,9 @@ probability) runs each measured clip in fp32 and in int8 (window 1 s, stride 0.2
 eval` scores (b) on the measuring set in both precisions.
 
 Usage: python scripts/int8_accuracy.py --kineto BIN [--fixtures DIR] [--work DIR]
-    [--clips-per-class 16] [--estimator percentile] [--percentile 99.99]
+    [--clips-per-class 16] [--estimator percentile] [--percentile 99.99] [--smoothing ALPHA]
+    [--keep-fp32 LAYER,...|none] [--models fixture_w8,head_only_demo]
+(--smoothing and --keep-fp32 are passed to `kineto quantize`; absent, its defaults.)
 Prints one JSON line per model and a summary line.
 """
 import argparse
@@ -52,7 +54,15 @@ def main():
     ap.add_argument("--clips-per-class", type=int, default=16)
     ap.add_argument("--estimator", default="percentile")
     ap.add_argument("--percentile", default="99.99")
+    ap.add_argument("--smoothing")
+    ap.add_argument("--keep-fp32")
+    ap.add_argument("--models", default="fixture_w8,head_only_demo",
+                    help="which of the two models to measure")
     a = ap.parse_args()
+    options = []
+    for flag, value in (("--smoothing", a.smoothing), ("--keep-fp32", a.keep_fp32)):
+        if value is not None:
+            options += [flag, value]
     k = a.kineto
     os.makedirs(a.work, exist_ok=True)
     train, test = os.path.join(a.work, "demo_train"), os.path.join(a.work, "demo_test")
@@ -69,11 +79,13 @@ def main():
                    if p.lower().endswith((".mp4", ".mkv", ".avi", ".mov", ".webm")))
     clips.append(os.path.join(a.fixtures, "video", "example.avi"))
     summary = {}
-    for name, weights in (("fixture_w8", w8), ("head_only_demo", head)):
+    models = [(n, w) for n, w in (("fixture_w8", w8), ("head_only_demo", head))
+              if n in a.models.split(",")]
+    for name, weights in models:
         quantized = os.path.join(a.work, f"{name}_int8.safetensors")
         run([k, "--device", "cpu", "quantize", "--weights", weights, "--calib", train,
              "--clips", "64", "--estimator", a.estimator, "--percentile", a.percentile,
-             "--output", quantized, "--quiet"])
+             *options, "--output", quantized, "--quiet"])
         same, total, worst = 0, 0, 0.0
         for i, clip in enumerate(clips):
             fp32 = windows(k, weights, clip, "fp32", os.path.join(a.work, f"{name}_{i}_fp32.json"))
@@ -84,7 +96,7 @@ def main():
                 worst = max(worst, float(np.abs(p - q).max()))
         line = {"model": name, "windows": total, "clips": len(clips),
                 "top1_agreement": round(same / total, 4), "max_probability_change": round(worst, 4),
-                "estimator": a.estimator}
+                "estimator": a.estimator, "options": options}
         if name == "head_only_demo":
             for prec, file in (("fp32", weights), ("int8", quantized)):
                 report = json.loads(run([k, "--device", "cpu", "eval", test, "--weights", file,

@@ -7,6 +7,7 @@
 //! | `int8.<layer>.weight_scale` | F32 | `[out]` |
 //! | `int8.<layer>.input_scale` | F32 | `[]` |
 //! | `int8.<layer>.input_zero_point` | U8 | `[]` |
+//! | `int8.<layer>.input_smoothing` (optional) | F32 | `[in]`, each positive |
 //!
 //! with `<layer>` PaddleVideo's name (`stages.2.0.pw_conv_1`), and the metadata key
 //! `quantization`: a JSON object that says how it was made (scheme, estimator, the layers kept
@@ -29,7 +30,13 @@ pub struct Int8Weights {
     pub summary: serde_json::Value,
 }
 
-const SUFFIXES: [&str; 4] = ["weight", "weight_scale", "input_scale", "input_zero_point"];
+const SUFFIXES: [&str; 5] = [
+    "weight",
+    "weight_scale",
+    "input_scale",
+    "input_zero_point",
+    "input_smoothing",
+];
 
 /// The file's int8 part from its `int8.*` tensors and metadata; `None` when it has neither.
 pub fn read_int8(
@@ -91,6 +98,10 @@ fn read_layer(tensors: &BTreeMap<String, RawTensor>, name: &str) -> Result<Quant
     let weight_scale = f32s(get("weight_scale", Dtype::F32, 1)?);
     let input_scale = f32s(get("input_scale", Dtype::F32, 0)?);
     let zero_point = get("input_zero_point", Dtype::U8, 0)?;
+    let smoothing = match tensors.contains_key(&format!("{INT8_PREFIX}{name}.input_smoothing")) {
+        true => f32s(get("input_smoothing", Dtype::F32, 1)?),
+        false => Vec::new(),
+    };
     let layer = QuantLayer {
         out_channels,
         in_channels,
@@ -100,6 +111,7 @@ fn read_layer(tensors: &BTreeMap<String, RawTensor>, name: &str) -> Result<Quant
             scale: input_scale.first().copied().unwrap_or(f32::NAN),
             zero_point: zero_point.bytes.first().copied().unwrap_or(0),
         },
+        smoothing,
     };
     match layer.problem() {
         Some(problem) => Err(problem),
@@ -154,6 +166,18 @@ pub fn int8_tensors(layers: &QuantLayers) -> BTreeMap<String, RawTensor> {
             vec![],
             vec![layer.input.zero_point],
         );
+        if !layer.smoothing.is_empty() {
+            put(
+                "input_smoothing",
+                Dtype::F32,
+                vec![layer.in_channels],
+                layer
+                    .smoothing
+                    .iter()
+                    .flat_map(|s| s.to_le_bytes())
+                    .collect(),
+            );
+        }
     }
     tensors
 }
@@ -168,8 +192,13 @@ mod tests {
             scale: 0.02,
             zero_point: 3,
         };
-        let layer = QuantLayer::quantize(&[0.5, -1.0, 0.25, 2.0, 0.0, -0.1], 2, input);
-        QuantLayers::from([("stages.0.0.pw_conv".to_string(), layer)])
+        let weight = [0.5, -1.0, 0.25, 2.0, 0.0, -0.1];
+        let layer = QuantLayer::quantize(&weight, 2, input, Vec::new());
+        let smoothed = QuantLayer::quantize(&weight, 2, input, vec![2.0, 0.5, 1.5]);
+        QuantLayers::from([
+            ("stages.0.0.pw_conv".to_string(), layer),
+            ("stages.0.1.pw_conv".to_string(), smoothed),
+        ])
     }
 
     fn metadata() -> HashMap<String, String> {
@@ -223,6 +252,22 @@ mod tests {
                 t.insert("int8.x.bias".into(), w);
             },
             "not an int8 tensor",
+        );
+        let smoothing = "int8.stages.0.1.pw_conv.input_smoothing";
+        refused(
+            &|t| t.get_mut(smoothing).unwrap().bytes[..4].copy_from_slice(&0f32.to_le_bytes()),
+            "not a positive finite",
+        );
+        refused(
+            &|t| {
+                let s = t.get_mut(smoothing).unwrap();
+                (s.shape, s.bytes) = (vec![2], s.bytes[..8].to_vec());
+            },
+            "input_smoothing has 2 values for 3 input channels",
+        );
+        refused(
+            &|t| t.get_mut(smoothing).unwrap().dtype = Dtype::U8,
+            "expected F32",
         );
         let no_summary = read_int8(&good, &HashMap::new()).unwrap_err();
         assert!(

@@ -198,6 +198,13 @@ impl Engine {
         Ok(())
     }
 
+    /// Calibration starts over with each layer's input channels smoothed with strength
+    /// `alpha` by the ranges recorded so far (`model::nhwc::quant::smoothing`).
+    pub fn smooth_calibration(&mut self, alpha: f64) -> Result<(), InferError> {
+        self.quantizable()?.smooth_calibration(alpha);
+        Ok(())
+    }
+
     /// The layers quantized from what calibration recorded (names in forward order, with the
     /// statistics each input range came from).
     pub fn calibrated(

@@ -4,7 +4,8 @@
 //! decoded and preprocessed as PaddleVideo's test pipeline does (`infer::classify::prepare`),
 //! run in float32 while every 1x1 convolution records its input (`model::nhwc::quant`), and
 //! each of those layers gets per-output-channel int8 weights and an input scale from the
-//! chosen estimator. The same clips then run in int8 beside their float32 logits, so the file
+//! chosen estimator. With smoothing, the first pass only measures each input channel's range;
+//! the clips run again in float32 to record the inputs as smoothed (`quant::smoothing`). The same clips then run in int8 beside their float32 logits, so the file
 //! says how much the answers moved. The output is the fused model's float tensors plus the
 //! int8 layers and a `quantization` summary (`checkpoint::int8`), written atomically; the same
 //! inputs give the same bytes.
@@ -42,6 +43,8 @@ pub struct QuantizeRequest<'a> {
     /// Frames per clip; `None`: the checkpoint's fixed num_seg, else its metadata's, else 8.
     pub num_seg: Option<usize>,
     pub estimator: Estimator,
+    /// SmoothQuant's alpha in (0, 1]; 0: no smoothing.
+    pub smoothing: f64,
     /// Quantizable layers to keep in float32 (by name, e.g. `stem.1.pw_conv`).
     pub keep_fp32: &'a [String],
     pub output: &'a Path,
@@ -63,8 +66,19 @@ pub struct QuantizeReport {
     pub max_probability_change: f64,
 }
 
-/// Per calibration clip: `done` of `total` clips through `pass` (1: calibration, 2: the check).
-pub type Progress<'a> = dyn Fn(usize, usize, usize, &Path) + 'a;
+/// Per calibration clip: `done` of `total` clips through a pass.
+pub type Progress<'a> = dyn Fn(Pass, usize, usize, &Path) + 'a;
+
+/// The passes over the calibration clips.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    /// Float32, recording each layer's inputs.
+    Calibrate,
+    /// Float32 again, recording the smoothed inputs (with smoothing only).
+    Smooth,
+    /// Int8 against float32.
+    Check,
+}
 
 /// The layers that stay float32 whatever is asked (the file says so).
 const FLOAT_PARTS: [&str; 6] = [
@@ -166,7 +180,7 @@ pub fn quantize(
         if cancel.is_cancelled() {
             return Err(TrainError::Cancelled);
         }
-        progress(1, i, clips.len(), clip);
+        progress(Pass::Calibrate, i, clips.len(), clip);
         let run = || -> Result<Vec<f32>, String> {
             let prepared = prepare(clip, sampling, false).map_err(|e| e.problem(clip))?;
             engine
@@ -193,17 +207,39 @@ pub fn quantize(
         });
     }
 
+    // Pass 1b: with smoothing, the inputs again, each channel divided by its factor.
+    if request.smoothing > 0.0 {
+        engine.smooth_calibration(request.smoothing)?;
+        for (i, (clip, _)) in float_logits.iter().enumerate() {
+            if cancel.is_cancelled() {
+                return Err(TrainError::Cancelled);
+            }
+            progress(Pass::Smooth, i, float_logits.len(), clip);
+            let Ok(prepared) = prepare(clip, sampling, false) else {
+                continue;
+            };
+            engine.logits(prepared.tensor, prepared.dims)?;
+        }
+    }
+
     let calibrated = engine.calibrated(request.estimator);
     let mut layers = QuantLayers::new();
     let mut ranges = serde_json::Map::new();
     for (name, layer, stats) in &calibrated {
         let (lower, upper) = stats.range(request.estimator);
+        let factors = &layer.smoothing;
+        let smoothing = (!factors.is_empty()).then(|| {
+            let (min, max) = factors
+                .iter()
+                .fold((f32::INFINITY, 0f32), |(lo, hi), &s| (lo.min(s), hi.max(s)));
+            json!({"min": min, "max": max})
+        });
         ranges.insert(
             name.clone(),
             json!({
                 "min": stats.min, "max": stats.max, "lower": lower, "upper": upper,
                 "scale": layer.input.scale, "zero_point": layer.input.zero_point,
-                "int8": !request.keep_fp32.contains(name),
+                "smoothing": smoothing, "int8": !request.keep_fp32.contains(name),
             }),
         );
         if !request.keep_fp32.contains(name) {
@@ -218,7 +254,7 @@ pub fn quantize(
         if cancel.is_cancelled() {
             return Err(TrainError::Cancelled);
         }
-        progress(2, i, float_logits.len(), clip);
+        progress(Pass::Check, i, float_logits.len(), clip);
         let Ok(prepared) = prepare(clip, sampling, false) else {
             continue;
         };
@@ -251,6 +287,10 @@ pub fn quantize(
         "version": 1,
         "weights": "per output channel, symmetric, integers within ±63",
         "activations": "per tensor, asymmetric, unsigned 8 bits",
+        "smoothing": match request.smoothing > 0.0 {
+            true => json!({"method": "SmoothQuant, per input channel", "alpha": request.smoothing}),
+            false => serde_json::Value::Null,
+        },
         "estimator": request.estimator.name(),
         "percentile": match request.estimator {
             Estimator::Percentile(p) => json!(p),

@@ -181,14 +181,7 @@ impl Pointwise {
         let bias = self.matrix.bias();
         // Calibration, if it ran, is over.
         self.observer = None;
-        self.int8 = Some(Box::new(QuantizedMatrix::new(
-            &layer.weight,
-            &layer.weight_scale,
-            Some(&bias),
-            layer.input,
-            k,
-            n,
-        )));
+        self.int8 = Some(Box::new(QuantizedMatrix::new(layer, Some(&bias))));
         Ok(())
     }
 
@@ -199,7 +192,23 @@ impl Pointwise {
         let input = qgemm::ActQuant::for_range(lower, upper);
         let (k, n) = (self.matrix.k(), self.matrix.n());
         let weight = transposed(&self.matrix.weight(), k, n);
-        Some((QuantLayer::quantize(&weight, n, input), stats))
+        let layer = QuantLayer::quantize(&weight, n, input, stats.smoothing.clone());
+        Some((layer, stats))
+    }
+
+    /// Calibration starts over with this layer's inputs smoothed (`quant::smoothing`) by
+    /// the channel ranges recorded so far.
+    fn smooth_calibration(&mut self, alpha: f64) {
+        let Some(observer) = &mut self.observer else {
+            return;
+        };
+        let Ok(stats) = observer.get_mut() else {
+            return;
+        };
+        let (k, n) = (self.matrix.k(), self.matrix.n());
+        let weight = transposed(&self.matrix.weight(), k, n);
+        let factors = quant::smoothing(&stats.channel_max, &weight, alpha);
+        *stats = ActivationStats::new(k, factors);
     }
 
     fn out_shape(&self, shape: Shape) -> Shape {
@@ -619,8 +628,17 @@ impl NhwcPpTsmV2 {
     /// float, whatever ran before).
     pub fn start_calibration(&mut self) {
         for pw in self.pointwise_mut() {
-            pw.observer = Some(Box::new(Mutex::new(ActivationStats::default())));
+            let stats = ActivationStats::new(pw.matrix.k(), Vec::new());
+            pw.observer = Some(Box::new(Mutex::new(stats)));
             pw.int8 = None;
+        }
+    }
+
+    /// Calibration starts over, each layer's input channels to be smoothed with strength
+    /// `alpha` by the ranges recorded so far (`quant::smoothing`): the clips run again.
+    pub fn smooth_calibration(&mut self, alpha: f64) {
+        for pw in self.pointwise_mut() {
+            pw.smooth_calibration(alpha);
         }
     }
 

@@ -1,7 +1,10 @@
 //! The int8 matrix product behind the quantized 1x1 convolutions (`kineto quantize`, `--precision
 //! int8`): `out[m, n] = act(s_x * s_w[n] * (Σ_k (q_x[m, k] - z) * q_w[k, n]) + b[n])`, with
 //! `q_x` the layer's input quantized per tensor to unsigned bytes (`ActQuant`: scale `s_x`,
-//! zero point `z`) and `q_w` its weights quantized per output channel to signed bytes.
+//! zero point `z`) and `q_w` its weights quantized per output channel to signed bytes. With
+//! smoothing (`quant::smoothing`), input channel `k` is divided by its factor `s_k` as it is
+//! quantized (`q_x[m, k] = quantize(x[m, k] * (1 / (s_x * s_k)))`) and `q_w` holds the weights
+//! multiplied by it.
 //!
 //! The rows are quantized a tile at a time (still in cache when the blocks read them); the
 //! zero point's share, `-z * Σ_k q_w[k, n]`, is a per-column integer added before the
@@ -24,6 +27,7 @@
 use std::cell::RefCell;
 
 use super::gemm::for_row_tiles;
+use super::quant::QuantLayer;
 use super::simd::{Lanes, QLanes, QPortable};
 #[cfg(target_arch = "x86_64")]
 use super::simd::{QAvx2, QAvx512Vnni, QAvxVnni};
@@ -149,7 +153,9 @@ pub struct QuantizedMatrix {
     /// `s_x * s_w[n]` per column.
     dequant: Vec<f32>,
     bias: Vec<f32>,
-    input: ActQuant,
+    /// `1 / (s_x * s_k)` per input channel (`s_k` 1 without smoothing).
+    inverse: Vec<f32>,
+    zero_point: u8,
     k: usize,
     /// `k` rounded up to a multiple of 4: the quantized rows' stride.
     k4: usize,
@@ -158,28 +164,14 @@ pub struct QuantizedMatrix {
 }
 
 impl QuantizedMatrix {
-    /// `weight` is `[n, k]` row-major (output channels first, as convolutions store them),
-    /// every value within ±[`WEIGHT_MAX`]; `weight_scale` `[n]`; `bias` `[n]`.
-    pub fn new(
-        weight: &[i8],
-        weight_scale: &[f32],
-        bias: Option<&[f32]>,
-        input: ActQuant,
-        k: usize,
-        n: usize,
-    ) -> Self {
-        Self::for_simd(qsimd(), weight, weight_scale, bias, input, k, n)
+    /// `layer` (whose values `QuantLayer::problem` accepts) with a float `bias` `[n]`.
+    pub fn new(layer: &QuantLayer, bias: Option<&[f32]>) -> Self {
+        Self::for_simd(qsimd(), layer, bias)
     }
 
-    fn for_simd(
-        simd: QSimd,
-        weight: &[i8],
-        weight_scale: &[f32],
-        bias: Option<&[f32]>,
-        input: ActQuant,
-        k: usize,
-        n: usize,
-    ) -> Self {
+    fn for_simd(simd: QSimd, layer: &QuantLayer, bias: Option<&[f32]>) -> Self {
+        let (k, n, input) = (layer.in_channels, layer.out_channels, layer.input);
+        let (weight, weight_scale) = (&layer.weight, &layer.weight_scale);
         assert_eq!(weight.len(), k * n, "weight is not [n, k]");
         assert_eq!(weight_scale.len(), n, "weight_scale is not [n]");
         assert!(
@@ -210,12 +202,21 @@ impl QuantizedMatrix {
             assert_eq!(bias.len(), n, "bias is not [n]");
             padded_bias[..n].copy_from_slice(bias);
         }
+        let inverse = match layer.smoothing.len() == k {
+            true => layer
+                .smoothing
+                .iter()
+                .map(|s| 1.0 / (input.scale * s))
+                .collect(),
+            false => vec![1.0 / input.scale; k],
+        };
         Self {
             panels,
             offset,
             dequant,
             bias: padded_bias,
-            input,
+            inverse,
+            zero_point: input.zero_point,
             k,
             k4,
             n,
@@ -257,18 +258,17 @@ impl QuantizedMatrix {
         let m = x.len() / self.k;
         rows.clear();
         rows.resize(m * self.k4, 0);
-        let inverse = 1.0 / self.input.scale;
-        let zero_point = f32::from(self.input.zero_point);
+        let zero_point = f32::from(self.zero_point);
         for (src, dst) in x.chunks_exact(self.k).zip(rows.chunks_exact_mut(self.k4)) {
             let dst = &mut dst[..self.k];
             #[cfg(target_arch = "x86_64")]
             if self.simd >= QSimd::Avx2 {
                 // SAFETY: `simd` is AVX2 or wider only where the CPU has AVX2 (`available`);
-                // `src` and `dst` have the same length.
-                unsafe { quantize_avx2(src, dst, inverse, zero_point) };
+                // `src`, `dst` and `inverse` have the same length.
+                unsafe { quantize_avx2(src, dst, &self.inverse, zero_point) };
                 continue;
             }
-            for (d, &v) in dst.iter_mut().zip(src) {
+            for ((d, &v), &inverse) in dst.iter_mut().zip(src).zip(&self.inverse) {
                 *d = ActQuant::quantize(v, inverse, zero_point);
             }
         }
@@ -297,29 +297,31 @@ impl QuantizedMatrix {
     }
 }
 
-/// [`ActQuant::quantize`] on `src` into `dst` (equal lengths), 16 values per step: the same
-/// operations (multiply, round to nearest even, add, clamp) on 8 lanes, then packed to bytes.
+/// [`ActQuant::quantize`] on `src` into `dst` with each value's `inverse` (equal lengths), 16
+/// values per step: the same operations (multiply, round to nearest even, add, clamp) on 8
+/// lanes, then packed to bytes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn quantize_avx2(src: &[f32], dst: &mut [u8], inverse: f32, zero_point: f32) {
+unsafe fn quantize_avx2(src: &[f32], dst: &mut [u8], inverse: &[f32], zero_point: f32) {
     use std::arch::x86_64::*;
-    let n = src.len().min(dst.len());
+    let n = src.len().min(dst.len()).min(inverse.len());
     let whole = n / 16 * 16;
     // SAFETY: the caller has AVX2; every load reads 8 values at i or i + 8 < whole <= n of
-    // `src`, every store writes 16 bytes at i < whole of `dst`.
+    // `src` and `inverse`, every store writes 16 bytes at i < whole of `dst`.
     unsafe {
-        let (inv, zp) = (_mm256_set1_ps(inverse), _mm256_set1_ps(zero_point));
+        let zp = _mm256_set1_ps(zero_point);
         let (low, high) = (_mm256_setzero_ps(), _mm256_set1_ps(255.0));
-        let quantize = |p: *const f32| {
-            let v = _mm256_mul_ps(_mm256_loadu_ps(p), inv);
+        let quantize = |i: usize| {
+            let inv = _mm256_loadu_ps(inverse.as_ptr().add(i));
+            let v = _mm256_mul_ps(_mm256_loadu_ps(src.as_ptr().add(i)), inv);
             let v = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
             // max then min as `clamp` does; NaN (max's second operand wins) becomes 0.
             let v = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(v, zp), low), high);
             _mm256_cvtps_epi32(v)
         };
         for i in (0..whole).step_by(16) {
-            let a = quantize(src.as_ptr().add(i));
-            let b = quantize(src.as_ptr().add(i + 8));
+            let a = quantize(i);
+            let b = quantize(i + 8);
             // i16 [a0-3 b0-3 a4-7 b4-7] -> [a0-7 b0-7] -> 16 bytes in order.
             let words = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(a, b));
             let bytes = _mm_packus_epi16(
@@ -329,7 +331,11 @@ unsafe fn quantize_avx2(src: &[f32], dst: &mut [u8], inverse: f32, zero_point: f
             _mm_storeu_si128(dst.as_mut_ptr().add(i).cast(), bytes);
         }
     }
-    for (d, &v) in dst[whole..n].iter_mut().zip(&src[whole..n]) {
+    for ((d, &v), &inverse) in dst[whole..n]
+        .iter_mut()
+        .zip(&src[whole..n])
+        .zip(&inverse[whole..n])
+    {
         *d = ActQuant::quantize(v, inverse, zero_point);
     }
 }
@@ -468,19 +474,25 @@ unsafe fn block_lanes<Q: QLanes, const MR: usize, const NV: usize>(block: &Block
 /// The scalar definition the kernels are tested against: the same integers and the same
 /// epilogue, one value at a time.
 #[cfg(test)]
-fn reference(w: &QuantizedMatrix, weight: &[i8], x: &[f32], m: usize, act: Act) -> Vec<f32> {
+fn reference(w: &QuantizedMatrix, layer: &QuantLayer, x: &[f32], m: usize, act: Act) -> Vec<f32> {
     use super::simd::act_scalar;
     let (k, n) = (w.k, w.n);
-    let inverse = 1.0 / w.input.scale;
-    let zero_point = f32::from(w.input.zero_point);
+    let zero_point = f32::from(layer.input.zero_point);
+    let smoothing = |p: usize| layer.smoothing.get(p).copied().unwrap_or(1.0);
     let mut out = vec![0.0; m * n];
     for i in 0..m {
         let q: Vec<i32> = x[i * k..][..k]
             .iter()
-            .map(|&v| i32::from(ActQuant::quantize(v, inverse, zero_point)))
+            .enumerate()
+            .map(|(p, &v)| {
+                let inverse = 1.0 / (layer.input.scale * smoothing(p));
+                i32::from(ActQuant::quantize(v, inverse, zero_point))
+            })
             .collect();
         for j in 0..n {
-            let dot: i32 = (0..k).map(|p| q[p] * i32::from(weight[j * k + p])).sum();
+            let dot: i32 = (0..k)
+                .map(|p| q[p] * i32::from(layer.weight[j * k + p]))
+                .sum();
             let sum = (dot + w.offset[j]) as f32;
             out[i * n + j] = act_scalar(sum * w.dequant[j] + w.bias[j], act);
         }
@@ -520,10 +532,23 @@ mod tests {
     };
 
     fn check(simd: QSimd, kernel: Option<fn(&Block<12>)>) {
-        for (m, k, n) in SHAPES {
-            let (x, w, scale, bias) = operands(m, k, n);
+        for (shape, (m, k, n)) in SHAPES.into_iter().enumerate() {
+            let (x, weight, weight_scale, bias) = operands(m, k, n);
+            // Every other shape with smoothing factors (a different one per input channel).
+            let smoothing = match shape % 2 {
+                0 => Vec::new(),
+                _ => (0..k).map(|p| 0.5 + (p % 7) as f32 * 0.375).collect(),
+            };
+            let layer = QuantLayer {
+                out_channels: n,
+                in_channels: k,
+                weight,
+                weight_scale,
+                input: INPUT,
+                smoothing,
+            };
             for act in ACTS {
-                let matrix = QuantizedMatrix::for_simd(simd, &w, &scale, Some(&bias), INPUT, k, n);
+                let matrix = QuantizedMatrix::for_simd(simd, &layer, Some(&bias));
                 let mut out = vec![f32::NAN; m * n];
                 match kernel {
                     Some(kernel) => {
@@ -533,7 +558,7 @@ mod tests {
                     }
                     None => matrix.apply(&x, m, act, &mut out),
                 }
-                let expected = reference(&matrix, &w, &x, m, act);
+                let expected = reference(&matrix, &layer, &x, m, act);
                 for (i, (got, want)) in out.iter().zip(&expected).enumerate() {
                     assert!(
                         got.to_bits() == want.to_bits(),
