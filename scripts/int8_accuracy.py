@@ -12,8 +12,9 @@ eval` scores (b) on the measuring set in both precisions.
 
 Usage: python scripts/int8_accuracy.py --kineto BIN [--fixtures DIR] [--work DIR]
     [--clips-per-class 16] [--estimator percentile] [--percentile 99.99] [--smoothing ALPHA]
-    [--keep-fp32 LAYER,...|none] [--models fixture_w8,head_only_demo]
-(--smoothing and --keep-fp32 are passed to `kineto quantize`; absent, its defaults.)
+    [--keep-fp32 LAYER,...|none] [--smooth-layers LAYER,...|all]
+    [--models fixture_w8,head_only_demo]
+(--smoothing, --smooth-layers and --keep-fp32 are passed to `kineto quantize`; absent, its defaults.)
 Prints one JSON line per model and a summary line.
 """
 import argparse
@@ -56,11 +57,13 @@ def main():
     ap.add_argument("--percentile", default="99.99")
     ap.add_argument("--smoothing")
     ap.add_argument("--keep-fp32")
+    ap.add_argument("--smooth-layers")
     ap.add_argument("--models", default="fixture_w8,head_only_demo",
                     help="which of the two models to measure")
     a = ap.parse_args()
     options = []
-    for flag, value in (("--smoothing", a.smoothing), ("--keep-fp32", a.keep_fp32)):
+    for flag, value in (("--smoothing", a.smoothing), ("--keep-fp32", a.keep_fp32),
+                        ("--smooth-layers", a.smooth_layers)):
         if value is not None:
             options += [flag, value]
     k = a.kineto

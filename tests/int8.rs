@@ -232,6 +232,25 @@ fn smoothed_layers_are_stored_and_answer_as_float32_does() {
     // calibrated on this clip alone). The bound is the other test's.
     assert!(change <= 0.02, "int8 moved a probability by {change}");
     eprintln!("smoothed, every layer in int8: probability moved {change:.5}");
+
+    // Smoothing one layer leaves the others as they were.
+    let one = dir.join("one.safetensors");
+    quantize(
+        &calib,
+        &one,
+        &[&options[..], &["--smooth-layers", "stem.1.pw_conv"]].concat(),
+    );
+    let layers = open_checkpoint(&one, Role::Student)
+        .unwrap()
+        .int8
+        .unwrap()
+        .layers;
+    let smoothed: Vec<&String> = layers
+        .iter()
+        .filter(|(_, layer)| !layer.smoothing.is_empty())
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(smoothed, ["stem.1.pw_conv"]);
 }
 
 #[test]

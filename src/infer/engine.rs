@@ -198,10 +198,15 @@ impl Engine {
         Ok(())
     }
 
-    /// Calibration starts over with each layer's input channels smoothed with strength
-    /// `alpha` by the ranges recorded so far (`model::nhwc::quant::smoothing`).
-    pub fn smooth_calibration(&mut self, alpha: f64) -> Result<(), InferError> {
-        self.quantizable()?.smooth_calibration(alpha);
+    /// Calibration starts over with the input channels of the layers `smooth` accepts
+    /// smoothed with strength `alpha` by the ranges recorded so far
+    /// (`model::nhwc::quant::smoothing`).
+    pub fn smooth_calibration(
+        &mut self,
+        alpha: f64,
+        smooth: impl Fn(&str) -> bool,
+    ) -> Result<(), InferError> {
+        self.quantizable()?.smooth_calibration(alpha, smooth);
         Ok(())
     }
 

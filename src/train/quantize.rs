@@ -45,6 +45,8 @@ pub struct QuantizeRequest<'a> {
     pub estimator: Estimator,
     /// SmoothQuant's alpha in (0, 1]; 0: no smoothing.
     pub smoothing: f64,
+    /// The layers smoothed (by name); empty: all.
+    pub smooth_layers: &'a [String],
     /// Quantizable layers to keep in float32 (by name, e.g. `stem.1.pw_conv`).
     pub keep_fp32: &'a [String],
     pub output: &'a Path,
@@ -159,14 +161,19 @@ pub fn quantize(
     )?;
     engine.start_calibration()?;
     let known = engine.quantizable_layers();
-    if let Some(unknown) = request.keep_fp32.iter().find(|name| !known.contains(name)) {
-        return Err(TrainError::bad_option(
-            "--keep-fp32",
-            format!(
-                "{unknown:?} is not a 1x1 convolution of this model ({})",
-                known.join(", ")
-            ),
-        ));
+    for (option, names) in [
+        ("--keep-fp32", request.keep_fp32),
+        ("--smooth-layers", request.smooth_layers),
+    ] {
+        if let Some(unknown) = names.iter().find(|name| !known.contains(name)) {
+            return Err(TrainError::bad_option(
+                option,
+                format!(
+                    "{unknown:?} is not a 1x1 convolution of this model ({})",
+                    known.join(", ")
+                ),
+            ));
+        }
     }
     let sampling = Sampling {
         num_seg,
@@ -209,7 +216,10 @@ pub fn quantize(
 
     // Pass 1b: with smoothing, the inputs again, each channel divided by its factor.
     if request.smoothing > 0.0 {
-        engine.smooth_calibration(request.smoothing)?;
+        let chosen = request.smooth_layers;
+        engine.smooth_calibration(request.smoothing, |name| {
+            chosen.is_empty() || chosen.iter().any(|c| c == name)
+        })?;
         for (i, (clip, _)) in float_logits.iter().enumerate() {
             if cancel.is_cancelled() {
                 return Err(TrainError::Cancelled);
@@ -288,7 +298,14 @@ pub fn quantize(
         "weights": "per output channel, symmetric, integers within ±63",
         "activations": "per tensor, asymmetric, unsigned 8 bits",
         "smoothing": match request.smoothing > 0.0 {
-            true => json!({"method": "SmoothQuant, per input channel", "alpha": request.smoothing}),
+            true => json!({
+                "method": "SmoothQuant, per input channel",
+                "alpha": request.smoothing,
+                "layers": match request.smooth_layers {
+                    [] => json!("all"),
+                    names => json!(names),
+                },
+            }),
             false => serde_json::Value::Null,
         },
         "estimator": request.estimator.name(),

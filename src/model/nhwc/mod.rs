@@ -196,9 +196,9 @@ impl Pointwise {
         Some((layer, stats))
     }
 
-    /// Calibration starts over with this layer's inputs smoothed (`quant::smoothing`) by
-    /// the channel ranges recorded so far.
-    fn smooth_calibration(&mut self, alpha: f64) {
+    /// Calibration starts over, this layer's inputs smoothed (`quant::smoothing`) by the
+    /// channel ranges recorded so far if `alpha` is given.
+    fn smooth_calibration(&mut self, alpha: Option<f64>) {
         let Some(observer) = &mut self.observer else {
             return;
         };
@@ -206,8 +206,13 @@ impl Pointwise {
             return;
         };
         let (k, n) = (self.matrix.k(), self.matrix.n());
-        let weight = transposed(&self.matrix.weight(), k, n);
-        let factors = quant::smoothing(&stats.channel_max, &weight, alpha);
+        let factors = match alpha {
+            Some(alpha) => {
+                let weight = transposed(&self.matrix.weight(), k, n);
+                quant::smoothing(&stats.channel_max, &weight, alpha)
+            }
+            None => Vec::new(),
+        };
         *stats = ActivationStats::new(k, factors);
     }
 
@@ -634,10 +639,12 @@ impl NhwcPpTsmV2 {
         }
     }
 
-    /// Calibration starts over, each layer's input channels to be smoothed with strength
-    /// `alpha` by the ranges recorded so far (`quant::smoothing`): the clips run again.
-    pub fn smooth_calibration(&mut self, alpha: f64) {
+    /// Calibration starts over, the input channels of the layers `smooth` accepts by name to
+    /// be smoothed with strength `alpha` by the ranges recorded so far (`quant::smoothing`):
+    /// the clips run again.
+    pub fn smooth_calibration(&mut self, alpha: f64, smooth: impl Fn(&str) -> bool) {
         for pw in self.pointwise_mut() {
+            let alpha = smooth(&pw.name).then_some(alpha);
             pw.smooth_calibration(alpha);
         }
     }
