@@ -12,9 +12,9 @@ eval` scores (b) on the measuring set in both precisions.
 
 Usage: python scripts/int8_accuracy.py --kineto BIN [--fixtures DIR] [--work DIR]
     [--clips-per-class 16] [--estimator percentile] [--percentile 99.99] [--smoothing ALPHA]
-    [--keep-fp32 LAYER,...|none] [--smooth-layers LAYER,...|all]
+    [--keep-fp32 LAYER,...|none] [--smooth-layers LAYER,...|all] [--weight-bits 7|8]
     [--models fixture_w8,head_only_demo]
-(--smoothing, --smooth-layers and --keep-fp32 are passed to `kineto quantize`; absent, its defaults.)
+(--smoothing, --smooth-layers, --keep-fp32 and --weight-bits are passed to `kineto quantize`; absent, its defaults.)
 Prints one JSON line per model and a summary line.
 """
 import argparse
@@ -58,12 +58,13 @@ def main():
     ap.add_argument("--smoothing")
     ap.add_argument("--keep-fp32")
     ap.add_argument("--smooth-layers")
+    ap.add_argument("--weight-bits")
     ap.add_argument("--models", default="fixture_w8,head_only_demo",
                     help="which of the two models to measure")
     a = ap.parse_args()
     options = []
     for flag, value in (("--smoothing", a.smoothing), ("--keep-fp32", a.keep_fp32),
-                        ("--smooth-layers", a.smooth_layers)):
+                        ("--smooth-layers", a.smooth_layers), ("--weight-bits", a.weight_bits)):
         if value is not None:
             options += [flag, value]
     k = a.kineto

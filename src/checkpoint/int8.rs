@@ -8,6 +8,7 @@
 //! | `int8.<layer>.input_scale` | F32 | `[]` |
 //! | `int8.<layer>.input_zero_point` | U8 | `[]` |
 //! | `int8.<layer>.input_smoothing` (optional) | F32 | `[in]`, each positive |
+//! | `int8.<layer>.weight_max` (optional) | U8 | `[]`: 63 (absent) or 127 (8-bit weights) |
 //!
 //! with `<layer>` PaddleVideo's name (`stages.2.0.pw_conv_1`), and the metadata key
 //! `quantization`: a JSON object that says how it was made (scheme, estimator, the layers kept
@@ -16,7 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::safetensors::{Dtype, INT8_PREFIX, RawTensor};
-use crate::model::nhwc::qgemm::ActQuant;
+use crate::model::nhwc::qgemm::{ActQuant, WEIGHT_MAX};
 use crate::model::nhwc::quant::{QuantLayer, QuantLayers};
 
 /// The metadata key of the quantization summary.
@@ -30,12 +31,13 @@ pub struct Int8Weights {
     pub summary: serde_json::Value,
 }
 
-const SUFFIXES: [&str; 5] = [
+const SUFFIXES: [&str; 6] = [
     "weight",
     "weight_scale",
     "input_scale",
     "input_zero_point",
     "input_smoothing",
+    "weight_max",
 ];
 
 /// The file's int8 part from its `int8.*` tensors and metadata; `None` when it has neither.
@@ -102,6 +104,13 @@ fn read_layer(tensors: &BTreeMap<String, RawTensor>, name: &str) -> Result<Quant
         true => f32s(get("input_smoothing", Dtype::F32, 1)?),
         false => Vec::new(),
     };
+    let weight_max = match tensors.contains_key(&format!("{INT8_PREFIX}{name}.weight_max")) {
+        true => get("weight_max", Dtype::U8, 0)?
+            .bytes
+            .first()
+            .map_or(0, |&b| i32::from(b)),
+        false => WEIGHT_MAX,
+    };
     let layer = QuantLayer {
         out_channels,
         in_channels,
@@ -112,6 +121,7 @@ fn read_layer(tensors: &BTreeMap<String, RawTensor>, name: &str) -> Result<Quant
             zero_point: zero_point.bytes.first().copied().unwrap_or(0),
         },
         smoothing,
+        weight_max,
     };
     match layer.problem() {
         Some(problem) => Err(problem),
@@ -166,6 +176,11 @@ pub fn int8_tensors(layers: &QuantLayers) -> BTreeMap<String, RawTensor> {
             vec![],
             vec![layer.input.zero_point],
         );
+        // Absent means 7 bits, so the files of 7-bit weights stay as they were.
+        if layer.weight_max != WEIGHT_MAX {
+            let max = u8::try_from(layer.weight_max).unwrap_or(u8::MAX);
+            put("weight_max", Dtype::U8, vec![], vec![max]);
+        }
         if !layer.smoothing.is_empty() {
             put(
                 "input_smoothing",
@@ -193,8 +208,8 @@ mod tests {
             zero_point: 3,
         };
         let weight = [0.5, -1.0, 0.25, 2.0, 0.0, -0.1];
-        let layer = QuantLayer::quantize(&weight, 2, input, Vec::new());
-        let smoothed = QuantLayer::quantize(&weight, 2, input, vec![2.0, 0.5, 1.5]);
+        let layer = QuantLayer::quantize(&weight, 2, input, Vec::new(), WEIGHT_MAX);
+        let smoothed = QuantLayer::quantize(&weight, 2, input, vec![2.0, 0.5, 1.5], 127);
         QuantLayers::from([
             ("stages.0.0.pw_conv".to_string(), layer),
             ("stages.0.1.pw_conv".to_string(), smoothed),
@@ -268,6 +283,14 @@ mod tests {
         refused(
             &|t| t.get_mut(smoothing).unwrap().dtype = Dtype::U8,
             "expected F32",
+        );
+        refused(
+            &|t| {
+                t.get_mut("int8.stages.0.1.pw_conv.weight_max")
+                    .unwrap()
+                    .bytes = vec![63]
+            },
+            "outside ±63",
         );
         let no_summary = read_int8(&good, &HashMap::new()).unwrap_err();
         assert!(

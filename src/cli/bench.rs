@@ -28,7 +28,7 @@ use kineto::infer::device::{ComputeDevice, DeviceChoice};
 use kineto::infer::engine::{Engine, Precision, store_in_form};
 use kineto::model::init::random_store;
 use kineto::model::nhwc::FrameMaps;
-use kineto::model::nhwc::qgemm::qsimd;
+use kineto::model::nhwc::qgemm::{WEIGHT_MAX, qsimd};
 use kineto::model::nhwc::quant::{DEFAULT_PERCENTILE, Estimator};
 use kineto::model::{Arch, Form, ModelKind, Recognizer};
 use kineto::train::trainer::{FullStepOptions, FullTrainer};
@@ -260,7 +260,7 @@ fn bench_engine(
                 engine.start_calibration().map_err(Failure::fatal)?;
                 engine.logits(clip.to_vec(), dims).map_err(Failure::fatal)?;
                 let layers = engine
-                    .calibrated(Estimator::Percentile(DEFAULT_PERCENTILE))
+                    .calibrated(Estimator::Percentile(DEFAULT_PERCENTILE), WEIGHT_MAX)
                     .into_iter()
                     .map(|(name, layer, _)| (name, layer))
                     .collect();

@@ -12,6 +12,7 @@ use crate::checkpoint::file::{Checkpoint, open_checkpoint};
 use crate::checkpoint::int8::Int8Weights;
 use crate::checkpoint::keys::{Layout, Role};
 use crate::model::fuse::fuse_store;
+use crate::model::nhwc::qgemm::{QSimd, WEIGHT_MAX, qsimd};
 use crate::model::nhwc::quant::{ActivationStats, Estimator, QuantLayer, QuantLayers};
 use crate::model::nhwc::{FrameMaps, NhwcMobileNet, NhwcNet, NhwcPpTsmV2};
 use crate::model::{Form, Network, Recognizer};
@@ -119,15 +120,20 @@ impl Engine {
     }
 
     /// Runs in `precision` (`None`: int8 when the file brought `int8` layers and the device is
-    /// the CPU, else float32). Int8 needs those layers, the CPU and the fused PP-TSMv2.
+    /// the CPU, unless they hold 8-bit weights and the CPU has no VNNI, whose layers would run
+    /// portable code slower than float32; else float32). Int8 needs those layers, the CPU and
+    /// the fused PP-TSMv2.
     pub fn apply_precision(
         &mut self,
         int8: Option<&Int8Weights>,
         precision: Option<Precision>,
     ) -> Result<(), InferError> {
         let cpu = self.device.kind == "cpu";
+        let fast = |int8: &Int8Weights| {
+            qsimd() >= QSimd::AvxVnni || int8.layers.values().all(|l| l.weight_max <= WEIGHT_MAX)
+        };
         let precision = precision.unwrap_or(match int8 {
-            Some(_) if cpu => Precision::Int8,
+            Some(int8) if cpu && fast(int8) => Precision::Int8,
             _ => Precision::Fp32,
         });
         if precision == Precision::Fp32 {
@@ -210,14 +216,15 @@ impl Engine {
         Ok(())
     }
 
-    /// The layers quantized from what calibration recorded (names in forward order, with the
-    /// statistics each input range came from).
+    /// The layers quantized from what calibration recorded, weights within ±`weight_max`
+    /// (names in forward order, with the statistics each input range came from).
     pub fn calibrated(
         &mut self,
         estimator: Estimator,
+        weight_max: i32,
     ) -> Vec<(String, QuantLayer, ActivationStats)> {
         match self.quantizable() {
-            Ok(net) => net.calibrated(estimator),
+            Ok(net) => net.calibrated(estimator, weight_max),
             Err(_) => Vec::new(),
         }
     }

@@ -47,6 +47,9 @@ pub struct QuantizeRequest<'a> {
     pub smoothing: f64,
     /// The layers smoothed (by name); empty: all.
     pub smooth_layers: &'a [String],
+    /// The weights' largest magnitude: `qgemm::WEIGHT_MAX` (7 bits, every kernel) or
+    /// `qgemm::WEIGHT_MAX_8BIT` (the VNNI kernels; AVX2 runs such layers in portable code).
+    pub weight_max: i32,
     /// Quantizable layers to keep in float32 (by name, e.g. `stem.1.pw_conv`).
     pub keep_fp32: &'a [String],
     pub output: &'a Path,
@@ -232,7 +235,7 @@ pub fn quantize(
         }
     }
 
-    let calibrated = engine.calibrated(request.estimator);
+    let calibrated = engine.calibrated(request.estimator, request.weight_max);
     let mut layers = QuantLayers::new();
     let mut ranges = serde_json::Map::new();
     for (name, layer, stats) in &calibrated {
@@ -295,7 +298,10 @@ pub fn quantize(
     let summary = json!({
         "scheme": "int8",
         "version": 1,
-        "weights": "per output channel, symmetric, integers within ±63",
+        "weights": format!(
+            "per output channel, symmetric, integers within ±{}",
+            request.weight_max
+        ),
         "activations": "per tensor, asymmetric, unsigned 8 bits",
         "smoothing": match request.smoothing > 0.0 {
             true => json!({

@@ -185,14 +185,19 @@ impl Pointwise {
         Ok(())
     }
 
-    /// This layer quantized with its input range from the calibration statistics.
-    fn quantized(&self, estimator: Estimator) -> Option<(QuantLayer, ActivationStats)> {
+    /// This layer quantized with its input range from the calibration statistics and its
+    /// weights within ±`weight_max`.
+    fn quantized(
+        &self,
+        estimator: Estimator,
+        weight_max: i32,
+    ) -> Option<(QuantLayer, ActivationStats)> {
         let stats = self.observer.as_ref()?.lock().ok()?.clone();
         let (lower, upper) = stats.range(estimator);
         let input = qgemm::ActQuant::for_range(lower, upper);
         let (k, n) = (self.matrix.k(), self.matrix.n());
         let weight = transposed(&self.matrix.weight(), k, n);
-        let layer = QuantLayer::quantize(&weight, n, input, stats.smoothing.clone());
+        let layer = QuantLayer::quantize(&weight, n, input, stats.smoothing.clone(), weight_max);
         Some((layer, stats))
     }
 
@@ -649,12 +654,17 @@ impl NhwcPpTsmV2 {
         }
     }
 
-    /// The quantizable layers quantized from what calibration recorded, with the statistics
-    /// each range came from, in forward order (empty before `start_calibration`).
-    pub fn calibrated(&self, estimator: Estimator) -> Vec<(String, QuantLayer, ActivationStats)> {
+    /// The quantizable layers quantized from what calibration recorded (weights within
+    /// ±`weight_max`), with the statistics each range came from, in forward order (empty
+    /// before `start_calibration`).
+    pub fn calibrated(
+        &self,
+        estimator: Estimator,
+        weight_max: i32,
+    ) -> Vec<(String, QuantLayer, ActivationStats)> {
         self.pointwise()
             .filter_map(|pw| {
-                let (layer, stats) = pw.quantized(estimator)?;
+                let (layer, stats) = pw.quantized(estimator, weight_max)?;
                 Some((pw.name.clone(), layer, stats))
             })
             .collect()

@@ -37,6 +37,11 @@ use crate::model::layers::Act;
 /// stay inside 16 bits, `2 * 255 * 63 = 32130 <= 32767`.
 pub const WEIGHT_MAX: i32 = 63;
 
+/// The largest weight magnitude of a layer with 8-bit weights (`kineto quantize --weight-bits
+/// 8`): the VNNI kernels and the portable one take it as it is; where AVX2 is the widest
+/// kernel such a layer runs the portable one (AVX2's pairs could saturate).
+pub const WEIGHT_MAX_8BIT: i32 = 127;
+
 /// How a layer's input is quantized: `q = clamp(round_ties_even(x * (1 / scale)) + zero_point,
 /// 0, 255)`, read back as `scale * (q - zero_point)`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -166,7 +171,11 @@ pub struct QuantizedMatrix {
 impl QuantizedMatrix {
     /// `layer` (whose values `QuantLayer::problem` accepts) with a float `bias` `[n]`.
     pub fn new(layer: &QuantLayer, bias: Option<&[f32]>) -> Self {
-        Self::for_simd(qsimd(), layer, bias)
+        let simd = match qsimd() {
+            QSimd::Avx2 if layer.weight_max > WEIGHT_MAX => QSimd::Portable,
+            simd => simd,
+        };
+        Self::for_simd(simd, layer, bias)
     }
 
     fn for_simd(simd: QSimd, layer: &QuantLayer, bias: Option<&[f32]>) -> Self {
@@ -174,9 +183,14 @@ impl QuantizedMatrix {
         let (weight, weight_scale) = (&layer.weight, &layer.weight_scale);
         assert_eq!(weight.len(), k * n, "weight is not [n, k]");
         assert_eq!(weight_scale.len(), n, "weight_scale is not [n]");
+        let limit = match simd {
+            QSimd::Avx2 => WEIGHT_MAX,
+            _ => WEIGHT_MAX_8BIT,
+        };
         assert!(
-            weight.iter().all(|&w| i32::from(w).abs() <= WEIGHT_MAX),
-            "weights outside ±{WEIGHT_MAX}"
+            weight.iter().all(|&w| i32::from(w).abs() <= limit),
+            "weights outside ±{limit} for {}",
+            simd.name()
         );
         let (_, nr) = simd.block();
         let k4 = k.div_ceil(4) * 4;
@@ -508,9 +522,14 @@ mod tests {
 
     const ACTS: [Act; 3] = [Act::None, Act::Relu, Act::Hardswish];
 
-    /// Activations over the whole byte range and beyond (clamped), weights over ±WEIGHT_MAX
+    /// Activations over the whole byte range and beyond (clamped), weights over ±`limit`
     /// with the extremes present, a zero point inside the range.
-    fn operands(m: usize, k: usize, n: usize) -> (Vec<f32>, Vec<i8>, Vec<f32>, Vec<f32>) {
+    fn operands(
+        m: usize,
+        k: usize,
+        n: usize,
+        limit: i32,
+    ) -> (Vec<f32>, Vec<i8>, Vec<f32>, Vec<f32>) {
         // Quarter steps: ties (x / 0.5 = n + 0.5) round to even; one NaN (to 0), one infinity.
         let mut x: Vec<f32> = (0..m * k)
             .map(|i| ((i * 37 % 601) as f32 - 80.0) * 0.25)
@@ -519,7 +538,7 @@ mod tests {
             (x[3], x[19]) = (f32::NAN, f32::INFINITY);
         }
         let w = (0..n * k)
-            .map(|i| ((i * 29 % 127) as i32 - WEIGHT_MAX) as i8)
+            .map(|i| ((i * 29 % (2 * limit as usize + 1)) as i32 - limit) as i8)
             .collect();
         let scale = (0..n).map(|j| 0.01 + j as f32 * 1e-3).collect();
         let bias = (0..n).map(|j| j as f32 / 10.0 - 1.0).collect();
@@ -531,9 +550,9 @@ mod tests {
         zero_point: 40,
     };
 
-    fn check(simd: QSimd, kernel: Option<fn(&Block<12>)>) {
+    fn check(simd: QSimd, kernel: Option<fn(&Block<12>)>, weight_max: i32) {
         for (shape, (m, k, n)) in SHAPES.into_iter().enumerate() {
-            let (x, weight, weight_scale, bias) = operands(m, k, n);
+            let (x, weight, weight_scale, bias) = operands(m, k, n, weight_max);
             // Every other shape with smoothing factors (a different one per input channel).
             let smoothing = match shape % 2 {
                 0 => Vec::new(),
@@ -546,6 +565,7 @@ mod tests {
                 weight_scale,
                 input: INPUT,
                 smoothing,
+                weight_max,
             };
             for act in ACTS {
                 let matrix = QuantizedMatrix::for_simd(simd, &layer, Some(&bias));
@@ -583,7 +603,11 @@ mod tests {
         let available: Vec<QSimd> = kernels.into_iter().filter(|k| k.available()).collect();
         assert!(available.contains(&QSimd::Portable));
         for simd in available {
-            check(simd, None);
+            check(simd, None, WEIGHT_MAX);
+            // 8-bit weights: every kernel but AVX2's (whose pairs could saturate).
+            if simd != QSimd::Avx2 {
+                check(simd, None, WEIGHT_MAX_8BIT);
+            }
         }
     }
 
@@ -598,6 +622,7 @@ mod tests {
                 // long enough for 12 rows and 32-wide panels.
                 unsafe { block_lanes::<QPortable<16, false>, 12, 2>(block) }
             }),
+            WEIGHT_MAX_8BIT,
         );
         check(
             QSimd::Avx512Vnni,
@@ -605,6 +630,7 @@ mod tests {
                 // SAFETY: as above; 4 vectors of 8 lanes are the same 32 columns.
                 unsafe { block_lanes::<QPortable<8, true>, 12, 4>(block) }
             }),
+            WEIGHT_MAX,
         );
     }
 

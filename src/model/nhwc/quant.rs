@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::qgemm::{ActQuant, WEIGHT_MAX};
+use super::qgemm::{ActQuant, WEIGHT_MAX, WEIGHT_MAX_8BIT};
 
 /// `kineto quantize`'s default percentile (and the benchmark's calibration).
 pub const DEFAULT_PERCENTILE: f64 = 99.99;
@@ -220,17 +220,21 @@ pub struct QuantLayer {
     pub input: ActQuant,
     /// `[in]`; empty: none (every factor 1).
     pub smoothing: Vec<f32>,
+    /// The weights' largest magnitude: [`WEIGHT_MAX`] (7 bits, every kernel) or
+    /// [`WEIGHT_MAX_8BIT`].
+    pub weight_max: i32,
 }
 
 impl QuantLayer {
     /// Quantizes float weights `[out, in]`, each column `k` multiplied by `smoothing[k]`
     /// (empty: none): each output channel's scale maps its largest magnitude to
-    /// ±`WEIGHT_MAX`, values rounded to nearest, ties to even.
+    /// ±`weight_max`, values rounded to nearest, ties to even.
     pub fn quantize(
         weight: &[f32],
         out_channels: usize,
         input: ActQuant,
         smoothing: Vec<f32>,
+        weight_max: i32,
     ) -> Self {
         let in_channels = weight.len() / out_channels.max(1);
         let mut q = Vec::with_capacity(weight.len());
@@ -242,11 +246,11 @@ impl QuantLayer {
             };
             let largest = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
             let scale = if largest > 0.0 && largest.is_finite() {
-                largest / WEIGHT_MAX as f32
+                largest / weight_max as f32
             } else {
                 1.0
             };
-            let limit = WEIGHT_MAX as f32;
+            let limit = weight_max as f32;
             q.extend(
                 row.iter()
                     .map(|&v| (v / scale).round_ties_even().clamp(-limit, limit) as i8),
@@ -260,6 +264,7 @@ impl QuantLayer {
             weight_scale,
             input,
             smoothing,
+            weight_max,
         }
     }
 
@@ -282,13 +287,20 @@ impl QuantLayer {
                 self.out_channels
             ));
         }
+        if ![WEIGHT_MAX, WEIGHT_MAX_8BIT].contains(&self.weight_max) {
+            return Some(format!(
+                "weight_max is {}; Kineto's are {WEIGHT_MAX} and {WEIGHT_MAX_8BIT}",
+                self.weight_max
+            ));
+        }
         if let Some(w) = self
             .weight
             .iter()
-            .find(|w| i32::from(**w).abs() > WEIGHT_MAX)
+            .find(|w| i32::from(**w).abs() > self.weight_max)
         {
             return Some(format!(
-                "weight value {w} is outside ±{WEIGHT_MAX} (Kineto's int8 range)"
+                "weight value {w} is outside ±{} (the layer's weight_max)",
+                self.weight_max
             ));
         }
         if !(self.smoothing.is_empty() || self.smoothing.len() == self.in_channels) {
@@ -344,13 +356,26 @@ mod tests {
             scale: 0.1,
             zero_point: 0,
         };
-        let layer = QuantLayer::quantize(&[1.0, -0.6, 0.25, 0.0, 0.0, 0.0], 2, input, Vec::new());
+        let weight = [1.0, -0.6, 0.25, 0.0, 0.0, 0.0];
+        let layer = QuantLayer::quantize(&weight, 2, input, Vec::new(), WEIGHT_MAX);
         assert_eq!(layer.weight, vec![63, -38, 16, 0, 0, 0]);
         assert_eq!(layer.weight_scale, vec![1.0 / 63.0, 1.0]);
         assert_eq!(layer.problem(), None);
         let mut hostile = layer.clone();
         hostile.weight[0] = -128;
         assert!(hostile.problem().is_some_and(|p| p.contains("outside")));
+        let eight = QuantLayer::quantize(&weight, 2, input, Vec::new(), WEIGHT_MAX_8BIT);
+        assert_eq!(eight.weight, vec![127, -76, 32, 0, 0, 0]);
+        assert_eq!(eight.problem(), None);
+        let mut hostile = eight.clone();
+        hostile.weight_max = WEIGHT_MAX;
+        assert!(hostile.problem().is_some_and(|p| p.contains("outside ±63")));
+        hostile.weight_max = 100;
+        assert!(
+            hostile
+                .problem()
+                .is_some_and(|p| p.contains("weight_max is 100"))
+        );
         let mut hostile = layer.clone();
         hostile.smoothing = vec![1.0, 0.0, 1.0];
         assert!(hostile.problem().is_some_and(|p| p.contains("positive")));
@@ -381,7 +406,7 @@ mod tests {
         assert!((stats.max - 50f32.sqrt()).abs() < 1e-4, "{}", stats.max);
         // The layer's weights are quantized after the factors were applied.
         let input = ActQuant::for_range(0.0, 8.0);
-        let layer = QuantLayer::quantize(&weight, 2, input, s.clone());
+        let layer = QuantLayer::quantize(&weight, 2, input, s.clone(), WEIGHT_MAX);
         assert_eq!(layer.smoothing, s);
         assert_eq!(layer.weight[0], 63, "0.5 * sqrt(200) is row 0's largest");
     }
