@@ -137,14 +137,13 @@ pub fn run(args: &QuantizeArgs, global: &GlobalArgs) -> CliResult {
         EstimatorArg::Minmax => Estimator::MinMax,
         EstimatorArg::Mse => Estimator::Mse,
     };
-    let keep_fp32: Vec<String> = match args.keep_fp32.as_slice() {
-        [none] if none == "none" => Vec::new(),
+    // `none` (kept in float32) and `all` (smoothed) are empty lists to the library.
+    let names = |names: &[String], word: &str| match names {
+        [one] if one == word => Vec::new(),
         names => names.to_vec(),
     };
-    let smooth_layers: Vec<String> = match args.smooth_layers.as_slice() {
-        [all] if all == "all" => Vec::new(),
-        names => names.to_vec(),
-    };
+    let keep_fp32 = names(&args.keep_fp32, "none");
+    let smooth_layers = names(&args.smooth_layers, "all");
     let request = QuantizeRequest {
         weights: &resolved.path,
         source_name: resolved.name.as_deref(),
