@@ -302,6 +302,33 @@ fn smoothed_layers_are_stored_and_answer_as_float32_does() {
         capped(&[], "own.npy"),
         capped(&["--precision", "fp32"], "fp32_avx2.npy")
     );
+    // Asked for, int8 runs there, and the benchmark names the kernel that ran it.
+    let bench = std::process::Command::new(env!("CARGO_BIN_EXE_kineto"))
+        .env("KINETO_CPU_SIMD", "avx2")
+        .args([
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "bench",
+            "--weights",
+            s(&eight),
+        ])
+        .args([
+            "--precision",
+            "int8",
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(bench.status.success(), "{}", stderr(&bench));
+    let line = String::from_utf8_lossy(&bench.stdout);
+    let report: serde_json::Value = serde_json::from_str(line.lines().last().unwrap()).unwrap();
+    assert_eq!(report["int8_simd"], "portable", "{report}");
 }
 
 #[test]

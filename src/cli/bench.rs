@@ -28,7 +28,7 @@ use kineto::infer::device::{ComputeDevice, DeviceChoice};
 use kineto::infer::engine::{Engine, Precision, store_in_form};
 use kineto::model::init::random_store;
 use kineto::model::nhwc::FrameMaps;
-use kineto::model::nhwc::qgemm::{WEIGHT_MAX, qsimd};
+use kineto::model::nhwc::qgemm::{QSimd, WEIGHT_MAX};
 use kineto::model::nhwc::quant::{DEFAULT_PERCENTILE, Estimator};
 use kineto::model::{Arch, Form, ModelKind, Recognizer};
 use kineto::train::trainer::{FullStepOptions, FullTrainer};
@@ -471,7 +471,7 @@ fn report(
         "path": engine.path_name(),
         "cpu_simd": kineto::model::nhwc::simd().name(),
         "precision": engine.precision.as_str(),
-        "int8_simd": (engine.precision == Precision::Int8).then(|| qsimd().name()),
+        "int8_simd": engine.int8_kernel().map(QSimd::name),
         "adapter": engine.device.adapter,
         "threads": engine.device.threads,
         "runs": args.runs,

@@ -310,6 +310,11 @@ impl Engine {
     }
 
     /// The CPU path's PP-TSMv2, the network that splits at its temporal shift.
+    /// The narrowest int8 kernel the model's layers run (`None` in float32).
+    pub fn int8_kernel(&self) -> Option<QSimd> {
+        self.split_net().and_then(NhwcPpTsmV2::int8_kernel)
+    }
+
     fn split_net(&self) -> Option<&NhwcPpTsmV2> {
         self.nhwc.as_ref().and_then(NhwcNet::pptsm_v2)
     }

@@ -629,6 +629,14 @@ impl NhwcPpTsmV2 {
             .flat_map(|block| block.pointwise.iter())
     }
 
+    /// The narrowest int8 kernel its layers run (`None`: none in int8): 8-bit weights run
+    /// portable code where AVX2 is the widest.
+    pub fn int8_kernel(&self) -> Option<qgemm::QSimd> {
+        self.pointwise()
+            .filter_map(|pw| Some(pw.int8.as_ref()?.kernel()))
+            .min()
+    }
+
     /// The names of the layers int8 can quantize, in forward order.
     pub fn quantizable_layers(&self) -> Vec<String> {
         self.pointwise().map(|p| p.name.clone()).collect()

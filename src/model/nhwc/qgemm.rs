@@ -246,6 +246,11 @@ impl QuantizedMatrix {
         self.n
     }
 
+    /// The kernel this layer runs.
+    pub fn kernel(&self) -> QSimd {
+        self.simd
+    }
+
     /// `out[m, n] = act(dequantized (quantized x[m, k]) · W + b)`. Rows are split across
     /// rayon's current pool.
     pub fn apply(&self, x: &[f32], m: usize, act: Act, out: &mut [f32]) {
