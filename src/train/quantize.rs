@@ -223,16 +223,8 @@ pub fn quantize(
         engine.smooth_calibration(request.smoothing, |name| {
             chosen.is_empty() || chosen.iter().any(|c| c == name)
         })?;
-        for (i, (clip, _)) in float_logits.iter().enumerate() {
-            if cancel.is_cancelled() {
-                return Err(TrainError::Cancelled);
-            }
-            progress(Pass::Smooth, i, float_logits.len(), clip);
-            let Ok(prepared) = prepare(clip, sampling, false) else {
-                continue;
-            };
-            engine.logits(prepared.tensor, prepared.dims)?;
-        }
+        let again = (Pass::Smooth, progress, cancel);
+        rerun(&engine, &float_logits, sampling, again, |_, _| ())?;
     }
 
     let calibrated = engine.calibrated(request.estimator, request.weight_max);
@@ -263,19 +255,12 @@ pub fn quantize(
     // Pass 2: the same clips in int8, against their float32 logits.
     engine.set_int8(&layers)?;
     let (mut agree, mut compared, mut max_change) = (0usize, 0usize, 0f64);
-    for (i, (clip, float)) in float_logits.iter().enumerate() {
-        if cancel.is_cancelled() {
-            return Err(TrainError::Cancelled);
-        }
-        progress(Pass::Check, i, float_logits.len(), clip);
-        let Ok(prepared) = prepare(clip, sampling, false) else {
-            continue;
-        };
-        let int8 = engine.logits(prepared.tensor, prepared.dims)?;
+    let check = (Pass::Check, progress, cancel);
+    rerun(&engine, &float_logits, sampling, check, |float, int8| {
         compared += 1;
-        agree += usize::from(argmax(float) == argmax(&int8));
-        max_change = max_change.max(max_probability_change(float, &int8));
-    }
+        agree += usize::from(argmax(float) == argmax(int8));
+        max_change = max_change.max(max_probability_change(float, int8));
+    })?;
     let top1_agreement = agree as f64 / compared.max(1) as f64;
 
     let store = store_in_form(&checkpoint, Form::Fused)?;
@@ -345,6 +330,28 @@ pub fn quantize(
         top1_agreement,
         max_probability_change: max_change,
     })
+}
+
+/// Runs the clips that pass 1 read again, as the engine now is, handing `each` a clip's pass-1
+/// logits and its new ones (a clip that no longer reads is skipped).
+fn rerun(
+    engine: &Engine,
+    clips: &[(PathBuf, Vec<f32>)],
+    sampling: Sampling,
+    (pass, progress, cancel): (Pass, &Progress<'_>, &CancelToken),
+    mut each: impl FnMut(&[f32], &[f32]),
+) -> Result<(), TrainError> {
+    for (i, (clip, first)) in clips.iter().enumerate() {
+        if cancel.is_cancelled() {
+            return Err(TrainError::Cancelled);
+        }
+        progress(pass, i, clips.len(), clip);
+        let Ok(prepared) = prepare(clip, sampling, false) else {
+            continue;
+        };
+        each(first, &engine.logits(prepared.tensor, prepared.dims)?);
+    }
+    Ok(())
 }
 
 /// The index of the largest value (the first of equals).
