@@ -12,7 +12,7 @@ use crate::checkpoint::file::{Checkpoint, open_checkpoint};
 use crate::checkpoint::int8::Int8Weights;
 use crate::checkpoint::keys::{Layout, Role};
 use crate::model::fuse::fuse_store;
-use crate::model::nhwc::qgemm::{QSimd, WEIGHT_MAX, qsimd};
+use crate::model::nhwc::qgemm::{QSimd, kernel_for, qsimd};
 use crate::model::nhwc::quant::{ActivationStats, Estimator, QuantLayer, QuantLayers};
 use crate::model::nhwc::{FrameMaps, NhwcMobileNet, NhwcNet, NhwcPpTsmV2};
 use crate::model::{Form, Network, Recognizer};
@@ -120,8 +120,8 @@ impl Engine {
     }
 
     /// Runs in `precision` (`None`: int8 when the file brought `int8` layers and the device is
-    /// the CPU, unless they hold 8-bit weights and the CPU has no VNNI, whose layers would run
-    /// portable code slower than float32; else float32). Int8 needs those layers, the CPU and
+    /// the CPU, unless a layer would run slower code than the CPU's int8 kernel: 8-bit weights
+    /// where AVX2 is the widest run portable code, slower than float32; else float32). Int8 needs those layers, the CPU and
     /// the fused PP-TSMv2.
     pub fn apply_precision(
         &mut self,
@@ -129,8 +129,12 @@ impl Engine {
         precision: Option<Precision>,
     ) -> Result<(), InferError> {
         let cpu = self.device.kind == "cpu";
+        // No layer demoted from the CPU's int8 kernel to portable code.
         let fast = |int8: &Int8Weights| {
-            qsimd() >= QSimd::AvxVnni || int8.layers.values().all(|l| l.weight_max <= WEIGHT_MAX)
+            let widest = qsimd();
+            int8.layers
+                .values()
+                .all(|l| kernel_for(l.weight_max) == widest)
         };
         let precision = precision.unwrap_or(match int8 {
             Some(int8) if cpu && fast(int8) => Precision::Int8,

@@ -140,6 +140,15 @@ pub fn qsimd() -> QSimd {
     })
 }
 
+/// The kernel a layer with weights within ±`weight_max` runs: [`qsimd`]'s, except that 8-bit
+/// weights run portable code where AVX2 is the widest (its pairs of products could saturate).
+pub fn kernel_for(weight_max: i32) -> QSimd {
+    match qsimd() {
+        QSimd::Avx2 if weight_max > WEIGHT_MAX => QSimd::Portable,
+        simd => simd,
+    }
+}
+
 /// Target bytes of quantized rows per task.
 const TILE_BYTES: usize = 64 * 1024;
 
@@ -171,11 +180,7 @@ pub struct QuantizedMatrix {
 impl QuantizedMatrix {
     /// `layer` (whose values `QuantLayer::problem` accepts) with a float `bias` `[n]`.
     pub fn new(layer: &QuantLayer, bias: Option<&[f32]>) -> Self {
-        let simd = match qsimd() {
-            QSimd::Avx2 if layer.weight_max > WEIGHT_MAX => QSimd::Portable,
-            simd => simd,
-        };
-        Self::for_simd(simd, layer, bias)
+        Self::for_simd(kernel_for(layer.weight_max), layer, bias)
     }
 
     fn for_simd(simd: QSimd, layer: &QuantLayer, bias: Option<&[f32]>) -> Self {
