@@ -82,34 +82,33 @@ pub fn read_int8(
 }
 
 fn read_layer(tensors: &BTreeMap<String, RawTensor>, name: &str) -> Result<QuantLayer, String> {
-    let get = |suffix: &str, dtype: Dtype, rank: usize| -> Result<&RawTensor, String> {
+    // A tensor the layer may lack (`None`), checked where present.
+    let optional = |suffix: &str, dtype: Dtype, rank: usize| {
         let key = format!("{INT8_PREFIX}{name}.{suffix}");
-        let t = tensors
-            .get(&key)
-            .ok_or_else(|| format!("{key} is missing"))?;
+        let Some(t) = tensors.get(&key) else {
+            return Ok(None);
+        };
         if t.dtype != dtype || t.shape.len() != rank {
             return Err(format!(
                 "{key} is {:?} {:?}; expected {dtype:?} of rank {rank}",
                 t.dtype, t.shape
             ));
         }
-        Ok(t)
+        Ok(Some(t))
+    };
+    let get = |suffix: &str, dtype: Dtype, rank: usize| -> Result<&RawTensor, String> {
+        optional(suffix, dtype, rank)?
+            .ok_or_else(|| format!("{INT8_PREFIX}{name}.{suffix} is missing"))
     };
     let weight = get("weight", Dtype::I8, 2)?;
     let (out_channels, in_channels) = (weight.shape[0], weight.shape[1]);
     let weight_scale = f32s(get("weight_scale", Dtype::F32, 1)?);
     let input_scale = f32s(get("input_scale", Dtype::F32, 0)?);
     let zero_point = get("input_zero_point", Dtype::U8, 0)?;
-    let smoothing = match tensors.contains_key(&format!("{INT8_PREFIX}{name}.input_smoothing")) {
-        true => f32s(get("input_smoothing", Dtype::F32, 1)?),
-        false => Vec::new(),
-    };
-    let weight_max = match tensors.contains_key(&format!("{INT8_PREFIX}{name}.weight_max")) {
-        true => get("weight_max", Dtype::U8, 0)?
-            .bytes
-            .first()
-            .map_or(0, |&b| i32::from(b)),
-        false => WEIGHT_MAX,
+    let smoothing = optional("input_smoothing", Dtype::F32, 1)?.map_or_else(Vec::new, f32s);
+    let weight_max = match optional("weight_max", Dtype::U8, 0)? {
+        Some(t) => t.bytes.first().map_or(0, |&b| i32::from(b)),
+        None => WEIGHT_MAX,
     };
     let layer = QuantLayer {
         out_channels,
