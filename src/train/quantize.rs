@@ -5,7 +5,8 @@
 //! run in float32 while every 1x1 convolution records its input (`model::nhwc::quant`), and
 //! each of those layers gets per-output-channel int8 weights and an input scale from the
 //! chosen estimator. With smoothing, the first pass only measures each input channel's range;
-//! the clips run again in float32 to record the inputs as smoothed (`quant::smoothing`). The same clips then run in int8 beside their float32 logits, so the file
+//! the clips run again in float32 to record the inputs as smoothed (`quant::smoothing`). The
+//! same clips then run in int8 beside their float32 logits, so the file
 //! says how much the answers moved. The output is the fused model's float tensors plus the
 //! int8 layers and a `quantization` summary (`checkpoint::int8`), written atomically; the same
 //! inputs give the same bytes.

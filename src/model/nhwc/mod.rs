@@ -195,27 +195,28 @@ impl Pointwise {
         let stats = self.observer.as_ref()?.lock().ok()?.clone();
         let (lower, upper) = stats.range(estimator);
         let input = qgemm::ActQuant::for_range(lower, upper);
-        let (k, n) = (self.matrix.k(), self.matrix.n());
-        let weight = transposed(&self.matrix.weight(), k, n);
+        let (weight, n) = (self.weight_out_in(), self.matrix.n());
         let layer = QuantLayer::quantize(&weight, n, input, stats.smoothing.clone(), weight_max);
         Some((layer, stats))
+    }
+
+    /// The weights `[out, in]`, as the convolution stores them.
+    fn weight_out_in(&self) -> Vec<f32> {
+        transposed(&self.matrix.weight(), self.matrix.k(), self.matrix.n())
     }
 
     /// Calibration starts over, this layer's inputs smoothed (`quant::smoothing`) by the
     /// channel ranges recorded so far if `alpha` is given.
     fn smooth_calibration(&mut self, alpha: Option<f64>) {
+        let (weight, k) = (self.weight_out_in(), self.matrix.k());
         let Some(observer) = &mut self.observer else {
             return;
         };
         let Ok(stats) = observer.get_mut() else {
             return;
         };
-        let (k, n) = (self.matrix.k(), self.matrix.n());
         let factors = match alpha {
-            Some(alpha) => {
-                let weight = transposed(&self.matrix.weight(), k, n);
-                quant::smoothing(&stats.channel_max, &weight, alpha)
-            }
+            Some(alpha) => quant::smoothing(&stats.channel_max, &weight, alpha),
             None => Vec::new(),
         };
         *stats = ActivationStats::new(k, factors);
