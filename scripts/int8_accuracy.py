@@ -59,12 +59,14 @@ def main():
     ap.add_argument("--keep-fp32")
     ap.add_argument("--smooth-layers")
     ap.add_argument("--weight-bits")
+    ap.add_argument("--input-bits")
     ap.add_argument("--models", default="fixture_w8,head_only_demo",
                     help="which of the two models to measure")
     a = ap.parse_args()
     options = []
     for flag, value in (("--smoothing", a.smoothing), ("--keep-fp32", a.keep_fp32),
-                        ("--smooth-layers", a.smooth_layers), ("--weight-bits", a.weight_bits)):
+                        ("--smooth-layers", a.smooth_layers), ("--weight-bits", a.weight_bits),
+                        ("--input-bits", a.input_bits)):
         if value is not None:
             options += [flag, value]
     k = a.kineto

@@ -263,10 +263,11 @@ impl SettingsWindow {
                         });
                         ui.end_row();
                         ui.label("Precision").on_hover_text(
-                            "int8 runs a model made by `kineto quantize` on the CPU, 1.3-1.7x \
+                            "int8 runs a model made by `kineto quantize` on the CPU, 1.7-2.2x \
                              as fast (measured), its answers within the figures its file \
                              records; fp32 is exact. Model's: int8 for such a model on the CPU \
-                             (fp32 for 8-bit weights on a CPU without VNNI), else fp32.",
+                             (fp32 for a file of 8-bit weights and 8-bit inputs on a CPU \
+                             without VNNI), else fp32.",
                         );
                         ui.horizontal(|ui| {
                             let p = &mut draft.precision;

@@ -9,6 +9,7 @@
 //! | `int8.<layer>.input_zero_point` | U8 | `[]` |
 //! | `int8.<layer>.input_smoothing` (optional) | F32 | `[in]`, each positive |
 //! | `int8.<layer>.weight_max` (optional) | U8 | `[]`: 63 (absent) or 127 (8-bit weights) |
+//! | `int8.<layer>.input_max` (optional) | U8 | `[]`: 255 (absent) or 127 (7-bit inputs) |
 //!
 //! with `<layer>` PaddleVideo's name (`stages.2.0.pw_conv_1`), and the metadata key
 //! `quantization`: a JSON object that says how it was made (scheme, estimator, the layers kept
@@ -17,7 +18,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::safetensors::{Dtype, INT8_PREFIX, RawTensor};
-use crate::model::nhwc::qgemm::{ActQuant, WEIGHT_MAX};
+use crate::model::nhwc::qgemm::{ActQuant, INPUT_MAX, WEIGHT_MAX};
 use crate::model::nhwc::quant::{QuantLayer, QuantLayers};
 
 /// The metadata key of the quantization summary.
@@ -31,13 +32,14 @@ pub struct Int8Weights {
     pub summary: serde_json::Value,
 }
 
-const SUFFIXES: [&str; 6] = [
+const SUFFIXES: [&str; 7] = [
     "weight",
     "weight_scale",
     "input_scale",
     "input_zero_point",
     "input_smoothing",
     "weight_max",
+    "input_max",
 ];
 
 /// The file's int8 part from its `int8.*` tensors and metadata; `None` when it has neither.
@@ -110,6 +112,10 @@ fn read_layer(tensors: &BTreeMap<String, RawTensor>, name: &str) -> Result<Quant
         Some(t) => t.bytes.first().map_or(0, |&b| i32::from(b)),
         None => WEIGHT_MAX,
     };
+    let input_max = match optional("input_max", Dtype::U8, 0)? {
+        Some(t) => t.bytes.first().copied().unwrap_or(0),
+        None => INPUT_MAX,
+    };
     let layer = QuantLayer {
         out_channels,
         in_channels,
@@ -118,6 +124,7 @@ fn read_layer(tensors: &BTreeMap<String, RawTensor>, name: &str) -> Result<Quant
         input: ActQuant {
             scale: input_scale.first().copied().unwrap_or(f32::NAN),
             zero_point: zero_point.bytes.first().copied().unwrap_or(0),
+            max: input_max,
         },
         smoothing,
         weight_max,
@@ -175,10 +182,14 @@ pub fn int8_tensors(layers: &QuantLayers) -> BTreeMap<String, RawTensor> {
             vec![],
             vec![layer.input.zero_point],
         );
-        // Absent means 7 bits, so the files of 7-bit weights stay as they were.
+        // Absent means the default widths (7-bit weights, 8-bit inputs), so such files stay
+        // as they were.
         if layer.weight_max != WEIGHT_MAX {
             let max = u8::try_from(layer.weight_max).unwrap_or(u8::MAX);
             put("weight_max", Dtype::U8, vec![], vec![max]);
+        }
+        if layer.input.max != INPUT_MAX {
+            put("input_max", Dtype::U8, vec![], vec![layer.input.max]);
         }
         if !layer.smoothing.is_empty() {
             put(
@@ -205,10 +216,13 @@ mod tests {
         let input = ActQuant {
             scale: 0.02,
             zero_point: 3,
+            max: INPUT_MAX,
         };
         let weight = [0.5, -1.0, 0.25, 2.0, 0.0, -0.1];
         let layer = QuantLayer::quantize(&weight, 2, input, Vec::new(), WEIGHT_MAX);
-        let smoothed = QuantLayer::quantize(&weight, 2, input, vec![2.0, 0.5, 1.5], 127);
+        // 8-bit weights against 7-bit inputs, smoothed.
+        let seven = ActQuant { max: 127, ..input };
+        let smoothed = QuantLayer::quantize(&weight, 2, seven, vec![2.0, 0.5, 1.5], 127);
         QuantLayers::from([
             ("stages.0.0.pw_conv".to_string(), layer),
             ("stages.0.1.pw_conv".to_string(), smoothed),
@@ -290,6 +304,22 @@ mod tests {
                     .bytes = vec![63]
             },
             "outside ±63",
+        );
+        refused(
+            &|t| {
+                t.get_mut("int8.stages.0.1.pw_conv.input_max")
+                    .unwrap()
+                    .bytes = vec![128]
+            },
+            "input_max is 128",
+        );
+        refused(
+            &|t| {
+                t.get_mut("int8.stages.0.1.pw_conv.input_max")
+                    .unwrap()
+                    .shape = vec![1]
+            },
+            "expected U8 of rank 0",
         );
         let no_summary = read_int8(&good, &HashMap::new()).unwrap_err();
         assert!(

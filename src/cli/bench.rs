@@ -28,8 +28,8 @@ use kineto::infer::device::{ComputeDevice, DeviceChoice};
 use kineto::infer::engine::{Engine, Precision, store_in_form};
 use kineto::model::init::random_store;
 use kineto::model::nhwc::FrameMaps;
-use kineto::model::nhwc::qgemm::{QSimd, WEIGHT_MAX};
-use kineto::model::nhwc::quant::{DEFAULT_PERCENTILE, Estimator};
+use kineto::model::nhwc::qgemm::QSimd;
+use kineto::model::nhwc::quant::{DEFAULT_PERCENTILE, Estimator, QuantBits};
 use kineto::model::{Arch, Form, ModelKind, Recognizer};
 use kineto::train::trainer::{FullStepOptions, FullTrainer};
 use serde_json::json;
@@ -260,7 +260,10 @@ fn bench_engine(
                 engine.start_calibration().map_err(Failure::fatal)?;
                 engine.logits(clip.to_vec(), dims).map_err(Failure::fatal)?;
                 let layers = engine
-                    .calibrated(Estimator::Percentile(DEFAULT_PERCENTILE), WEIGHT_MAX)
+                    .calibrated(
+                        Estimator::Percentile(DEFAULT_PERCENTILE),
+                        QuantBits::DEFAULT,
+                    )
                     .into_iter()
                     .map(|(name, layer, _)| (name, layer))
                     .collect();

@@ -13,7 +13,7 @@ use crate::checkpoint::int8::Int8Weights;
 use crate::checkpoint::keys::{Layout, Role};
 use crate::model::fuse::fuse_store;
 use crate::model::nhwc::qgemm::{QSimd, kernel_for, qsimd};
-use crate::model::nhwc::quant::{ActivationStats, Estimator, QuantLayer, QuantLayers};
+use crate::model::nhwc::quant::{ActivationStats, Estimator, QuantBits, QuantLayer, QuantLayers};
 use crate::model::nhwc::{FrameMaps, NhwcMobileNet, NhwcNet, NhwcPpTsmV2};
 use crate::model::{Form, Network, Recognizer};
 
@@ -132,9 +132,7 @@ impl Engine {
         // No layer demoted from the CPU's int8 kernel to portable code.
         let fast = |int8: &Int8Weights| {
             let widest = qsimd();
-            int8.layers
-                .values()
-                .all(|l| kernel_for(l.weight_max) == widest)
+            int8.layers.values().all(|l| kernel_for(l) == widest)
         };
         let precision = precision.unwrap_or(match int8 {
             Some(int8) if cpu && fast(int8) => Precision::Int8,
@@ -220,15 +218,15 @@ impl Engine {
         Ok(())
     }
 
-    /// The layers quantized from what calibration recorded, weights within ±`weight_max`
+    /// The layers quantized from what calibration recorded, in the integer widths `bits`
     /// (names in forward order, with the statistics each input range came from).
     pub fn calibrated(
         &mut self,
         estimator: Estimator,
-        weight_max: i32,
+        bits: QuantBits,
     ) -> Vec<(String, QuantLayer, ActivationStats)> {
         match self.quantizable() {
-            Ok(net) => net.calibrated(estimator, weight_max),
+            Ok(net) => net.calibrated(estimator, bits),
             Err(_) => Vec::new(),
         }
     }

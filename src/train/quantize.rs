@@ -25,7 +25,7 @@ use crate::infer::classify::{Sampling, prepare};
 use crate::infer::device::ComputeDevice;
 use crate::infer::engine::{Engine, Precision, store_in_form};
 use crate::model::Form;
-use crate::model::nhwc::quant::{Estimator, QuantLayers};
+use crate::model::nhwc::quant::{Estimator, QuantBits, QuantLayers};
 use crate::progress::CancelToken;
 use crate::weights::export::{ExportRequest, metadata};
 
@@ -48,9 +48,9 @@ pub struct QuantizeRequest<'a> {
     pub smoothing: f64,
     /// The layers smoothed (by name); empty: all.
     pub smooth_layers: &'a [String],
-    /// The weights' largest magnitude: `qgemm::WEIGHT_MAX` (7 bits, every kernel) or
-    /// `qgemm::WEIGHT_MAX_8BIT` (the VNNI kernels; AVX2 runs such layers in portable code).
-    pub weight_max: i32,
+    /// The weights' and inputs' widths: 7-bit weights or 7-bit inputs run on every kernel;
+    /// 8 bits of both on the VNNI kernels only (AVX2 runs such layers in portable code).
+    pub bits: QuantBits,
     /// Quantizable layers to keep in float32 (by name, e.g. `stem.1.pw_conv`).
     pub keep_fp32: &'a [String],
     pub output: &'a Path,
@@ -228,11 +228,11 @@ pub fn quantize(
         rerun(&engine, &float_logits, sampling, again, |_, _| ())?;
     }
 
-    let calibrated = engine.calibrated(request.estimator, request.weight_max);
+    let calibrated = engine.calibrated(request.estimator, request.bits);
     let mut layers = QuantLayers::new();
     let mut ranges = serde_json::Map::new();
     for (name, layer, stats) in &calibrated {
-        let (lower, upper) = stats.range(request.estimator);
+        let (lower, upper) = stats.range(request.estimator, request.bits.input_max());
         let factors = &layer.smoothing;
         let smoothing = (!factors.is_empty()).then(|| {
             let (min, max) = factors
@@ -286,9 +286,12 @@ pub fn quantize(
         "version": 1,
         "weights": format!(
             "per output channel, symmetric, integers within ±{}",
-            request.weight_max
+            request.bits.weight_max()
         ),
-        "activations": "per tensor, asymmetric, unsigned 8 bits",
+        "activations": format!(
+            "per tensor, asymmetric, unsigned {} bits",
+            request.bits.input
+        ),
         "smoothing": match request.smoothing > 0.0 {
             true => json!({
                 "method": "SmoothQuant, per input channel",

@@ -33,7 +33,7 @@ use super::pptsm_v2::{PpTsmV2, RepDepthwiseSeparable, SeModule};
 use gemm::PackedMatrix;
 use kernels::Shape;
 use qgemm::QuantizedMatrix;
-use quant::{ActivationStats, Estimator, QuantLayer, QuantLayers};
+use quant::{ActivationStats, Estimator, QuantBits, QuantLayer, QuantLayers};
 
 /// Output rows of the stem per band of patches (112 x 27 values each: 8 rows are 97 KiB).
 const STEM_BAND_ROWS: usize = 8;
@@ -185,18 +185,19 @@ impl Pointwise {
         Ok(())
     }
 
-    /// This layer quantized with its input range from the calibration statistics and its
-    /// weights within ±`weight_max`.
+    /// This layer quantized with its input range from the calibration statistics, in the
+    /// integer widths `bits`.
     fn quantized(
         &self,
         estimator: Estimator,
-        weight_max: i32,
+        bits: QuantBits,
     ) -> Option<(QuantLayer, ActivationStats)> {
         let stats = self.observer.as_ref()?.lock().ok()?.clone();
-        let (lower, upper) = stats.range(estimator);
-        let input = qgemm::ActQuant::for_range(lower, upper);
+        let (lower, upper) = stats.range(estimator, bits.input_max());
+        let input = qgemm::ActQuant::for_range(lower, upper, bits.input_max());
         let (weight, n) = (self.weight_out_in(), self.matrix.n());
-        let layer = QuantLayer::quantize(&weight, n, input, stats.smoothing.clone(), weight_max);
+        let smoothing = stats.smoothing.clone();
+        let layer = QuantLayer::quantize(&weight, n, input, smoothing, bits.weight_max());
         Some((layer, stats))
     }
 
@@ -663,17 +664,17 @@ impl NhwcPpTsmV2 {
         }
     }
 
-    /// The quantizable layers quantized from what calibration recorded (weights within
-    /// ±`weight_max`), with the statistics each range came from, in forward order (empty
+    /// The quantizable layers quantized from what calibration recorded (in the integer
+    /// widths `bits`), with the statistics each range came from, in forward order (empty
     /// before `start_calibration`).
     pub fn calibrated(
         &self,
         estimator: Estimator,
-        weight_max: i32,
+        bits: QuantBits,
     ) -> Vec<(String, QuantLayer, ActivationStats)> {
         self.pointwise()
             .filter_map(|pw| {
-                let (layer, stats) = pw.quantized(estimator, weight_max)?;
+                let (layer, stats) = pw.quantized(estimator, bits)?;
                 Some((pw.name.clone(), layer, stats))
             })
             .collect()

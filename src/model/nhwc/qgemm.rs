@@ -20,7 +20,8 @@
 //! | portable | plain loops | 4 x 8 |
 //!
 //! All give the same integers: `vpmaddubsw` sums byte products in pairs, saturated to 16 bits,
-//! which [`WEIGHT_MAX`] keeps out of reach. The epilogue (offset, conversion, scale, bias,
+//! which [`avx2_exact`] keeps out of reach (7-bit weights against 8-bit inputs, or 8-bit
+//! weights against 7-bit inputs). The epilogue (offset, conversion, scale, bias,
 //! activation) is the same sequence of single roundings everywhere, so the outputs are equal
 //! bit for bit across kernels.
 
@@ -33,43 +34,63 @@ use super::simd::{Lanes, QLanes, QPortable};
 use super::simd::{QAvx2, QAvx512Vnni, QAvxVnni};
 use crate::model::layers::Act;
 
-/// The largest weight magnitude of a quantized layer (7 bits): AVX2's pairs of byte products
-/// stay inside 16 bits, `2 * 255 * 63 = 32130 <= 32767`.
+/// The largest weight magnitude of a layer with 7-bit weights (the default): AVX2's pairs of
+/// byte products stay inside 16 bits against 8-bit inputs, `2 * 255 * 63 = 32130 <= 32767`.
 pub const WEIGHT_MAX: i32 = 63;
 
 /// The largest weight magnitude of a layer with 8-bit weights (`kineto quantize --weight-bits
-/// 8`): the VNNI kernels and the portable one take it as it is; where AVX2 is the widest
-/// kernel such a layer runs the portable one (AVX2's pairs could saturate).
+/// 8`): the VNNI kernels and the portable one take it as it is; AVX2 against 7-bit inputs
+/// only (`2 * 127 * 127 = 32258`), else such a layer runs the portable kernel there.
 pub const WEIGHT_MAX_8BIT: i32 = 127;
 
+/// The largest input code of a layer with 8-bit inputs (the default).
+pub const INPUT_MAX: u8 = 255;
+
+/// The largest input code of a layer with 7-bit inputs (`kineto quantize --input-bits 7`).
+pub const INPUT_MAX_7BIT: u8 = 127;
+
+/// Whether AVX2's `vpmaddubsw`, which sums byte products in pairs saturated to 16 bits, gives
+/// exact sums for inputs within 0..=`input_max` and weights within ±`weight_max`.
+pub const fn avx2_exact(input_max: u8, weight_max: i32) -> bool {
+    2 * input_max as i32 * weight_max <= i16::MAX as i32
+}
+
 /// How a layer's input is quantized: `q = clamp(round_ties_even(x * (1 / scale)) + zero_point,
-/// 0, 255)`, read back as `scale * (q - zero_point)`.
+/// 0, max)`, read back as `scale * (q - zero_point)`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ActQuant {
     pub scale: f32,
     pub zero_point: u8,
+    /// The largest code: [`INPUT_MAX`] (8 bits) or [`INPUT_MAX_7BIT`].
+    pub max: u8,
 }
 
 impl ActQuant {
-    /// The quantization of `lower..=upper` (which holds 0) onto 0..=255.
-    pub fn for_range(lower: f32, upper: f32) -> Self {
+    /// The quantization of `lower..=upper` (which holds 0) onto 0..=`max`.
+    pub fn for_range(lower: f32, upper: f32, max: u8) -> Self {
         let (lower, upper) = (lower.min(0.0), upper.max(0.0));
         let span = upper - lower;
         if !(span.is_finite() && span > 0.0) {
             return ActQuant {
                 scale: 1.0,
                 zero_point: 0,
+                max,
             };
         }
-        let scale = span / 255.0;
-        let zero_point = (-lower / scale).round_ties_even().clamp(0.0, 255.0) as u8;
-        ActQuant { scale, zero_point }
+        let top = f32::from(max);
+        let scale = span / top;
+        let zero_point = (-lower / scale).round_ties_even().clamp(0.0, top) as u8;
+        ActQuant {
+            scale,
+            zero_point,
+            max,
+        }
     }
 
     #[inline(always)]
-    fn quantize(v: f32, inverse: f32, zero_point: f32) -> u8 {
+    fn quantize(v: f32, inverse: f32, zero_point: f32, max: f32) -> u8 {
         // NaN becomes 0 (`as` saturates and maps NaN to 0).
-        ((v * inverse).round_ties_even() + zero_point).clamp(0.0, 255.0) as u8
+        ((v * inverse).round_ties_even() + zero_point).clamp(0.0, max) as u8
     }
 }
 
@@ -140,11 +161,12 @@ pub fn qsimd() -> QSimd {
     })
 }
 
-/// The kernel a layer with weights within ±`weight_max` runs: [`qsimd`]'s, except that 8-bit
-/// weights run portable code where AVX2 is the widest (its pairs of products could saturate).
-pub fn kernel_for(weight_max: i32) -> QSimd {
+/// The kernel `layer` runs: [`qsimd`]'s, except that where AVX2 is the widest, a layer whose
+/// byte products could saturate AVX2's pairs (8-bit weights against 8-bit inputs) runs
+/// portable code.
+pub fn kernel_for(layer: &QuantLayer) -> QSimd {
     match qsimd() {
-        QSimd::Avx2 if weight_max > WEIGHT_MAX => QSimd::Portable,
+        QSimd::Avx2 if !avx2_exact(layer.input.max, layer.weight_max) => QSimd::Portable,
         simd => simd,
     }
 }
@@ -170,6 +192,8 @@ pub struct QuantizedMatrix {
     /// `1 / (s_x * s_k)` per input channel (`s_k` 1 without smoothing).
     inverse: Vec<f32>,
     zero_point: u8,
+    /// The largest input code.
+    input_max: u8,
     k: usize,
     /// `k` rounded up to a multiple of 4: the quantized rows' stride.
     k4: usize,
@@ -180,7 +204,7 @@ pub struct QuantizedMatrix {
 impl QuantizedMatrix {
     /// `layer` (whose values `QuantLayer::problem` accepts) with a float `bias` `[n]`.
     pub fn new(layer: &QuantLayer, bias: Option<&[f32]>) -> Self {
-        Self::for_simd(kernel_for(layer.weight_max), layer, bias)
+        Self::for_simd(kernel_for(layer), layer, bias)
     }
 
     fn for_simd(simd: QSimd, layer: &QuantLayer, bias: Option<&[f32]>) -> Self {
@@ -188,14 +212,16 @@ impl QuantizedMatrix {
         let (weight, weight_scale) = (&layer.weight, &layer.weight_scale);
         assert_eq!(weight.len(), k * n, "weight is not [n, k]");
         assert_eq!(weight_scale.len(), n, "weight_scale is not [n]");
-        let limit = match simd {
-            QSimd::Avx2 => WEIGHT_MAX,
-            _ => WEIGHT_MAX_8BIT,
-        };
         assert!(
-            weight.iter().all(|&w| i32::from(w).abs() <= limit),
-            "weights outside ±{limit} for {}",
-            simd.name()
+            weight
+                .iter()
+                .all(|&w| i32::from(w).abs() <= layer.weight_max),
+            "weights outside ±{}",
+            layer.weight_max
+        );
+        assert!(
+            simd != QSimd::Avx2 || avx2_exact(input.max, layer.weight_max),
+            "AVX2's pairs could saturate"
         );
         let (_, nr) = simd.block();
         let k4 = k.div_ceil(4) * 4;
@@ -236,6 +262,7 @@ impl QuantizedMatrix {
             bias: padded_bias,
             inverse,
             zero_point: input.zero_point,
+            input_max: input.max,
             k,
             k4,
             n,
@@ -282,18 +309,18 @@ impl QuantizedMatrix {
         let m = x.len() / self.k;
         rows.clear();
         rows.resize(m * self.k4, 0);
-        let zero_point = f32::from(self.zero_point);
+        let (zero_point, max) = (f32::from(self.zero_point), f32::from(self.input_max));
         for (src, dst) in x.chunks_exact(self.k).zip(rows.chunks_exact_mut(self.k4)) {
             let dst = &mut dst[..self.k];
             #[cfg(target_arch = "x86_64")]
             if self.simd >= QSimd::Avx2 {
                 // SAFETY: `simd` is AVX2 or wider only where the CPU has AVX2 (`available`);
                 // `src`, `dst` and `inverse` have the same length.
-                unsafe { quantize_avx2(src, dst, &self.inverse, zero_point) };
+                unsafe { quantize_avx2(src, dst, &self.inverse, zero_point, max) };
                 continue;
             }
             for ((d, &v), &inverse) in dst.iter_mut().zip(src).zip(&self.inverse) {
-                *d = ActQuant::quantize(v, inverse, zero_point);
+                *d = ActQuant::quantize(v, inverse, zero_point, max);
             }
         }
     }
@@ -326,7 +353,7 @@ impl QuantizedMatrix {
 /// lanes, then packed to bytes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn quantize_avx2(src: &[f32], dst: &mut [u8], inverse: &[f32], zero_point: f32) {
+unsafe fn quantize_avx2(src: &[f32], dst: &mut [u8], inverse: &[f32], zero_point: f32, max: f32) {
     use std::arch::x86_64::*;
     let n = src.len().min(dst.len()).min(inverse.len());
     let whole = n / 16 * 16;
@@ -334,7 +361,7 @@ unsafe fn quantize_avx2(src: &[f32], dst: &mut [u8], inverse: &[f32], zero_point
     // `src` and `inverse`, every store writes 16 bytes at i < whole of `dst`.
     unsafe {
         let zp = _mm256_set1_ps(zero_point);
-        let (low, high) = (_mm256_setzero_ps(), _mm256_set1_ps(255.0));
+        let (low, high) = (_mm256_setzero_ps(), _mm256_set1_ps(max));
         let quantize = |i: usize| {
             let inv = _mm256_loadu_ps(inverse.as_ptr().add(i));
             let v = _mm256_mul_ps(_mm256_loadu_ps(src.as_ptr().add(i)), inv);
@@ -360,7 +387,7 @@ unsafe fn quantize_avx2(src: &[f32], dst: &mut [u8], inverse: &[f32], zero_point
         .zip(&src[whole..n])
         .zip(&inverse[whole..n])
     {
-        *d = ActQuant::quantize(v, inverse, zero_point);
+        *d = ActQuant::quantize(v, inverse, zero_point, max);
     }
 }
 
@@ -501,7 +528,10 @@ unsafe fn block_lanes<Q: QLanes, const MR: usize, const NV: usize>(block: &Block
 fn reference(w: &QuantizedMatrix, layer: &QuantLayer, x: &[f32], m: usize, act: Act) -> Vec<f32> {
     use super::simd::act_scalar;
     let (k, n) = (w.k, w.n);
-    let zero_point = f32::from(layer.input.zero_point);
+    let (zero_point, max) = (
+        f32::from(layer.input.zero_point),
+        f32::from(layer.input.max),
+    );
     let smoothing = |p: usize| layer.smoothing.get(p).copied().unwrap_or(1.0);
     let mut out = vec![0.0; m * n];
     for i in 0..m {
@@ -510,7 +540,7 @@ fn reference(w: &QuantizedMatrix, layer: &QuantLayer, x: &[f32], m: usize, act: 
             .enumerate()
             .map(|(p, &v)| {
                 let inverse = 1.0 / (layer.input.scale * smoothing(p));
-                i32::from(ActQuant::quantize(v, inverse, zero_point))
+                i32::from(ActQuant::quantize(v, inverse, zero_point, max))
             })
             .collect();
         for j in 0..n {
@@ -555,12 +585,15 @@ mod tests {
         (x, w, scale, bias)
     }
 
-    const INPUT: ActQuant = ActQuant {
-        scale: 0.5,
-        zero_point: 40,
-    };
+    /// The input bits and weight bits every kernel but AVX2's takes; AVX2 takes those that
+    /// [`avx2_exact`] allows.
+    const WIDTHS: [(u8, i32); 3] = [
+        (INPUT_MAX, WEIGHT_MAX),
+        (INPUT_MAX_7BIT, WEIGHT_MAX_8BIT),
+        (INPUT_MAX, WEIGHT_MAX_8BIT),
+    ];
 
-    fn check(simd: QSimd, kernel: Option<fn(&Block<12>)>, weight_max: i32) {
+    fn check(simd: QSimd, kernel: Option<fn(&Block<12>)>, (input_max, weight_max): (u8, i32)) {
         for (shape, (m, k, n)) in SHAPES.into_iter().enumerate() {
             let (x, weight, weight_scale, bias) = operands(m, k, n, weight_max);
             // Every other shape with smoothing factors (a different one per input channel).
@@ -573,7 +606,11 @@ mod tests {
                 in_channels: k,
                 weight,
                 weight_scale,
-                input: INPUT,
+                input: ActQuant {
+                    scale: 0.5,
+                    zero_point: 40,
+                    max: input_max,
+                },
                 smoothing,
                 weight_max,
             };
@@ -592,7 +629,8 @@ mod tests {
                 for (i, (got, want)) in out.iter().zip(&expected).enumerate() {
                     assert!(
                         got.to_bits() == want.to_bits(),
-                        "{} {m}x{k}x{n} {act:?} [{i}]: {got} vs {want}",
+                        "{} {m}x{k}x{n} {act:?} inputs to {input_max}, weights ±{weight_max} \
+                         [{i}]: {got} vs {want}",
                         simd.name()
                     );
                 }
@@ -613,10 +651,11 @@ mod tests {
         let available: Vec<QSimd> = kernels.into_iter().filter(|k| k.available()).collect();
         assert!(available.contains(&QSimd::Portable));
         for simd in available {
-            check(simd, None, WEIGHT_MAX);
-            // 8-bit weights: every kernel but AVX2's (whose pairs could saturate).
-            if simd != QSimd::Avx2 {
-                check(simd, None, WEIGHT_MAX_8BIT);
+            for (input_max, weight_max) in WIDTHS {
+                // AVX2 only where its pairs cannot saturate.
+                if simd != QSimd::Avx2 || avx2_exact(input_max, weight_max) {
+                    check(simd, None, (input_max, weight_max));
+                }
             }
         }
     }
@@ -632,24 +671,28 @@ mod tests {
                 // long enough for 12 rows and 32-wide panels.
                 unsafe { block_lanes::<QPortable<16, false>, 12, 2>(block) }
             }),
-            WEIGHT_MAX_8BIT,
+            (INPUT_MAX, WEIGHT_MAX_8BIT),
         );
-        check(
-            QSimd::Avx512Vnni,
-            Some(|block| {
-                // SAFETY: as above; 4 vectors of 8 lanes are the same 32 columns.
-                unsafe { block_lanes::<QPortable<8, true>, 12, 4>(block) }
-            }),
-            WEIGHT_MAX,
-        );
+        for widths in [(INPUT_MAX, WEIGHT_MAX), (INPUT_MAX_7BIT, WEIGHT_MAX_8BIT)] {
+            check(
+                QSimd::Avx512Vnni,
+                Some(|block| {
+                    // SAFETY: as above; 4 vectors of 8 lanes are the same 32 columns.
+                    unsafe { block_lanes::<QPortable<8, true>, 12, 4>(block) }
+                }),
+                widths,
+            );
+        }
     }
 
     /// Byte products that would overflow 16 bits in pairs: AVX2's arithmetic saturates, which
-    /// is why weights stop at ±WEIGHT_MAX (the emulation is the instruction's: checked where
-    /// the CPU has AVX2).
+    /// is why 8-bit weights need 7-bit inputs there (the emulation is the instruction's:
+    /// checked where the CPU has AVX2).
     #[test]
-    fn weight_max_keeps_avx2_pairs_inside_16_bits() {
-        assert!(2 * 255 * WEIGHT_MAX <= i32::from(i16::MAX));
+    fn avx2_pairs_stay_inside_16_bits_at_7_bit_weights_or_7_bit_inputs() {
+        assert!(avx2_exact(INPUT_MAX, WEIGHT_MAX));
+        assert!(avx2_exact(INPUT_MAX_7BIT, WEIGHT_MAX_8BIT));
+        assert!(!avx2_exact(INPUT_MAX, WEIGHT_MAX_8BIT));
         // SAFETY: QPortable needs no CPU feature.
         let saturated = unsafe {
             QPortable::<1, true>::zero().dot(
@@ -682,12 +725,16 @@ mod tests {
 
     #[test]
     fn activation_ranges_map_zero_exactly() {
-        let q = ActQuant::for_range(-1.0, 3.0);
+        let q = ActQuant::for_range(-1.0, 3.0, INPUT_MAX);
         assert_eq!(q.zero_point, 64);
-        assert_eq!(ActQuant::quantize(0.0, 1.0 / q.scale, 64.0), 64);
-        let relu = ActQuant::for_range(0.0, 2.55);
+        assert_eq!(ActQuant::quantize(0.0, 1.0 / q.scale, 64.0, 255.0), 64);
+        let relu = ActQuant::for_range(0.0, 2.55, INPUT_MAX);
         assert_eq!(relu.zero_point, 0);
-        assert_eq!(ActQuant::quantize(9.0, 1.0 / relu.scale, 0.0), 255);
-        assert_eq!(ActQuant::for_range(0.0, 0.0).scale, 1.0);
+        assert_eq!(ActQuant::quantize(9.0, 1.0 / relu.scale, 0.0, 255.0), 255);
+        assert_eq!(ActQuant::for_range(0.0, 0.0, INPUT_MAX).scale, 1.0);
+        // 7 bits: half the codes, the same zero.
+        let q7 = ActQuant::for_range(-1.0, 3.0, INPUT_MAX_7BIT);
+        assert_eq!((q7.zero_point, q7.scale), (32, 4.0 / 127.0));
+        assert_eq!(ActQuant::quantize(9.0, 1.0 / q7.scale, 32.0, 127.0), 127);
     }
 }
