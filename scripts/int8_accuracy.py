@@ -13,8 +13,9 @@ eval` scores (b) on the measuring set in both precisions.
 Usage: python scripts/int8_accuracy.py --kineto BIN [--fixtures DIR] [--work DIR]
     [--clips-per-class 16] [--estimator percentile] [--percentile 99.99] [--smoothing ALPHA]
     [--keep-fp32 LAYER,...|none] [--smooth-layers LAYER,...|all] [--weight-bits 7|8]
-    [--models fixture_w8,head_only_demo]
-(--smoothing, --smooth-layers, --keep-fp32 and --weight-bits are passed to `kineto quantize`; absent, its defaults.)
+    [--input-bits 7|8] [--models fixture_w8,head_only_demo]
+(--smoothing, --smooth-layers, --keep-fp32, --weight-bits and --input-bits are passed to
+`kineto quantize`; absent, its defaults.)
 Prints one JSON line per model and a summary line.
 """
 import argparse

@@ -327,9 +327,7 @@ impl QuantizedMatrix {
                 unsafe { quantize_avx2(src, dst, &self.inverse, zero_point, max) };
                 continue;
             }
-            for ((d, &v), &inverse) in dst.iter_mut().zip(src).zip(&self.inverse) {
-                *d = ActQuant::quantize(v, inverse, zero_point, max);
-            }
+            quantize_scalar(src, dst, &self.inverse, zero_point, max);
         }
     }
 
@@ -353,6 +351,13 @@ impl QuantizedMatrix {
                 unsafe { block_lanes::<QPortable<8, false>, 4, 1>(block) }
             }),
         }
+    }
+}
+
+/// [`ActQuant::quantize`] on `src` into `dst` with each value's `inverse`, one at a time.
+fn quantize_scalar(src: &[f32], dst: &mut [u8], inverse: &[f32], zero_point: f32, max: f32) {
+    for ((d, &v), &inverse) in dst.iter_mut().zip(src).zip(inverse) {
+        *d = ActQuant::quantize(v, inverse, zero_point, max);
     }
 }
 
@@ -390,13 +395,13 @@ unsafe fn quantize_avx2(src: &[f32], dst: &mut [u8], inverse: &[f32], zero_point
             _mm_storeu_si128(dst.as_mut_ptr().add(i).cast(), bytes);
         }
     }
-    for ((d, &v), &inverse) in dst[whole..n]
-        .iter_mut()
-        .zip(&src[whole..n])
-        .zip(&inverse[whole..n])
-    {
-        *d = ActQuant::quantize(v, inverse, zero_point, max);
-    }
+    quantize_scalar(
+        &src[whole..n],
+        &mut dst[whole..n],
+        &inverse[whole..n],
+        zero_point,
+        max,
+    );
 }
 
 /// [`quantize_avx2`] in 16 lanes: the same operations, each 16-lane result narrowed to bytes
@@ -422,13 +427,13 @@ unsafe fn quantize_avx512(src: &[f32], dst: &mut [u8], inverse: &[f32], zero_poi
             _mm_storeu_si128(dst.as_mut_ptr().add(i).cast(), bytes);
         }
     }
-    for ((d, &v), &inverse) in dst[whole..n]
-        .iter_mut()
-        .zip(&src[whole..n])
-        .zip(&inverse[whole..n])
-    {
-        *d = ActQuant::quantize(v, inverse, zero_point, max);
-    }
+    quantize_scalar(
+        &src[whole..n],
+        &mut dst[whole..n],
+        &inverse[whole..n],
+        zero_point,
+        max,
+    );
 }
 
 #[cfg(target_arch = "x86_64")]
