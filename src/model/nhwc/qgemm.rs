@@ -194,6 +194,9 @@ pub struct QuantizedMatrix {
     zero_point: u8,
     /// The largest input code.
     input_max: u8,
+    /// The width the inputs are quantized in: the kernel's where the CPU has it, else the
+    /// widest narrower one it has (the tests run wide kernels' geometries in portable code).
+    quantize_simd: QSimd,
     k: usize,
     /// `k` rounded up to a multiple of 4: the quantized rows' stride.
     k4: usize,
@@ -263,6 +266,10 @@ impl QuantizedMatrix {
             inverse,
             zero_point: input.zero_point,
             input_max: input.max,
+            quantize_simd: [simd, QSimd::Avx2]
+                .into_iter()
+                .find(|q| *q <= simd && q.available())
+                .unwrap_or(QSimd::Portable),
             k,
             k4,
             n,
@@ -313,21 +320,23 @@ impl QuantizedMatrix {
         for (src, dst) in x.chunks_exact(self.k).zip(rows.chunks_exact_mut(self.k4)) {
             let (dst, padding) = dst.split_at_mut(self.k);
             padding.fill(0);
-            #[cfg(target_arch = "x86_64")]
-            if self.simd == QSimd::Avx512Vnni {
-                // SAFETY: `simd` is AVX512-VNNI only where the CPU has AVX-512F (`available`);
-                // `src`, `dst` and `inverse` have the same length.
-                unsafe { quantize_avx512(src, dst, &self.inverse, zero_point, max) };
-                continue;
-            }
-            #[cfg(target_arch = "x86_64")]
-            if self.simd >= QSimd::Avx2 {
-                // SAFETY: `simd` is AVX2 or wider only where the CPU has AVX2 (`available`);
-                // `src`, `dst` and `inverse` have the same length.
-                unsafe { quantize_avx2(src, dst, &self.inverse, zero_point, max) };
-                continue;
-            }
-            quantize_scalar(src, dst, &self.inverse, zero_point, max);
+            // The SIMD loops quantize up to the last whole 16 values; the rest one by one.
+            let done = match self.quantize_simd {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `quantize_simd` is AVX512-VNNI only where the CPU has AVX-512F
+                // (`available`); `src`, `dst` and `inverse` have the same length.
+                QSimd::Avx512Vnni => unsafe {
+                    quantize_avx512(src, dst, &self.inverse, zero_point, max)
+                },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `quantize_simd` names these only where the CPU has AVX2.
+                QSimd::AvxVnni | QSimd::Avx2 => unsafe {
+                    quantize_avx2(src, dst, &self.inverse, zero_point, max)
+                },
+                _ => 0,
+            };
+            let (src, dst, inverse) = (&src[done..], &mut dst[done..], &self.inverse[done..]);
+            quantize_scalar(src, dst, inverse, zero_point, max);
         }
     }
 
@@ -362,11 +371,17 @@ fn quantize_scalar(src: &[f32], dst: &mut [u8], inverse: &[f32], zero_point: f32
 }
 
 /// [`ActQuant::quantize`] on `src` into `dst` with each value's `inverse` (equal lengths), 16
-/// values per step: the same operations (multiply, round to nearest even, add, clamp) on 8
-/// lanes, then packed to bytes.
+/// values per step up to the last whole 16 (returned; the caller quantizes the rest): the same
+/// operations (multiply, round to nearest even, add, clamp) on 8 lanes, then packed to bytes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn quantize_avx2(src: &[f32], dst: &mut [u8], inverse: &[f32], zero_point: f32, max: f32) {
+unsafe fn quantize_avx2(
+    src: &[f32],
+    dst: &mut [u8],
+    inverse: &[f32],
+    zero_point: f32,
+    max: f32,
+) -> usize {
     use std::arch::x86_64::*;
     let n = src.len().min(dst.len()).min(inverse.len());
     let whole = n / 16 * 16;
@@ -395,20 +410,20 @@ unsafe fn quantize_avx2(src: &[f32], dst: &mut [u8], inverse: &[f32], zero_point
             _mm_storeu_si128(dst.as_mut_ptr().add(i).cast(), bytes);
         }
     }
-    quantize_scalar(
-        &src[whole..n],
-        &mut dst[whole..n],
-        &inverse[whole..n],
-        zero_point,
-        max,
-    );
+    whole
 }
 
 /// [`quantize_avx2`] in 16 lanes: the same operations, each 16-lane result narrowed to bytes
-/// by `vpmovdb` (the values are already within 0..=max).
+/// by `vpmovdb` (the values are already within 0..=max); returns how many it quantized.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn quantize_avx512(src: &[f32], dst: &mut [u8], inverse: &[f32], zero_point: f32, max: f32) {
+unsafe fn quantize_avx512(
+    src: &[f32],
+    dst: &mut [u8],
+    inverse: &[f32],
+    zero_point: f32,
+    max: f32,
+) -> usize {
     use std::arch::x86_64::*;
     let n = src.len().min(dst.len()).min(inverse.len());
     let whole = n / 16 * 16;
@@ -427,13 +442,7 @@ unsafe fn quantize_avx512(src: &[f32], dst: &mut [u8], inverse: &[f32], zero_poi
             _mm_storeu_si128(dst.as_mut_ptr().add(i).cast(), bytes);
         }
     }
-    quantize_scalar(
-        &src[whole..n],
-        &mut dst[whole..n],
-        &inverse[whole..n],
-        zero_point,
-        max,
-    );
+    whole
 }
 
 #[cfg(target_arch = "x86_64")]
