@@ -9,7 +9,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::simd::{Lanes, Simd, act_scalar, simd};
+use super::simd::{self, Lanes, Simd, act_scalar};
 use crate::model::layers::Act;
 
 thread_local! {
@@ -134,6 +134,185 @@ pub fn im2col_nchw_rows(
     cols
 }
 
+/// The 3x3 stride-2 stem convolution (+ bias) + `act` straight from an NCHW frame `[3, h, w]`
+/// (`input`, one frame) into NHWC output rows `rows` (`out`: those rows, `[.., w_out, c]`),
+/// without patches: each output pixel's 27 taps are broadcast against the weights' vectors of
+/// channels (`weight` `[27, c]`, tap `(ci * 3 + ky) * 3 + kx`), four neighbouring pixels at a
+/// time so that each tap's weight vectors are loaded once for the four. Returns `false`, doing
+/// nothing, where the CPU has no vector kernel or `c` is not 1, 2 or 4 of its vectors (the
+/// caller then multiplies patches).
+pub fn stem_conv(
+    frame: &[f32],
+    input: Shape,
+    (weight, bias): (&[f32], &[f32]),
+    act: Act,
+    rows: std::ops::Range<usize>,
+    out: &mut [f32],
+) -> bool {
+    let c = bias.len();
+    let Some(row_fn) = StemPath::detect(c) else {
+        return false;
+    };
+    let shape = input.strided(3, 2, c);
+    assert!(input.c == 3 && frame.len() >= input.values() && weight.len() == 27 * c);
+    assert!(rows.end <= shape.h && out.len() >= rows.len() * shape.w * c);
+    out[..rows.len() * shape.w * c]
+        .par_chunks_mut(shape.w * c)
+        .enumerate()
+        .for_each(|(i, out_row)| {
+            let args = StemRow {
+                frame,
+                input,
+                weight,
+                bias,
+                act,
+                oy: rows.start + i,
+            };
+            // SAFETY: `detect` chose a row function for the features `simd()` found on this
+            // CPU and for `c` vectors of its width.
+            unsafe { row_fn(&args, out_row) }
+        });
+    true
+}
+
+/// One output row of [`stem_conv`].
+struct StemRow<'a> {
+    frame: &'a [f32],
+    input: Shape,
+    weight: &'a [f32],
+    bias: &'a [f32],
+    act: Act,
+    oy: usize,
+}
+
+/// SAFETY: only where the CPU has the features the function was compiled for, and `c` is the
+/// number of its vectors it was made for.
+type StemRowFn = unsafe fn(&StemRow<'_>, &mut [f32]);
+
+struct StemPath;
+
+impl StemPath {
+    /// The row function for `c` output channels on this CPU, if there is one.
+    fn detect(c: usize) -> Option<StemRowFn> {
+        match simd::simd() {
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512 => x86::stem_row_avx512(c),
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2 => x86::stem_row_avx2(c),
+            _ => None,
+        }
+    }
+}
+
+/// The row function of `V` vectors of `L` for `c = V * L::N` channels, if `c` is 1, 2 or 4
+/// vectors.
+fn stem_row_for<L: Lanes>(
+    c: usize,
+    one: StemRowFn,
+    two: StemRowFn,
+    four: StemRowFn,
+) -> Option<StemRowFn> {
+    match c.checked_div(L::N) {
+        Some(1) if c == L::N => Some(one),
+        Some(2) if c == 2 * L::N => Some(two),
+        Some(4) if c == 4 * L::N => Some(four),
+        _ => None,
+    }
+}
+
+/// Neighbouring output pixels per strip of [`stem_row_lanes`].
+const STEM_STRIP: usize = 4;
+
+/// One output row of the stem: strips of [`STEM_STRIP`] pixels whose taps all lie inside the
+/// frame's columns, single pixels at the edges (taps outside the frame skipped: zeros). Each
+/// accumulator starts at the bias and adds its taps in the patch order.
+///
+/// SAFETY: the CPU has the features `L`'s operations need; `args.bias.len() == V * L::N`.
+#[inline(always)]
+unsafe fn stem_row_lanes<L: Lanes, const V: usize>(args: &StemRow<'_>, out_row: &mut [f32]) {
+    let StemRow {
+        frame,
+        input,
+        weight,
+        bias,
+        oy,
+        ..
+    } = *args;
+    let c = V * L::N;
+    let (h, w) = (input.h, input.w);
+    let ow = out_row.len() / c;
+    let out = input.strided(3, 2, c);
+    assert!(bias.len() == c && weight.len() == 27 * c && frame.len() >= 3 * h * w);
+    assert!(oy < out.h && ow == out.w);
+    let (ky0, ky1) = inside_taps(oy, 2, 3, h);
+    let full = |ox: usize| inside_taps(ox, 2, 3, w) == (0, 3);
+    let mut ox = 0;
+    while ox < ow {
+        // SAFETY: the caller has `L`'s features and `c` channels (this function's contract);
+        // the pixels lie inside the row and their taps' columns kx0..kx1 inside the frame.
+        unsafe {
+            if ox + STEM_STRIP <= ow && full(ox) && full(ox + STEM_STRIP - 1) {
+                stem_pixels::<L, V, STEM_STRIP>(args, (ox, 0, 3), (ky0, ky1), out_row);
+                ox += STEM_STRIP;
+            } else {
+                let (kx0, kx1) = inside_taps(ox, 2, 3, w);
+                stem_pixels::<L, V, 1>(args, (ox, kx0, kx1), (ky0, ky1), out_row);
+                ox += 1;
+            }
+        }
+    }
+}
+
+/// `P` output pixels from `ox` of [`stem_row_lanes`]'s row, with the taps of columns
+/// `kx0..kx1` and rows `ky0..ky1` (those inside the frame).
+///
+/// SAFETY: as [`stem_row_lanes`]; pixels `ox..ox + P` lie in the row and every tap given lies
+/// inside the frame.
+#[inline(always)]
+unsafe fn stem_pixels<L: Lanes, const V: usize, const P: usize>(
+    args: &StemRow<'_>,
+    (ox, kx0, kx1): (usize, usize, usize),
+    (ky0, ky1): (usize, usize),
+    out_row: &mut [f32],
+) {
+    let StemRow {
+        frame,
+        input,
+        weight,
+        bias,
+        act,
+        oy,
+    } = *args;
+    let (c, plane, w) = (V * L::N, input.h * input.w, input.w);
+    // SAFETY: the caller's contract: every input read is at a tap inside the frame, every
+    // weight read at tap * c + v * N < 27 * c, every store at a pixel of the row.
+    unsafe {
+        let b: [L; V] = std::array::from_fn(|v| L::load(bias.as_ptr().add(v * L::N)));
+        let mut acc = [b; P];
+        for ci in 0..3 {
+            for ky in ky0..ky1 {
+                let row = frame.as_ptr().add(ci * plane + (2 * oy + ky - 1) * w);
+                for kx in kx0..kx1 {
+                    let at = weight.as_ptr().add(((ci * 3 + ky) * 3 + kx) * c);
+                    let wv: [L; V] = std::array::from_fn(|v| L::load(at.add(v * L::N)));
+                    for (p, a) in acc.iter_mut().enumerate() {
+                        let x = L::splat(*row.add(2 * (ox + p) + kx - 1));
+                        for (a, &wv) in a.iter_mut().zip(&wv) {
+                            *a = x.mul_add(wv, *a);
+                        }
+                    }
+                }
+            }
+        }
+        for (p, a) in acc.iter().enumerate() {
+            for (v, a) in a.iter().enumerate() {
+                a.act(act)
+                    .store(out_row.as_mut_ptr().add((ox + p) * c + v * L::N));
+            }
+        }
+    }
+}
+
 /// Depthwise "same"-padded convolution + bias + `act`. `weight` is `[k * k, c]` (tap-major, so
 /// each tap's weights for all channels are contiguous), `bias` is `[c]`.
 pub fn depthwise(
@@ -167,7 +346,7 @@ enum DwPath {
 
 impl DwPath {
     fn detect() -> DwPath {
-        match simd() {
+        match simd::simd() {
             #[cfg(target_arch = "x86_64")]
             Simd::Avx512 => DwPath::Lanes {
                 lanes: 16,
@@ -529,8 +708,42 @@ unsafe fn dw_row_strips<L: Lanes, const K: usize, const S: usize>(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{DwRow, dw_row_lanes};
+    use super::{DwRow, StemRow, StemRowFn, dw_row_lanes, stem_row_for, stem_row_lanes};
     use crate::model::nhwc::simd::{Avx2, Avx512};
+
+    /// SAFETY: the CPU has AVX2 and FMA; the row has `V * 8` channels.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn stem_row_avx2_v<const V: usize>(args: &StemRow<'_>, out_row: &mut [f32]) {
+        // SAFETY: this function's contract: AVX2 and FMA (the features of `Avx2`), V vectors.
+        unsafe { stem_row_lanes::<Avx2, V>(args, out_row) }
+    }
+
+    /// SAFETY: the CPU has AVX-512F; the row has `V * 16` channels.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn stem_row_avx512_v<const V: usize>(args: &StemRow<'_>, out_row: &mut [f32]) {
+        // SAFETY: this function's contract: AVX-512F (the feature of `Avx512`), V vectors.
+        unsafe { stem_row_lanes::<Avx512, V>(args, out_row) }
+    }
+
+    /// The AVX2 stem row for `c` channels (8, 16 or 32).
+    pub(super) fn stem_row_avx2(c: usize) -> Option<StemRowFn> {
+        stem_row_for::<Avx2>(
+            c,
+            stem_row_avx2_v::<1>,
+            stem_row_avx2_v::<2>,
+            stem_row_avx2_v::<4>,
+        )
+    }
+
+    /// The AVX-512 stem row for `c` channels (16, 32 or 64).
+    pub(super) fn stem_row_avx512(c: usize) -> Option<StemRowFn> {
+        stem_row_for::<Avx512>(
+            c,
+            stem_row_avx512_v::<1>,
+            stem_row_avx512_v::<2>,
+            stem_row_avx512_v::<4>,
+        )
+    }
 
     /// SAFETY: the CPU has AVX2 and FMA; `args.grouped` is grouped by 8.
     #[target_feature(enable = "avx2,fma")]
@@ -713,6 +926,91 @@ mod tests {
         // SAFETY: Portable16 needs no CPU feature; the test pairs this row with `lanes: 16`,
         // so `depthwise_impl` grouped the weights by 16.
         unsafe { dw_row_lanes::<crate::model::nhwc::simd::Portable16>(args, out_row) }
+    }
+
+    /// The stem straight from the frame against its definition over patches: every size's
+    /// edges (odd and even widths, the first column and row's missing taps), 1, 2 and 4
+    /// vectors of channels in 8 and 16 portable lanes, and whatever this CPU runs.
+    #[test]
+    fn stem_conv_matches_its_patches_for_odd_and_even_sizes() {
+        use crate::model::nhwc::simd::PortableLanes;
+        for (case, (h, w, c)) in [(9, 7, 16), (6, 6, 32), (11, 20, 8), (5, 13, 64), (2, 9, 16)]
+            .into_iter()
+            .enumerate()
+        {
+            let input = Shape {
+                frames: 1,
+                h,
+                w,
+                c: 3,
+            };
+            let out = input.strided(3, 2, c);
+            let x: Vec<f32> = pseudo_random(input.values(), 4)
+                .iter()
+                .map(|v| 4.0 * v)
+                .collect();
+            let (taps, bias) = (pseudo_random(27 * c, 5), pseudo_random(c, 6));
+            let act = [Act::Relu, Act::Hardswish, Act::None][case % 3];
+            let cols = im2col_nchw(&x, input, 3, 2, out);
+            let reference: Vec<f32> = (0..out.h * out.w * c)
+                .map(|i| {
+                    let (p, co) = (i / c, i % c);
+                    let dot: f64 = (0..27)
+                        .map(|t| f64::from(cols[p * 27 + t]) * f64::from(taps[t * c + co]))
+                        .sum();
+                    act_scalar((dot + f64::from(bias[co])) as f32, act)
+                })
+                .collect();
+            let close = |got: &[f32], name: &str| {
+                for (i, (g, r)) in got.iter().zip(&reference).enumerate() {
+                    assert!(
+                        (g - r).abs() <= 1e-5 * (1.0 + r.abs()),
+                        "{name} {h}x{w}x{c} [{i}]"
+                    );
+                }
+            };
+            let row = |oy: usize| StemRow {
+                frame: &x,
+                input,
+                weight: &taps,
+                bias: &bias,
+                act,
+                oy,
+            };
+            let portable = |lanes: usize| -> Option<Vec<f32>> {
+                let mut got = vec![f32::NAN; out.values()];
+                for (oy, dst) in got.chunks_exact_mut(out.w * c).enumerate() {
+                    // SAFETY: portable lanes need no CPU feature; each arm runs `c / lanes`
+                    // vectors of `lanes`, so `c` is the number of channels given.
+                    unsafe {
+                        match (lanes, c / lanes) {
+                            (8, 1) => stem_row_lanes::<PortableLanes<8>, 1>(&row(oy), dst),
+                            (8, 2) => stem_row_lanes::<PortableLanes<8>, 2>(&row(oy), dst),
+                            (8, 4) => stem_row_lanes::<PortableLanes<8>, 4>(&row(oy), dst),
+                            (16, 1) => stem_row_lanes::<PortableLanes<16>, 1>(&row(oy), dst),
+                            (16, 2) => stem_row_lanes::<PortableLanes<16>, 2>(&row(oy), dst),
+                            (16, 4) => stem_row_lanes::<PortableLanes<16>, 4>(&row(oy), dst),
+                            _ => return None,
+                        }
+                    }
+                }
+                Some(got)
+            };
+            let mut checked = 0;
+            for lanes in [8, 16] {
+                if c % lanes == 0
+                    && let Some(got) = portable(lanes)
+                {
+                    close(&got, &format!("portable {lanes} lanes"));
+                    checked += 1;
+                }
+            }
+            assert!(checked > 0, "{c} channels ran no portable geometry");
+            let mut got = vec![f32::NAN; out.values()];
+            if stem_conv(&x, input, (&taps, &bias), act, 0..out.h, &mut got) {
+                close(&got, simd::simd().name());
+            }
+        }
     }
 
     #[test]

@@ -460,10 +460,13 @@ impl Block {
     }
 }
 
-/// The stem: a 3x3 stride-2 convolution (+ bias) of NCHW frames + activation, as a GEMM over
-/// its patches (`[27, channels]`).
+/// The stem: a 3x3 stride-2 convolution (+ bias) of NCHW frames + activation, straight from
+/// the frame (`kernels::stem_conv`) or, where that has no kernel, as a GEMM over its patches.
 struct Stem {
     matrix: PackedMatrix,
+    /// The weights `[27, channels]`, tap-major, and the bias, for `kernels::stem_conv`.
+    taps: Vec<f32>,
+    bias: Vec<f32>,
     act: Act,
 }
 
@@ -477,9 +480,11 @@ impl Stem {
             });
         }
         let (channels, patch) = (shape[0], shape[1] * shape[2] * shape[3]);
-        let weight = transposed(&w, channels, patch);
+        let (taps, bias) = (transposed(&w, channels, patch), bias_of(conv)?);
         Ok(Self {
-            matrix: PackedMatrix::new(&weight, Some(&bias_of(conv)?), patch, channels),
+            matrix: PackedMatrix::new(&taps, Some(&bias), patch, channels),
+            taps,
+            bias,
             act,
         })
     }
@@ -495,8 +500,9 @@ impl Stem {
         input.strided(3, 2, self.matrix.n())
     }
 
-    /// One NCHW frame `[3, h, w]` -> its output (`out_shape`), written into `out`. The patches
-    /// go a band of rows at a time, each band's patches still in L2 when the GEMM reads them.
+    /// One NCHW frame `[3, h, w]` -> its output (`out_shape`), written into `out`. Without a
+    /// direct kernel, the patches go a band of rows at a time, each band's patches still in L2
+    /// when the GEMM reads them.
     fn forward_into(&self, frame: &[f32], h: usize, w: usize, out: &mut [f32]) {
         let input = Shape {
             frames: 1,
@@ -505,6 +511,10 @@ impl Stem {
             c: 3,
         };
         let shape = self.out_shape(h, w);
+        let weights = (&self.taps[..], &self.bias[..]);
+        if kernels::stem_conv(frame, input, weights, self.act, 0..shape.h, out) {
+            return;
+        }
         let row_len = shape.w * shape.c;
         for (band, out) in out[..shape.values()]
             .chunks_mut(STEM_BAND_ROWS * row_len)
