@@ -186,16 +186,16 @@ unsafe fn tile_avx2(w: &PackedMatrix, x: &[f32], out: &mut [f32], act: Act) {
 /// `run` on tiles of `rows_per_tile` rows of `x` `[m, k]` and their rows of `out` `[m, n]`,
 /// split across rayon's current pool where the product is large enough to pay for it (the
 /// float and the int8 matrix products).
-pub(super) fn for_row_tiles(
-    (x, k): (&[f32], usize),
+pub(super) fn for_row_tiles<T: Sync>(
+    (x, k): (&[T], usize),
     (out, n): (&mut [f32], usize),
     m: usize,
     rows_per_tile: usize,
-    run: impl Fn(&[f32], &mut [f32]) + Sync + Send,
+    run: impl Fn(&[T], &mut [f32]) + Sync + Send,
 ) {
     let x = &x[..m * k];
     let out = &mut out[..m * n];
-    let run = |(x_tile, out_tile): (&[f32], &mut [f32])| run(x_tile, out_tile);
+    let run = |(x_tile, out_tile): (&[T], &mut [f32])| run(x_tile, out_tile);
     if m * k * n < 1 << 18 {
         x.chunks(rows_per_tile * k)
             .zip(out.chunks_mut(rows_per_tile * n))

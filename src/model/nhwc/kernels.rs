@@ -370,52 +370,153 @@ fn depthwise_impl(
     out: &mut [f32],
     path: DwPath,
 ) -> Shape {
-    let shape = input.strided(kernel, stride, input.c);
-    assert!(x.len() >= input.values() && out.len() >= shape.values());
-    assert!(kernel % 2 == 1 && kernel <= 7, "odd kernels up to 7x7");
-    assert!(weight.len() == kernel * kernel * input.c && bias.len() == input.c);
-    let row_len = shape.w * shape.c;
-    let grouped = match path {
-        DwPath::Lanes { lanes, .. } => grouped_taps(weight, kernel * kernel, input.c, lanes),
-        DwPath::Reference => Vec::new(),
-    };
-    // Pixels a multiple of 2 KiB apart put a strip's inputs in a few L1 sets, which evict
-    // each other: stride-1 SIMD strips read such inputs from a copy one cache line wider per
-    // pixel (14x14x512 alone: 1.4x faster, copy included; at stride 2 the copy costs more).
-    let padded = matches!(path, DwPath::Lanes { .. }) && stride == 1 && input.c.is_multiple_of(512);
-    let pixel_stride = if padded { input.c + 16 } else { input.c };
-    let copy = padded.then(|| with_pixel_stride(&x[..input.values()], input.c, pixel_stride));
-    let x = copy.as_deref().unwrap_or(x);
+    let plan = DwPlan::new(x, input, (weight, bias), (kernel, stride, act), path);
+    let shape = plan.shape;
+    assert!(out.len() >= shape.values());
     out[..shape.values()]
-        .par_chunks_mut(row_len)
+        .par_chunks_mut(shape.w * shape.c)
         .enumerate()
-        .for_each(|(row, out_row)| {
-            let (frame, oy) = (row / shape.h, row % shape.h);
-            let frame_len = input.h * input.w * pixel_stride;
-            let frame_in = &x[frame * frame_len..(frame + 1) * frame_len];
-            let args = DwRow {
-                frame_in,
-                pixel_stride,
-                input,
-                weight,
-                grouped: &grouped,
-                bias,
-                kernel,
-                stride,
-                act,
-                oy,
-            };
-            match path {
-                // SAFETY: `detect` (or a test) chose a row function for the features `simd()`
-                // found on this CPU, and `grouped` was grouped by that function's `lanes`.
-                DwPath::Lanes { row, .. } => unsafe { row(&args, out_row) },
-                DwPath::Reference => dw_row_portable(&args, out_row),
-            }
-        });
-    if let Some(copy) = copy {
-        recycle(copy);
-    }
+        .for_each(|(row, out_row)| plan.row(row, out_row));
+    plan.finish();
     shape
+}
+
+/// [`depthwise`] in bands of `band` output rows (counted across frames): each band's rows are
+/// computed into a scratch buffer of floats, still in cache when `finish(rows, out_band)`
+/// turns them into the band's part of `out` (`per_row` items per output row). The bands run
+/// across rayon's current pool. For a consumer that wants the output in another form (the
+/// int8 layers' quantized inputs) without a float tensor in between.
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_banded<O: Send>(
+    x: &[f32],
+    input: Shape,
+    (weight, bias): (&[f32], &[f32]),
+    (kernel, stride): (usize, usize),
+    act: Act,
+    (band, per_row): (usize, usize),
+    out: &mut [O],
+    finish: impl Fn(&[f32], &mut [O]) + Sync,
+) -> Shape {
+    let plan = DwPlan::new(
+        x,
+        input,
+        (weight, bias),
+        (kernel, stride, act),
+        DwPath::detect(),
+    );
+    let shape = plan.shape;
+    let (rows, row_len) = (shape.frames * shape.h, shape.w * shape.c);
+    let band = band.max(1);
+    assert!(out.len() >= rows * per_row);
+    out[..rows * per_row]
+        .par_chunks_mut(band * per_row)
+        .enumerate()
+        .for_each(|(b, out_band)| {
+            let first = b * band;
+            let count = out_band.len() / per_row.max(1);
+            let mut scratch = buffer(count * row_len);
+            for (i, row) in scratch.chunks_exact_mut(row_len).enumerate() {
+                plan.row(first + i, row);
+            }
+            finish(&scratch, out_band);
+            recycle(scratch);
+        });
+    plan.finish();
+    shape
+}
+
+/// What every output row of one depthwise call shares: the output shape, the weights grouped
+/// for the row function, and the input (a copy with padded pixels where that pays).
+struct DwPlan<'a> {
+    x: std::borrow::Cow<'a, [f32]>,
+    input: Shape,
+    shape: Shape,
+    pixel_stride: usize,
+    weight: &'a [f32],
+    grouped: Vec<f32>,
+    bias: &'a [f32],
+    kernel: usize,
+    stride: usize,
+    act: Act,
+    path: DwPath,
+}
+
+impl<'a> DwPlan<'a> {
+    fn new(
+        x: &'a [f32],
+        input: Shape,
+        (weight, bias): (&'a [f32], &'a [f32]),
+        (kernel, stride, act): (usize, usize, Act),
+        path: DwPath,
+    ) -> Self {
+        let shape = input.strided(kernel, stride, input.c);
+        assert!(x.len() >= input.values());
+        assert!(kernel % 2 == 1 && kernel <= 7, "odd kernels up to 7x7");
+        assert!(weight.len() == kernel * kernel * input.c && bias.len() == input.c);
+        let grouped = match path {
+            DwPath::Lanes { lanes, .. } => grouped_taps(weight, kernel * kernel, input.c, lanes),
+            DwPath::Reference => Vec::new(),
+        };
+        // Pixels a multiple of 2 KiB apart put a strip's inputs in a few L1 sets, which evict
+        // each other: stride-1 SIMD strips read such inputs from a copy one cache line wider
+        // per pixel (14x14x512 alone: 1.4x faster, copy included; at stride 2 the copy costs
+        // more).
+        let padded =
+            matches!(path, DwPath::Lanes { .. }) && stride == 1 && input.c.is_multiple_of(512);
+        let pixel_stride = if padded { input.c + 16 } else { input.c };
+        let x = match padded {
+            true => std::borrow::Cow::Owned(with_pixel_stride(
+                &x[..input.values()],
+                input.c,
+                pixel_stride,
+            )),
+            false => std::borrow::Cow::Borrowed(x),
+        };
+        Self {
+            x,
+            input,
+            shape,
+            pixel_stride,
+            weight,
+            grouped,
+            bias,
+            kernel,
+            stride,
+            act,
+            path,
+        }
+    }
+
+    /// Output row `row` (counted across frames) into `out_row` (`shape.w * c` values).
+    fn row(&self, row: usize, out_row: &mut [f32]) {
+        let (frame, oy) = (row / self.shape.h, row % self.shape.h);
+        let frame_len = self.input.h * self.input.w * self.pixel_stride;
+        let args = DwRow {
+            frame_in: &self.x[frame * frame_len..(frame + 1) * frame_len],
+            pixel_stride: self.pixel_stride,
+            input: self.input,
+            weight: self.weight,
+            grouped: &self.grouped,
+            bias: self.bias,
+            kernel: self.kernel,
+            stride: self.stride,
+            act: self.act,
+            oy,
+        };
+        match self.path {
+            // SAFETY: `detect` (or a test) chose a row function for the features `simd()`
+            // found on this CPU, and `grouped` was grouped by that function's `lanes`.
+            DwPath::Lanes { row, .. } => unsafe { row(&args, out_row) },
+            DwPath::Reference => dw_row_portable(&args, out_row),
+        }
+    }
+
+    /// The padded copy goes back to the buffer pool.
+    fn finish(self) {
+        if let std::borrow::Cow::Owned(copy) = self.x {
+            recycle(copy);
+        }
+    }
 }
 
 /// Pixels of `c` values -> the same pixels `stride` values apart (the gaps unspecified).
@@ -1067,6 +1168,32 @@ mod tests {
                         "k{k} s{stride} {act:?} {name}: {a} vs {r}"
                     );
                 }
+            }
+            // In bands (a ragged last one too), handed over as they are: the same floats.
+            let mut whole = vec![f32::NAN; o.values()];
+            depthwise(&x, s, (&wt, &b), (k, stride), act, &mut whole);
+            let row_len = o.w * c;
+            for band in [1, 3] {
+                let mut banded = vec![f32::NAN; o.values()];
+                let per_row = (band, row_len);
+                let copy = |rows: &[f32], out: &mut [f32]| out.copy_from_slice(rows);
+                depthwise_banded(
+                    &x,
+                    s,
+                    (&wt, &b),
+                    (k, stride),
+                    act,
+                    per_row,
+                    &mut banded,
+                    copy,
+                );
+                assert!(
+                    banded
+                        .iter()
+                        .zip(&whole)
+                        .all(|(a, w)| a.to_bits() == w.to_bits()),
+                    "k{k} s{stride} bands of {band}"
+                );
             }
         }
     }

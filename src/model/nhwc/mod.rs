@@ -38,6 +38,15 @@ use quant::{ActivationStats, Estimator, QuantBits, QuantLayer, QuantLayers};
 /// Output rows of the stem per band of patches (112 x 27 values each: 8 rows are 97 KiB).
 const STEM_BAND_ROWS: usize = 8;
 
+thread_local! {
+    /// The bytes of `Block::depthwise_into_int8`, kept for the next block.
+    static QUANTIZED_INPUT: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Floats of depthwise output per band when it goes straight to an int8 layer's bytes
+/// (`kernels::depthwise_banded`): 32 KiB, in L1/L2 when the band is quantized.
+const QUANTIZED_BAND_FLOATS: usize = 8192;
+
 /// `downscale_in_infer` dropout of p = 0.2 at inference (as `pptsm_v2`).
 const DROPOUT_KEEP: f32 = 0.8;
 
@@ -227,6 +236,15 @@ impl Pointwise {
         Shape {
             c: self.matrix.n(),
             ..shape
+        }
+    }
+
+    /// The int8 matrix when this layer runs in int8 and records nothing, so its input may
+    /// come already quantized.
+    fn int8_ready(&self) -> Option<&QuantizedMatrix> {
+        match self.observer {
+            Some(_) => None,
+            None => self.int8.as_deref(),
         }
     }
 
@@ -443,11 +461,22 @@ impl Block {
     }
 
     fn forward(&self, x: Vec<f32>, shape: Shape) -> (Vec<f32>, Shape) {
-        let (mut y, mut y_shape) = self.depthwise.forward(&x, shape);
-        if let Some(se) = &self.excitation {
-            se.apply(&mut y, y_shape);
-        }
-        for pw in &self.pointwise {
+        let first = self.pointwise.first();
+        let (mut y, mut y_shape, rest) = match (first, &self.excitation) {
+            // No SE between them: the depthwise output goes to the int8 layer as bytes.
+            (Some(pw), None) if let Some(int8) = pw.int8_ready() => {
+                let (y, y_shape) = self.depthwise_into_int8(&x, shape, (pw, int8));
+                (y, y_shape, &self.pointwise[1..])
+            }
+            _ => {
+                let (mut y, y_shape) = self.depthwise.forward(&x, shape);
+                if let Some(se) = &self.excitation {
+                    se.apply(&mut y, y_shape);
+                }
+                (y, y_shape, &self.pointwise[..])
+            }
+        };
+        for pw in rest {
             let (z, z_shape) = pw.forward(&y, y_shape);
             kernels::recycle(std::mem::replace(&mut y, z));
             y_shape = z_shape;
@@ -457,6 +486,40 @@ impl Block {
         }
         kernels::recycle(x);
         (y, y_shape)
+    }
+
+    /// The depthwise convolution and `pw` (`int8`, its `Pointwise::int8_ready`): the
+    /// depthwise output is quantized a band of rows at a time while in cache, so neither its
+    /// float tensor nor a separate quantizing pass over it is needed; the same bytes and the
+    /// same result as the depthwise's float output given to `pw`.
+    fn depthwise_into_int8(
+        &self,
+        x: &[f32],
+        shape: Shape,
+        (pw, int8): (&Pointwise, &QuantizedMatrix),
+    ) -> (Vec<f32>, Shape) {
+        let dw = &self.depthwise;
+        let dw_shape = dw.out_shape(shape);
+        let (m, k4) = (dw_shape.pixels(), int8.k4());
+        // Every byte is written by `quantize_into`, so the thread's buffer is reused as it is.
+        let mut bytes = QUANTIZED_INPUT.take();
+        bytes.resize(m * k4, 0);
+        let band = QUANTIZED_BAND_FLOATS / (dw_shape.w * dw_shape.c).max(1);
+        kernels::depthwise_banded(
+            x,
+            shape,
+            (&dw.weight, &dw.bias),
+            (dw.kernel, dw.stride),
+            dw.act,
+            (band, dw_shape.w * k4),
+            &mut bytes,
+            |rows, out| int8.quantize_into(rows, out),
+        );
+        let out_shape = pw.out_shape(dw_shape);
+        let mut y = kernels::buffer(out_shape.values());
+        int8.apply_quantized(&bytes, m, pw.act, &mut y);
+        QUANTIZED_INPUT.set(bytes);
+        (y, out_shape)
     }
 }
 

@@ -311,11 +311,35 @@ impl QuantizedMatrix {
         );
     }
 
+    /// `out[m, n]` from inputs already quantized by [`Self::quantize_into`] (`rows` `[m, k4]`).
+    pub fn apply_quantized(&self, rows: &[u8], m: usize, act: Act, out: &mut [f32]) {
+        assert!(rows.len() >= m * self.k4 && out.len() >= m * self.n);
+        let (mr, _) = self.simd.block();
+        let rows_per_tile = (TILE_BYTES / self.k4).max(mr) / mr * mr;
+        for_row_tiles(
+            (rows, self.k4),
+            (out, self.n),
+            m,
+            rows_per_tile,
+            |rows_tile, out_tile| self.tile(rows_tile, out_tile, act),
+        );
+    }
+
+    /// The stride of quantized rows: `k` rounded up to a multiple of 4.
+    pub fn k4(&self) -> usize {
+        self.k4
+    }
+
     /// Rows `[m, k]` -> bytes `[m, k4]` (the padding zero).
     fn quantize_rows(&self, x: &[f32], rows: &mut Vec<u8>) {
-        let m = x.len() / self.k;
-        // Every byte is written below: the buffer is not cleared first.
-        rows.resize(m * self.k4, 0);
+        // Every byte is written by `quantize_into`: the buffer is not cleared first.
+        rows.resize(x.len() / self.k * self.k4, 0);
+        self.quantize_into(x, rows);
+    }
+
+    /// Rows `[m, k]` -> bytes `[m, k4]` in `rows` (the padding zero), as [`Self::apply`]
+    /// quantizes its input.
+    pub fn quantize_into(&self, x: &[f32], rows: &mut [u8]) {
         let (zero_point, max) = (f32::from(self.zero_point), f32::from(self.input_max));
         for (src, dst) in x.chunks_exact(self.k).zip(rows.chunks_exact_mut(self.k4)) {
             let (dst, padding) = dst.split_at_mut(self.k);
@@ -680,6 +704,21 @@ mod tests {
                     None => matrix.apply(&x, m, act, &mut out),
                 }
                 let expected = reference(&matrix, &layer, &x, m, act);
+                // Inputs quantized first (as a depthwise hands them over), then multiplied.
+                if kernel.is_none() {
+                    let mut rows = vec![0xa5u8; m * matrix.k4()];
+                    matrix.quantize_into(&x, &mut rows);
+                    let mut from_bytes = vec![f32::NAN; m * n];
+                    matrix.apply_quantized(&rows, m, act, &mut from_bytes);
+                    assert!(
+                        from_bytes
+                            .iter()
+                            .zip(&out)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{} {m}x{k}x{n} {act:?}: quantized first differs",
+                        simd.name()
+                    );
+                }
                 for (i, (got, want)) in out.iter().zip(&expected).enumerate() {
                     assert!(
                         got.to_bits() == want.to_bits(),
