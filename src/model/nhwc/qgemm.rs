@@ -294,13 +294,11 @@ impl QuantizedMatrix {
     /// rayon's current pool.
     pub fn apply(&self, x: &[f32], m: usize, act: Act, out: &mut [f32]) {
         assert!(x.len() >= m * self.k && out.len() >= m * self.n);
-        let (mr, _) = self.simd.block();
-        let rows_per_tile = (TILE_BYTES / self.k4).max(mr) / mr * mr;
         for_row_tiles(
             (x, self.k),
             (out, self.n),
             m,
-            rows_per_tile,
+            self.rows_per_tile(),
             |x_tile, out_tile| {
                 ROWS.with(|rows| {
                     let mut rows = rows.borrow_mut();
@@ -314,15 +312,19 @@ impl QuantizedMatrix {
     /// `out[m, n]` from inputs already quantized by [`Self::quantize_into`] (`rows` `[m, k4]`).
     pub fn apply_quantized(&self, rows: &[u8], m: usize, act: Act, out: &mut [f32]) {
         assert!(rows.len() >= m * self.k4 && out.len() >= m * self.n);
-        let (mr, _) = self.simd.block();
-        let rows_per_tile = (TILE_BYTES / self.k4).max(mr) / mr * mr;
         for_row_tiles(
             (rows, self.k4),
             (out, self.n),
             m,
-            rows_per_tile,
+            self.rows_per_tile(),
             |rows_tile, out_tile| self.tile(rows_tile, out_tile, act),
         );
+    }
+
+    /// Rows per task: about [`TILE_BYTES`] of quantized rows, whole register blocks.
+    fn rows_per_tile(&self) -> usize {
+        let (mr, _) = self.simd.block();
+        (TILE_BYTES / self.k4).max(mr) / mr * mr
     }
 
     /// The stride of quantized rows: `k` rounded up to a multiple of 4.
