@@ -212,10 +212,10 @@ fn stem_row_for<L: Lanes>(
     two: StemRowFn,
     four: StemRowFn,
 ) -> Option<StemRowFn> {
-    match c.checked_div(L::N) {
-        Some(1) if c == L::N => Some(one),
-        Some(2) if c == 2 * L::N => Some(two),
-        Some(4) if c == 4 * L::N => Some(four),
+    match (c % L::N, c / L::N) {
+        (0, 1) => Some(one),
+        (0, 2) => Some(two),
+        (0, 4) => Some(four),
         _ => None,
     }
 }
