@@ -135,7 +135,7 @@ pub fn im2col_nchw_rows(
 }
 
 /// The 3x3 stride-2 stem convolution (+ bias) + `act` straight from an NCHW frame `[3, h, w]`
-/// (`input`, one frame) into NHWC output rows `rows` (`out`: those rows, `[.., w_out, c]`),
+/// (`input`, one frame) into its NHWC output `out` (`[h_out, w_out, c]`),
 /// without patches: each output pixel's 27 taps are broadcast against the weights' vectors of
 /// channels (`weight` `[27, c]`, tap `(ci * 3 + ky) * 3 + kx`), four neighbouring pixels at a
 /// time so that each tap's weight vectors are loaded once for the four. Returns `false`, doing
@@ -146,7 +146,6 @@ pub fn stem_conv(
     input: Shape,
     (weight, bias): (&[f32], &[f32]),
     act: Act,
-    rows: std::ops::Range<usize>,
     out: &mut [f32],
 ) -> bool {
     let c = bias.len();
@@ -155,18 +154,18 @@ pub fn stem_conv(
     };
     let shape = input.strided(3, 2, c);
     assert!(input.c == 3 && frame.len() >= input.values() && weight.len() == 27 * c);
-    assert!(rows.end <= shape.h && out.len() >= rows.len() * shape.w * c);
-    out[..rows.len() * shape.w * c]
+    assert!(out.len() >= shape.values());
+    out[..shape.values()]
         .par_chunks_mut(shape.w * c)
         .enumerate()
-        .for_each(|(i, out_row)| {
+        .for_each(|(oy, out_row)| {
             let args = StemRow {
                 frame,
                 input,
                 weight,
                 bias,
                 act,
-                oy: rows.start + i,
+                oy,
             };
             // SAFETY: `detect` chose a row function for the features `simd()` found on this
             // CPU and for `c` vectors of its width.
@@ -1108,7 +1107,7 @@ mod tests {
             }
             assert!(checked > 0, "{c} channels ran no portable geometry");
             let mut got = vec![f32::NAN; out.values()];
-            if stem_conv(&x, input, (&taps, &bias), act, 0..out.h, &mut got) {
+            if stem_conv(&x, input, (&taps, &bias), act, &mut got) {
                 close(&got, simd::simd().name());
             }
         }

@@ -575,7 +575,7 @@ impl Stem {
         };
         let shape = self.out_shape(h, w);
         let weights = (&self.taps[..], &self.bias[..]);
-        if kernels::stem_conv(frame, input, weights, self.act, 0..shape.h, out) {
+        if kernels::stem_conv(frame, input, weights, self.act, out) {
             return;
         }
         let row_len = shape.w * shape.c;
