@@ -110,7 +110,7 @@ impl PackedMatrix {
             (x, self.k),
             (out, self.n),
             m,
-            rows_per_tile,
+            (rows_per_tile, mr),
             |x_tile, out_tile| self.tile(x_tile, out_tile, act),
         );
     }
@@ -183,14 +183,17 @@ unsafe fn tile_avx2(w: &PackedMatrix, x: &[f32], out: &mut [f32], act: Act) {
     );
 }
 
-/// `run` on tiles of `rows_per_tile` rows of `x` `[m, k]` and their rows of `out` `[m, n]`,
-/// split across rayon's current pool where the product is large enough to pay for it (the
-/// float and the int8 matrix products).
+/// `run` on tiles of about `rows_per_tile` rows of `x` `[m, k]` and their rows of `out`
+/// `[m, n]`, split across rayon's current pool where the product is large enough to pay for
+/// it (the float and the int8 matrix products). Split, the tiles are whole register blocks of
+/// `mr` rows, as many as a multiple of the pool's threads and within a block of each other's
+/// size, so that no thread is left with a large last tile (stage 4's 392 rows at 128 per tile
+/// were 128, 128, 128, 8: one thread of two did 256).
 pub(super) fn for_row_tiles<T: Sync>(
     (x, k): (&[T], usize),
     (out, n): (&mut [f32], usize),
     m: usize,
-    rows_per_tile: usize,
+    (rows_per_tile, mr): (usize, usize),
     run: impl Fn(&[T], &mut [f32]) + Sync + Send,
 ) {
     let x = &x[..m * k];
@@ -200,11 +203,24 @@ pub(super) fn for_row_tiles<T: Sync>(
         x.chunks(rows_per_tile * k)
             .zip(out.chunks_mut(rows_per_tile * n))
             .for_each(run);
-    } else {
-        x.par_chunks(rows_per_tile * k)
-            .zip(out.par_chunks_mut(rows_per_tile * n))
-            .for_each(run);
+        return;
     }
+    let blocks = m.div_ceil(mr);
+    let tiles = m
+        .div_ceil(rows_per_tile)
+        .next_multiple_of(rayon::current_num_threads())
+        .min(blocks);
+    let (mut x_rest, mut out_rest) = (x, out);
+    let mut pieces = Vec::with_capacity(tiles);
+    for t in 0..tiles {
+        let rows = ((t + 1) * blocks / tiles - t * blocks / tiles) * mr;
+        let rows = rows.min(x_rest.len() / k);
+        let (x_tile, x_next) = x_rest.split_at(rows * k);
+        let (out_tile, out_next) = std::mem::take(&mut out_rest).split_at_mut(rows * n);
+        pieces.push((x_tile, out_tile));
+        (x_rest, out_rest) = (x_next, out_next);
+    }
+    pieces.into_par_iter().for_each(run);
 }
 
 /// The panels of `n` columns for register blocks `nr` wide, as `(first column, width)`: whole

@@ -312,24 +312,76 @@ unsafe fn stem_pixels<L: Lanes, const V: usize, const P: usize>(
     }
 }
 
-/// Depthwise "same"-padded convolution + bias + `act`. `weight` is `[k * k, c]` (tap-major, so
-/// each tap's weights for all channels are contiguous), `bias` is `[c]`.
+/// A depthwise convolution's weights: `taps` `[k * k, c]` (tap-major, so each tap's weights
+/// for all channels are contiguous), `bias` `[c]`, and the taps grouped once for the row
+/// function this CPU runs (`grouped_taps`; regrouping them on every call cost 1% of a
+/// forward pass).
+pub struct DwWeights {
+    taps: Vec<f32>,
+    bias: Vec<f32>,
+    kernel: usize,
+    /// `grouped_taps(taps, .., lanes)` for `DwPath::detect()`'s lanes (empty: its reference).
+    grouped: Vec<f32>,
+    lanes: usize,
+}
+
+impl DwWeights {
+    /// `taps` `[kernel * kernel, c]` and `bias` `[c]`.
+    pub fn new(taps: Vec<f32>, bias: Vec<f32>, kernel: usize) -> Self {
+        assert!(kernel % 2 == 1 && kernel <= 7, "odd kernels up to 7x7");
+        assert_eq!(
+            taps.len(),
+            kernel * kernel * bias.len(),
+            "taps are not [k * k, c]"
+        );
+        let (grouped, lanes) = match DwPath::detect() {
+            DwPath::Lanes { lanes, .. } => (
+                grouped_taps(&taps, kernel * kernel, bias.len(), lanes),
+                lanes,
+            ),
+            DwPath::Reference => (Vec::new(), 0),
+        };
+        Self {
+            taps,
+            bias,
+            kernel,
+            grouped,
+            lanes,
+        }
+    }
+
+    pub fn kernel(&self) -> usize {
+        self.kernel
+    }
+
+    /// The taps grouped for `path`: the ones made once where `path` is the detected one's.
+    fn grouped_for(&self, path: DwPath) -> std::borrow::Cow<'_, [f32]> {
+        match path {
+            DwPath::Lanes { lanes, .. } if lanes == self.lanes => {
+                std::borrow::Cow::Borrowed(&self.grouped)
+            }
+            DwPath::Lanes { lanes, .. } => std::borrow::Cow::Owned(grouped_taps(
+                &self.taps,
+                self.kernel * self.kernel,
+                self.bias.len(),
+                lanes,
+            )),
+            DwPath::Reference => std::borrow::Cow::Borrowed(&[]),
+        }
+    }
+}
+
+/// Depthwise "same"-padded convolution of `x` (`input`) with `weights` at `stride` + bias +
+/// `act` into `out`; returns the output's shape.
 pub fn depthwise(
     x: &[f32],
     input: Shape,
-    (weight, bias): (&[f32], &[f32]),
-    (kernel, stride): (usize, usize),
+    weights: &DwWeights,
+    stride: usize,
     act: Act,
     out: &mut [f32],
 ) -> Shape {
-    depthwise_impl(
-        x,
-        input,
-        (weight, bias),
-        (kernel, stride, act),
-        out,
-        DwPath::detect(),
-    )
+    depthwise_impl(x, input, weights, (stride, act), out, DwPath::detect())
 }
 
 /// How the depthwise rows run: the portable reference, or strips of `lanes`-wide vectors.
@@ -364,12 +416,12 @@ impl DwPath {
 fn depthwise_impl(
     x: &[f32],
     input: Shape,
-    (weight, bias): (&[f32], &[f32]),
-    (kernel, stride, act): (usize, usize, Act),
+    weights: &DwWeights,
+    (stride, act): (usize, Act),
     out: &mut [f32],
     path: DwPath,
 ) -> Shape {
-    let plan = DwPlan::new(x, input, (weight, bias), (kernel, stride, act), path);
+    let plan = DwPlan::new(x, input, weights, (stride, act), path);
     let shape = plan.shape;
     assert!(out.len() >= shape.values());
     out[..shape.values()]
@@ -385,24 +437,15 @@ fn depthwise_impl(
 /// turns them into the band's part of `out` (`per_row` items per output row). The bands run
 /// across rayon's current pool. For a consumer that wants the output in another form (the
 /// int8 layers' quantized inputs) without a float tensor in between.
-#[allow(clippy::too_many_arguments)]
 pub fn depthwise_banded<O: Send>(
-    x: &[f32],
-    input: Shape,
-    (weight, bias): (&[f32], &[f32]),
-    (kernel, stride): (usize, usize),
-    act: Act,
+    (x, input): (&[f32], Shape),
+    weights: &DwWeights,
+    (stride, act): (usize, Act),
     (band, per_row): (usize, usize),
     out: &mut [O],
     finish: impl Fn(&[f32], &mut [O]) + Sync,
 ) -> Shape {
-    let plan = DwPlan::new(
-        x,
-        input,
-        (weight, bias),
-        (kernel, stride, act),
-        DwPath::detect(),
-    );
+    let plan = DwPlan::new(x, input, weights, (stride, act), DwPath::detect());
     let shape = plan.shape;
     let (rows, row_len) = (shape.frames * shape.h, shape.w * shape.c);
     let band = band.max(1);
@@ -432,7 +475,7 @@ struct DwPlan<'a> {
     shape: Shape,
     pixel_stride: usize,
     weight: &'a [f32],
-    grouped: Vec<f32>,
+    grouped: std::borrow::Cow<'a, [f32]>,
     bias: &'a [f32],
     kernel: usize,
     stride: usize,
@@ -444,18 +487,17 @@ impl<'a> DwPlan<'a> {
     fn new(
         x: &'a [f32],
         input: Shape,
-        (weight, bias): (&'a [f32], &'a [f32]),
-        (kernel, stride, act): (usize, usize, Act),
+        weights: &'a DwWeights,
+        (stride, act): (usize, Act),
         path: DwPath,
     ) -> Self {
+        let kernel = weights.kernel;
         let shape = input.strided(kernel, stride, input.c);
         assert!(x.len() >= input.values());
-        assert!(kernel % 2 == 1 && kernel <= 7, "odd kernels up to 7x7");
-        assert!(weight.len() == kernel * kernel * input.c && bias.len() == input.c);
-        let grouped = match path {
-            DwPath::Lanes { lanes, .. } => grouped_taps(weight, kernel * kernel, input.c, lanes),
-            DwPath::Reference => Vec::new(),
-        };
+        assert!(
+            weights.bias.len() == input.c,
+            "weights for another channel count"
+        );
         // Pixels a multiple of 2 KiB apart put a strip's inputs in a few L1 sets, which evict
         // each other: stride-1 SIMD strips read such inputs from a copy one cache line wider
         // per pixel (14x14x512 alone: 1.4x faster, copy included; at stride 2 the copy costs
@@ -476,9 +518,9 @@ impl<'a> DwPlan<'a> {
             input,
             shape,
             pixel_stride,
-            weight,
-            grouped,
-            bias,
+            weight: &weights.taps,
+            grouped: weights.grouped_for(path),
+            bias: &weights.bias,
             kernel,
             stride,
             act,
@@ -1158,9 +1200,10 @@ mod tests {
                     },
                 ),
             ];
+            let weights = DwWeights::new(wt.clone(), b.clone(), k);
             for (name, path) in paths {
                 let mut out = vec![f32::NAN; o.values()];
-                depthwise_impl(&x, s, (&wt, &b), (k, stride, act), &mut out, path);
+                depthwise_impl(&x, s, &weights, (stride, act), &mut out, path);
                 for (a, r) in out.iter().zip(&reference) {
                     assert!(
                         (a - r).abs() < 1e-4,
@@ -1170,22 +1213,13 @@ mod tests {
             }
             // In bands (a ragged last one too), handed over as they are: the same floats.
             let mut whole = vec![f32::NAN; o.values()];
-            depthwise(&x, s, (&wt, &b), (k, stride), act, &mut whole);
+            depthwise(&x, s, &weights, stride, act, &mut whole);
             let row_len = o.w * c;
             for band in [1, 3] {
                 let mut banded = vec![f32::NAN; o.values()];
                 let per_row = (band, row_len);
                 let copy = |rows: &[f32], out: &mut [f32]| out.copy_from_slice(rows);
-                depthwise_banded(
-                    &x,
-                    s,
-                    (&wt, &b),
-                    (k, stride),
-                    act,
-                    per_row,
-                    &mut banded,
-                    copy,
-                );
+                depthwise_banded((&x, s), &weights, (stride, act), per_row, &mut banded, copy);
                 assert!(
                     banded
                         .iter()

@@ -271,9 +271,7 @@ impl Pointwise {
 
 /// A depthwise convolution (+ bias) + activation, weights tap-major `[k * k, c]`.
 struct Depthwise {
-    weight: Vec<f32>,
-    bias: Vec<f32>,
-    kernel: usize,
+    weights: kernels::DwWeights,
     stride: usize,
     act: Act,
 }
@@ -288,37 +286,38 @@ impl Depthwise {
             });
         }
         let (c, k) = (shape[0], shape[3]);
-        let mut weight = vec![0.0; w.len()];
+        if k % 2 == 0 || k > 7 {
+            return Err(NhwcError::Shape {
+                layer: "depthwise convolution (odd kernels up to 7x7)",
+                shape,
+            });
+        }
+        let mut taps = vec![0.0; w.len()];
         for ch in 0..c {
             for tap in 0..k * k {
-                weight[tap * c + ch] = w[ch * k * k + tap];
+                taps[tap * c + ch] = w[ch * k * k + tap];
             }
         }
         Ok(Self {
-            weight,
-            bias: bias_of(conv)?,
-            kernel: k,
+            weights: kernels::DwWeights::new(taps, bias_of(conv)?, k),
             stride: conv.stride,
             act,
         })
     }
 
     fn out_shape(&self, shape: Shape) -> Shape {
-        shape.strided(self.kernel, self.stride, shape.c)
+        shape.strided(self.weights.kernel(), self.stride, shape.c)
     }
 
     fn forward(&self, x: &[f32], shape: Shape) -> (Vec<f32>, Shape) {
         let out_shape = self.out_shape(shape);
         let mut y = kernels::buffer(out_shape.values());
-        kernels::depthwise(
-            x,
-            shape,
-            (&self.weight, &self.bias),
-            (self.kernel, self.stride),
-            self.act,
-            &mut y,
-        );
+        self.forward_into(x, shape, &mut y);
         (y, out_shape)
+    }
+
+    fn forward_into(&self, x: &[f32], shape: Shape, out: &mut [f32]) {
+        kernels::depthwise(x, shape, &self.weights, self.stride, self.act, out);
     }
 }
 
@@ -379,6 +378,12 @@ impl Excitation {
     }
 
     fn apply(&self, x: &mut [f32], shape: Shape) {
+        let scales = self.scales(x, shape);
+        kernels::scale_channels(x, shape, &scales);
+    }
+
+    /// The per-frame channel scales `[frames, c]` that `apply` multiplies `x` by.
+    fn scales(&self, x: &[f32], shape: Shape) -> Vec<f32> {
         let means = kernels::channel_means(x, shape);
         let mut scales = vec![0.0; means.len()];
         simd::dispatch(ExcitationScales {
@@ -386,7 +391,7 @@ impl Excitation {
             means: &means,
             scales: &mut scales,
         });
-        kernels::scale_channels(x, shape, &scales);
+        scales
     }
 }
 
@@ -413,6 +418,11 @@ impl simd::Kernel for ExcitationScales<'_> {
             scale.iter_mut().for_each(|v| *v = se.gate.apply(*v));
         }
     }
+}
+
+/// The shape that `blocks` turn `shape` into.
+fn blocks_out_shape(blocks: &[Block], shape: Shape) -> Shape {
+    blocks.iter().fold(shape, |s, block| block.out_shape(s))
 }
 
 /// Frames' activations of equal length, one after another, in a spare buffer (the forward
@@ -460,32 +470,79 @@ impl Block {
         })
     }
 
+    fn out_shape(&self, shape: Shape) -> Shape {
+        let dw_shape = self.depthwise.out_shape(shape);
+        self.pointwise
+            .iter()
+            .fold(dw_shape, |s, pw| pw.out_shape(s))
+    }
+
     fn forward(&self, x: Vec<f32>, shape: Shape) -> (Vec<f32>, Shape) {
-        let first = self.pointwise.first();
-        let (mut y, mut y_shape, rest) = match (first, &self.excitation) {
-            // No SE between them: the depthwise output goes to the int8 layer as bytes.
-            (Some(pw), None) if let Some(int8) = pw.int8_ready() => {
-                let (y, y_shape) = self.depthwise_into_int8(&x, shape, (pw, int8));
-                (y, y_shape, &self.pointwise[1..])
-            }
-            _ => {
-                let (mut y, y_shape) = self.depthwise.forward(&x, shape);
-                if let Some(se) = &self.excitation {
-                    se.apply(&mut y, y_shape);
-                }
-                (y, y_shape, &self.pointwise[..])
-            }
+        let out_shape = self.out_shape(shape);
+        let mut out = kernels::buffer(out_shape.values());
+        self.forward_into(x, shape, &mut out);
+        (out, out_shape)
+    }
+
+    /// The block on `x` into `out` (`out_shape` values; the last layer writes there, so a
+    /// caller gathering frames needs no copy).
+    fn forward_into(&self, x: Vec<f32>, shape: Shape, out: &mut [f32]) {
+        let dw_shape = self.depthwise.out_shape(shape);
+        // An int8 first 1x1 takes the depthwise output as bytes: quantized a band at a time
+        // as the depthwise makes it where no SE comes between, else with SE's scales applied
+        // as it is quantized (no pass that rescales it in place).
+        let first_int8 = self
+            .pointwise
+            .first()
+            .and_then(|pw| Some((pw, pw.int8_ready()?)));
+        let (mut y_shape, rest) = match first_int8 {
+            Some((pw, _)) => (pw.out_shape(dw_shape), &self.pointwise[1..]),
+            None => (dw_shape, &self.pointwise[..]),
         };
-        for pw in rest {
-            let (z, z_shape) = pw.forward(&y, y_shape);
-            kernels::recycle(std::mem::replace(&mut y, z));
+        let mut y = match rest.is_empty() {
+            true => Vec::new(),
+            false => kernels::buffer(y_shape.values()),
+        };
+        let dst = match rest.is_empty() {
+            true => &mut out[..y_shape.values()],
+            false => &mut y[..],
+        };
+        match (first_int8, &self.excitation) {
+            (Some(first), None) => self.depthwise_into_int8(&x, shape, first, dst),
+            (Some((pw, int8)), Some(se)) => {
+                let mut z = kernels::buffer(dw_shape.values());
+                self.depthwise.forward_into(&x, shape, &mut z);
+                let scales = se.scales(&z, dw_shape);
+                let frame_pixels = dw_shape.h * dw_shape.w;
+                int8.apply_scaled(&z, (dw_shape.frames, frame_pixels), &scales, pw.act, dst);
+                kernels::recycle(z);
+            }
+            (None, excitation) => {
+                self.depthwise.forward_into(&x, shape, dst);
+                if let Some(se) = excitation {
+                    se.apply(dst, dw_shape);
+                }
+            }
+        }
+        for (i, pw) in rest.iter().enumerate() {
+            let z_shape = pw.out_shape(y_shape);
+            if i + 1 == rest.len() {
+                pw.forward_into(&y, y_shape, &mut out[..z_shape.values()]);
+            } else {
+                let mut z = kernels::buffer(z_shape.values());
+                pw.forward_into(&y, y_shape, &mut z);
+                kernels::recycle(std::mem::replace(&mut y, z));
+            }
             y_shape = z_shape;
         }
+        if !rest.is_empty() {
+            kernels::recycle(y);
+        }
         if self.shortcut {
-            y.iter_mut().zip(&x).for_each(|(a, b)| *a += b);
+            let out = &mut out[..y_shape.values()];
+            out.iter_mut().zip(&x).for_each(|(a, b)| *a += b);
         }
         kernels::recycle(x);
-        (y, y_shape)
     }
 
     /// The depthwise convolution and `pw` (`int8`, its `Pointwise::int8_ready`): the
@@ -497,7 +554,8 @@ impl Block {
         x: &[f32],
         shape: Shape,
         (pw, int8): (&Pointwise, &QuantizedMatrix),
-    ) -> (Vec<f32>, Shape) {
+        out: &mut [f32],
+    ) {
         let dw = &self.depthwise;
         let dw_shape = dw.out_shape(shape);
         let (m, k4) = (dw_shape.pixels(), int8.k4());
@@ -506,20 +564,15 @@ impl Block {
         bytes.resize(m * k4, 0);
         let band = QUANTIZED_BAND_FLOATS / (dw_shape.w * dw_shape.c).max(1);
         kernels::depthwise_banded(
-            x,
-            shape,
-            (&dw.weight, &dw.bias),
-            (dw.kernel, dw.stride),
-            dw.act,
+            (x, shape),
+            &dw.weights,
+            (dw.stride, dw.act),
             (band, dw_shape.w * k4),
             &mut bytes,
             |rows, out| int8.quantize_into(rows, out),
         );
-        let out_shape = pw.out_shape(dw_shape);
-        let mut y = kernels::buffer(out_shape.values());
-        int8.apply_quantized(&bytes, m, pw.act, &mut y);
+        int8.apply_quantized(&bytes, m, pw.act, out);
         QUANTIZED_INPUT.set(bytes);
-        (y, out_shape)
     }
 }
 
@@ -777,46 +830,33 @@ impl NhwcPpTsmV2 {
     /// one (in parallel), each through every layer while its activations are still in cache.
     pub fn frame_maps(&self, frames: &[f32], count: usize, h: usize, w: usize) -> FrameMaps {
         let frame_len = 3 * h * w;
-        let per_frame: Vec<(Vec<f32>, Shape)> = frames[..count * frame_len]
-            .par_chunks(frame_len)
-            .map(|frame| self.one_frame(frame, h, w))
-            .collect();
-        let shape = per_frame.first().map_or(
-            Shape {
-                frames: 0,
-                h: 0,
-                w: 0,
-                c: 0,
-            },
-            |(_, s)| *s,
-        );
-        let data = concatenated(
-            &per_frame
-                .iter()
-                .map(|(m, _)| m.as_slice())
-                .collect::<Vec<_>>(),
-        );
-        for (maps, _) in per_frame {
-            kernels::recycle(maps);
-        }
+        let one = blocks_out_shape(&self.per_frame, self.stem.out_shape(h, w));
+        let mut data = kernels::buffer(count * one.values());
+        data.par_chunks_mut(one.values().max(1))
+            .zip(frames[..count * frame_len].par_chunks(frame_len.max(1)))
+            .for_each(|(maps, frame)| self.one_frame(frame, h, w, maps));
         FrameMaps {
             data,
             shape: Shape {
                 frames: count,
-                ..shape
+                ..one
             },
         }
     }
 
-    fn one_frame(&self, frame: &[f32], h: usize, w: usize) -> (Vec<f32>, Shape) {
-        let stem_shape = self.stem.out_shape(h, w);
-        let mut x = kernels::buffer(stem_shape.values());
+    /// One frame's maps into `out`: the last block writes there.
+    fn one_frame(&self, frame: &[f32], h: usize, w: usize, out: &mut [f32]) {
+        let Some((last, blocks)) = self.per_frame.split_last() else {
+            self.stem.forward_into(frame, h, w, out);
+            return;
+        };
+        let mut shape = self.stem.out_shape(h, w);
+        let mut x = kernels::buffer(shape.values());
         self.stem.forward_into(frame, h, w, &mut x);
-        let mut shape = stem_shape;
-        for block in &self.per_frame {
+        for block in blocks {
             (x, shape) = block.forward(x, shape);
         }
-        (x, shape)
+        last.forward_into(x, shape, out);
     }
 
     /// The maps of `maps.shape.frames / num_seg` clips -> pre-fc features `[clips, 1280]`.
@@ -854,26 +894,31 @@ impl NhwcPpTsmV2 {
             return Vec::new();
         }
         let one = Shape { frames: 1, ..shape };
-        let stage3: Vec<(Vec<f32>, Shape)> = (0..shape.frames)
-            .into_par_iter()
-            .map(|f| {
+        let one_out = blocks_out_shape(&self.stage3, one);
+        let mut x = kernels::buffer(shape.frames * one_out.values());
+        x.par_chunks_mut(one_out.values().max(1))
+            .enumerate()
+            .for_each(|(f, out)| {
                 let mut data = kernels::buffer(one.values());
                 shifted(f, &mut data);
-                let mut frame_shape = one;
-                for block in &self.stage3 {
-                    (data, frame_shape) = block.forward(data, frame_shape);
+                match self.stage3.split_last() {
+                    Some((last, blocks)) => {
+                        let mut frame_shape = one;
+                        for block in blocks {
+                            (data, frame_shape) = block.forward(data, frame_shape);
+                        }
+                        last.forward_into(data, frame_shape, out);
+                    }
+                    None => {
+                        out.copy_from_slice(&data);
+                        kernels::recycle(data);
+                    }
                 }
-                (data, frame_shape)
-            })
-            .collect();
+            });
         let mut shape = Shape {
             frames: shape.frames,
-            ..stage3[0].1
+            ..one_out
         };
-        let mut x = concatenated(&stage3.iter().map(|(f, _)| f.as_slice()).collect::<Vec<_>>());
-        for (frame, _) in stage3 {
-            kernels::recycle(frame);
-        }
         for block in &self.stage4 {
             (x, shape) = block.forward(x, shape);
         }

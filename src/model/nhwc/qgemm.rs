@@ -293,16 +293,45 @@ impl QuantizedMatrix {
     /// `out[m, n] = act(dequantized (quantized x[m, k]) · W + b)`. Rows are split across
     /// rayon's current pool.
     pub fn apply(&self, x: &[f32], m: usize, act: Act, out: &mut [f32]) {
+        self.apply_rows(x, m, None, act, out);
+    }
+
+    /// [`Self::apply`] on `frames` frames of `pixels` rows each, whose input channels are
+    /// multiplied by their frame's `scales` `[frames, k]` (a squeeze-and-excitation's) as
+    /// they are quantized: the same bytes as scaling `x` in place first.
+    pub fn apply_scaled(
+        &self,
+        x: &[f32],
+        (frames, pixels): (usize, usize),
+        scales: &[f32],
+        act: Act,
+        out: &mut [f32],
+    ) {
+        assert!(scales.len() >= frames * self.k && out.len() >= frames * pixels * self.n);
+        let frame_in = (pixels * self.k).max(1);
+        let frame_out = (pixels * self.n).max(1);
+        for ((x, out), scales) in x[..frames * pixels * self.k]
+            .chunks_exact(frame_in)
+            .zip(out.chunks_exact_mut(frame_out))
+            .zip(scales.chunks_exact(self.k))
+        {
+            self.apply_rows(x, pixels, Some(scales), act, out);
+        }
+    }
+
+    fn apply_rows(&self, x: &[f32], m: usize, scales: Option<&[f32]>, act: Act, out: &mut [f32]) {
         assert!(x.len() >= m * self.k && out.len() >= m * self.n);
         for_row_tiles(
             (x, self.k),
             (out, self.n),
             m,
-            self.rows_per_tile(),
+            (self.rows_per_tile(), self.simd.block().0),
             |x_tile, out_tile| {
                 ROWS.with(|rows| {
                     let mut rows = rows.borrow_mut();
-                    self.quantize_rows(x_tile, &mut rows);
+                    // Every byte is written by `quantize_scaled`: not cleared first.
+                    rows.resize(x_tile.len() / self.k * self.k4, 0);
+                    self.quantize_scaled(x_tile, scales, &mut rows);
                     self.tile(&rows, out_tile, act);
                 })
             },
@@ -316,7 +345,7 @@ impl QuantizedMatrix {
             (rows, self.k4),
             (out, self.n),
             m,
-            self.rows_per_tile(),
+            (self.rows_per_tile(), self.simd.block().0),
             |rows_tile, out_tile| self.tile(rows_tile, out_tile, act),
         );
     }
@@ -332,37 +361,39 @@ impl QuantizedMatrix {
         self.k4
     }
 
-    /// Rows `[m, k]` -> bytes `[m, k4]` (the padding zero).
-    fn quantize_rows(&self, x: &[f32], rows: &mut Vec<u8>) {
-        // Every byte is written by `quantize_into`: the buffer is not cleared first.
-        rows.resize(x.len() / self.k * self.k4, 0);
-        self.quantize_into(x, rows);
-    }
-
     /// Rows `[m, k]` -> bytes `[m, k4]` in `rows` (the padding zero), as [`Self::apply`]
     /// quantizes its input.
     pub fn quantize_into(&self, x: &[f32], rows: &mut [u8]) {
+        self.quantize_scaled(x, None, rows);
+    }
+
+    /// [`Self::quantize_into`], each row first multiplied by `scales` `[k]` where given (one
+    /// rounding, as scaling in place would).
+    fn quantize_scaled(&self, x: &[f32], scales: Option<&[f32]>, rows: &mut [u8]) {
         let (zero_point, max) = (f32::from(self.zero_point), f32::from(self.input_max));
+        let scales = scales.unwrap_or(&[]);
         for (src, dst) in x.chunks_exact(self.k).zip(rows.chunks_exact_mut(self.k4)) {
             let (dst, padding) = dst.split_at_mut(self.k);
             padding.fill(0);
+            let row = QuantizeRow {
+                src,
+                scales,
+                inverse: &self.inverse,
+                zero_point,
+                max,
+            };
             // The SIMD loops quantize up to the last whole 16 values; the rest one by one.
             let done = match self.quantize_simd {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `quantize_simd` is AVX512-VNNI only where the CPU has AVX-512F
-                // (`available`); `src`, `dst` and `inverse` have the same length.
-                QSimd::Avx512Vnni => unsafe {
-                    quantize_avx512(src, dst, &self.inverse, zero_point, max)
-                },
+                // (`available`).
+                QSimd::Avx512Vnni => unsafe { quantize_avx512(&row, dst) },
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `quantize_simd` names these only where the CPU has AVX2.
-                QSimd::AvxVnni | QSimd::Avx2 => unsafe {
-                    quantize_avx2(src, dst, &self.inverse, zero_point, max)
-                },
+                QSimd::AvxVnni | QSimd::Avx2 => unsafe { quantize_avx2(&row, dst) },
                 _ => 0,
             };
-            let (src, dst, inverse) = (&src[done..], &mut dst[done..], &self.inverse[done..]);
-            quantize_scalar(src, dst, inverse, zero_point, max);
+            quantize_scalar(&row, done, dst);
         }
     }
 
@@ -389,36 +420,59 @@ impl QuantizedMatrix {
     }
 }
 
-/// [`ActQuant::quantize`] on `src` into `dst` with each value's `inverse`, one at a time.
-fn quantize_scalar(src: &[f32], dst: &mut [u8], inverse: &[f32], zero_point: f32, max: f32) {
-    for ((d, &v), &inverse) in dst.iter_mut().zip(src).zip(inverse) {
-        *d = ActQuant::quantize(v, inverse, zero_point, max);
+/// One row for the quantize loops: `src` (multiplied by `scales` first unless it is empty),
+/// each value's `inverse` scale, the zero point and the largest code.
+struct QuantizeRow<'a> {
+    src: &'a [f32],
+    scales: &'a [f32],
+    inverse: &'a [f32],
+    zero_point: f32,
+    max: f32,
+}
+
+impl QuantizeRow<'_> {
+    /// The values the SIMD loops may read: `src`'s, `inverse`'s and any `scales`'.
+    fn len(&self, dst: &[u8]) -> usize {
+        let n = self.src.len().min(dst.len()).min(self.inverse.len());
+        match self.scales.is_empty() {
+            true => n,
+            false => n.min(self.scales.len()),
+        }
     }
 }
 
-/// [`ActQuant::quantize`] on `src` into `dst` with each value's `inverse` (equal lengths), 16
-/// values per step up to the last whole 16 (returned; the caller quantizes the rest): the same
-/// operations (multiply, round to nearest even, add, clamp) on 8 lanes, then packed to bytes.
+/// [`ActQuant::quantize`] on `row` from value `from` on into `dst`, one at a time.
+fn quantize_scalar(row: &QuantizeRow, from: usize, dst: &mut [u8]) {
+    let n = row.len(dst);
+    for (i, d) in dst.iter_mut().enumerate().take(n).skip(from) {
+        let v = match row.scales.is_empty() {
+            true => row.src[i],
+            false => row.src[i] * row.scales[i],
+        };
+        *d = ActQuant::quantize(v, row.inverse[i], row.zero_point, row.max);
+    }
+}
+
+/// [`ActQuant::quantize`] on `row` into `dst`, 16 values per step up to the last whole 16
+/// (returned; the caller quantizes the rest): the same operations (scale, multiply, round to
+/// nearest even, add, clamp) on 8 lanes, then packed to bytes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn quantize_avx2(
-    src: &[f32],
-    dst: &mut [u8],
-    inverse: &[f32],
-    zero_point: f32,
-    max: f32,
-) -> usize {
+unsafe fn quantize_avx2(row: &QuantizeRow, dst: &mut [u8]) -> usize {
     use std::arch::x86_64::*;
-    let n = src.len().min(dst.len()).min(inverse.len());
-    let whole = n / 16 * 16;
-    // SAFETY: the caller has AVX2; every load reads 8 values at i or i + 8 < whole <= n of
-    // `src` and `inverse`, every store writes 16 bytes at i < whole of `dst`.
+    let whole = row.len(dst) / 16 * 16;
+    let scaled = !row.scales.is_empty();
+    // SAFETY: the caller has AVX2; every load reads 8 values at i or i + 8 < whole of `src`,
+    // `inverse` and (when scaled) `scales`, every store writes 16 bytes at i < whole of `dst`.
     unsafe {
-        let zp = _mm256_set1_ps(zero_point);
-        let (low, high) = (_mm256_setzero_ps(), _mm256_set1_ps(max));
+        let zp = _mm256_set1_ps(row.zero_point);
+        let (low, high) = (_mm256_setzero_ps(), _mm256_set1_ps(row.max));
         let quantize = |i: usize| {
-            let inv = _mm256_loadu_ps(inverse.as_ptr().add(i));
-            let v = _mm256_mul_ps(_mm256_loadu_ps(src.as_ptr().add(i)), inv);
+            let mut v = _mm256_loadu_ps(row.src.as_ptr().add(i));
+            if scaled {
+                v = _mm256_mul_ps(v, _mm256_loadu_ps(row.scales.as_ptr().add(i)));
+            }
+            let v = _mm256_mul_ps(v, _mm256_loadu_ps(row.inverse.as_ptr().add(i)));
             let v = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
             // max then min as `clamp` does; NaN (max's second operand wins) becomes 0.
             let v = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(v, zp), low), high);
@@ -443,24 +497,21 @@ unsafe fn quantize_avx2(
 /// by `vpmovdb` (the values are already within 0..=max); returns how many it quantized.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn quantize_avx512(
-    src: &[f32],
-    dst: &mut [u8],
-    inverse: &[f32],
-    zero_point: f32,
-    max: f32,
-) -> usize {
+unsafe fn quantize_avx512(row: &QuantizeRow, dst: &mut [u8]) -> usize {
     use std::arch::x86_64::*;
-    let n = src.len().min(dst.len()).min(inverse.len());
-    let whole = n / 16 * 16;
-    // SAFETY: the caller has AVX-512F; every load reads 16 values at i < whole <= n of `src`
-    // and `inverse`, every store writes 16 bytes at i < whole of `dst`.
+    let whole = row.len(dst) / 16 * 16;
+    let scaled = !row.scales.is_empty();
+    // SAFETY: the caller has AVX-512F; every load reads 16 values at i < whole of `src`,
+    // `inverse` and (when scaled) `scales`, every store writes 16 bytes at i < whole of `dst`.
     unsafe {
-        let zp = _mm512_set1_ps(zero_point);
-        let (low, high) = (_mm512_setzero_ps(), _mm512_set1_ps(max));
+        let zp = _mm512_set1_ps(row.zero_point);
+        let (low, high) = (_mm512_setzero_ps(), _mm512_set1_ps(row.max));
         for i in (0..whole).step_by(16) {
-            let inv = _mm512_loadu_ps(inverse.as_ptr().add(i));
-            let v = _mm512_mul_ps(_mm512_loadu_ps(src.as_ptr().add(i)), inv);
+            let mut v = _mm512_loadu_ps(row.src.as_ptr().add(i));
+            if scaled {
+                v = _mm512_mul_ps(v, _mm512_loadu_ps(row.scales.as_ptr().add(i)));
+            }
+            let v = _mm512_mul_ps(v, _mm512_loadu_ps(row.inverse.as_ptr().add(i)));
             let v = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
             // max then min as `clamp` does; NaN (max's second operand wins) becomes 0.
             let v = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(v, zp), low), high);
@@ -699,8 +750,8 @@ mod tests {
                 let mut out = vec![f32::NAN; m * n];
                 match kernel {
                     Some(kernel) => {
-                        let mut rows = Vec::new();
-                        matrix.quantize_rows(&x, &mut rows);
+                        let mut rows = vec![0xa5u8; m * matrix.k4()];
+                        matrix.quantize_into(&x, &mut rows);
                         tile::<12, 32>(&matrix, &rows, &mut out, act, kernel);
                     }
                     None => matrix.apply(&x, m, act, &mut out),
@@ -718,6 +769,31 @@ mod tests {
                             .zip(&out)
                             .all(|(a, b)| a.to_bits() == b.to_bits()),
                         "{} {m}x{k}x{n} {act:?}: quantized first differs",
+                        simd.name()
+                    );
+                    // Scaled per frame as quantized (SE's scales) = scaled in place first.
+                    let frames = if m % 2 == 0 { 2 } else { 1 };
+                    let scales: Vec<f32> = (0..frames * k)
+                        .map(|i| (i * 13 % 17) as f32 / 16.0 + 0.03)
+                        .collect();
+                    let scaled: Vec<f32> = x
+                        .chunks_exact(m / frames * k)
+                        .zip(scales.chunks_exact(k))
+                        .flat_map(|(frame, s)| {
+                            frame.chunks_exact(k).flat_map(move |px| {
+                                px.iter().zip(s).map(|(v, s)| v * s).collect::<Vec<_>>()
+                            })
+                        })
+                        .collect();
+                    let (mut first, mut as_quantized) = (vec![f32::NAN; m * n], vec![0.0; m * n]);
+                    matrix.apply(&scaled, m, act, &mut first);
+                    matrix.apply_scaled(&x, (frames, m / frames), &scales, act, &mut as_quantized);
+                    assert!(
+                        first
+                            .iter()
+                            .zip(&as_quantized)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{} {m}x{k}x{n} {act:?}: scaled as quantized differs",
                         simd.name()
                     );
                 }
