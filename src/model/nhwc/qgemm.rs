@@ -14,7 +14,7 @@
 //!
 //! | kernel | instruction | block |
 //! |---|---|---|
-//! | AVX512-VNNI | `vpdpbusd` zmm | 12 x 32 |
+//! | AVX512-VNNI | `vpdpbusd` zmm | 6 x 64 |
 //! | AVX-VNNI | `vpdpbusd` ymm | 6 x 16 |
 //! | AVX2 | `vpmaddubsw` + `vpmaddwd` | 4 x 16 |
 //! | portable | plain loops | 4 x 8 |
@@ -135,7 +135,7 @@ impl QSimd {
     /// Rows x columns of the register block.
     fn block(self) -> (usize, usize) {
         match self {
-            QSimd::Avx512Vnni => (12, 32),
+            QSimd::Avx512Vnni => (6, 64),
             QSimd::AvxVnni => (6, 16),
             QSimd::Avx2 => (4, 16),
             QSimd::Portable => (4, 8),
@@ -525,11 +525,11 @@ unsafe fn quantize_avx512(row: &QuantizeRow, dst: &mut [u8]) -> usize {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vnni,avx2,fma")]
 unsafe fn tile_avx512_vnni(w: &QuantizedMatrix, rows: &[u8], out: &mut [f32], act: Act) {
-    tile::<12, 32>(w, rows, out, act, |block| {
+    tile::<6, 64>(w, rows, out, act, |block| {
         // SAFETY: this function only runs where AVX512-VNNI and AVX-512F are present (its
-        // contract); `tile` built the block's pointers from slices long enough for 12 rows of
-        // k4 bytes, a 32-wide panel and 32 outputs per row.
-        unsafe { block_lanes::<QAvx512Vnni, 12, 2>(block) }
+        // contract); `tile` built the block's pointers from slices long enough for 6 rows of
+        // k4 bytes, a 64-wide panel and 64 outputs per row.
+        unsafe { block_lanes::<QAvx512Vnni, 6, 4>(block) }
     });
 }
 
@@ -724,7 +724,7 @@ mod tests {
         (INPUT_MAX, WEIGHT_MAX_8BIT),
     ];
 
-    fn check(simd: QSimd, kernel: Option<fn(&Block<12>)>, (input_max, weight_max): (u8, i32)) {
+    fn check(simd: QSimd, kernel: Option<fn(&Block<6>)>, (input_max, weight_max): (u8, i32)) {
         for (shape, (m, k, n)) in SHAPES.into_iter().enumerate() {
             let (x, weight, weight_scale, bias) = operands(m, k, n, weight_max);
             // Every other shape with smoothing factors (a different one per input channel).
@@ -752,7 +752,7 @@ mod tests {
                     Some(kernel) => {
                         let mut rows = vec![0xa5u8; m * matrix.k4()];
                         matrix.quantize_into(&x, &mut rows);
-                        tile::<12, 32>(&matrix, &rows, &mut out, act, kernel);
+                        tile::<6, 64>(&matrix, &rows, &mut out, act, kernel);
                     }
                     None => matrix.apply(&x, m, act, &mut out),
                 }
@@ -831,7 +831,7 @@ mod tests {
         }
     }
 
-    /// The VNNI kernels' geometry (12 x 32 blocks, 16 lanes) and AVX2's saturating pair sums,
+    /// The VNNI kernels' geometry (6 x 64 blocks, 16 lanes) and AVX2's saturating pair sums,
     /// in portable code: checked on every machine, whatever it has.
     #[test]
     fn wide_geometries_and_saturating_pairs_equal_the_scalar_definition() {
@@ -839,8 +839,8 @@ mod tests {
             QSimd::Avx512Vnni,
             Some(|block| {
                 // SAFETY: QPortable needs no CPU feature; `tile` built the block from slices
-                // long enough for 12 rows and 32-wide panels.
-                unsafe { block_lanes::<QPortable<16, false>, 12, 2>(block) }
+                // long enough for 6 rows and 64-wide panels.
+                unsafe { block_lanes::<QPortable<16, false>, 6, 4>(block) }
             }),
             (INPUT_MAX, WEIGHT_MAX_8BIT),
         );
@@ -848,8 +848,8 @@ mod tests {
             check(
                 QSimd::Avx512Vnni,
                 Some(|block| {
-                    // SAFETY: as above; 4 vectors of 8 lanes are the same 32 columns.
-                    unsafe { block_lanes::<QPortable<8, true>, 12, 4>(block) }
+                    // SAFETY: as above; 8 vectors of 8 lanes are the same 64 columns.
+                    unsafe { block_lanes::<QPortable<8, true>, 6, 8>(block) }
                 }),
                 widths,
             );
