@@ -371,10 +371,37 @@ impl DwWeights {
     }
 }
 
+/// One frame of the temporal shift, described rather than made: channels `..split.0` of
+/// `previous`, `split.0..split.1` of `next` (zeros where a neighbour is `None`, past the
+/// clip's ends), the rest of `current`; all NHWC frames of the same shape.
+#[derive(Clone, Copy)]
+pub struct Shifted<'a> {
+    pub previous: Option<&'a [f32]>,
+    pub current: &'a [f32],
+    pub next: Option<&'a [f32]>,
+    pub split: (usize, usize),
+}
+
+impl Shifted<'_> {
+    /// The shifted frame of `c` channels, written out.
+    pub fn write(&self, c: usize, dst: &mut [f32]) {
+        shift_frame(self.previous, self.current, self.next, c, self.split, dst);
+    }
+}
+
+/// What a depthwise convolution reads: frames one after another, or one shifted frame read
+/// in place from its neighbours (no copy of it is made where the row kernels' channel groups
+/// fall inside the shift's channel ranges).
+#[derive(Clone, Copy)]
+pub enum DwInput<'a> {
+    Frames(&'a [f32]),
+    Shifted(Shifted<'a>),
+}
+
 /// Depthwise "same"-padded convolution of `x` (`input`) with `weights` at `stride` + bias +
 /// `act` into `out`; returns the output's shape.
 pub fn depthwise(
-    x: &[f32],
+    x: DwInput<'_>,
     input: Shape,
     weights: &DwWeights,
     stride: usize,
@@ -414,7 +441,7 @@ impl DwPath {
 }
 
 fn depthwise_impl(
-    x: &[f32],
+    x: DwInput<'_>,
     input: Shape,
     weights: &DwWeights,
     (stride, act): (usize, Act),
@@ -438,7 +465,7 @@ fn depthwise_impl(
 /// across rayon's current pool. For a consumer that wants the output in another form (the
 /// int8 layers' quantized inputs) without a float tensor in between.
 pub fn depthwise_banded<O: Send>(
-    (x, input): (&[f32], Shape),
+    (x, input): (DwInput<'_>, Shape),
     weights: &DwWeights,
     (stride, act): (usize, Act),
     (band, per_row): (usize, usize),
@@ -468,9 +495,13 @@ pub fn depthwise_banded<O: Send>(
 }
 
 /// What every output row of one depthwise call shares: the output shape, the weights grouped
-/// for the row function, and the input (a copy with padded pixels where that pays).
+/// for the row function, and the input (a copy with padded pixels where that pays; a shifted
+/// frame's three sources, or a copy of it where the row function's channel groups would
+/// straddle the shift's channel ranges).
 struct DwPlan<'a> {
     x: std::borrow::Cow<'a, [f32]>,
+    /// A shifted frame read in place (then `x` is empty), with zeros for a missing neighbour.
+    shifted: Option<(Shifted<'a>, Option<std::sync::Arc<Vec<f32>>>)>,
     input: Shape,
     shape: Shape,
     pixel_stride: usize,
@@ -485,7 +516,7 @@ struct DwPlan<'a> {
 
 impl<'a> DwPlan<'a> {
     fn new(
-        x: &'a [f32],
+        x: DwInput<'a>,
         input: Shape,
         weights: &'a DwWeights,
         (stride, act): (usize, Act),
@@ -493,7 +524,6 @@ impl<'a> DwPlan<'a> {
     ) -> Self {
         let kernel = weights.kernel;
         let shape = input.strided(kernel, stride, input.c);
-        assert!(x.len() >= input.values());
         assert!(
             weights.bias.len() == input.c,
             "weights for another channel count"
@@ -504,17 +534,37 @@ impl<'a> DwPlan<'a> {
         // more).
         let padded =
             matches!(path, DwPath::Lanes { .. }) && stride == 1 && input.c.is_multiple_of(512);
-        let pixel_stride = if padded { input.c + 16 } else { input.c };
-        let x = match padded {
-            true => std::borrow::Cow::Owned(with_pixel_stride(
-                &x[..input.values()],
-                input.c,
-                pixel_stride,
-            )),
-            false => std::borrow::Cow::Borrowed(x),
+        let frame_len = input.h * input.w * input.c;
+        let (x, shifted) = match x {
+            DwInput::Shifted(s) if !padded && shift_fits(s.split, input.c, path) => {
+                assert!(input.frames == 1, "a shifted input is one frame");
+                let zero =
+                    (s.previous.is_none() || s.next.is_none()).then(|| zero_frame(frame_len));
+                (std::borrow::Cow::Borrowed(&[][..]), Some((s, zero)))
+            }
+            DwInput::Shifted(s) => {
+                assert!(input.frames == 1, "a shifted input is one frame");
+                let mut copy = buffer(frame_len);
+                s.write(input.c, &mut copy);
+                (std::borrow::Cow::Owned(copy), None)
+            }
+            DwInput::Frames(x) => (std::borrow::Cow::Borrowed(x), None),
         };
+        let pixel_stride = if padded { input.c + 16 } else { input.c };
+        let x = match (padded, x) {
+            (true, x) => {
+                let copy = with_pixel_stride(&x[..input.values()], input.c, pixel_stride);
+                if let std::borrow::Cow::Owned(x) = x {
+                    recycle(x);
+                }
+                std::borrow::Cow::Owned(copy)
+            }
+            (false, x) => x,
+        };
+        assert!(shifted.is_some() || x.len() >= input.values());
         Self {
             x,
+            shifted,
             input,
             shape,
             pixel_stride,
@@ -532,8 +582,25 @@ impl<'a> DwPlan<'a> {
     fn row(&self, row: usize, out_row: &mut [f32]) {
         let (frame, oy) = (row / self.shape.h, row % self.shape.h);
         let frame_len = self.input.h * self.input.w * self.pixel_stride;
+        let c = self.input.c;
+        let (one, three);
+        let sources: &[(usize, &[f32])] = match &self.shifted {
+            Some((s, zero)) => {
+                let zero = zero.as_deref().map_or(&[][..], |z| &z[..]);
+                three = [
+                    (s.split.0, s.previous.unwrap_or(zero)),
+                    (s.split.1, s.next.unwrap_or(zero)),
+                    (c, s.current),
+                ];
+                &three
+            }
+            None => {
+                one = [(c, &self.x[frame * frame_len..(frame + 1) * frame_len])];
+                &one
+            }
+        };
         let args = DwRow {
-            frame_in: &self.x[frame * frame_len..(frame + 1) * frame_len],
+            sources,
             pixel_stride: self.pixel_stride,
             input: self.input,
             weight: self.weight,
@@ -556,6 +623,33 @@ impl<'a> DwPlan<'a> {
     fn finish(self) {
         if let std::borrow::Cow::Owned(copy) = self.x {
             recycle(copy);
+        }
+    }
+}
+
+/// Whether the row functions of `path` can read a frame shifted at `split` in place: each
+/// group of channels they take (two vectors, then one, then single channels) lies inside one
+/// of the shift's channel ranges.
+fn shift_fits((c1, c2): (usize, usize), c: usize, path: DwPath) -> bool {
+    let group = match path {
+        DwPath::Lanes { lanes, .. } => 2 * lanes,
+        DwPath::Reference => 1,
+    };
+    c1 <= c2 && c2 <= c && c1.is_multiple_of(group) && c2.is_multiple_of(group)
+}
+
+/// A frame of `len` zeros, shared: a missing neighbour of a shifted frame. Made once at the
+/// largest size asked for.
+fn zero_frame(len: usize) -> std::sync::Arc<Vec<f32>> {
+    use std::sync::{Arc, Mutex, PoisonError};
+    static ZEROS: Mutex<Option<Arc<Vec<f32>>>> = Mutex::new(None);
+    let mut zeros = ZEROS.lock().unwrap_or_else(PoisonError::into_inner);
+    match &*zeros {
+        Some(z) if z.len() >= len => z.clone(),
+        _ => {
+            let z = Arc::new(vec![0.0; len]);
+            *zeros = Some(z.clone());
+            z
         }
     }
 }
@@ -589,8 +683,10 @@ fn grouped_taps(weight: &[f32], taps: usize, c: usize, lanes: usize) -> Vec<f32>
 }
 
 struct DwRow<'a> {
-    /// The frame's input pixels, `pixel_stride` values apart (`c` for the portable rows).
-    frame_in: &'a [f32],
+    /// The input frame by channels, its pixels `pixel_stride` values apart: `(end, frame)`,
+    /// `end` increasing to `c`; channel `ch` is read from the first whose `end` is above it
+    /// (one entry, or a shifted frame's three).
+    sources: &'a [(usize, &'a [f32])],
     pixel_stride: usize,
     input: Shape,
     /// `[taps, c]`, and for the SIMD rows the same as `grouped_taps`.
@@ -601,6 +697,25 @@ struct DwRow<'a> {
     stride: usize,
     act: Act,
     oy: usize,
+}
+
+impl DwRow<'_> {
+    /// The frame channel `ch` is read from.
+    fn source(&self, ch: usize) -> &[f32] {
+        self.sources
+            .iter()
+            .find(|(end, _)| ch < *end)
+            .map_or(&[][..], |(_, frame)| frame)
+    }
+
+    /// The channel ranges of the sources, with their frames.
+    fn ranges(&self) -> impl Iterator<Item = (std::ops::Range<usize>, &[f32])> {
+        let starts = std::iter::once(0).chain(self.sources.iter().map(|(end, _)| *end));
+        starts
+            .zip(self.sources)
+            .filter(|(start, (end, _))| start < end)
+            .map(|(start, (end, frame))| (start..*end, *frame))
+    }
 }
 
 /// The taps of output pixel `ox` that fall inside the input: `(tap index, input column)`.
@@ -632,10 +747,12 @@ fn dw_row_portable(args: &DwRow<'_>, out_row: &mut [f32]) {
     for (ox, px) in out_row.chunks_exact_mut(c).enumerate() {
         px.copy_from_slice(args.bias);
         for (tap, pixel) in taps_of_pixel(args, ox) {
-            let src = &args.frame_in[pixel * args.pixel_stride..][..c];
-            let w = &args.weight[tap * c..][..c];
-            for ((acc, &v), &wv) in px.iter_mut().zip(src).zip(w) {
-                *acc += v * wv;
+            for (channels, frame) in args.ranges() {
+                let src = &frame[pixel * args.pixel_stride..][channels.clone()];
+                let w = &args.weight[tap * c..][channels.clone()];
+                for ((acc, &v), &wv) in px[channels].iter_mut().zip(src).zip(w) {
+                    *acc += v * wv;
+                }
             }
         }
         px.iter_mut().for_each(|v| *v = act_scalar(*v, args.act));
@@ -754,7 +871,6 @@ unsafe fn dw_row_strips<L: Lanes, const K: usize, const S: usize>(
     out_row: &mut [f32],
 ) {
     let DwRow {
-        frame_in,
         pixel_stride,
         input,
         weight,
@@ -768,12 +884,16 @@ unsafe fn dw_row_strips<L: Lanes, const K: usize, const S: usize>(
     let ow = out_row.len() / c;
     let pad = (K - 1) / 2;
     let (ky0, ky1) = inside_taps(oy, S, K, input.h);
-    assert!(pixel_stride >= c && frame_in.len() >= input.h * input.w * pixel_stride);
+    assert!(pixel_stride >= c);
+    assert!(
+        args.ranges()
+            .all(|(_, frame)| frame.len() >= input.h * input.w * pixel_stride)
+    );
     assert!(weight.len() >= K * K * c);
     assert!(grouped.len() >= c / n * K * K * n);
     let out = out_row.as_mut_ptr();
     let strip_at = |c0: usize, ox: usize| Strip {
-        src: frame_in[c0..].as_ptr(),
+        src: args.source(c0)[c0..].as_ptr(),
         wts: grouped[c0 / n * K * K * n..].as_ptr(),
         bias: bias[c0..].as_ptr(),
         stride: pixel_stride,
@@ -795,8 +915,8 @@ unsafe fn dw_row_strips<L: Lanes, const K: usize, const S: usize>(
             let mut c0 = 0;
             while c0 + 2 * n <= c {
                 // SAFETY: `L`'s features are this function's contract; c0 + 2 * n <= c keeps
-                // the strip's channels inside each pixel, `bias` and `grouped` (asserted
-                // above); its pixels end by ow (the loops below), its rows are `inside_taps`',
+                // the strip's channels inside each pixel of its source (each a whole frame),
+                // `bias` and `grouped` (asserted above); its pixels end by ow (the loops below), its rows are `inside_taps`',
                 // and its columns lie in lo..hi unless `$checked` makes `strip` test them.
                 unsafe { strip::<L, K, S, $p, 2, $checked>(&strip_at(c0, $ox)) };
                 c0 += 2 * n;
@@ -839,7 +959,7 @@ unsafe fn dw_row_strips<L: Lanes, const K: usize, const S: usize>(
                 let iy = oy * S + ky - pad;
                 for kx in kx0..kx1 {
                     let ix = ox * S + kx - pad;
-                    acc += frame_in[(iy * input.w + ix) * pixel_stride + ch]
+                    acc += args.source(ch)[(iy * input.w + ix) * pixel_stride + ch]
                         * weight[(ky * K + kx) * c + ch];
                 }
             }
@@ -1155,6 +1275,72 @@ mod tests {
         }
     }
 
+    /// A shifted frame read in place from its neighbours gives the floats of the frame
+    /// shifted first, bit for bit: at both strides, splits the row kernels' channel groups
+    /// fit (read in place) or straddle (copied first), a neighbour missing at either end, and
+    /// the 512-channel stride-1 case that reads a padded copy.
+    #[test]
+    fn depthwise_of_a_shifted_frame_equals_it_shifted_first() {
+        for (k, stride, h, w, c, split) in [
+            (5, 2, 9, 8, 128, (32, 64)),
+            (3, 1, 6, 7, 96, (32, 64)),
+            (5, 1, 5, 6, 64, (16, 48)),
+            (3, 2, 7, 5, 40, (8, 16)),
+            (5, 1, 4, 5, 512, (64, 128)),
+        ] {
+            let one = Shape { frames: 1, h, w, c };
+            let frames: Vec<Vec<f32>> = (0..3)
+                .map(|f| pseudo_random(one.values(), 10 + f))
+                .collect();
+            let weights = DwWeights::new(pseudo_random(k * k * c, 2), pseudo_random(c, 3), k);
+            let o = one.strided(k, stride, c);
+            let neighbours = [
+                (Some(&frames[0][..]), Some(&frames[2][..])),
+                (None, Some(&frames[2][..])),
+                (Some(&frames[0][..]), None),
+            ];
+            for (previous, next) in neighbours {
+                let shifted = Shifted {
+                    previous,
+                    current: &frames[1],
+                    next,
+                    split,
+                };
+                let mut copy = vec![f32::NAN; one.values()];
+                shifted.write(c, &mut copy);
+                let paths = [
+                    ("detected", DwPath::detect()),
+                    ("reference", DwPath::Reference),
+                    (
+                        "portable 16 lanes",
+                        DwPath::Lanes {
+                            lanes: 16,
+                            row: dw_row_portable16,
+                        },
+                    ),
+                ];
+                for (name, path) in paths {
+                    let run = |input: DwInput| {
+                        let mut out = vec![f32::NAN; o.values()];
+                        depthwise_impl(input, one, &weights, (stride, Act::Relu), &mut out, path);
+                        out
+                    };
+                    let (in_place, first) =
+                        (run(DwInput::Shifted(shifted)), run(DwInput::Frames(&copy)));
+                    assert!(
+                        in_place
+                            .iter()
+                            .zip(&first)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "k{k} s{stride} c{c} {split:?} {name} previous {} next {}",
+                        previous.is_some(),
+                        next.is_some()
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn depthwise_matches_its_definition_for_odd_sizes_and_strides() {
         for (case, (k, stride, h, w, c)) in [
@@ -1203,7 +1389,14 @@ mod tests {
             let weights = DwWeights::new(wt.clone(), b.clone(), k);
             for (name, path) in paths {
                 let mut out = vec![f32::NAN; o.values()];
-                depthwise_impl(&x, s, &weights, (stride, act), &mut out, path);
+                depthwise_impl(
+                    DwInput::Frames(&x),
+                    s,
+                    &weights,
+                    (stride, act),
+                    &mut out,
+                    path,
+                );
                 for (a, r) in out.iter().zip(&reference) {
                     assert!(
                         (a - r).abs() < 1e-4,
@@ -1213,13 +1406,20 @@ mod tests {
             }
             // In bands (a ragged last one too), handed over as they are: the same floats.
             let mut whole = vec![f32::NAN; o.values()];
-            depthwise(&x, s, &weights, stride, act, &mut whole);
+            depthwise(DwInput::Frames(&x), s, &weights, stride, act, &mut whole);
             let row_len = o.w * c;
             for band in [1, 3] {
                 let mut banded = vec![f32::NAN; o.values()];
                 let per_row = (band, row_len);
                 let copy = |rows: &[f32], out: &mut [f32]| out.copy_from_slice(rows);
-                depthwise_banded((&x, s), &weights, (stride, act), per_row, &mut banded, copy);
+                depthwise_banded(
+                    (DwInput::Frames(&x), s),
+                    &weights,
+                    (stride, act),
+                    per_row,
+                    &mut banded,
+                    copy,
+                );
                 assert!(
                     banded
                         .iter()

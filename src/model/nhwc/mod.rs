@@ -31,7 +31,7 @@ use rayon::prelude::*;
 use super::layers::{Act, Conv, ConvBn, Linear, shift_channels};
 use super::pptsm_v2::{PpTsmV2, RepDepthwiseSeparable, SeModule};
 use gemm::PackedMatrix;
-use kernels::Shape;
+use kernels::{DwInput, Shape};
 use qgemm::QuantizedMatrix;
 use quant::{ActivationStats, Estimator, QuantBits, QuantLayer, QuantLayers};
 
@@ -317,6 +317,10 @@ impl Depthwise {
     }
 
     fn forward_into(&self, x: &[f32], shape: Shape, out: &mut [f32]) {
+        self.forward_input(DwInput::Frames(x), shape, out);
+    }
+
+    fn forward_input(&self, x: DwInput<'_>, shape: Shape, out: &mut [f32]) {
         kernels::depthwise(x, shape, &self.weights, self.stride, self.act, out);
     }
 }
@@ -436,6 +440,34 @@ fn concatenated(frames: &[&[f32]]) -> Vec<f32> {
     out
 }
 
+/// A block's input: activations it owns (given back to the buffer pool after it), or the
+/// temporal shift of three frames' maps, which its depthwise reads in place (stage 3's first
+/// block).
+enum BlockInput<'a> {
+    Owned(Vec<f32>),
+    Shifted(kernels::Shifted<'a>),
+}
+
+/// `blocks` one after another on `x` (`shape`), the last writing into `out`.
+fn run_blocks(blocks: &[Block], x: BlockInput<'_>, shape: Shape, out: &mut [f32]) {
+    let Some((last, first)) = blocks.split_last() else {
+        match x {
+            BlockInput::Owned(x) => {
+                out.copy_from_slice(&x[..out.len()]);
+                kernels::recycle(x);
+            }
+            BlockInput::Shifted(shifted) => shifted.write(shape.c, out),
+        }
+        return;
+    };
+    let (mut x, mut shape) = (x, shape);
+    for block in first {
+        let (y, y_shape) = block.forward(x, shape);
+        (x, shape) = (BlockInput::Owned(y), y_shape);
+    }
+    last.forward_into(x, shape, out);
+}
+
 /// `RepDepthwiseSeparable` in the fused form.
 struct Block {
     depthwise: Depthwise,
@@ -477,7 +509,7 @@ impl Block {
             .fold(dw_shape, |s, pw| pw.out_shape(s))
     }
 
-    fn forward(&self, x: Vec<f32>, shape: Shape) -> (Vec<f32>, Shape) {
+    fn forward(&self, x: BlockInput<'_>, shape: Shape) -> (Vec<f32>, Shape) {
         let out_shape = self.out_shape(shape);
         let mut out = kernels::buffer(out_shape.values());
         self.forward_into(x, shape, &mut out);
@@ -486,7 +518,20 @@ impl Block {
 
     /// The block on `x` into `out` (`out_shape` values; the last layer writes there, so a
     /// caller gathering frames needs no copy).
-    fn forward_into(&self, x: Vec<f32>, shape: Shape, out: &mut [f32]) {
+    fn forward_into(&self, x: BlockInput<'_>, shape: Shape, out: &mut [f32]) {
+        // The shortcut adds the input itself: a shifted one is made first.
+        let x = match x {
+            BlockInput::Shifted(shifted) if self.shortcut => {
+                let mut own = kernels::buffer(shape.values());
+                shifted.write(shape.c, &mut own);
+                BlockInput::Owned(own)
+            }
+            x => x,
+        };
+        let dw_input = match &x {
+            BlockInput::Owned(own) => DwInput::Frames(own),
+            BlockInput::Shifted(shifted) => DwInput::Shifted(*shifted),
+        };
         let dw_shape = self.depthwise.out_shape(shape);
         // An int8 first 1x1 takes the depthwise output as bytes: quantized a band at a time
         // as the depthwise makes it where no SE comes between, else with SE's scales applied
@@ -508,17 +553,17 @@ impl Block {
             false => &mut y[..],
         };
         match (first_int8, &self.excitation) {
-            (Some(first), None) => self.depthwise_into_int8(&x, shape, first, dst),
+            (Some(first), None) => self.depthwise_into_int8(dw_input, shape, first, dst),
             (Some((pw, int8)), Some(se)) => {
                 let mut z = kernels::buffer(dw_shape.values());
-                self.depthwise.forward_into(&x, shape, &mut z);
+                self.depthwise.forward_input(dw_input, shape, &mut z);
                 let scales = se.scales(&z, dw_shape);
                 let frame_pixels = dw_shape.h * dw_shape.w;
                 int8.apply_scaled(&z, (dw_shape.frames, frame_pixels), &scales, pw.act, dst);
                 kernels::recycle(z);
             }
             (None, excitation) => {
-                self.depthwise.forward_into(&x, shape, dst);
+                self.depthwise.forward_input(dw_input, shape, dst);
                 if let Some(se) = excitation {
                     se.apply(dst, dw_shape);
                 }
@@ -538,11 +583,13 @@ impl Block {
         if !rest.is_empty() {
             kernels::recycle(y);
         }
-        if self.shortcut {
-            let out = &mut out[..y_shape.values()];
-            out.iter_mut().zip(&x).for_each(|(a, b)| *a += b);
+        if let BlockInput::Owned(x) = x {
+            if self.shortcut {
+                let out = &mut out[..y_shape.values()];
+                out.iter_mut().zip(&x).for_each(|(a, b)| *a += b);
+            }
+            kernels::recycle(x);
         }
-        kernels::recycle(x);
     }
 
     /// The depthwise convolution and `pw` (`int8`, its `Pointwise::int8_ready`): the
@@ -551,7 +598,7 @@ impl Block {
     /// same result as the depthwise's float output given to `pw`.
     fn depthwise_into_int8(
         &self,
-        x: &[f32],
+        x: DwInput<'_>,
         shape: Shape,
         (pw, int8): (&Pointwise, &QuantizedMatrix),
         out: &mut [f32],
@@ -846,17 +893,10 @@ impl NhwcPpTsmV2 {
 
     /// One frame's maps into `out`: the last block writes there.
     fn one_frame(&self, frame: &[f32], h: usize, w: usize, out: &mut [f32]) {
-        let Some((last, blocks)) = self.per_frame.split_last() else {
-            self.stem.forward_into(frame, h, w, out);
-            return;
-        };
-        let mut shape = self.stem.out_shape(h, w);
+        let shape = self.stem.out_shape(h, w);
         let mut x = kernels::buffer(shape.values());
         self.stem.forward_into(frame, h, w, &mut x);
-        for block in blocks {
-            (x, shape) = block.forward(x, shape);
-        }
-        last.forward_into(x, shape, out);
+        run_blocks(&self.per_frame, BlockInput::Owned(x), shape, out);
     }
 
     /// The maps of `maps.shape.frames / num_seg` clips -> pre-fc features `[clips, 1280]`.
@@ -867,9 +907,14 @@ impl NhwcPpTsmV2 {
         }
         let split = shift_channels(shape.c, num_seg);
         let frame_len = shape.h * shape.w * shape.c;
-        let shares = self.frame_shares(shape, |f, dst| {
+        let shares = self.frame_shares(shape, |f| {
             let (previous, current, next) = kernels::clip_neighbours(&x, frame_len, num_seg, f);
-            kernels::shift_frame(previous, current, next, shape.c, split, dst);
+            kernels::Shifted {
+                previous,
+                current,
+                next,
+                split,
+            }
         });
         kernels::recycle(x);
         let width = self.feature_dim();
@@ -884,12 +929,17 @@ impl NhwcPpTsmV2 {
 
     /// Stages 3-4 on the shifted maps of `shape.frames` frames, pooling, the last conv + ReLU
     /// and the dropout scale: each frame's share `[frames, 1280]` of its clip's features (which
-    /// are their mean). `shifted(f, dst)` writes frame f's shifted maps into `dst`.
+    /// are their mean). `shifted(f)` describes frame f's shifted maps, which stage 3's first
+    /// depthwise reads in place.
     ///
     /// Stage 3 runs frame by frame (in parallel), each frame's activations staying in L2;
     /// stage 4 runs on all frames at once, so that its 6 MB of weights pass through the cache
     /// once rather than once per frame.
-    fn frame_shares(&self, shape: Shape, shifted: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+    fn frame_shares<'a>(
+        &self,
+        shape: Shape,
+        shifted: impl Fn(usize) -> kernels::Shifted<'a> + Sync,
+    ) -> Vec<f32> {
         if shape.frames == 0 {
             return Vec::new();
         }
@@ -899,28 +949,14 @@ impl NhwcPpTsmV2 {
         x.par_chunks_mut(one_out.values().max(1))
             .enumerate()
             .for_each(|(f, out)| {
-                let mut data = kernels::buffer(one.values());
-                shifted(f, &mut data);
-                match self.stage3.split_last() {
-                    Some((last, blocks)) => {
-                        let mut frame_shape = one;
-                        for block in blocks {
-                            (data, frame_shape) = block.forward(data, frame_shape);
-                        }
-                        last.forward_into(data, frame_shape, out);
-                    }
-                    None => {
-                        out.copy_from_slice(&data);
-                        kernels::recycle(data);
-                    }
-                }
+                run_blocks(&self.stage3, BlockInput::Shifted(shifted(f)), one, out);
             });
         let mut shape = Shape {
             frames: shape.frames,
             ..one_out
         };
         for block in &self.stage4 {
-            (x, shape) = block.forward(x, shape);
+            (x, shape) = block.forward(BlockInput::Owned(x), shape);
         }
         let pooled = kernels::channel_means(&x, shape);
         kernels::recycle(x);
@@ -951,15 +987,11 @@ impl NhwcPpTsmV2 {
             frames: 1,
             ..current.shape
         };
-        self.frame_shares(shape, |_, dst| {
-            kernels::shift_frame(
-                previous.map(|m| m.data.as_slice()),
-                &current.data,
-                next.map(|m| m.data.as_slice()),
-                shape.c,
-                shift_channels(shape.c, num_seg),
-                dst,
-            )
+        self.frame_shares(shape, |_| kernels::Shifted {
+            previous: previous.map(|m| m.data.as_slice()),
+            current: &current.data,
+            next: next.map(|m| m.data.as_slice()),
+            split: shift_channels(shape.c, num_seg),
         })
     }
 
