@@ -528,46 +528,134 @@ impl Block {
             }
             x => x,
         };
-        let dw_input = match &x {
-            BlockInput::Owned(own) => DwInput::Frames(own),
-            BlockInput::Shifted(shifted) => DwInput::Shifted(*shifted),
-        };
         let dw_shape = self.depthwise.out_shape(shape);
-        // An int8 first 1x1 takes the depthwise output as bytes: quantized a band at a time
-        // as the depthwise makes it where no SE comes between, else with SE's scales applied
-        // as it is quantized (no pass that rescales it in place).
-        let first_int8 = self
-            .pointwise
-            .first()
-            .and_then(|pw| Some((pw, pw.int8_ready()?)));
-        let (mut y_shape, rest) = match first_int8 {
-            Some((pw, _)) => (pw.out_shape(dw_shape), &self.pointwise[1..]),
-            None => (dw_shape, &self.pointwise[..]),
-        };
-        let mut y = match rest.is_empty() {
-            true => Vec::new(),
-            false => kernels::buffer(y_shape.values()),
-        };
-        let dst = match rest.is_empty() {
-            true => &mut out[..y_shape.values()],
-            false => &mut y[..],
-        };
-        match (first_int8, &self.excitation) {
-            (Some(first), None) => self.depthwise_into_int8(dw_input, shape, first, dst),
-            (Some((pw, int8)), Some(se)) => {
-                let mut z = kernels::buffer(dw_shape.values());
-                self.depthwise.forward_input(dw_input, shape, &mut z);
-                let scales = se.scales(&z, dw_shape);
-                let frame_pixels = dw_shape.h * dw_shape.w;
-                int8.apply_scaled(&z, (dw_shape.frames, frame_pixels), &scales, pw.act, dst);
-                kernels::recycle(z);
+        let mut mid = self.mid(dw_shape);
+        match &x {
+            BlockInput::Owned(own) => self.front_into(DwInput::Frames(own), shape, mid.slot()),
+            BlockInput::Shifted(shifted) => {
+                self.front_into(DwInput::Shifted(*shifted), shape, mid.slot())
             }
-            (None, excitation) => {
-                self.depthwise.forward_input(dw_input, shape, dst);
-                if let Some(se) = excitation {
-                    se.apply(dst, dw_shape);
+        }
+        let y_shape = self.back_into(mid, dw_shape, out);
+        if let BlockInput::Owned(x) = x {
+            if self.shortcut {
+                let out = &mut out[..y_shape.values()];
+                out.iter_mut().zip(&x).for_each(|(a, b)| *a += b);
+            }
+            kernels::recycle(x);
+        }
+    }
+
+    /// An int8 first 1x1 that takes the depthwise output as bytes (no observer on it).
+    fn first_int8(&self) -> Option<(&Pointwise, &QuantizedMatrix)> {
+        let pw = self.pointwise.first()?;
+        Some((pw, pw.int8_ready()?))
+    }
+
+    /// A buffer for the depthwise output of `dw_shape` as this block's 1x1 convolutions take
+    /// it: bytes for an int8 first 1x1 with no SE between (quantized a band at a time as the
+    /// depthwise makes them); floats otherwise, with SE's per-frame scales kept apart where an
+    /// int8 first 1x1 applies them as it quantizes (no pass that rescales them in place).
+    fn mid(&self, dw_shape: Shape) -> Mid {
+        let frames = dw_shape.frames;
+        let frame_pixels = dw_shape.h * dw_shape.w;
+        match (self.first_int8(), &self.excitation) {
+            (Some((_, int8)), None) => {
+                // Every byte is written by `quantize_into`: the thread's buffer as it is.
+                let mut bytes = QUANTIZED_INPUT.take();
+                bytes.resize(dw_shape.pixels() * int8.k4(), 0);
+                Mid::Bytes { bytes, frames }
+            }
+            (first, _) => Mid::Floats {
+                floats: kernels::buffer(dw_shape.values()),
+                scales: match (first, &self.excitation) {
+                    (Some(_), Some(_)) => vec![0.0; frames * dw_shape.c],
+                    _ => Vec::new(),
+                },
+                frames,
+                frame_pixels,
+            },
+        }
+    }
+
+    /// The depthwise (and SE) of `x` (`shape`) into `slot`, a slot of a [`Self::mid`] buffer
+    /// for those frames.
+    fn front_into(&self, x: DwInput<'_>, shape: Shape, slot: MidSlot<'_>) {
+        let dw = &self.depthwise;
+        let dw_shape = dw.out_shape(shape);
+        match slot {
+            MidSlot::Bytes(bytes) => {
+                let Some((_, int8)) = self.first_int8() else {
+                    unreachable!("byte slots are made for an int8 first 1x1");
+                };
+                let k4 = int8.k4();
+                let band = QUANTIZED_BAND_FLOATS / (dw_shape.w * dw_shape.c).max(1);
+                kernels::depthwise_banded(
+                    (x, shape),
+                    &dw.weights,
+                    (dw.stride, dw.act),
+                    (band, dw_shape.w * k4),
+                    bytes,
+                    |rows, out| int8.quantize_into(rows, out),
+                );
+            }
+            MidSlot::Floats(floats, scales) => {
+                dw.forward_input(x, shape, floats);
+                if let Some(se) = &self.excitation {
+                    match scales.is_empty() {
+                        true => se.apply(floats, dw_shape),
+                        false => scales.copy_from_slice(&se.scales(floats, dw_shape)),
+                    }
                 }
             }
+        }
+    }
+
+    /// The 1x1 convolutions on `mid` (the depthwise output of `dw_shape`) into `out`; returns
+    /// the output's shape.
+    fn back_into(&self, mid: Mid, dw_shape: Shape, out: &mut [f32]) -> Shape {
+        // The int8 first 1x1 from `mid`'s bytes or scaled floats, or `mid`'s floats as they
+        // are; then the rest, the last into `out`.
+        let (mut y, mut y_shape, rest) = match (self.first_int8(), mid) {
+            (Some((pw, int8)), mid) => {
+                let rest = &self.pointwise[1..];
+                let y_shape = pw.out_shape(dw_shape);
+                let mut y = match rest.is_empty() {
+                    true => Vec::new(),
+                    false => kernels::buffer(y_shape.values()),
+                };
+                let dst = match rest.is_empty() {
+                    true => &mut out[..y_shape.values()],
+                    false => &mut y[..],
+                };
+                match mid {
+                    Mid::Bytes { bytes, .. } => {
+                        int8.apply_quantized(&bytes, dw_shape.pixels(), pw.act, dst);
+                        QUANTIZED_INPUT.set(bytes);
+                    }
+                    Mid::Floats {
+                        floats,
+                        scales,
+                        frames,
+                        frame_pixels,
+                    } => {
+                        match scales.is_empty() {
+                            true => int8.apply(&floats, dw_shape.pixels(), pw.act, dst),
+                            false => {
+                                let frames = (frames, frame_pixels);
+                                int8.apply_scaled(&floats, frames, &scales, pw.act, dst)
+                            }
+                        }
+                        kernels::recycle(floats);
+                    }
+                }
+                (y, y_shape, rest)
+            }
+            (None, Mid::Floats { floats, .. }) => (floats, dw_shape, &self.pointwise[..]),
+            (None, Mid::Bytes { .. }) => unreachable!("bytes are made for an int8 first 1x1"),
+        };
+        if rest.is_empty() && self.first_int8().is_none() {
+            out[..y.len()].copy_from_slice(&y);
         }
         for (i, pw) in rest.iter().enumerate() {
             let z_shape = pw.out_shape(y_shape);
@@ -580,46 +668,72 @@ impl Block {
             }
             y_shape = z_shape;
         }
-        if !rest.is_empty() {
+        if !y.is_empty() {
             kernels::recycle(y);
         }
-        if let BlockInput::Owned(x) = x {
-            if self.shortcut {
-                let out = &mut out[..y_shape.values()];
-                out.iter_mut().zip(&x).for_each(|(a, b)| *a += b);
-            }
-            kernels::recycle(x);
+        y_shape
+    }
+}
+
+/// A block's depthwise output as its 1x1 convolutions take it (`Block::mid`), for `frames`
+/// frames of `frame_pixels` pixels.
+enum Mid {
+    /// Quantized for an int8 first 1x1: `[pixels, k4]`.
+    Bytes { bytes: Vec<u8>, frames: usize },
+    /// Floats `[pixels, c]`, with SE's scales `[frames, c]` where the int8 first 1x1 applies
+    /// them (else empty: SE, if any, has been applied).
+    Floats {
+        floats: Vec<f32>,
+        scales: Vec<f32>,
+        frames: usize,
+        frame_pixels: usize,
+    },
+}
+
+/// One or more frames' part of a [`Mid`].
+enum MidSlot<'a> {
+    Bytes(&'a mut [u8]),
+    Floats(&'a mut [f32], &'a mut [f32]),
+}
+
+impl Mid {
+    /// The whole buffer as one slot.
+    fn slot(&mut self) -> MidSlot<'_> {
+        match self {
+            Mid::Bytes { bytes, .. } => MidSlot::Bytes(bytes),
+            Mid::Floats { floats, scales, .. } => MidSlot::Floats(floats, scales),
         }
     }
 
-    /// The depthwise convolution and `pw` (`int8`, its `Pointwise::int8_ready`): the
-    /// depthwise output is quantized a band of rows at a time while in cache, so neither its
-    /// float tensor nor a separate quantizing pass over it is needed; the same bytes and the
-    /// same result as the depthwise's float output given to `pw`.
-    fn depthwise_into_int8(
-        &self,
-        x: DwInput<'_>,
-        shape: Shape,
-        (pw, int8): (&Pointwise, &QuantizedMatrix),
-        out: &mut [f32],
-    ) {
-        let dw = &self.depthwise;
-        let dw_shape = dw.out_shape(shape);
-        let (m, k4) = (dw_shape.pixels(), int8.k4());
-        // Every byte is written by `quantize_into`, so the thread's buffer is reused as it is.
-        let mut bytes = QUANTIZED_INPUT.take();
-        bytes.resize(m * k4, 0);
-        let band = QUANTIZED_BAND_FLOATS / (dw_shape.w * dw_shape.c).max(1);
-        kernels::depthwise_banded(
-            (x, shape),
-            &dw.weights,
-            (dw.stride, dw.act),
-            (band, dw_shape.w * k4),
-            &mut bytes,
-            |rows, out| int8.quantize_into(rows, out),
-        );
-        int8.apply_quantized(&bytes, m, pw.act, out);
-        QUANTIZED_INPUT.set(bytes);
+    /// One slot per frame.
+    fn frame_slots(&mut self) -> Vec<MidSlot<'_>> {
+        match self {
+            Mid::Bytes { bytes, frames, .. } => {
+                let per_frame = bytes.len() / (*frames).max(1);
+                bytes
+                    .chunks_exact_mut(per_frame.max(1))
+                    .map(MidSlot::Bytes)
+                    .collect()
+            }
+            Mid::Floats {
+                floats,
+                scales,
+                frames,
+                ..
+            } => {
+                let per_frame = floats.len() / (*frames).max(1);
+                let scale_len = scales.len() / (*frames).max(1);
+                let mut scales = &mut scales[..];
+                floats
+                    .chunks_exact_mut(per_frame.max(1))
+                    .map(|f| {
+                        let (s, rest) = std::mem::take(&mut scales).split_at_mut(scale_len);
+                        scales = rest;
+                        MidSlot::Floats(f, s)
+                    })
+                    .collect()
+            }
+        }
     }
 }
 
@@ -945,17 +1059,46 @@ impl NhwcPpTsmV2 {
         }
         let one = Shape { frames: 1, ..shape };
         let one_out = blocks_out_shape(&self.stage3, one);
-        let mut x = kernels::buffer(shape.frames * one_out.values());
-        x.par_chunks_mut(one_out.values().max(1))
-            .enumerate()
-            .for_each(|(f, out)| {
-                run_blocks(&self.stage3, BlockInput::Shifted(shifted(f)), one, out);
-            });
-        let mut shape = Shape {
-            frames: shape.frames,
-            ..one_out
+        let frames = shape.frames;
+        let (mut x, mut shape, stage4) = match self.stage4.split_first() {
+            // Stage 4's first block (stride 2, no shortcut) starts in each frame's loop: its
+            // depthwise reads the frame's stage-3 output while that is in L2 (gathered first,
+            // 8 frames' 3.2 MB came back from memory at a third of its speed), and its 1x1
+            // convolutions run on all frames at once.
+            Some((first, rest)) if !first.shortcut => {
+                let dw_one = first.depthwise.out_shape(one_out);
+                let dw_all = Shape { frames, ..dw_one };
+                let mut mid = first.mid(dw_all);
+                mid.frame_slots()
+                    .into_par_iter()
+                    .enumerate()
+                    .for_each(|(f, slot)| {
+                        let mut maps = kernels::buffer(one_out.values());
+                        run_blocks(
+                            &self.stage3,
+                            BlockInput::Shifted(shifted(f)),
+                            one,
+                            &mut maps,
+                        );
+                        first.front_into(DwInput::Frames(&maps), one_out, slot);
+                        kernels::recycle(maps);
+                    });
+                let out_shape = first.out_shape(Shape { frames, ..one_out });
+                let mut x = kernels::buffer(out_shape.values());
+                first.back_into(mid, dw_all, &mut x);
+                (x, out_shape, rest)
+            }
+            _ => {
+                let mut x = kernels::buffer(frames * one_out.values());
+                x.par_chunks_mut(one_out.values().max(1))
+                    .enumerate()
+                    .for_each(|(f, out)| {
+                        run_blocks(&self.stage3, BlockInput::Shifted(shifted(f)), one, out);
+                    });
+                (x, Shape { frames, ..one_out }, &self.stage4[..])
+            }
         };
-        for block in &self.stage4 {
+        for block in stage4 {
             (x, shape) = block.forward(BlockInput::Owned(x), shape);
         }
         let pooled = kernels::channel_means(&x, shape);
