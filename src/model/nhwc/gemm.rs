@@ -103,19 +103,24 @@ impl PackedMatrix {
 
     /// `out[m, n] = act(x[m, k] · W + b)`. Rows are split across rayon's current pool.
     pub fn apply(&self, x: &[f32], m: usize, act: Act, out: &mut [f32]) {
-        assert!(x.len() >= m * self.k && out.len() >= m * self.n);
+        self.apply_strided(x, m, act, (out, self.n));
+    }
+
+    /// [`Self::apply`] into rows `ldo` values apart (`ldo >= n`; `out` holds `m * ldo`).
+    pub fn apply_strided(&self, x: &[f32], m: usize, act: Act, (out, ldo): (&mut [f32], usize)) {
+        assert!(x.len() >= m * self.k && ldo >= self.n && out.len() >= m * ldo);
         let (mr, _) = block(self.simd);
         let rows_per_tile = (TILE_BYTES / (self.k * 4)).max(mr) / mr * mr;
         for_row_tiles(
             (x, self.k),
-            (out, self.n),
+            (out, ldo),
             m,
             (rows_per_tile, mr),
-            |x_tile, out_tile| self.tile(x_tile, out_tile, act),
+            |x_tile, out_tile| self.tile(x_tile, (out_tile, ldo), act),
         );
     }
 
-    fn tile(&self, x: &[f32], out: &mut [f32], act: Act) {
+    fn tile(&self, x: &[f32], out: (&mut [f32], usize), act: Act) {
         // `self.simd` is `simd()`'s answer (`new`) or, in this file's tests, Portable: the CPU
         // has what it names.
         match self.simd {
@@ -141,7 +146,7 @@ impl PackedMatrix {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn tile_avx512(w: &PackedMatrix, x: &[f32], out: &mut [f32], act: Act) {
+unsafe fn tile_avx512(w: &PackedMatrix, x: &[f32], out: (&mut [f32], usize), act: Act) {
     tile::<12, 32>(
         w,
         x,
@@ -163,7 +168,7 @@ unsafe fn tile_avx512(w: &PackedMatrix, x: &[f32], out: &mut [f32], act: Act) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile_avx2(w: &PackedMatrix, x: &[f32], out: &mut [f32], act: Act) {
+unsafe fn tile_avx2(w: &PackedMatrix, x: &[f32], out: (&mut [f32], usize), act: Act) {
     tile::<6, 16>(
         w,
         x,
@@ -267,14 +272,15 @@ const PANEL_SLICE_BYTES: usize = 16 * 1024;
 fn tile<const MR: usize, const NR: usize>(
     w: &PackedMatrix,
     x: &[f32],
-    out: &mut [f32],
+    (out, ldo): (&mut [f32], usize),
     act: Act,
     kernel: impl Fn(&Block<MR>),
     half: impl Fn(&Block<MR>),
 ) {
     let (k, n) = (w.k, w.n);
     let rows = x.len() / k;
-    assert!(out.len() >= rows * n && w.bias.len() >= n.div_ceil(NR) * NR);
+    assert!(ldo >= n && w.bias.len() >= n.div_ceil(NR) * NR);
+    assert!(rows == 0 || out.len() >= (rows - 1) * ldo + n);
     let slices = (k * NR * 4).div_ceil(PANEL_SLICE_BYTES).max(1);
     let slice_len = k.div_ceil(slices);
     let mut edge = [[0.0f32; NR]; MR];
@@ -296,7 +302,7 @@ fn tile<const MR: usize, const NR: usize>(
                 let row_at = |r: usize| unsafe { first.add(r.min(valid - 1) * k) };
                 if !full && accumulate {
                     for (r, values) in edge.iter_mut().enumerate().take(valid) {
-                        values[..cols].copy_from_slice(&out[(r0 + r) * n + col0..][..cols]);
+                        values[..cols].copy_from_slice(&out[(r0 + r) * ldo + col0..][..cols]);
                     }
                 }
                 let block = Block {
@@ -305,11 +311,11 @@ fn tile<const MR: usize, const NR: usize>(
                     panel: panel[k0 * width..].as_ptr(),
                     bias: w.bias[col0..col0 + width].as_ptr(),
                     dst: if full {
-                        out[r0 * n + col0..].as_mut_ptr()
+                        out[r0 * ldo + col0..].as_mut_ptr()
                     } else {
                         edge.as_mut_ptr().cast::<f32>()
                     },
-                    dst_stride: if full { n } else { NR },
+                    dst_stride: if full { ldo } else { NR },
                     accumulate,
                     act: if k0 + kc == k { act } else { Act::None },
                 };
@@ -320,7 +326,7 @@ fn tile<const MR: usize, const NR: usize>(
                 }
                 if !full {
                     for (r, values) in edge.iter().enumerate().take(valid) {
-                        out[(r0 + r) * n + col0..][..cols].copy_from_slice(&values[..cols]);
+                        out[(r0 + r) * ldo + col0..][..cols].copy_from_slice(&values[..cols]);
                     }
                 }
             }
@@ -482,6 +488,21 @@ mod tests {
                     let mut out = vec![f32::NAN; m * n];
                     packed.apply(&ops.0, m, act, &mut out);
                     check(&out, &ops, (m, k, n), act);
+                    // Rows further apart: the same values, the gaps untouched.
+                    let ldo = n + 5;
+                    let mut strided = vec![f32::NAN; m * ldo];
+                    packed.apply_strided(&ops.0, m, act, (&mut strided, ldo));
+                    for (row, wide) in out.chunks_exact(n).zip(strided.chunks_exact(ldo)) {
+                        assert!(
+                            row.iter()
+                                .zip(wide)
+                                .all(|(a, b)| a.to_bits() == b.to_bits())
+                        );
+                        assert!(
+                            wide[n..].iter().all(|v| v.is_nan()),
+                            "{m}x{k}x{n}: gap written"
+                        );
+                    }
                 }
             }
         }
@@ -501,7 +522,7 @@ mod tests {
                 tile::<12, 32>(
                     &packed,
                     &ops.0,
-                    &mut out,
+                    (&mut out, n),
                     act,
                     |block| {
                         // SAFETY: Portable16 needs no CPU feature; `tile` built the block from

@@ -395,7 +395,25 @@ impl Shifted<'_> {
 #[derive(Clone, Copy)]
 pub enum DwInput<'a> {
     Frames(&'a [f32]),
+    /// Frames whose pixels lie `.1` values apart (`.1 >= c`: see [`dw_pixel_stride`]).
+    Strided(&'a [f32], usize),
     Shifted(Shifted<'a>),
+}
+
+/// The pixel stride a depthwise convolution at `stride` reads `c` channels fastest at: pixels
+/// a multiple of 2 KiB apart put a strip's inputs in a few L1 sets, which evict each other, so
+/// stride-1 SIMD strips read such inputs one cache line wider per pixel (14x14x512 alone: 1.4x
+/// faster, a copy included; at stride 2 the copy costs more). An input given at another stride
+/// is copied to this one; a layer that writes its output at it saves the copy.
+pub fn dw_pixel_stride(c: usize, stride: usize) -> usize {
+    pixel_stride_for(DwPath::detect(), c, stride)
+}
+
+fn pixel_stride_for(path: DwPath, c: usize, stride: usize) -> usize {
+    match matches!(path, DwPath::Lanes { .. }) && stride == 1 && c.is_multiple_of(512) {
+        true => c + 16,
+        false => c,
+    }
 }
 
 /// Depthwise "same"-padded convolution of `x` (`input`) with `weights` at `stride` + bias +
@@ -528,40 +546,41 @@ impl<'a> DwPlan<'a> {
             weights.bias.len() == input.c,
             "weights for another channel count"
         );
-        // Pixels a multiple of 2 KiB apart put a strip's inputs in a few L1 sets, which evict
-        // each other: stride-1 SIMD strips read such inputs from a copy one cache line wider
-        // per pixel (14x14x512 alone: 1.4x faster, copy included; at stride 2 the copy costs
-        // more).
-        let padded =
-            matches!(path, DwPath::Lanes { .. }) && stride == 1 && input.c.is_multiple_of(512);
+        let wanted = pixel_stride_for(path, input.c, stride);
         let frame_len = input.h * input.w * input.c;
-        let (x, shifted) = match x {
-            DwInput::Shifted(s) if !padded && shift_fits(s.split, input.c, path) => {
+        let (x, shifted, given) = match x {
+            DwInput::Shifted(s) if wanted == input.c && shift_fits(s.split, input.c, path) => {
                 assert!(input.frames == 1, "a shifted input is one frame");
                 let zero =
                     (s.previous.is_none() || s.next.is_none()).then(|| zero_frame(frame_len));
-                (std::borrow::Cow::Borrowed(&[][..]), Some((s, zero)))
+                (
+                    std::borrow::Cow::Borrowed(&[][..]),
+                    Some((s, zero)),
+                    input.c,
+                )
             }
             DwInput::Shifted(s) => {
                 assert!(input.frames == 1, "a shifted input is one frame");
                 let mut copy = buffer(frame_len);
                 s.write(input.c, &mut copy);
-                (std::borrow::Cow::Owned(copy), None)
+                (std::borrow::Cow::Owned(copy), None, input.c)
             }
-            DwInput::Frames(x) => (std::borrow::Cow::Borrowed(x), None),
+            DwInput::Frames(x) => (std::borrow::Cow::Borrowed(x), None, input.c),
+            DwInput::Strided(x, given) => (std::borrow::Cow::Borrowed(x), None, given),
         };
-        let pixel_stride = if padded { input.c + 16 } else { input.c };
-        let x = match (padded, x) {
+        // The row functions read any stride; an unpadded input is copied to the one wanted.
+        let (x, pixel_stride) = match (given == input.c && wanted != given, x) {
             (true, x) => {
-                let copy = with_pixel_stride(&x[..input.values()], input.c, pixel_stride);
+                let copy = with_pixel_stride(&x[..input.values()], input.c, wanted);
                 if let std::borrow::Cow::Owned(x) = x {
                     recycle(x);
                 }
-                std::borrow::Cow::Owned(copy)
+                (std::borrow::Cow::Owned(copy), wanted)
             }
-            (false, x) => x,
+            (false, x) => (x, given),
         };
-        assert!(shifted.is_some() || x.len() >= input.values());
+        assert!(pixel_stride >= input.c);
+        assert!(shifted.is_some() || x.len() >= input.pixels() * pixel_stride);
         Self {
             x,
             shifted,
@@ -1407,6 +1426,22 @@ mod tests {
             // In bands (a ragged last one too), handed over as they are: the same floats.
             let mut whole = vec![f32::NAN; o.values()];
             depthwise(DwInput::Frames(&x), s, &weights, stride, act, &mut whole);
+            // Input pixels further apart (as a layer writes them for this one): the same.
+            let wide = c + 5;
+            let mut strided_x = vec![f32::NAN; s.pixels() * wide];
+            for (d, px) in strided_x.chunks_exact_mut(wide).zip(x.chunks_exact(c)) {
+                d[..c].copy_from_slice(px);
+            }
+            let mut strided = vec![f32::NAN; o.values()];
+            let input = DwInput::Strided(&strided_x, wide);
+            depthwise(input, s, &weights, stride, act, &mut strided);
+            assert!(
+                strided
+                    .iter()
+                    .zip(&whole)
+                    .all(|(a, w)| a.to_bits() == w.to_bits()),
+                "k{k} s{stride} pixels {wide} apart"
+            );
             let row_len = o.w * c;
             for band in [1, 3] {
                 let mut banded = vec![f32::NAN; o.values()];

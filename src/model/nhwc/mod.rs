@@ -256,6 +256,11 @@ impl Pointwise {
     }
 
     fn forward_into(&self, x: &[f32], shape: Shape, out: &mut [f32]) {
+        self.forward_strided(x, shape, (out, self.matrix.n()));
+    }
+
+    /// [`Self::forward_into`] with output pixels `ldo` values apart.
+    fn forward_strided(&self, x: &[f32], shape: Shape, out: (&mut [f32], usize)) {
         let x = &x[..shape.values()];
         if let Some(observer) = &self.observer
             && let Ok(mut stats) = observer.lock()
@@ -263,8 +268,8 @@ impl Pointwise {
             stats.observe(x);
         }
         match &self.int8 {
-            Some(int8) => int8.apply(x, shape.pixels(), self.act, out),
-            None => self.matrix.apply(x, shape.pixels(), self.act, out),
+            Some(int8) => int8.apply_strided(x, shape.pixels(), self.act, out),
+            None => self.matrix.apply_strided(x, shape.pixels(), self.act, out),
         }
     }
 }
@@ -444,16 +449,25 @@ fn concatenated(frames: &[&[f32]]) -> Vec<f32> {
 /// temporal shift of three frames' maps, which its depthwise reads in place (stage 3's first
 /// block).
 enum BlockInput<'a> {
-    Owned(Vec<f32>),
+    /// Pixels `.1` values apart (`c`, or the depthwise's `kernels::dw_pixel_stride`).
+    Owned(Vec<f32>, usize),
     Shifted(kernels::Shifted<'a>),
 }
 
-/// `blocks` one after another on `x` (`shape`), the last writing into `out`.
+impl BlockInput<'_> {
+    /// Activations of `c` channels per pixel, packed.
+    fn packed(x: Vec<f32>, shape: Shape) -> Self {
+        BlockInput::Owned(x, shape.c)
+    }
+}
+
+/// `blocks` one after another on `x` (`shape`), the last writing into `out` (packed pixels).
+/// Each block writes its output at the pixel stride the next one's depthwise reads fastest.
 fn run_blocks(blocks: &[Block], x: BlockInput<'_>, shape: Shape, out: &mut [f32]) {
     let Some((last, first)) = blocks.split_last() else {
         match x {
-            BlockInput::Owned(x) => {
-                out.copy_from_slice(&x[..out.len()]);
+            BlockInput::Owned(x, stride) => {
+                copy_pixels((&x, stride), (out, shape.c), shape.c);
                 kernels::recycle(x);
             }
             BlockInput::Shifted(shifted) => shifted.write(shape.c, out),
@@ -461,11 +475,22 @@ fn run_blocks(blocks: &[Block], x: BlockInput<'_>, shape: Shape, out: &mut [f32]
         return;
     };
     let (mut x, mut shape) = (x, shape);
-    for block in first {
-        let (y, y_shape) = block.forward(x, shape);
-        (x, shape) = (BlockInput::Owned(y), y_shape);
+    for (i, block) in first.iter().enumerate() {
+        let next = &blocks[i + 1];
+        (x, shape) = block.forward(x, shape, next);
     }
-    last.forward_into(x, shape, out);
+    last.forward_into(x, shape, (out, last.out_shape(shape).c));
+}
+
+/// Pixels of `c` values from rows `src.1` apart to rows `dst.1` apart.
+fn copy_pixels((src, from): (&[f32], usize), (dst, to): (&mut [f32], usize), c: usize) {
+    if from == c && to == c {
+        dst.copy_from_slice(&src[..dst.len()]);
+        return;
+    }
+    for (d, s) in dst.chunks_mut(to).zip(src.chunks(from)) {
+        d[..c].copy_from_slice(&s[..c]);
+    }
 }
 
 /// `RepDepthwiseSeparable` in the fused form.
@@ -509,38 +534,56 @@ impl Block {
             .fold(dw_shape, |s, pw| pw.out_shape(s))
     }
 
-    fn forward(&self, x: BlockInput<'_>, shape: Shape) -> (Vec<f32>, Shape) {
-        let out_shape = self.out_shape(shape);
-        let mut out = kernels::buffer(out_shape.values());
-        self.forward_into(x, shape, &mut out);
-        (out, out_shape)
+    /// The pixel stride this block's depthwise reads an input of `shape` fastest at.
+    fn input_stride(&self, shape: Shape) -> usize {
+        kernels::dw_pixel_stride(shape.c, self.depthwise.stride)
     }
 
-    /// The block on `x` into `out` (`out_shape` values; the last layer writes there, so a
-    /// caller gathering frames needs no copy).
-    fn forward_into(&self, x: BlockInput<'_>, shape: Shape, out: &mut [f32]) {
+    /// The block on `x` into a new buffer at the pixel stride `next` reads fastest.
+    fn forward<'a>(
+        &self,
+        x: BlockInput<'_>,
+        shape: Shape,
+        next: &Block,
+    ) -> (BlockInput<'a>, Shape) {
+        let out_shape = self.out_shape(shape);
+        let ldo = next.input_stride(out_shape);
+        let mut out = kernels::buffer(out_shape.pixels() * ldo);
+        self.forward_into(x, shape, (&mut out, ldo));
+        (BlockInput::Owned(out, ldo), out_shape)
+    }
+
+    /// The block on `x` into `out`, its pixels `ldo` values apart (the last layer writes
+    /// there, so a caller gathering frames needs no copy).
+    fn forward_into(&self, x: BlockInput<'_>, shape: Shape, (out, ldo): (&mut [f32], usize)) {
         // The shortcut adds the input itself: a shifted one is made first.
         let x = match x {
             BlockInput::Shifted(shifted) if self.shortcut => {
                 let mut own = kernels::buffer(shape.values());
                 shifted.write(shape.c, &mut own);
-                BlockInput::Owned(own)
+                BlockInput::packed(own, shape)
             }
             x => x,
         };
         let dw_shape = self.depthwise.out_shape(shape);
         let mut mid = self.mid(dw_shape);
-        match &x {
-            BlockInput::Owned(own) => self.front_into(DwInput::Frames(own), shape, mid.slot()),
-            BlockInput::Shifted(shifted) => {
-                self.front_into(DwInput::Shifted(*shifted), shape, mid.slot())
-            }
-        }
-        let y_shape = self.back_into(mid, dw_shape, out);
-        if let BlockInput::Owned(x) = x {
+        let dw_input = match &x {
+            BlockInput::Owned(own, stride) if *stride == shape.c => DwInput::Frames(own),
+            BlockInput::Owned(own, stride) => DwInput::Strided(own, *stride),
+            BlockInput::Shifted(shifted) => DwInput::Shifted(*shifted),
+        };
+        self.front_into(dw_input, shape, mid.slot());
+        let y_shape = self.back_into(mid, dw_shape, (&mut *out, ldo));
+        if let BlockInput::Owned(x, stride) = x {
             if self.shortcut {
-                let out = &mut out[..y_shape.values()];
-                out.iter_mut().zip(&x).for_each(|(a, b)| *a += b);
+                let c = y_shape.c;
+                for (o, i) in out
+                    .chunks_mut(ldo)
+                    .zip(x.chunks(stride))
+                    .take(y_shape.pixels())
+                {
+                    o[..c].iter_mut().zip(&i[..c]).for_each(|(a, b)| *a += b);
+                }
             }
             kernels::recycle(x);
         }
@@ -613,7 +656,7 @@ impl Block {
 
     /// The 1x1 convolutions on `mid` (the depthwise output of `dw_shape`) into `out`; returns
     /// the output's shape.
-    fn back_into(&self, mid: Mid, dw_shape: Shape, out: &mut [f32]) -> Shape {
+    fn back_into(&self, mid: Mid, dw_shape: Shape, (out, ldo): (&mut [f32], usize)) -> Shape {
         // The int8 first 1x1 from `mid`'s bytes or scaled floats, or `mid`'s floats as they
         // are; then the rest, the last into `out`.
         let (mut y, mut y_shape, rest) = match (self.first_int8(), mid) {
@@ -625,8 +668,8 @@ impl Block {
                     false => kernels::buffer(y_shape.values()),
                 };
                 let dst = match rest.is_empty() {
-                    true => &mut out[..y_shape.values()],
-                    false => &mut y[..],
+                    true => (&mut out[..], ldo),
+                    false => (&mut y[..], y_shape.c),
                 };
                 match mid {
                     Mid::Bytes { bytes, .. } => {
@@ -640,7 +683,7 @@ impl Block {
                         frame_pixels,
                     } => {
                         match scales.is_empty() {
-                            true => int8.apply(&floats, dw_shape.pixels(), pw.act, dst),
+                            true => int8.apply_strided(&floats, dw_shape.pixels(), pw.act, dst),
                             false => {
                                 let frames = (frames, frame_pixels);
                                 int8.apply_scaled(&floats, frames, &scales, pw.act, dst)
@@ -655,12 +698,12 @@ impl Block {
             (None, Mid::Bytes { .. }) => unreachable!("bytes are made for an int8 first 1x1"),
         };
         if rest.is_empty() && self.first_int8().is_none() {
-            out[..y.len()].copy_from_slice(&y);
+            copy_pixels((&y, y_shape.c), (out, ldo), y_shape.c);
         }
         for (i, pw) in rest.iter().enumerate() {
             let z_shape = pw.out_shape(y_shape);
             if i + 1 == rest.len() {
-                pw.forward_into(&y, y_shape, &mut out[..z_shape.values()]);
+                pw.forward_strided(&y, y_shape, (&mut *out, ldo));
             } else {
                 let mut z = kernels::buffer(z_shape.values());
                 pw.forward_into(&y, y_shape, &mut z);
@@ -1010,7 +1053,7 @@ impl NhwcPpTsmV2 {
         let shape = self.stem.out_shape(h, w);
         let mut x = kernels::buffer(shape.values());
         self.stem.forward_into(frame, h, w, &mut x);
-        run_blocks(&self.per_frame, BlockInput::Owned(x), shape, out);
+        run_blocks(&self.per_frame, BlockInput::packed(x, shape), shape, out);
     }
 
     /// The maps of `maps.shape.frames / num_seg` clips -> pre-fc features `[clips, 1280]`.
@@ -1060,7 +1103,7 @@ impl NhwcPpTsmV2 {
         let one = Shape { frames: 1, ..shape };
         let one_out = blocks_out_shape(&self.stage3, one);
         let frames = shape.frames;
-        let (mut x, mut shape, stage4) = match self.stage4.split_first() {
+        let (x_in, shape, stage4) = match self.stage4.split_first() {
             // Stage 4's first block (stride 2, no shortcut) starts in each frame's loop: its
             // depthwise reads the frame's stage-3 output while that is in L2 (gathered first,
             // 8 frames' 3.2 MB came back from memory at a third of its speed), and its 1x1
@@ -1084,9 +1127,12 @@ impl NhwcPpTsmV2 {
                         kernels::recycle(maps);
                     });
                 let out_shape = first.out_shape(Shape { frames, ..one_out });
-                let mut x = kernels::buffer(out_shape.values());
-                first.back_into(mid, dw_all, &mut x);
-                (x, out_shape, rest)
+                let ldo = rest
+                    .first()
+                    .map_or(out_shape.c, |b| b.input_stride(out_shape));
+                let mut x = kernels::buffer(out_shape.pixels() * ldo);
+                first.back_into(mid, dw_all, (&mut x, ldo));
+                (BlockInput::Owned(x, ldo), out_shape, rest)
             }
             _ => {
                 let mut x = kernels::buffer(frames * one_out.values());
@@ -1095,12 +1141,14 @@ impl NhwcPpTsmV2 {
                     .for_each(|(f, out)| {
                         run_blocks(&self.stage3, BlockInput::Shifted(shifted(f)), one, out);
                     });
-                (x, Shape { frames, ..one_out }, &self.stage4[..])
+                let shape = Shape { frames, ..one_out };
+                (BlockInput::packed(x, shape), shape, &self.stage4[..])
             }
         };
-        for block in stage4 {
-            (x, shape) = block.forward(BlockInput::Owned(x), shape);
-        }
+        let shape_out = blocks_out_shape(stage4, shape);
+        let mut x = kernels::buffer(shape_out.values());
+        run_blocks(stage4, x_in, shape, &mut x);
+        let shape = shape_out;
         let pooled = kernels::channel_means(&x, shape);
         kernels::recycle(x);
         let mut shares = vec![0.0; shape.frames * self.feature_dim()];

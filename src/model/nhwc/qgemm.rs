@@ -293,11 +293,16 @@ impl QuantizedMatrix {
     /// `out[m, n] = act(dequantized (quantized x[m, k]) · W + b)`. Rows are split across
     /// rayon's current pool.
     pub fn apply(&self, x: &[f32], m: usize, act: Act, out: &mut [f32]) {
+        self.apply_rows(x, m, None, act, (out, self.n));
+    }
+
+    /// [`Self::apply`] into rows `ldo` values apart (`ldo >= n`; `out` holds `m * ldo`).
+    pub fn apply_strided(&self, x: &[f32], m: usize, act: Act, out: (&mut [f32], usize)) {
         self.apply_rows(x, m, None, act, out);
     }
 
-    /// [`Self::apply`] on `frames` frames of `pixels` rows each, whose input channels are
-    /// multiplied by their frame's `scales` `[frames, k]` (a squeeze-and-excitation's) as
+    /// [`Self::apply_strided`] on `frames` frames of `pixels` rows each, whose input channels
+    /// are multiplied by their frame's `scales` `[frames, k]` (a squeeze-and-excitation's) as
     /// they are quantized: the same bytes as scaling `x` in place first.
     pub fn apply_scaled(
         &self,
@@ -305,25 +310,32 @@ impl QuantizedMatrix {
         (frames, pixels): (usize, usize),
         scales: &[f32],
         act: Act,
-        out: &mut [f32],
+        (out, ldo): (&mut [f32], usize),
     ) {
-        assert!(scales.len() >= frames * self.k && out.len() >= frames * pixels * self.n);
+        assert!(scales.len() >= frames * self.k && out.len() >= frames * pixels * ldo);
         let frame_in = (pixels * self.k).max(1);
-        let frame_out = (pixels * self.n).max(1);
+        let frame_out = (pixels * ldo).max(1);
         for ((x, out), scales) in x[..frames * pixels * self.k]
             .chunks_exact(frame_in)
             .zip(out.chunks_exact_mut(frame_out))
             .zip(scales.chunks_exact(self.k))
         {
-            self.apply_rows(x, pixels, Some(scales), act, out);
+            self.apply_rows(x, pixels, Some(scales), act, (out, ldo));
         }
     }
 
-    fn apply_rows(&self, x: &[f32], m: usize, scales: Option<&[f32]>, act: Act, out: &mut [f32]) {
-        assert!(x.len() >= m * self.k && out.len() >= m * self.n);
+    fn apply_rows(
+        &self,
+        x: &[f32],
+        m: usize,
+        scales: Option<&[f32]>,
+        act: Act,
+        (out, ldo): (&mut [f32], usize),
+    ) {
+        assert!(x.len() >= m * self.k && ldo >= self.n && out.len() >= m * ldo);
         for_row_tiles(
             (x, self.k),
-            (out, self.n),
+            (out, ldo),
             m,
             (self.rows_per_tile(), self.simd.block().0),
             |x_tile, out_tile| {
@@ -332,21 +344,28 @@ impl QuantizedMatrix {
                     // Every byte is written by `quantize_scaled`: not cleared first.
                     rows.resize(x_tile.len() / self.k * self.k4, 0);
                     self.quantize_scaled(x_tile, scales, &mut rows);
-                    self.tile(&rows, out_tile, act);
+                    self.tile(&rows, (out_tile, ldo), act);
                 })
             },
         );
     }
 
-    /// `out[m, n]` from inputs already quantized by [`Self::quantize_into`] (`rows` `[m, k4]`).
-    pub fn apply_quantized(&self, rows: &[u8], m: usize, act: Act, out: &mut [f32]) {
-        assert!(rows.len() >= m * self.k4 && out.len() >= m * self.n);
+    /// `out[m, n]` (rows `ldo` values apart) from inputs already quantized by
+    /// [`Self::quantize_into`] (`rows` `[m, k4]`).
+    pub fn apply_quantized(
+        &self,
+        rows: &[u8],
+        m: usize,
+        act: Act,
+        (out, ldo): (&mut [f32], usize),
+    ) {
+        assert!(rows.len() >= m * self.k4 && ldo >= self.n && out.len() >= m * ldo);
         for_row_tiles(
             (rows, self.k4),
-            (out, self.n),
+            (out, ldo),
             m,
             (self.rows_per_tile(), self.simd.block().0),
-            |rows_tile, out_tile| self.tile(rows_tile, out_tile, act),
+            |rows_tile, out_tile| self.tile(rows_tile, (out_tile, ldo), act),
         );
     }
 
@@ -397,7 +416,7 @@ impl QuantizedMatrix {
         }
     }
 
-    fn tile(&self, rows: &[u8], out: &mut [f32], act: Act) {
+    fn tile(&self, rows: &[u8], out: (&mut [f32], usize), act: Act) {
         // `self.simd` is `qsimd()`'s answer (`new`) or, in this file's tests, one that
         // `available()` confirmed: the CPU has what it names.
         match self.simd {
@@ -524,7 +543,7 @@ unsafe fn quantize_avx512(row: &QuantizeRow, dst: &mut [u8]) -> usize {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vnni,avx2,fma")]
-unsafe fn tile_avx512_vnni(w: &QuantizedMatrix, rows: &[u8], out: &mut [f32], act: Act) {
+unsafe fn tile_avx512_vnni(w: &QuantizedMatrix, rows: &[u8], out: (&mut [f32], usize), act: Act) {
     tile::<6, 64>(w, rows, out, act, |block| {
         // SAFETY: this function only runs where AVX512-VNNI and AVX-512F are present (its
         // contract); `tile` built the block's pointers from slices long enough for 6 rows of
@@ -535,7 +554,7 @@ unsafe fn tile_avx512_vnni(w: &QuantizedMatrix, rows: &[u8], out: &mut [f32], ac
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avxvnni,avx2,fma")]
-unsafe fn tile_avx_vnni(w: &QuantizedMatrix, rows: &[u8], out: &mut [f32], act: Act) {
+unsafe fn tile_avx_vnni(w: &QuantizedMatrix, rows: &[u8], out: (&mut [f32], usize), act: Act) {
     tile::<6, 16>(w, rows, out, act, |block| {
         // SAFETY: as `tile_avx512_vnni`, with AVX-VNNI, 6 rows and 16-wide panels.
         unsafe { block_lanes::<QAvxVnni, 6, 2>(block) }
@@ -544,7 +563,7 @@ unsafe fn tile_avx_vnni(w: &QuantizedMatrix, rows: &[u8], out: &mut [f32], act: 
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile_avx2(w: &QuantizedMatrix, rows: &[u8], out: &mut [f32], act: Act) {
+unsafe fn tile_avx2(w: &QuantizedMatrix, rows: &[u8], out: (&mut [f32], usize), act: Act) {
     tile::<4, 16>(w, rows, out, act, |block| {
         // SAFETY: as `tile_avx512_vnni`, with AVX2, 4 rows and 16-wide panels.
         unsafe { block_lanes::<QAvx2, 4, 2>(block) }
@@ -572,13 +591,14 @@ struct Block<const MR: usize> {
 fn tile<const MR: usize, const NR: usize>(
     w: &QuantizedMatrix,
     rows: &[u8],
-    out: &mut [f32],
+    (out, ldo): (&mut [f32], usize),
     act: Act,
     kernel: impl Fn(&Block<MR>),
 ) {
     let (k4, n) = (w.k4, w.n);
     let m = rows.len() / k4;
-    assert!(out.len() >= m * n && w.panels.len() >= n.div_ceil(NR) * NR * k4);
+    assert!(ldo >= n && (m == 0 || out.len() >= (m - 1) * ldo + n));
+    assert!(w.panels.len() >= n.div_ceil(NR) * NR * k4);
     assert!(w.offset.len() >= n.div_ceil(NR) * NR && w.bias.len() == w.offset.len());
     let mut edge = [[0.0f32; NR]; MR];
     for col0 in (0..n).step_by(NR) {
@@ -600,17 +620,17 @@ fn tile<const MR: usize, const NR: usize>(
                 dequant: w.dequant[col0..col0 + NR].as_ptr(),
                 bias: w.bias[col0..col0 + NR].as_ptr(),
                 dst: if full {
-                    out[r0 * n + col0..].as_mut_ptr()
+                    out[r0 * ldo + col0..].as_mut_ptr()
                 } else {
                     edge.as_mut_ptr().cast::<f32>()
                 },
-                dst_stride: if full { n } else { NR },
+                dst_stride: if full { ldo } else { NR },
                 act,
             };
             kernel(&block);
             if !full {
                 for (r, values) in edge.iter().enumerate().take(valid) {
-                    out[(r0 + r) * n + col0..][..cols].copy_from_slice(&values[..cols]);
+                    out[(r0 + r) * ldo + col0..][..cols].copy_from_slice(&values[..cols]);
                 }
             }
         }
@@ -752,7 +772,7 @@ mod tests {
                     Some(kernel) => {
                         let mut rows = vec![0xa5u8; m * matrix.k4()];
                         matrix.quantize_into(&x, &mut rows);
-                        tile::<6, 64>(&matrix, &rows, &mut out, act, kernel);
+                        tile::<6, 64>(&matrix, &rows, (&mut out, n), act, kernel);
                     }
                     None => matrix.apply(&x, m, act, &mut out),
                 }
@@ -762,7 +782,7 @@ mod tests {
                     let mut rows = vec![0xa5u8; m * matrix.k4()];
                     matrix.quantize_into(&x, &mut rows);
                     let mut from_bytes = vec![f32::NAN; m * n];
-                    matrix.apply_quantized(&rows, m, act, &mut from_bytes);
+                    matrix.apply_quantized(&rows, m, act, (&mut from_bytes, n));
                     assert!(
                         from_bytes
                             .iter()
@@ -771,6 +791,21 @@ mod tests {
                         "{} {m}x{k}x{n} {act:?}: quantized first differs",
                         simd.name()
                     );
+                    // Rows further apart: the same values, the gaps untouched.
+                    let ldo = n + 3;
+                    let mut strided = vec![f32::NAN; m * ldo];
+                    matrix.apply_strided(&x, m, act, (&mut strided, ldo));
+                    for (row, wide) in out.chunks_exact(n).zip(strided.chunks_exact(ldo)) {
+                        assert!(
+                            row.iter()
+                                .zip(wide)
+                                .all(|(a, b)| a.to_bits() == b.to_bits())
+                        );
+                        assert!(
+                            wide[n..].iter().all(|v| v.is_nan()),
+                            "{m}x{k}x{n}: gap written"
+                        );
+                    }
                     // Scaled per frame as quantized (SE's scales) = scaled in place first.
                     let frames = if m % 2 == 0 { 2 } else { 1 };
                     let scales: Vec<f32> = (0..frames * k)
@@ -787,7 +822,9 @@ mod tests {
                         .collect();
                     let (mut first, mut as_quantized) = (vec![f32::NAN; m * n], vec![0.0; m * n]);
                     matrix.apply(&scaled, m, act, &mut first);
-                    matrix.apply_scaled(&x, (frames, m / frames), &scales, act, &mut as_quantized);
+                    let per_frame = (frames, m / frames);
+                    let out = (&mut as_quantized[..], n);
+                    matrix.apply_scaled(&x, per_frame, &scales, act, out);
                     assert!(
                         first
                             .iter()
