@@ -957,8 +957,16 @@ unsafe fn dw_row_strips<L: Lanes, const K: usize, const S: usize>(
         };
     }
     // Strips of 4, then 2, then 1 pixel. (Strips of 8 on AVX-512, which has the registers
-    // for their 16 accumulators, measured no faster on a Xeon with AVX-512.)
+    // for their 16 accumulators, measured no faster on a Xeon with AVX-512.) PP-TSMv2's 5x5
+    // rows of 14 and 7 pixels on AVX-512 go in strips of 7 (14 accumulators, 10 weights):
+    // 4% less depthwise time on an EPYC than 4 + 4 + 4 + 2 and 4 + 2 + 1.
     let mut ox = 0;
+    if L::N == 16 && K == 5 && S == 1 && ow.is_multiple_of(7) {
+        while ox + 7 <= ow {
+            run_strip!(ox, 7);
+            ox += 7;
+        }
+    }
     while ox + 4 <= ow {
         run_strip!(ox, 4);
         ox += 4;
