@@ -98,6 +98,23 @@ pub fn simd() -> Simd {
     })
 }
 
+/// The L1 data cache's size in bytes, as the C library reports it (32 KiB where it does not
+/// say). Read once per process.
+pub fn l1d_bytes() -> usize {
+    static SIZE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *SIZE.get_or_init(|| {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        {
+            // SAFETY: `sysconf` only reads a system value.
+            let size = unsafe { libc::sysconf(libc::_SC_LEVEL1_DCACHE_SIZE) };
+            if (16 * 1024..=1024 * 1024).contains(&size) {
+                return size as usize;
+            }
+        }
+        32 * 1024
+    })
+}
+
 fn cpu_simd() -> Simd {
     #[cfg(target_arch = "x86_64")]
     {
