@@ -433,6 +433,24 @@ pub(super) const TEST_SHAPES: [(usize, usize, usize); 7] = [
     (25, 16, 64),
 ];
 
+/// (tests) `strided` holds `packed`'s rows of `n` values `ldo` apart, bit for bit, and only
+/// NaN (untouched) in the gaps.
+#[cfg(test)]
+pub(super) fn assert_rows_apart(packed: &[f32], strided: &[f32], (n, ldo): (usize, usize)) {
+    for (i, (row, wide)) in packed
+        .chunks_exact(n)
+        .zip(strided.chunks_exact(ldo))
+        .enumerate()
+    {
+        let same = row
+            .iter()
+            .zip(wide)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "row {i} differs at {ldo} apart");
+        assert!(wide[n..].iter().all(|v| v.is_nan()), "row {i}: gap written");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -501,17 +519,7 @@ mod tests {
                     let ldo = n + 5;
                     let mut strided = vec![f32::NAN; m * ldo];
                     packed.apply_strided(&ops.0, m, act, (&mut strided, ldo));
-                    for (row, wide) in out.chunks_exact(n).zip(strided.chunks_exact(ldo)) {
-                        assert!(
-                            row.iter()
-                                .zip(wide)
-                                .all(|(a, b)| a.to_bits() == b.to_bits())
-                        );
-                        assert!(
-                            wide[n..].iter().all(|v| v.is_nan()),
-                            "{m}x{k}x{n}: gap written"
-                        );
-                    }
+                    assert_rows_apart(&out, &strided, (n, ldo));
                 }
             }
         }

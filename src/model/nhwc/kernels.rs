@@ -1302,6 +1302,22 @@ mod tests {
         }
     }
 
+    /// The depthwise row paths the tests compare: the CPU's, the reference, and 16 portable
+    /// lanes (the AVX-512 strips' geometry on any machine).
+    fn dw_paths() -> [(&'static str, DwPath); 3] {
+        [
+            ("detected", DwPath::detect()),
+            ("reference", DwPath::Reference),
+            (
+                "portable 16 lanes",
+                DwPath::Lanes {
+                    lanes: 16,
+                    row: dw_row_portable16,
+                },
+            ),
+        ]
+    }
+
     /// A shifted frame read in place from its neighbours gives the floats of the frame
     /// shifted first, bit for bit: at both strides, splits the row kernels' channel groups
     /// fit (read in place) or straddle (copied first), a neighbour missing at either end, and
@@ -1335,18 +1351,7 @@ mod tests {
                 };
                 let mut copy = vec![f32::NAN; one.values()];
                 shifted.write(c, &mut copy);
-                let paths = [
-                    ("detected", DwPath::detect()),
-                    ("reference", DwPath::Reference),
-                    (
-                        "portable 16 lanes",
-                        DwPath::Lanes {
-                            lanes: 16,
-                            row: dw_row_portable16,
-                        },
-                    ),
-                ];
-                for (name, path) in paths {
+                for (name, path) in dw_paths() {
                     let run = |input: DwInput| {
                         let mut out = vec![f32::NAN; o.values()];
                         depthwise_impl(input, one, &weights, (stride, Act::Relu), &mut out, path);
@@ -1402,19 +1407,8 @@ mod tests {
             // and ReLU6).
             let act = [Act::Relu, Act::Relu6, Act::Hardswish, Act::None][case % 4];
             let reference = depthwise_reference(&x, s, &wt, &b, k, stride, act);
-            let paths = [
-                ("detected", DwPath::detect()),
-                ("reference", DwPath::Reference),
-                (
-                    "portable 16 lanes",
-                    DwPath::Lanes {
-                        lanes: 16,
-                        row: dw_row_portable16,
-                    },
-                ),
-            ];
             let weights = DwWeights::new(wt.clone(), b.clone(), k);
-            for (name, path) in paths {
+            for (name, path) in dw_paths() {
                 let mut out = vec![f32::NAN; o.values()];
                 depthwise_impl(
                     DwInput::Frames(&x),
