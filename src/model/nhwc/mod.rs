@@ -599,15 +599,19 @@ impl Block {
     /// it: bytes for an int8 first 1x1 with no SE between (quantized a band at a time as the
     /// depthwise makes them); floats otherwise, with SE's per-frame scales kept apart where an
     /// int8 first 1x1 applies them as it quantizes (no pass that rescales them in place).
-    fn mid(&self, dw_shape: Shape) -> Mid {
+    fn mid(&self, dw_shape: Shape) -> Mid<'_> {
         let frames = dw_shape.frames;
         let frame_pixels = dw_shape.h * dw_shape.w;
         match (self.first_int8(), &self.excitation) {
-            (Some((_, int8)), None) => {
+            (Some(first), None) => {
                 // Every byte is written by `quantize_into`: the thread's buffer as it is.
                 let mut bytes = QUANTIZED_INPUT.take();
-                bytes.resize(dw_shape.pixels() * int8.k4(), 0);
-                Mid::Bytes { bytes, frames }
+                bytes.resize(dw_shape.pixels() * first.1.k4(), 0);
+                Mid::Bytes {
+                    bytes,
+                    frames,
+                    first,
+                }
             }
             (first, _) => Mid::Floats {
                 floats: kernels::buffer(dw_shape.values()),
@@ -627,10 +631,7 @@ impl Block {
         let dw = &self.depthwise;
         let dw_shape = dw.out_shape(shape);
         match slot {
-            MidSlot::Bytes(bytes) => {
-                let Some((_, int8)) = self.first_int8() else {
-                    unreachable!("byte slots are made for an int8 first 1x1");
-                };
+            MidSlot::Bytes(bytes, int8) => {
                 let k4 = int8.k4();
                 let band = QUANTIZED_BAND_FLOATS / (dw_shape.w * dw_shape.c).max(1);
                 kernels::depthwise_banded(
@@ -656,50 +657,63 @@ impl Block {
 
     /// The 1x1 convolutions on `mid` (the depthwise output of `dw_shape`) into `out`; returns
     /// the output's shape.
-    fn back_into(&self, mid: Mid, dw_shape: Shape, (out, ldo): (&mut [f32], usize)) -> Shape {
+    fn back_into(&self, mid: Mid<'_>, dw_shape: Shape, (out, ldo): (&mut [f32], usize)) -> Shape {
+        let pixels = dw_shape.pixels();
+        // The int8 first 1x1 (`pw`) writes into `out` where it is the last layer, else into
+        // a buffer for the rest.
+        let first_into = |pw: &Pointwise, out: &mut [f32], run: &dyn Fn(StridedOut<'_>)| {
+            let y_shape = pw.out_shape(dw_shape);
+            match self.pointwise.len() {
+                1 => {
+                    run((out, ldo));
+                    (Vec::new(), y_shape, &self.pointwise[1..])
+                }
+                _ => {
+                    let mut y = kernels::buffer(y_shape.values());
+                    run((&mut y, y_shape.c));
+                    (y, y_shape, &self.pointwise[1..])
+                }
+            }
+        };
         // The int8 first 1x1 from `mid`'s bytes or scaled floats, or `mid`'s floats as they
         // are; then the rest, the last into `out`.
-        let (mut y, mut y_shape, rest) = match (self.first_int8(), mid) {
-            (Some((pw, int8)), mid) => {
-                let rest = &self.pointwise[1..];
-                let y_shape = pw.out_shape(dw_shape);
-                let mut y = match rest.is_empty() {
-                    true => Vec::new(),
-                    false => kernels::buffer(y_shape.values()),
-                };
-                let dst = match rest.is_empty() {
-                    true => (&mut out[..], ldo),
-                    false => (&mut y[..], y_shape.c),
-                };
-                match mid {
-                    Mid::Bytes { bytes, .. } => {
-                        int8.apply_quantized(&bytes, dw_shape.pixels(), pw.act, dst);
-                        QUANTIZED_INPUT.set(bytes);
-                    }
-                    Mid::Floats {
-                        floats,
-                        scales,
-                        frames,
-                        frame_pixels,
-                    } => {
-                        match scales.is_empty() {
-                            true => int8.apply_strided(&floats, dw_shape.pixels(), pw.act, dst),
-                            false => {
-                                let frames = (frames, frame_pixels);
-                                int8.apply_scaled(&floats, frames, &scales, pw.act, dst)
-                            }
-                        }
-                        kernels::recycle(floats);
-                    }
-                }
-                (y, y_shape, rest)
+        let (mut y, mut y_shape, rest) = match mid {
+            Mid::Bytes {
+                bytes,
+                first: (pw, int8),
+                ..
+            } => {
+                let run =
+                    |dst: (&mut [f32], usize)| int8.apply_quantized(&bytes, pixels, pw.act, dst);
+                let first = first_into(pw, out, &run);
+                QUANTIZED_INPUT.set(bytes);
+                first
             }
-            (None, Mid::Floats { floats, .. }) => (floats, dw_shape, &self.pointwise[..]),
-            (None, Mid::Bytes { .. }) => unreachable!("bytes are made for an int8 first 1x1"),
+            Mid::Floats {
+                floats,
+                scales,
+                frames,
+                frame_pixels,
+            } => match self.first_int8() {
+                Some((pw, int8)) => {
+                    let run = |dst: StridedOut<'_>| match scales.is_empty() {
+                        true => int8.apply_strided(&floats, pixels, pw.act, dst),
+                        false => {
+                            let frames = (frames, frame_pixels);
+                            int8.apply_scaled(&floats, frames, &scales, pw.act, dst)
+                        }
+                    };
+                    let first = first_into(pw, out, &run);
+                    kernels::recycle(floats);
+                    first
+                }
+                None if self.pointwise.is_empty() => {
+                    copy_pixels((&floats, dw_shape.c), (out, ldo), dw_shape.c);
+                    (floats, dw_shape, &self.pointwise[..])
+                }
+                None => (floats, dw_shape, &self.pointwise[..]),
+            },
         };
-        if rest.is_empty() && self.first_int8().is_none() {
-            copy_pixels((&y, y_shape.c), (out, ldo), y_shape.c);
-        }
         for (i, pw) in rest.iter().enumerate() {
             let z_shape = pw.out_shape(y_shape);
             if i + 1 == rest.len() {
@@ -718,11 +732,18 @@ impl Block {
     }
 }
 
+/// Output rows and how many values apart they start.
+type StridedOut<'a> = (&'a mut [f32], usize);
+
 /// A block's depthwise output as its 1x1 convolutions take it (`Block::mid`), for `frames`
 /// frames of `frame_pixels` pixels.
-enum Mid {
-    /// Quantized for an int8 first 1x1: `[pixels, k4]`.
-    Bytes { bytes: Vec<u8>, frames: usize },
+enum Mid<'a> {
+    /// Quantized for the block's int8 first 1x1 (`first`): `[pixels, k4]`.
+    Bytes {
+        bytes: Vec<u8>,
+        frames: usize,
+        first: (&'a Pointwise, &'a QuantizedMatrix),
+    },
     /// Floats `[pixels, c]`, with SE's scales `[frames, c]` where the int8 first 1x1 applies
     /// them (else empty: SE, if any, has been applied).
     Floats {
@@ -735,15 +756,16 @@ enum Mid {
 
 /// One or more frames' part of a [`Mid`].
 enum MidSlot<'a> {
-    Bytes(&'a mut [u8]),
+    /// Bytes for this int8 layer.
+    Bytes(&'a mut [u8], &'a QuantizedMatrix),
     Floats(&'a mut [f32], &'a mut [f32]),
 }
 
-impl Mid {
+impl Mid<'_> {
     /// The whole buffer as one slot.
     fn slot(&mut self) -> MidSlot<'_> {
         match self {
-            Mid::Bytes { bytes, .. } => MidSlot::Bytes(bytes),
+            Mid::Bytes { bytes, first, .. } => MidSlot::Bytes(bytes, first.1),
             Mid::Floats { floats, scales, .. } => MidSlot::Floats(floats, scales),
         }
     }
@@ -751,11 +773,16 @@ impl Mid {
     /// One slot per frame.
     fn frame_slots(&mut self) -> Vec<MidSlot<'_>> {
         match self {
-            Mid::Bytes { bytes, frames, .. } => {
+            Mid::Bytes {
+                bytes,
+                frames,
+                first,
+            } => {
                 let per_frame = bytes.len() / (*frames).max(1);
+                let int8 = first.1;
                 bytes
                     .chunks_exact_mut(per_frame.max(1))
-                    .map(MidSlot::Bytes)
+                    .map(|frame| MidSlot::Bytes(frame, int8))
                     .collect()
             }
             Mid::Floats {
