@@ -189,24 +189,24 @@ unsafe fn tile_avx2(w: &PackedMatrix, x: &[f32], out: (&mut [f32], usize), act: 
 }
 
 /// `run` on tiles of about `rows_per_tile` rows of `x` `[m, k]` and their rows of `out`
-/// `[m, n]`, split across rayon's current pool where the product is large enough to pay for
+/// (`ldo` values apart), split across rayon's current pool where the product is large enough to pay for
 /// it (the float and the int8 matrix products). Split, the tiles are whole register blocks of
 /// `mr` rows, as many as a multiple of the pool's threads and within a block of each other's
 /// size, so that no thread is left with a large last tile (stage 4's 392 rows at 128 per tile
 /// were 128, 128, 128, 8: one thread of two did 256).
 pub(super) fn for_row_tiles<T: Sync>(
     (x, k): (&[T], usize),
-    (out, n): (&mut [f32], usize),
+    (out, ldo): (&mut [f32], usize),
     m: usize,
     (rows_per_tile, mr): (usize, usize),
     run: impl Fn(&[T], &mut [f32]) + Sync + Send,
 ) {
     let x = &x[..m * k];
-    let out = &mut out[..m * n];
+    let out = &mut out[..m * ldo];
     let run = |(x_tile, out_tile): (&[T], &mut [f32])| run(x_tile, out_tile);
-    if m * k * n < 1 << 18 {
+    if m * k * ldo < 1 << 18 {
         x.chunks(rows_per_tile * k)
-            .zip(out.chunks_mut(rows_per_tile * n))
+            .zip(out.chunks_mut(rows_per_tile * ldo))
             .for_each(run);
         return;
     }
@@ -221,7 +221,7 @@ pub(super) fn for_row_tiles<T: Sync>(
         let rows = ((t + 1) * blocks / tiles - t * blocks / tiles) * mr;
         let rows = rows.min(x_rest.len() / k);
         let (x_tile, x_next) = x_rest.split_at(rows * k);
-        let (out_tile, out_next) = std::mem::take(&mut out_rest).split_at_mut(rows * n);
+        let (out_tile, out_next) = std::mem::take(&mut out_rest).split_at_mut(rows * ldo);
         pieces.push((x_tile, out_tile));
         (x_rest, out_rest) = (x_next, out_next);
     }
@@ -435,6 +435,12 @@ pub(super) const TEST_SHAPES: [(usize, usize, usize); 7] = [
 
 /// (tests) `strided` holds `packed`'s rows of `n` values `ldo` apart, bit for bit, and only
 /// NaN (untouched) in the gaps.
+/// (tests) Whether two runs of floats are equal bit for bit, pairwise.
+#[cfg(test)]
+pub(super) fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits())
+}
+
 #[cfg(test)]
 pub(super) fn assert_rows_apart(packed: &[f32], strided: &[f32], (n, ldo): (usize, usize)) {
     for (i, (row, wide)) in packed
@@ -442,11 +448,7 @@ pub(super) fn assert_rows_apart(packed: &[f32], strided: &[f32], (n, ldo): (usiz
         .zip(strided.chunks_exact(ldo))
         .enumerate()
     {
-        let same = row
-            .iter()
-            .zip(wide)
-            .all(|(a, b)| a.to_bits() == b.to_bits());
-        assert!(same, "row {i} differs at {ldo} apart");
+        assert!(same_bits(row, wide), "row {i} differs at {ldo} apart");
         assert!(wide[n..].iter().all(|v| v.is_nan()), "row {i}: gap written");
     }
 }

@@ -517,9 +517,7 @@ pub fn depthwise_banded<O: Send>(
 /// frame's three sources, or a copy of it where the row function's channel groups would
 /// straddle the shift's channel ranges).
 struct DwPlan<'a> {
-    x: std::borrow::Cow<'a, [f32]>,
-    /// A shifted frame read in place (then `x` is empty), with zeros for a missing neighbour.
-    shifted: Option<(Shifted<'a>, Option<std::sync::Arc<Vec<f32>>>)>,
+    x: PlanInput<'a>,
     input: Shape,
     shape: Shape,
     pixel_stride: usize,
@@ -530,6 +528,13 @@ struct DwPlan<'a> {
     stride: usize,
     act: Act,
     path: DwPath,
+}
+
+/// What a [`DwPlan`] reads: frames (borrowed, or a copy it gives back to the buffer pool),
+/// or a shifted frame in place, with a shared frame of zeros for a missing neighbour.
+enum PlanInput<'a> {
+    Frames(std::borrow::Cow<'a, [f32]>),
+    Shifted(Shifted<'a>, Option<std::sync::Arc<Vec<f32>>>),
 }
 
 impl<'a> DwPlan<'a> {
@@ -548,42 +553,42 @@ impl<'a> DwPlan<'a> {
         );
         let wanted = pixel_stride_for(path, input.c, stride);
         let frame_len = input.h * input.w * input.c;
-        let (x, shifted, given) = match x {
+        // The row functions read any stride; an unpadded input is copied to the one wanted.
+        let padded = |x: std::borrow::Cow<'a, [f32]>| {
+            let copy = with_pixel_stride(&x[..input.values()], input.c, wanted);
+            if let std::borrow::Cow::Owned(x) = x {
+                recycle(x);
+            }
+            std::borrow::Cow::Owned(copy)
+        };
+        let (x, pixel_stride) = match x {
             DwInput::Shifted(s) if wanted == input.c && shift_fits(s.split, input.c, path) => {
                 assert!(input.frames == 1, "a shifted input is one frame");
                 let zero =
                     (s.previous.is_none() || s.next.is_none()).then(|| zero_frame(frame_len));
-                (
-                    std::borrow::Cow::Borrowed(&[][..]),
-                    Some((s, zero)),
-                    input.c,
-                )
+                (PlanInput::Shifted(s, zero), input.c)
             }
             DwInput::Shifted(s) => {
                 assert!(input.frames == 1, "a shifted input is one frame");
                 let mut copy = buffer(frame_len);
                 s.write(input.c, &mut copy);
-                (std::borrow::Cow::Owned(copy), None, input.c)
-            }
-            DwInput::Frames(x) => (std::borrow::Cow::Borrowed(x), None, input.c),
-            DwInput::Strided(x, given) => (std::borrow::Cow::Borrowed(x), None, given),
-        };
-        // The row functions read any stride; an unpadded input is copied to the one wanted.
-        let (x, pixel_stride) = match (given == input.c && wanted != given, x) {
-            (true, x) => {
-                let copy = with_pixel_stride(&x[..input.values()], input.c, wanted);
-                if let std::borrow::Cow::Owned(x) = x {
-                    recycle(x);
+                match wanted == input.c {
+                    true => (PlanInput::Frames(std::borrow::Cow::Owned(copy)), input.c),
+                    false => (PlanInput::Frames(padded(copy.into())), wanted),
                 }
-                (std::borrow::Cow::Owned(copy), wanted)
             }
-            (false, x) => (x, given),
+            DwInput::Strided(x, given) if given != input.c => (PlanInput::Frames(x.into()), given),
+            DwInput::Frames(x) | DwInput::Strided(x, _) if wanted != input.c => {
+                (PlanInput::Frames(padded(x.into())), wanted)
+            }
+            DwInput::Frames(x) | DwInput::Strided(x, _) => (PlanInput::Frames(x.into()), input.c),
         };
         assert!(pixel_stride >= input.c);
-        assert!(shifted.is_some() || x.len() >= input.pixels() * pixel_stride);
+        if let PlanInput::Frames(x) = &x {
+            assert!(x.len() >= input.pixels() * pixel_stride);
+        }
         Self {
             x,
-            shifted,
             input,
             shape,
             pixel_stride,
@@ -603,8 +608,8 @@ impl<'a> DwPlan<'a> {
         let frame_len = self.input.h * self.input.w * self.pixel_stride;
         let c = self.input.c;
         let (one, three);
-        let sources: &[(usize, &[f32])] = match &self.shifted {
-            Some((s, zero)) => {
+        let sources: &[(usize, &[f32])] = match &self.x {
+            PlanInput::Shifted(s, zero) => {
                 let zero = zero.as_deref().map_or(&[][..], |z| &z[..]);
                 three = [
                     (s.split.0, s.previous.unwrap_or(zero)),
@@ -613,8 +618,8 @@ impl<'a> DwPlan<'a> {
                 ];
                 &three
             }
-            None => {
-                one = [(c, &self.x[frame * frame_len..(frame + 1) * frame_len])];
+            PlanInput::Frames(x) => {
+                one = [(c, &x[frame * frame_len..(frame + 1) * frame_len])];
                 &one
             }
         };
@@ -640,7 +645,7 @@ impl<'a> DwPlan<'a> {
 
     /// The padded copy goes back to the buffer pool.
     fn finish(self) {
-        if let std::borrow::Cow::Owned(copy) = self.x {
+        if let PlanInput::Frames(std::borrow::Cow::Owned(copy)) = self.x {
             recycle(copy);
         }
     }
@@ -935,8 +940,9 @@ unsafe fn dw_row_strips<L: Lanes, const K: usize, const S: usize>(
             while c0 + 2 * n <= c {
                 // SAFETY: `L`'s features are this function's contract; c0 + 2 * n <= c keeps
                 // the strip's channels inside each pixel of its source (each a whole frame),
-                // `bias` and `grouped` (asserted above); its pixels end by ow (the loops below), its rows are `inside_taps`',
-                // and its columns lie in lo..hi unless `$checked` makes `strip` test them.
+                // `bias` and `grouped` (asserted above); its pixels end by ow (the loops
+                // below), its rows are `inside_taps`', and its columns lie in lo..hi unless
+                // `$checked` makes `strip` test them.
                 unsafe { strip::<L, K, S, $p, 2, $checked>(&strip_at(c0, $ox)) };
                 c0 += 2 * n;
             }
@@ -1172,6 +1178,7 @@ pub(crate) fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::nhwc::gemm::same_bits;
 
     /// Direct definition of a depthwise conv on NHWC, for comparison.
     fn depthwise_reference(
@@ -1360,10 +1367,7 @@ mod tests {
                     let (in_place, first) =
                         (run(DwInput::Shifted(shifted)), run(DwInput::Frames(&copy)));
                     assert!(
-                        in_place
-                            .iter()
-                            .zip(&first)
-                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        same_bits(&in_place, &first),
                         "k{k} s{stride} c{c} {split:?} {name} previous {} next {}",
                         previous.is_some(),
                         next.is_some()
@@ -1438,10 +1442,7 @@ mod tests {
             let input = DwInput::Strided(&strided_x, wide);
             depthwise(input, s, &weights, stride, act, &mut strided);
             assert!(
-                strided
-                    .iter()
-                    .zip(&whole)
-                    .all(|(a, w)| a.to_bits() == w.to_bits()),
+                same_bits(&strided, &whole),
                 "k{k} s{stride} pixels {wide} apart"
             );
             let row_len = o.w * c;
@@ -1457,13 +1458,7 @@ mod tests {
                     &mut banded,
                     copy,
                 );
-                assert!(
-                    banded
-                        .iter()
-                        .zip(&whole)
-                        .all(|(a, w)| a.to_bits() == w.to_bits()),
-                    "k{k} s{stride} bands of {band}"
-                );
+                assert!(same_bits(&banded, &whole), "k{k} s{stride} bands of {band}");
             }
         }
     }

@@ -708,6 +708,7 @@ fn reference(w: &QuantizedMatrix, layer: &QuantLayer, x: &[f32], m: usize, act: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::nhwc::gemm::same_bits;
 
     const SHAPES: [(usize, usize, usize); 7] = super::super::gemm::TEST_SHAPES;
 
@@ -784,10 +785,7 @@ mod tests {
                     let mut from_bytes = vec![f32::NAN; m * n];
                     matrix.apply_quantized(&rows, m, act, (&mut from_bytes, n));
                     assert!(
-                        from_bytes
-                            .iter()
-                            .zip(&out)
-                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        same_bits(&from_bytes, &out),
                         "{} {m}x{k}x{n} {act:?}: quantized first differs",
                         simd.name()
                     );
@@ -816,10 +814,7 @@ mod tests {
                     let out = (&mut as_quantized[..], n);
                     matrix.apply_scaled(&x, per_frame, &scales, act, out);
                     assert!(
-                        first
-                            .iter()
-                            .zip(&as_quantized)
-                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        same_bits(&first, &as_quantized),
                         "{} {m}x{k}x{n} {act:?}: scaled as quantized differs",
                         simd.name()
                     );
